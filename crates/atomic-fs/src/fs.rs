@@ -1,0 +1,130 @@
+//! The file-system seam: every call an operation makes goes through [`FileSystem`].
+//!
+//! [`RealFs`] is the operating system. Tests wrap it to fail the N-th call of a step, record
+//! the order of calls, or skip a sync on purpose (a mutant the crash tests must catch).
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::sys;
+
+/// The file-system calls this crate makes, one method per step.
+///
+/// Every method has a default that performs the real call, so a wrapper overrides only what it
+/// wants to observe or break. The `path` arguments name the file a handle belongs to, so a
+/// wrapper can tell a temp file from a target.
+pub trait FileSystem: fmt::Debug + Send + Sync {
+    /// `lstat`: metadata of `path` without following a final symlink.
+    fn symlink_metadata(&self, path: &Path) -> io::Result<fs::Metadata> {
+        fs::symlink_metadata(path)
+    }
+
+    /// Reads the target of the symlink at `path`.
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        fs::read_link(path)
+    }
+
+    /// Creates one directory with `mode`.
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        sys::create_dir(path, mode)
+    }
+
+    /// Creates `path` exclusively (`O_CREAT | O_EXCL`), never following a symlink.
+    fn create_new(&self, path: &Path, mode: u32) -> io::Result<File> {
+        sys::create_new(path, mode)
+    }
+
+    /// Opens `path` for appending (`O_APPEND`), creating it with `mode` if `create`.
+    fn open_append(&self, path: &Path, mode: u32, create: bool) -> io::Result<File> {
+        sys::open_append(path, mode, create)
+    }
+
+    /// One `write(2)` call; it may write fewer bytes than given.
+    fn write(&self, file: &mut File, path: &Path, buf: &[u8]) -> io::Result<usize> {
+        let _ = path;
+        file.write(buf)
+    }
+
+    /// Sets the permission bits of an open file.
+    fn set_mode(&self, file: &File, path: &Path, mode: u32) -> io::Result<()> {
+        let _ = path;
+        sys::set_mode(file, mode)
+    }
+
+    /// Gives the open file the owner of `like`, where permitted.
+    fn copy_owner(&self, file: &File, path: &Path, like: &fs::Metadata) -> io::Result<()> {
+        let _ = path;
+        sys::copy_owner(file, like)
+    }
+
+    /// `fsync`: flushes data and metadata of an open file.
+    fn sync_all(&self, file: &File, path: &Path) -> io::Result<()> {
+        let _ = path;
+        file.sync_all()
+    }
+
+    /// `fdatasync`: flushes the data (and the size) of an open file.
+    fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
+        let _ = path;
+        file.sync_data()
+    }
+
+    /// Renames `from` over `to` (atomic on the same file system).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    /// Flushes the entries of directory `dir`.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        sys::sync_dir(dir)
+    }
+
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    /// Truncates an open file to `len` bytes.
+    fn set_len(&self, file: &File, path: &Path, len: u64) -> io::Result<()> {
+        let _ = path;
+        file.set_len(len)
+    }
+}
+
+/// The operating system's file system, with no seams.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+impl FileSystem for RealFs {}
+
+/// The shared real file system, so default writers allocate nothing.
+pub(crate) fn real() -> Arc<dyn FileSystem> {
+    static REAL: std::sync::OnceLock<Arc<dyn FileSystem>> = std::sync::OnceLock::new();
+    REAL.get_or_init(|| Arc::new(RealFs)).clone()
+}
+
+/// Writes all of `buf` through `fs`, looping over short writes.
+pub(crate) fn write_all(
+    fs: &dyn FileSystem,
+    file: &mut File,
+    path: &Path,
+    mut buf: &[u8],
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match fs.write(file, path, buf) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the file system accepted no more bytes",
+                ));
+            }
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! The `sessionkit` command line tool (being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Placeholder while the torture harness is written.
