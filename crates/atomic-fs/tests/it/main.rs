@@ -1,0 +1,3 @@
+//! Integration tests of sessionkit-atomic-fs (one test binary; topics are modules).
+
+mod util;
