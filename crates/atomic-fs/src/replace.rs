@@ -268,12 +268,10 @@ impl AtomicWriter {
             fs.copy_owner(&file, &pending.temp, existing)
                 .map_err(|e| pending.fail(Step::SetPermissions, e))?;
         }
-        if durable {
-            if let Err(e) = fs.sync_all(&file, &pending.temp) {
-                let subject = pending.temp.clone();
-                pending.discard_quietly();
-                return Err(ctx.sync(Step::SyncTemp, &subject, false, e));
-            }
+        if durable && let Err(e) = fs.sync_all(&file, &pending.temp) {
+            let subject = pending.temp.clone();
+            pending.discard_quietly();
+            return Err(ctx.sync(Step::SyncTemp, &subject, false, e));
         }
         drop(file);
         Ok(pending)
