@@ -1,1 +1,46 @@
-//! Facade (being written).
+//! Safe, fast per-session state on local disk, for agent gateways, bots and job runners.
+//!
+//! Services like these keep an append-only transcript per session and one registry of all
+//! sessions, and several processes touch them at once. `sessionkit` is the persistence layer
+//! for that: writes that are atomic (and durable when asked), and, as the workspace grows, a
+//! cross-process write lock that survives crashes and hung holders, a stale-lock sweeper, and a
+//! session registry whose maintenance never stalls an async runtime.
+//!
+//! This crate is a facade: documentation and re-exports, no logic. Each part is its own crate
+//! and can be used alone:
+//!
+//! - [`atomic_fs`] (`sessionkit-atomic-fs`): atomic and durable file replacement, JSON and
+//!   JSONL records with torn-tail repair, and orphan temp-file cleanup.
+//!
+//! # Features
+//!
+//! - `tokio` (on by default): async entry points that run each whole blocking operation on one
+//!   `spawn_blocking` call, so no async worker ever waits on the disk.
+//!
+//! # Platform behavior
+//!
+//! Linux is the tested platform. Other platforms compile but make no durability claim yet.
+//!
+//! # Example
+//!
+//! ```
+//! use sessionkit::atomic_fs::{self, Durability, AtomicWriter};
+//! # fn main() -> Result<(), atomic_fs::Error> {
+//! # let dir = std::env::temp_dir().join(format!("sk-doc-facade-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! // Durable by default: once this returns, the file survives a power loss.
+//! atomic_fs::write(dir.join("sessions.json"), b"{}")?;
+//!
+//! // Say plainly when durability is not needed; the write stays atomic.
+//! AtomicWriter::new()
+//!     .durability(Durability::AtomicOnly)
+//!     .write(dir.join("cache.json"), b"{}")?;
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+#[doc(inline)]
+pub use sessionkit_atomic_fs as atomic_fs;
