@@ -181,7 +181,8 @@ impl Ci<'_> {
         self.tee_command(command)
     }
 
-    /// Runs `command`, copying its stdout to ours line by line and keeping the `SKIP:` lines.
+    /// Runs `command`, copying its stdout and stderr to ours line by line and keeping the
+    /// `SKIP:` lines of both (nextest reports a test's captured output on stderr).
     fn tee_command(&mut self, mut command: Command) -> Result<(), String> {
         // Described before the colour setting is added, which would only clutter every line.
         let shown = cmd::describe(&command);
@@ -191,12 +192,30 @@ impl Ci<'_> {
         }
         let mut child = command
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|err| format!("failed to start `{shown}`: {err}"))?;
-        let copied = match child.stdout.take() {
+        // Stderr is drained on its own thread so a child that fills one pipe never blocks.
+        let stderr_copier = child.stderr.take().map(|stderr| {
+            std::thread::spawn(move || {
+                let mut skips = Vec::new();
+                let copied = copy_lines(stderr, &mut io::stderr(), &mut skips);
+                (copied, skips)
+            })
+        });
+        let mut copied = match child.stdout.take() {
             Some(stdout) => copy_lines(stdout, &mut io::stdout(), &mut self.skip_lines),
             None => Ok(()),
         };
+        if let Some(handle) = stderr_copier {
+            match handle.join() {
+                Ok((stderr_copied, skips)) => {
+                    self.skip_lines.extend(skips);
+                    copied = copied.and(stderr_copied);
+                }
+                Err(_) => copied = Err(io::Error::other("the stderr copier panicked")),
+            }
+        }
         if copied.is_err() {
             // Nobody reads the pipe any more, so a child still writing would block forever; the error below says why.
             let _ = child.kill();
@@ -213,7 +232,8 @@ impl Ci<'_> {
     }
 }
 
-/// Copies `input` to `output` a line at a time and appends each line starting with `SKIP:` to `skip_lines`.
+/// Copies `input` to `output` a line at a time and appends each new line starting with `SKIP:`
+/// (after leading blanks) to `skip_lines`; the same skip reported twice is kept once.
 ///
 /// Only a read error is returned.
 /// If `output` fails, copying stops but reading goes on, so the child never dies of a broken pipe because of us.
@@ -237,8 +257,11 @@ fn copy_lines(
                 .and_then(|()| output.flush())
                 .is_ok();
         }
-        if line.starts_with(b"SKIP:") {
-            skip_lines.push(String::from_utf8_lossy(&line).trim_end().to_owned());
+        // Test runners indent captured output, so leading blanks are ignored.
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        if text.starts_with("SKIP:") && !skip_lines.iter().any(|seen| seen == text) {
+            skip_lines.push(text.to_owned());
         }
     }
 }
@@ -320,7 +343,11 @@ mod tests {
         assert_eq!(output, input.as_bytes());
         assert_eq!(
             skips,
-            ["SKIP: O_DIRECT is not supported here", "SKIP: no newline"]
+            [
+                "SKIP: O_DIRECT is not supported here",
+                "SKIP: indented",
+                "SKIP: no newline"
+            ]
         );
     }
 

@@ -1,3 +1,11 @@
 //! Integration tests of sessionkit-atomic-fs (one test binary; topics are modules).
 
+mod faults;
+mod json;
+mod jsonl;
+mod kernel;
+mod orphans;
+mod props;
+mod replace;
+mod tokio;
 mod util;

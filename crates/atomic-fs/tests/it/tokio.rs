@@ -1,0 +1,138 @@
+//! The tokio entry points: work runs on blocking threads, and a dropped future still finishes.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use sessionkit_atomic_fs::{AtomicWriter, FileSystem, RealFs, RecordAppender};
+
+use crate::util::{RecordingFs, Scratch};
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_file_system_call_runs_off_the_runtime_thread() {
+    let dir = Scratch::new("tokio-thread");
+    let rec = Arc::new(RecordingFs::default());
+    let runtime_thread = std::thread::current().id();
+    let mut writer = AtomicWriter::new();
+    writer.file_system(rec.clone());
+    writer
+        .write_async(dir.join("t"), b"x".to_vec())
+        .await
+        .unwrap();
+    writer
+        .write_json_async(dir.join("j"), &serde_json::json!({"a": 1}))
+        .await
+        .unwrap();
+    let mut appender = RecordAppender::new();
+    appender.sync(true).file_system(rec.clone());
+    appender
+        .append_async(dir.join("l.jsonl"), b"{}".to_vec())
+        .await
+        .unwrap();
+    let threads = rec.threads();
+    assert_eq!(threads.len(), 6 + 6 + 5, "{:?}", rec.calls());
+    assert_eq!(
+        threads.iter().filter(|t| **t == runtime_thread).count(),
+        0,
+        "no call on the async worker"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn free_functions_round_trip() {
+    let dir = Scratch::new("tokio-free");
+    use sessionkit_atomic_fs::tokio as afs;
+    afs::write_json(dir.join("a.json"), &serde_json::json!({"k": [1, 2]}))
+        .await
+        .unwrap();
+    let v: serde_json::Value = afs::read_json(dir.join("a.json")).await.unwrap();
+    assert_eq!(v["k"][1], 2);
+    afs::append_record(dir.join("l.jsonl"), b"{}".to_vec())
+        .await
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("l.jsonl"))
+        .unwrap();
+    let recs = afs::read_records_from(dir.join("l.jsonl"), 0)
+        .await
+        .unwrap();
+    assert_eq!(recs.records.len(), 1);
+    let typed = afs::read_jsonl::<serde_json::Value>(dir.join("l.jsonl"))
+        .await
+        .unwrap();
+    assert_eq!(typed.values.len(), 1);
+    let repair = afs::repair_torn_tail(
+        dir.join("l.jsonl"),
+        sessionkit_atomic_fs::Durability::Durable,
+    )
+    .await
+    .unwrap();
+    assert_eq!(repair.removed, 0);
+    let report = afs::remove_orphan_temps(dir.path(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(report.removed.is_empty());
+    assert!(
+        afs::read_json::<serde_json::Value>(dir.join("none"))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+}
+
+/// Blocks the write step until the test lets it go.
+#[derive(Debug)]
+struct Gate(Arc<Barrier>, Arc<Barrier>);
+
+impl FileSystem for Gate {
+    fn write(&self, file: &mut File, path: &Path, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.wait();
+        self.1.wait();
+        RealFs.write(file, path, buf)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_future_still_completes_the_write_whole() {
+    let dir = Scratch::new("tokio-cancel");
+    let target = dir.join("t");
+    std::fs::write(&target, b"old").unwrap();
+    let (entered, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let mut writer = AtomicWriter::new();
+    writer.file_system(Arc::new(Gate(entered.clone(), release.clone())));
+    let task = tokio::spawn({
+        let target = target.clone();
+        async move { writer.write_async(target, vec![9u8; 100_000]).await }
+    });
+    // Wait until the blocking task is inside the write, then cancel the caller.
+    tokio::task::spawn_blocking(move || entered.wait())
+        .await
+        .unwrap();
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"old",
+        "not replaced while the write is held"
+    );
+    tokio::task::spawn_blocking(move || release.wait())
+        .await
+        .unwrap();
+    // The blocking task finishes on its own; poll the file without timing assertions.
+    for _ in 0..10_000 {
+        if std::fs::read(&target).unwrap() != b"old" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), vec![9u8; 100_000]);
+    for _ in 0..10_000 {
+        if dir.names() == ["t"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(dir.names(), ["t"]);
+}
