@@ -109,3 +109,8 @@ pub use crate::temp::{
 pub fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
     sys::identity(meta)
 }
+
+// The README's examples compile as doc tests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -44,3 +44,8 @@
 
 #[doc(inline)]
 pub use sessionkit_atomic_fs as atomic_fs;
+
+// The workspace README's examples compile as doc tests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,42 @@
+//! The command line grammar, parsed by clap.
+//!
+//! Each command's arguments live beside its code in [`crate::cmd`]; this file only lists the
+//! commands, so adding one is a new module plus one variant here.
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd::append::AppendArgs;
+use crate::cmd::write::WriteArgs;
+
+/// Atomic file writes and JSONL appends for sessionkit state on disk.
+///
+/// Exit status: 0 success, 2 usage error, 65 bad input data, 74 I/O error, 75 temporary
+/// failure. See docs/cli.md for details.
+#[derive(Debug, Parser)]
+#[command(name = "sessionkit", version)]
+pub(crate) struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The commands `sessionkit` knows.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Replace a file atomically with the bytes of standard input.
+    Write(WriteArgs),
+    /// Append standard input to a JSONL file as one record.
+    Append(AppendArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        // Clap checks its own invariants (duplicate flags, bad defaults) only in this call.
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,16 @@
+//! Integration tests of the `sessionkit` binary (one test binary; topics are modules).
+//!
+//! Every test runs the built binary as a user would, with its own temp directory.
+
+/// `sessionkit append`: records, newline handling and failures.
+mod append;
+/// Parsing, help, version and usage errors.
+mod cli;
+/// Real system calls counted under strace.
+mod syscalls;
+/// Unix-only behaviour: file modes, symlinks and unreadable standard input.
+mod unix;
+/// Running the binary and checking its error messages.
+mod util;
+/// `sessionkit write`: contents, options and failures.
+mod write;
