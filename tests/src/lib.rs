@@ -1,1 +1,21 @@
-//! Placeholder while the torture harness is written.
+//! Crash and power-loss torture harnesses for sessionkit, shared by the `sessionkit-torture`
+//! binary and the integration tests.
+//!
+//! - [`kill9`]: SIGKILL a writer process at random moments and check the target is always
+//!   byte-exactly an old or a new version, with no temp file left after cleanup (plan R5).
+//! - [`power`]: kill a durable writer on an ext4 loop image, copy the image, replay the journal
+//!   and check that no acknowledged write was lost or corrupted (plan R6, §B.2).
+//! - [`child`]: the writer process both harnesses spawn (the binary's `child-writer` role).
+//! - [`payload`]: recognisable payloads and their checkers.
+//!
+//! Every run derives its randomness from one printed seed ([`rng`]), so a failure can be
+//! replayed with `--seed`.
+
+pub mod child;
+pub mod cli;
+pub mod kill9;
+pub mod payload;
+pub mod power;
+pub mod process;
+pub mod rng;
+pub mod scratch;

@@ -1,0 +1,184 @@
+//! Spawning a `child-writer`, reading its acks on a thread, and killing it with SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::child::ChildArgs;
+
+/// The signal number of SIGKILL on Linux.
+const SIGKILL: i32 = 9;
+
+/// How long a child may take to print `ready`; far above any real start-up time.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a child printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    Ready,
+    Ack(u64),
+    Garbage,
+}
+
+/// A running `child-writer`. Dropping it kills and reaps the child, so no writer outlives a
+/// failed harness (or keeps a loop mount busy).
+#[derive(Debug)]
+pub struct WriterProcess {
+    child: Option<Child>,
+    events: Receiver<Event>,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// The acks a killed child printed, in order.
+#[derive(Clone, Debug, Default)]
+pub struct Reaped {
+    /// Every `ack <n>` value, in the order printed.
+    pub acks: Vec<u64>,
+}
+
+impl Reaped {
+    /// The last acknowledged value, if any write was acknowledged.
+    pub fn last(&self) -> Option<u64> {
+        self.acks.last().copied()
+    }
+
+    /// Checks the acks run `first, first + 1, ...` with no gap, as the child prints them.
+    ///
+    /// # Errors
+    ///
+    /// A message describing the first out-of-order ack.
+    pub fn check_consecutive(&self, first: u64) -> Result<(), String> {
+        for (i, &ack) in self.acks.iter().enumerate() {
+            let expected = first + i as u64;
+            if ack != expected {
+                return Err(format!("child acked {ack} where {expected} was expected"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WriterProcess {
+    /// Starts `exe child-writer <args>` with stdout piped to a reader thread.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the process cannot be started.
+    pub fn spawn(exe: &Path, args: &ChildArgs) -> Result<WriterProcess, String> {
+        let mut child = Command::new(exe)
+            .arg("child-writer")
+            .args(args.to_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+        let stdout = child.stdout.take().ok_or("child has no stdout pipe")?;
+        let (tx, events) = mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name("ack-reader".into())
+            .spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match reader.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    // A line without its newline is an ack the child never finished printing;
+                    // ignoring it only makes the verdict more lenient, never wrong.
+                    let Some(text) = line.strip_suffix(b"\n") else {
+                        break;
+                    };
+                    if tx.send(parse_event(text)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the ack reader: {e}"))?;
+        Ok(WriterProcess {
+            child: Some(child),
+            events,
+            reader: Some(reader),
+        })
+    }
+
+    /// Waits until the child prints `ready`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the child exits, prints something else first, or takes far too long.
+    pub fn wait_ready(&mut self) -> Result<(), String> {
+        match self.events.recv_timeout(READY_TIMEOUT) {
+            Ok(Event::Ready) => Ok(()),
+            Ok(other) => Err(format!("child printed {other:?} before ready")),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(format!("child printed nothing within {READY_TIMEOUT:?}"))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.as_mut().and_then(|c| c.wait().ok());
+                Err(format!("child exited before ready ({status:?})"))
+            }
+        }
+    }
+
+    /// Sends SIGKILL, reaps the child and returns every ack it printed.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the child had already exited on its own (a write error, reported on stderr),
+    /// or printed something that is not an ack.
+    pub fn kill_and_reap(mut self) -> Result<Reaped, String> {
+        let mut child = self.child.take().ok_or("child already reaped")?;
+        child
+            .kill()
+            .map_err(|e| format!("cannot kill child {}: {e}", child.id()))?;
+        let status = child
+            .wait()
+            .map_err(|e| format!("cannot reap child {}: {e}", child.id()))?;
+        if let Some(reader) = self.reader.take() {
+            // The pipe reaches end-of-file once the child is dead, so this cannot hang.
+            reader
+                .join()
+                .map_err(|_| "the ack reader panicked".to_string())?;
+        }
+        let mut reaped = Reaped::default();
+        for event in self.events.try_iter() {
+            match event {
+                Event::Ack(n) => reaped.acks.push(n),
+                other => return Err(format!("child printed {other:?} after ready")),
+            }
+        }
+        if status.signal() != Some(SIGKILL) {
+            return Err(format!(
+                "child exited on its own ({status}) instead of being killed; see its stderr"
+            ));
+        }
+        Ok(reaped)
+    }
+}
+
+impl Drop for WriterProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn parse_event(text: &[u8]) -> Event {
+    if text == b"ready" {
+        return Event::Ready;
+    }
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.strip_prefix("ack "))
+        .and_then(|n| n.parse().ok())
+        .map_or(Event::Garbage, Event::Ack)
+}
