@@ -70,8 +70,8 @@ pub fn is_temp_file_name(name: &OsStr) -> bool {
         && !target.is_empty()
 }
 
-/// 64 random-enough bits for unique names: SipHash keyed per process by the standard library's
-/// random keys, over a counter and the clock. Uniqueness is also enforced by `O_EXCL`.
+/// 64 random-enough bits for unique names: SipHash keyed by the standard library's random
+/// per-thread keys, over a counter and the clock. Uniqueness is also enforced by `O_EXCL`.
 fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = RandomState::new().build_hasher();
@@ -80,7 +80,6 @@ fn random_u64() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
     hasher.finish()
 }
 

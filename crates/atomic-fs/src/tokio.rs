@@ -5,12 +5,22 @@
 //! [`spawn_blocking`](::tokio::task::spawn_blocking). An async worker thread never waits on the
 //! disk.
 //!
+//! # How many at once
+//!
+//! At most [`blocking_limit`] operations of this module run on the blocking pool at once; the
+//! others wait for a slot asynchronously, first come first served. Without a cap, 64 tasks
+//! writing at once become 64 threads each spending kernel CPU on its write, and on a 2-core
+//! machine they crowd out the async workers: the benchmark's 1 ms ticker ran up to 15 ms late
+//! that way, and at its idle baseline with 8 writes in flight (`docs/benchmarks.md`). By
+//! default the cap is four per CPU; [`set_blocking_limit`] changes it.
+//!
 //! # Cancellation
 //!
-//! Dropping the future does **not** stop the operation: once started, it runs to the end on
-//! its blocking thread and completes or fails whole. A replace is still all-or-nothing, and an
-//! append still writes its whole record or nothing new. Only the result is lost. If the runtime
-//! shuts down before the task starts, the call returns [`Error::Cancelled`].
+//! Dropping the future while it waits for a slot means the operation never starts. Once it has
+//! started, dropping the future does **not** stop it: it runs to the end on its blocking thread
+//! and completes or fails whole. A replace is still all-or-nothing, and an append still writes
+//! its whole record or nothing new; only the result is lost. If the runtime shuts down before
+//! the task starts, the call returns [`Error::Cancelled`].
 //!
 //! # Example
 //!
@@ -29,7 +39,10 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
+
+use ::tokio::sync::Semaphore;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -39,13 +52,58 @@ use crate::{
     Appended, AtomicWriter, Durability, JsonlRecords, OrphanReport, RecordAppender, Records, Repair,
 };
 
-/// Runs `f` on the blocking pool; a panic inside is resumed here, a cancellation is an error.
+/// The current cap and the semaphore that enforces it.
+fn slots() -> &'static RwLock<(usize, Arc<Semaphore>)> {
+    static SLOTS: OnceLock<RwLock<(usize, Arc<Semaphore>)>> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let limit = default_blocking_limit();
+        RwLock::new((limit, Arc::new(Semaphore::new(limit))))
+    })
+}
+
+/// The default cap on operations running at once: four per CPU (at least four).
+pub fn default_blocking_limit() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) * 4
+}
+
+/// How many operations of this module may run on the blocking pool at once.
+///
+/// By default, [`default_blocking_limit`].
+pub fn blocking_limit() -> usize {
+    slots().read().unwrap_or_else(|e| e.into_inner()).0
+}
+
+/// Sets how many operations of this module may run on the blocking pool at once (at least 1).
+///
+/// Operations that start afterwards use the new cap; those already running or waiting keep
+/// the slot they have or wait for, so for a moment the old and the new cap both apply.
+pub fn set_blocking_limit(limit: usize) {
+    let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+    *slots().write().unwrap_or_else(|e| e.into_inner()) = (limit, Arc::new(Semaphore::new(limit)));
+}
+
+/// Runs `f` on the blocking pool once a slot is free; a panic inside is resumed here, a
+/// cancellation is an error.
 async fn blocking<T, F>(op: Operation, path: &Path, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
-    match ::tokio::task::spawn_blocking(f).await {
+    let semaphore = slots().read().unwrap_or_else(|e| e.into_inner()).1.clone();
+    let Ok(permit) = semaphore.acquire_owned().await else {
+        // Never closed; treat it like a runtime that stopped before the task could start.
+        return Err(Error::Cancelled {
+            op,
+            path: path.to_path_buf(),
+        });
+    };
+    // The permit moves into the closure, so the slot stays taken until the work itself ends,
+    // even if this future is dropped meanwhile.
+    let task = move || {
+        let _permit = permit;
+        f()
+    };
+    match ::tokio::task::spawn_blocking(task).await {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(Error::Cancelled {

@@ -136,3 +136,86 @@ async fn a_dropped_future_still_completes_the_write_whole() {
     }
     assert_eq!(dir.names(), ["t"]);
 }
+
+/// Counts how many writes are inside the file system at once, and holds them until released.
+#[derive(Debug, Default)]
+struct Turnstile {
+    inside: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Turnstile {
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+/// Opens the turnstile when the test ends, pass or fail, so held writes never hang it.
+struct OpenOnDrop(Arc<Turnstile>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+impl FileSystem for Turnstile {
+    fn write(&self, file: &mut File, path: &Path, buf: &[u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.inside.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+        drop(open);
+        self.inside.fetch_sub(1, SeqCst);
+        RealFs.write(file, path, buf)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_the_blocking_limit_runs_at_once() {
+    use sessionkit_atomic_fs::tokio::{blocking_limit, default_blocking_limit, set_blocking_limit};
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(blocking_limit(), default_blocking_limit());
+    set_blocking_limit(2);
+    let dir = Scratch::new("tokio-limit");
+    let gate = Arc::new(Turnstile::default());
+    let _open_on_drop = OpenOnDrop(gate.clone());
+    let mut writer = AtomicWriter::new();
+    writer.file_system(gate.clone());
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let writer = writer.clone();
+            let target = dir.join(&format!("t{i}"));
+            tokio::spawn(async move { writer.write_async(target, b"x".to_vec()).await })
+        })
+        .collect();
+    // Wait (bounded, no timing assertion) until the cap is reached, then give the others
+    // plenty of chances to get in if the cap did not hold.
+    for _ in 0..10_000 {
+        if gate.inside.load(SeqCst) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(gate.inside.load(SeqCst), 2);
+    gate.open();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        gate.most.load(SeqCst),
+        2,
+        "never more than the limit inside"
+    );
+    assert_eq!(dir.names().len(), 6);
+    set_blocking_limit(default_blocking_limit());
+}

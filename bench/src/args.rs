@@ -1,0 +1,147 @@
+//! The command line, parsed by hand with std.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// The usage text printed by `--help` and after a bad argument.
+pub const USAGE: &str = "\
+usage: sessionkit-bench <atomic|all> [--quick] [--iters N] [--dir PATH]
+
+suites:
+  atomic       atomic whole-file writes side by side, then the tokio stall probe
+  all          every suite (today the same as atomic)
+
+options:
+  --quick      the smoke run: few iterations, well under a minute
+  --iters N    writes per thread per implementation in every cell (overrides the mode's counts)
+  --dir PATH   run in a fresh temp dir inside PATH instead of the system temp dir
+";
+
+/// Which suite to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Suite {
+    Atomic,
+    All,
+}
+
+/// A parsed command line that asks for a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    pub(crate) suite: Suite,
+    pub(crate) quick: bool,
+    pub(crate) iters: Option<usize>,
+    pub(crate) dir: Option<PathBuf>,
+}
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Parsed {
+    Run(Options),
+    Help,
+}
+
+/// Parses the arguments after the program name; an error is a message to show with the usage.
+pub(crate) fn parse(args: &[OsString]) -> Result<Parsed, String> {
+    let mut suite = None;
+    let mut quick = false;
+    let mut iters = None;
+    let mut dir = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let Some(word) = arg.to_str() else {
+            return Err(format!("unexpected argument `{}`", arg.to_string_lossy()));
+        };
+        match word {
+            "-h" | "--help" | "help" => return Ok(Parsed::Help),
+            "--quick" => quick = true,
+            "--iters" => {
+                let value = rest.next().ok_or("--iters needs a number")?;
+                let n = value
+                    .to_str()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        format!(
+                            "--iters needs a positive number, not `{}`",
+                            value.to_string_lossy()
+                        )
+                    })?;
+                iters = Some(n);
+            }
+            "--dir" => {
+                let value = rest.next().ok_or("--dir needs a path")?;
+                dir = Some(PathBuf::from(value));
+            }
+            "atomic" | "all" if suite.is_none() => {
+                suite = Some(if word == "atomic" {
+                    Suite::Atomic
+                } else {
+                    Suite::All
+                });
+            }
+            other if other.starts_with('-') => return Err(format!("unknown option `{other}`")),
+            other => {
+                return Err(format!(
+                    "unknown suite `{other}`; the suites are atomic, all"
+                ));
+            }
+        }
+    }
+    let suite = suite.ok_or("name a suite first; the suites are atomic, all")?;
+    Ok(Parsed::Run(Options {
+        suite,
+        quick,
+        iters,
+        dir,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(words: &[&str]) -> Result<Parsed, String> {
+        let args: Vec<OsString> = words.iter().map(OsString::from).collect();
+        parse(&args)
+    }
+
+    #[test]
+    fn full_command_line() {
+        let parsed = parse_words(&["atomic", "--quick", "--iters", "7", "--dir", "/mnt/x"]);
+        assert_eq!(
+            parsed,
+            Ok(Parsed::Run(Options {
+                suite: Suite::Atomic,
+                quick: true,
+                iters: Some(7),
+                dir: Some(PathBuf::from("/mnt/x")),
+            }))
+        );
+    }
+
+    #[test]
+    fn all_is_a_suite() {
+        let Ok(Parsed::Run(options)) = parse_words(&["all"]) else {
+            panic!("`all` should parse");
+        };
+        assert_eq!(options.suite, Suite::All);
+        assert!(!options.quick);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(parse_words(&[]).is_err());
+        assert!(parse_words(&["--quick"]).is_err());
+        assert!(parse_words(&["atomic", "--iters"]).is_err());
+        assert!(parse_words(&["atomic", "--iters", "0"]).is_err());
+        assert!(parse_words(&["atomic", "--iters", "many"]).is_err());
+        assert!(parse_words(&["atomic", "--fast"]).is_err());
+        assert!(parse_words(&["atomic", "atomic"]).is_err());
+        assert!(parse_words(&["locks"]).is_err());
+    }
+
+    #[test]
+    fn help_wins() {
+        assert_eq!(parse_words(&["atomic", "--help"]), Ok(Parsed::Help));
+    }
+}
