@@ -50,7 +50,8 @@ fn traced(args: &[&str], stdin: &[u8]) -> Option<Vec<String>> {
     let lines = String::from_utf8_lossy(&out.stderr)
         .lines()
         .map(|l| match l.split_once(' ') {
-            Some((pid, rest)) if pid.bytes().all(|b| b.is_ascii_digit()) => rest.to_owned(),
+            // strace pads the pid column, so more than one space may follow it.
+            Some((pid, rest)) if pid.bytes().all(|b| b.is_ascii_digit()) => rest.trim_start().to_owned(),
             _ => l.to_owned(),
         })
         .collect();
