@@ -51,7 +51,9 @@ fn traced(args: &[&str], stdin: &[u8]) -> Option<Vec<String>> {
         .lines()
         .map(|l| match l.split_once(' ') {
             // strace pads the pid column, so more than one space may follow it.
-            Some((pid, rest)) if pid.bytes().all(|b| b.is_ascii_digit()) => rest.trim_start().to_owned(),
+            Some((pid, rest)) if pid.bytes().all(|b| b.is_ascii_digit()) => {
+                rest.trim_start().to_owned()
+            }
             _ => l.to_owned(),
         })
         .collect();
