@@ -11,6 +11,8 @@
 //!
 //! - [`atomic_fs`] (`sessionkit-atomic-fs`): atomic and durable file replacement, JSON and
 //!   JSONL records with torn-tail repair, and orphan temp-file cleanup.
+//! - [`lock`] (`sessionkit-write-lock`): a cross-process write lock with kernel-verified
+//!   liveness, a max-hold watchdog, fenced writes, and suspend/resume around slow work.
 //!
 //! # Features
 //!
@@ -44,6 +46,8 @@
 
 #[doc(inline)]
 pub use sessionkit_atomic_fs as atomic_fs;
+#[doc(inline)]
+pub use sessionkit_write_lock as lock;
 
 // The workspace README's examples compile as doc tests, so they cannot drift from the API.
 #[cfg(doctest)]

@@ -1,0 +1,342 @@
+//! Settings: one policy for the acquire timeout, the max hold and the stale age.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::lookup::{OwnerLookup, ProcLookup};
+
+/// By default, how long an acquire waits for a live holder: 60 s.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
+/// By default, the longest a holder may keep the lock before its own watchdog revokes it: 5 min.
+pub const DEFAULT_MAX_HOLD: Duration = Duration::from_secs(5 * 60);
+/// By default, the age past which a record that cannot prove its owner alive is reported as
+/// too old: 30 min.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// The environment variable that overrides the acquire timeout, in milliseconds.
+pub const ENV_ACQUIRE_TIMEOUT_MS: &str = "SESSIONKIT_LOCK_ACQUIRE_TIMEOUT_MS";
+/// The environment variable that overrides the stale age, in milliseconds.
+pub const ENV_STALE_MS: &str = "SESSIONKIT_LOCK_STALE_MS";
+/// The environment variable that overrides the max hold, in milliseconds.
+pub const ENV_MAX_HOLD_MS: &str = "SESSIONKIT_LOCK_MAX_HOLD_MS";
+
+/// The settings of a [`Locker`](crate::Locker), built with [`LockConfig::builder`].
+///
+/// # How the three times relate
+///
+/// - **max hold** bounds every hold. A holder's own watchdog revokes its guard once it has held
+///   the lock this long, removes its lock file and makes its later writes fail. No other
+///   process ever robs a live holder; this is the only way a hung holder loses the lock.
+/// - **acquire timeout** bounds every wait. A waiter that must outlast any live holder sets it
+///   at or above the max hold; the default (60 s) is shorter, so a caller facing a hung holder
+///   gets a timeout error that names the holder and says whether it is past its max hold.
+/// - **stale age** applies only to records that cannot prove their owner alive (older formats
+///   and other programs): such a lock older than this is *reported* too old, never removed
+///   for its age alone. It must be at least the max hold, or a legal hold would look stale.
+///
+/// Records of this crate are judged by the kernel: their owner holds an OS lock (`flock`) on
+/// the lock file, which the kernel drops when the owner dies, however it dies.
+#[derive(Clone)]
+pub struct LockConfig {
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) max_hold: Duration,
+    pub(crate) stale_after: Duration,
+    pub(crate) malformed_grace: Option<Duration>,
+    pub(crate) poll_min: Duration,
+    pub(crate) poll_max: Duration,
+    pub(crate) label: Option<String>,
+    pub(crate) sync_lock_file: bool,
+    pub(crate) watchdog: bool,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) lookup: Arc<dyn OwnerLookup>,
+}
+
+impl fmt::Debug for LockConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockConfig")
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("max_hold", &self.max_hold)
+            .field("stale_after", &self.stale_after)
+            .field("malformed_grace", &self.malformed_grace())
+            .field("poll", &(self.poll_min, self.poll_max))
+            .field("label", &self.label)
+            .field("sync_lock_file", &self.sync_lock_file)
+            .field("watchdog", &self.watchdog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        LockConfig {
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            max_hold: DEFAULT_MAX_HOLD,
+            stale_after: DEFAULT_STALE_AFTER,
+            malformed_grace: None,
+            poll_min: Duration::from_millis(1),
+            poll_max: Duration::from_millis(8),
+            label: None,
+            sync_lock_file: false,
+            watchdog: true,
+            clock: Arc::new(SystemClock),
+            lookup: Arc::new(ProcLookup),
+        }
+    }
+}
+
+impl LockConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> LockConfigBuilder {
+        LockConfigBuilder {
+            config: LockConfig::default(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// How long an acquire waits for a live holder.
+    pub fn acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// The longest a guard is held before its watchdog revokes it.
+    pub fn max_hold(&self) -> Duration {
+        self.max_hold
+    }
+
+    /// The age past which an unprovable record is reported too old.
+    pub fn stale_after(&self) -> Duration {
+        self.stale_after
+    }
+
+    /// How long a lock file without a valid record is kept (its owner may be writing it).
+    pub fn malformed_grace(&self) -> Duration {
+        self.malformed_grace
+            .unwrap_or(if self.acquire_timeout < Duration::from_secs(30) {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_secs(30)
+            })
+    }
+
+    /// The holder label written into records.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+}
+
+/// Builds a [`LockConfig`]; every setter says its default.
+#[derive(Debug)]
+pub struct LockConfigBuilder {
+    config: LockConfig,
+    errors: Vec<Error>,
+}
+
+impl LockConfigBuilder {
+    /// How long an acquire waits for a live holder before it fails with a timeout.
+    ///
+    /// By default, 60 s ([`DEFAULT_ACQUIRE_TIMEOUT`]).
+    pub fn acquire_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.config.acquire_timeout = timeout;
+        self
+    }
+
+    /// The longest a guard may be held; past it, this process's watchdog revokes the guard.
+    ///
+    /// By default, 5 min ([`DEFAULT_MAX_HOLD`]).
+    pub fn max_hold(&mut self, max_hold: Duration) -> &mut Self {
+        if max_hold.is_zero() {
+            self.errors
+                .push(config_error("max_hold", "must be more than zero"));
+        }
+        self.config.max_hold = max_hold;
+        self
+    }
+
+    /// The age past which a lock whose owner cannot be proven alive is reported too old.
+    ///
+    /// By default, 30 min ([`DEFAULT_STALE_AFTER`]).
+    pub fn stale_after(&mut self, stale_after: Duration) -> &mut Self {
+        if stale_after.is_zero() {
+            self.errors
+                .push(config_error("stale_after", "must be more than zero"));
+        }
+        self.config.stale_after = stale_after;
+        self
+    }
+
+    /// How long a lock file without a valid record is left alone before it counts as stale.
+    ///
+    /// By default, 5 s when the acquire timeout is under 30 s, else 30 s (OpenClaw's rule).
+    pub fn malformed_grace(&mut self, grace: Duration) -> &mut Self {
+        self.config.malformed_grace = Some(grace);
+        self
+    }
+
+    /// The range of pauses between attempts while another process holds the lock; the pause
+    /// doubles from `min` to `max`. In-process waiters are woken by the release itself.
+    ///
+    /// By default, 1 ms to 8 ms.
+    pub fn poll_interval(&mut self, min: Duration, max: Duration) -> &mut Self {
+        if min.is_zero() || max < min {
+            self.errors
+                .push(config_error("poll_interval", "needs 0 < min <= max"));
+        }
+        self.config.poll_min = min;
+        self.config.poll_max = max;
+        self
+    }
+
+    /// A label written into every record this locker creates (a run id, say), shown by
+    /// `sessionkit lock show` and in timeout errors.
+    ///
+    /// By default, none.
+    pub fn label(&mut self, label: impl Into<String>) -> &mut Self {
+        let label = label.into();
+        self.config.label = (!label.is_empty()).then_some(label);
+        self
+    }
+
+    /// Syncs each new lock file before it counts as held, so that after a power loss its
+    /// record is readable rather than empty.
+    ///
+    /// By default, off: an empty lock file left by a power loss is judged malformed and removed
+    /// after the grace period, and an acquire pays no fsync.
+    pub fn sync_lock_file(&mut self, yes: bool) -> &mut Self {
+        self.config.sync_lock_file = yes;
+        self
+    }
+
+    /// Runs a watchdog thread that revokes guards held past their max hold.
+    ///
+    /// By default, on. Tests that drive the watchdog with a [`ManualClock`](crate::ManualClock)
+    /// turn it off and call [`Locker::watchdog_pass`](crate::Locker::watchdog_pass).
+    pub fn watchdog(&mut self, yes: bool) -> &mut Self {
+        self.config.watchdog = yes;
+        self
+    }
+
+    /// The clock for records, ages, holds and deadlines.
+    ///
+    /// By default, the system clock.
+    pub fn clock(&mut self, clock: Arc<dyn Clock>) -> &mut Self {
+        self.config.clock = clock;
+        self
+    }
+
+    /// How other processes are looked up (alive? start time? command line?).
+    ///
+    /// By default, `/proc` ([`ProcLookup`]).
+    pub fn lookup(&mut self, lookup: Arc<dyn OwnerLookup>) -> &mut Self {
+        self.config.lookup = lookup;
+        self
+    }
+
+    /// Applies the `SESSIONKIT_LOCK_*` overrides from the process environment.
+    ///
+    /// Each value must be a positive whole number of milliseconds written in decimal digits;
+    /// anything else is an error that names the variable. Unset variables change nothing.
+    pub fn from_env(&mut self) -> &mut Self {
+        self.apply_env(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    /// Applies overrides read through `get` (for tests and embedding), as
+    /// [`from_env`](LockConfigBuilder::from_env) does.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> &mut Self {
+        for name in [ENV_ACQUIRE_TIMEOUT_MS, ENV_STALE_MS, ENV_MAX_HOLD_MS] {
+            let Some(raw) = get(name) else { continue };
+            match parse_env_ms(&raw) {
+                Ok(value) => match name {
+                    ENV_ACQUIRE_TIMEOUT_MS => self.config.acquire_timeout = value,
+                    ENV_STALE_MS => self.config.stale_after = value,
+                    _ => self.config.max_hold = value,
+                },
+                Err(reason) => self
+                    .errors
+                    .push(config_error(name, &format!("{reason} (got {raw:?})"))),
+            }
+        }
+        self
+    }
+
+    /// Checks the settings and returns them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for the first invalid setting: a zero max hold or stale age, a bad
+    /// environment value, or a stale age shorter than the max hold.
+    pub fn build(&self) -> Result<LockConfig> {
+        if let Some(first) = self.errors.first() {
+            return Err(match first {
+                Error::Config { name, reason } => config_error(name, reason),
+                _ => config_error("lock", "invalid setting"),
+            });
+        }
+        let c = &self.config;
+        if c.stale_after < c.max_hold {
+            return Err(config_error(
+                "stale_after",
+                &format!(
+                    "the stale age ({} ms) is shorter than the max hold ({} ms), so a legal hold would look stale",
+                    c.stale_after.as_millis(),
+                    c.max_hold.as_millis()
+                ),
+            ));
+        }
+        Ok(c.clone())
+    }
+}
+
+fn config_error(name: &str, reason: &str) -> Error {
+    Error::Config {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Parses a `SESSIONKIT_LOCK_*_MS` value: decimal digits only, at least 1, at most 2^53 - 1
+/// (JavaScript's safe integers, as OpenClaw accepts).
+pub(crate) fn parse_env_ms(raw: &str) -> std::result::Result<Duration, &'static str> {
+    let raw = raw.trim();
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("must be a whole number of milliseconds in decimal digits");
+    }
+    let value: u64 = raw.parse().map_err(|_| "is too large")?;
+    if value == 0 {
+        return Err("must be more than zero");
+    }
+    if value > (1 << 53) - 1 {
+        return Err("is too large (at most 2^53 - 1)");
+    }
+    Ok(Duration::from_millis(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values_follow_the_digits_only_rule() {
+        assert_eq!(parse_env_ms("60000"), Ok(Duration::from_millis(60000)));
+        assert_eq!(parse_env_ms(" 15 "), Ok(Duration::from_millis(15)));
+        for bad in [
+            "",
+            "0",
+            "1e3",
+            "0x1000",
+            "-5",
+            "1.5",
+            "Infinity",
+            "9007199254740992",
+            "99999999999999999999999",
+        ] {
+            assert!(parse_env_ms(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_env_ms("9007199254740991"),
+            Ok(Duration::from_millis((1 << 53) - 1))
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! The async acquire (feature `tokio`): waits without blocking a worker, cancel-safe.
+//!
+//! In-process waiting is a future woken by the release itself; each cross-process attempt
+//! (create the lock file, or judge the one there) runs on the blocking pool, and the pause
+//! between attempts is a tokio sleep. Dropping the future at any point leaves no waiter in the
+//! queue, and an attempt that succeeds after the drop releases its lock at once, so no lock file
+//! is left behind.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Holder, Operation, Result};
+use crate::guard::{LockGuard, Suspended};
+use crate::locker::{Attempt, Locker, Ticket, resolve};
+use crate::registry::{Turn, Wake, registry};
+
+/// Runs `f` on the blocking pool; a panic inside is resumed here.
+async fn blocking<T, F>(path: &Path, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    match ::tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::Cancelled {
+            op: Operation::Acquire,
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// Resolves when `ticket` is first in line and nobody in this process holds the lock.
+struct MyTurn<'a> {
+    lock_path: &'a Path,
+    ticket: u64,
+}
+
+impl Future for MyTurn<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match registry().poll(self.lock_path, self.ticket, Wake::Task(cx.waker().clone())) {
+            Turn::Mine => Poll::Ready(()),
+            Turn::Wait => Poll::Pending,
+        }
+    }
+}
+
+impl Locker {
+    /// Takes the lock on `target` without blocking an async worker, waiting up to the
+    /// configured acquire timeout. Cancel-safe: see the [module docs](crate#async).
+    ///
+    /// # Errors
+    ///
+    /// As [`Locker::acquire`], or [`Error::Cancelled`] if the runtime shuts down.
+    pub async fn acquire_async(&self, target: impl Into<PathBuf>) -> Result<LockGuard> {
+        let timeout = self.config().acquire_timeout;
+        self.acquire_async_with(target.into(), None, timeout).await
+    }
+
+    /// As [`acquire_async`](Locker::acquire_async), waiting up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_async`](Locker::acquire_async).
+    pub async fn acquire_async_timeout(
+        &self,
+        target: impl Into<PathBuf>,
+        timeout: Duration,
+    ) -> Result<LockGuard> {
+        self.acquire_async_with(target.into(), None, timeout).await
+    }
+
+    /// As [`acquire_as`](Locker::acquire_as), asynchronously.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_async`](Locker::acquire_async).
+    pub async fn acquire_as_async(
+        &self,
+        target: impl Into<PathBuf>,
+        holder: &str,
+    ) -> Result<LockGuard> {
+        let timeout = self.config().acquire_timeout;
+        self.acquire_async_with(target.into(), Some(holder.to_owned()), timeout)
+            .await
+    }
+
+    async fn acquire_async_with(
+        &self,
+        target: PathBuf,
+        holder: Option<String>,
+        timeout: Duration,
+    ) -> Result<LockGuard> {
+        let started = Instant::now();
+        let deadline = ::tokio::time::Instant::now() + timeout;
+        let t = target.clone();
+        let paths = blocking(&target, move || resolve(&t, Operation::Acquire)).await?;
+        if let Some(guard) = self.reenter_pub(&paths, holder.as_deref()) {
+            return Ok(guard);
+        }
+        let ticket = Ticket::join(&paths.lock_path);
+        let config = self.config().clone();
+        let mut pause = config.poll_min;
+        let mut last_holder: Option<Holder> = None;
+        let mut floor = 0;
+        loop {
+            let turn = MyTurn {
+                lock_path: &paths.lock_path,
+                ticket: ticket.id,
+            };
+            if ::tokio::time::timeout_at(deadline, turn).await.is_err() {
+                let holder = crate::locker::in_process_holder(&paths.lock_path).or(last_holder);
+                return Err(timeout_error(&target, started, holder));
+            }
+            let locker = self.clone();
+            let (t, p, h) = (target.clone(), paths.clone(), holder.clone());
+            let (attempt, new_floor) = blocking(&target, move || {
+                locker.attempt_once(&t, &p, h.as_deref(), floor)
+            })
+            .await?;
+            floor = new_floor;
+            match attempt {
+                Attempt::Acquired(held) => return Ok(self.install(held, &ticket)),
+                Attempt::Retry => continue,
+                Attempt::Busy(who) => {
+                    last_holder = Some(who);
+                    let now = ::tokio::time::Instant::now();
+                    if now >= deadline {
+                        return Err(timeout_error(&target, started, last_holder));
+                    }
+                    ::tokio::time::sleep(pause.min(deadline - now)).await;
+                    pause = (pause * 2).min(config.poll_max);
+                }
+            }
+        }
+    }
+}
+
+fn timeout_error(target: &Path, started: Instant, holder: Option<Holder>) -> Error {
+    Error::Timeout {
+        op: Operation::Acquire,
+        path: target.to_path_buf(),
+        waited: started.elapsed(),
+        holder: Box::new(holder.unwrap_or(Holder {
+            record: None,
+            held_for: None,
+            past_max_hold: false,
+        })),
+    }
+}
+
+impl Suspended {
+    /// As [`resume`](Suspended::resume), without blocking an async worker.
+    ///
+    /// # Errors
+    ///
+    /// As [`resume`](Suspended::resume).
+    pub async fn resume_async(mut self) -> Result<LockGuard> {
+        let (locker, target, holder) = self.parts();
+        let guard = match holder {
+            Some(holder) => locker.acquire_as_async(target, &holder).await?,
+            None => locker.acquire_async(target).await?,
+        };
+        let target = self.target().to_path_buf();
+        // Reading the fingerprint is a little file I/O; keep it off the worker too.
+        blocking(&target, move || self.finish_resume(guard)).await
+    }
+}
+
+/// Releases every lock this process holds when it gets SIGINT or SIGTERM, then exits with
+/// status 128 + the signal number, as the default action would have. Spawns one task on the
+/// current runtime.
+///
+/// Without it, a signal that kills the process still frees its locks for everyone (the kernel
+/// drops the OS locks and contenders find the owner gone); the hook only removes the lock files
+/// at once instead of at the next contender's look.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the signal handlers cannot be installed.
+pub fn release_on_signals() -> Result<()> {
+    use ::tokio::signal::unix::{SignalKind, signal};
+    let io = |e| Error::Io {
+        op: Operation::Release,
+        path: PathBuf::new(),
+        what: "install a handler for",
+        subject: PathBuf::from("SIGINT/SIGTERM"),
+        source: e,
+    };
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(io)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(io)?;
+    ::tokio::spawn(async move {
+        let code = ::tokio::select! {
+            _ = interrupt.recv() => 2,
+            _ = terminate.recv() => 15,
+        };
+        let released = crate::release_all_held();
+        tracing::warn!(
+            released,
+            signal = code,
+            "released held locks on signal; exiting"
+        );
+        std::process::exit(128 + code);
+    });
+    Ok(())
+}
