@@ -6,7 +6,7 @@
 //! Use it when:
 //!
 //! - a file must change all at once or not at all, even if the process is killed mid-write
-//!   ([`write`], [`AtomicWriter`]);
+//!   ([`write()`], [`AtomicWriter`]);
 //! - a change must also survive a power loss once the call returns ([`Durability::Durable`],
 //!   the default), or you want to say plainly that it need not ([`Durability::AtomicOnly`]);
 //! - you keep an append-only log of JSON records and need to read it back after a crash
@@ -41,7 +41,7 @@
 //!
 //! # Async
 //!
-//! With the `tokio` feature, [`tokio`](crate::tokio) has an async version of every operation.
+//! With the `tokio` feature, [`tokio`] has an async version of every operation.
 //! Each runs whole on one `spawn_blocking` call; see its docs for what cancelling does.
 //!
 //! # Example

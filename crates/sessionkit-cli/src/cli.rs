@@ -6,12 +6,14 @@
 use clap::{Parser, Subcommand};
 
 use crate::cmd::append::AppendArgs;
+use crate::cmd::lock::LockArgs;
 use crate::cmd::write::WriteArgs;
 
-/// Atomic file writes and JSONL appends for sessionkit state on disk.
+/// Atomic file writes, JSONL appends and write locks for sessionkit state on disk.
 ///
 /// Exit status: 0 success, 2 usage error, 65 bad input data, 74 I/O error, 75 temporary
-/// failure. See docs/cli.md for details.
+/// failure (a lock timeout or revocation); `lock run` passes on its command's status. See
+/// docs/cli.md for details.
 #[derive(Debug, Parser)]
 #[command(name = "sessionkit", version)]
 pub(crate) struct Cli {
@@ -27,6 +29,8 @@ pub(crate) enum Command {
     Write(WriteArgs),
     /// Append standard input to a JSONL file as one record.
     Append(AppendArgs),
+    /// Run a command under a file's write lock, or show the state of that lock.
+    Lock(LockArgs),
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 pub(crate) const SUCCESS: u8 = 0;
 
 /// The command line was wrong: an unknown command or option, a missing argument, or a bad
-/// value such as `--mode 9`. Nothing was read or written.
+/// value such as `--mode 9` or `--timeout 5`; or a `SESSIONKIT_LOCK_*` variable holds an
+/// invalid value. Nothing was read or written.
 pub(crate) const USAGE: u8 = 2;
 
 /// The input data was refused (`EX_DATAERR`): a record that is empty or has a newline in it, or
@@ -20,9 +21,15 @@ pub(crate) const DATA_ERR: u8 = 65;
 /// read standard input.
 pub(crate) const IO_ERR: u8 = 74;
 
-/// A temporary failure (`EX_TEMPFAIL`): retrying later may succeed. Reserved for lock timeouts.
-#[expect(
-    dead_code,
-    reason = "reserved for the `lock` command's timeouts; documented in docs/cli.md already"
-)]
+/// A temporary failure (`EX_TEMPFAIL`): retrying later may succeed. `lock run` uses it when
+/// the lock stayed held until the timeout, and when the lock was revoked after its max hold
+/// while the command ran.
 pub(crate) const TEMP_FAIL: u8 = 75;
+
+/// The command given to `lock run` could not be started (not found, not executable): the
+/// status a shell gives for a command it cannot find.
+pub(crate) const CANNOT_RUN: u8 = 127;
+
+/// Added to a signal's number for a command that `lock run` ran and that a signal killed, as
+/// shells do.
+pub(crate) const SIGNAL_BASE: u8 = 128;

@@ -1,12 +1,15 @@
 //! Why a command failed: the one error type the commands return to `main`.
 
 use std::error::Error as StdError;
+use std::ffi::OsString;
 use std::fmt;
-use std::io;
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use sessionkit::atomic_fs;
+use sessionkit::{atomic_fs, lock};
 
-use crate::exit;
+use crate::{duration, exit};
 
 /// A failed command, with everything needed for its message and exit status.
 #[derive(Debug)]
@@ -15,6 +18,44 @@ pub(crate) enum Failure {
     Library(atomic_fs::Error),
     /// Standard input could not be read.
     Stdin(io::Error),
+    /// Standard output could not be written.
+    Stdout(io::Error),
+    /// The lock library refused a setting, timed out, or a file-system step failed.
+    Lock(lock::Error),
+    /// A lock inspection could not be written as JSON (a path that is not UTF-8, say).
+    Json {
+        /// The path the user named.
+        path: PathBuf,
+        /// The serializer's error.
+        source: serde_json::Error,
+    },
+    /// The command given to `lock run` could not be started.
+    Spawn {
+        /// The program, as given.
+        program: OsString,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// Waiting for the command given to `lock run` failed.
+    Wait {
+        /// The program, as given.
+        program: OsString,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The lock was revoked by the watchdog while the command given to `lock run` ran.
+    Revoked {
+        /// The path the user named.
+        path: PathBuf,
+        /// The max hold the lock was taken with.
+        max_hold: Duration,
+        /// The program, as given.
+        program: OsString,
+        /// The command's pid.
+        pid: u32,
+        /// How the command was told to stop; `None` if it had already exited.
+        stop: Option<&'static str>,
+    },
 }
 
 impl Failure {
@@ -24,8 +65,27 @@ impl Failure {
             // Only the caller's data is at fault here; a missing parent or a directory target
             // is a problem with the file system, not with what was piped in.
             Failure::Library(err) if err.is_bad_input() || err.is_corrupt() => exit::DATA_ERR,
-            Failure::Library(_) | Failure::Stdin(_) => exit::IO_ERR,
+            // Another holder may be done soon; a bad `SESSIONKIT_LOCK_*` value is the caller's
+            // to fix, like a bad option.
+            Failure::Lock(err) if err.is_timeout() => exit::TEMP_FAIL,
+            Failure::Lock(err) if err.is_config() => exit::USAGE,
+            Failure::Revoked { .. } => exit::TEMP_FAIL,
+            Failure::Json { .. } => exit::DATA_ERR,
+            Failure::Spawn { .. } => exit::CANNOT_RUN,
+            Failure::Library(_)
+            | Failure::Stdin(_)
+            | Failure::Stdout(_)
+            | Failure::Lock(_)
+            | Failure::Wait { .. } => exit::IO_ERR,
         }
+    }
+
+    /// Prints the one-line error message on standard error and returns the exit status.
+    pub(crate) fn report(&self) -> u8 {
+        // `eprintln!` would panic if stderr is a closed pipe; the exit status still tells the
+        // story.
+        let _ = writeln!(io::stderr().lock(), "sessionkit: error: {}", self.message());
+        self.exit_code()
     }
 
     /// The message on one line: this error's text, then each source's, joined with `": "`.
@@ -50,12 +110,50 @@ impl From<atomic_fs::Error> for Failure {
     }
 }
 
+impl From<lock::Error> for Failure {
+    fn from(err: lock::Error) -> Self {
+        Failure::Lock(err)
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // The library's message already names the operation, the step and the paths.
             Failure::Library(err) => fmt::Display::fmt(err, f),
             Failure::Stdin(_) => f.write_str("failed to read standard input"),
+            Failure::Stdout(_) => f.write_str("failed to write standard output"),
+            // The library's message names the operation, the path and, for a timeout, the
+            // holder: its pid, label and how long it has held the lock.
+            Failure::Lock(err) => fmt::Display::fmt(err, f),
+            Failure::Json { path, .. } => {
+                write!(f, "failed to show the lock on `{}` as JSON", path.display())
+            }
+            Failure::Spawn { program, .. } => {
+                write!(f, "could not run `{}`", program.to_string_lossy())
+            }
+            Failure::Wait { program, .. } => {
+                write!(f, "failed to wait for `{}`", program.to_string_lossy())
+            }
+            Failure::Revoked {
+                path,
+                max_hold,
+                program,
+                pid,
+                stop,
+            } => {
+                write!(
+                    f,
+                    "the lock on `{}` was revoked after its max hold of {} while `{}` (pid {pid}) ran",
+                    path.display(),
+                    duration::human(*max_hold),
+                    program.to_string_lossy(),
+                )?;
+                match stop {
+                    Some(how) => write!(f, "; sent it {how}"),
+                    None => f.write_str("; it had already exited"),
+                }
+            }
         }
     }
 }
@@ -65,7 +163,11 @@ impl StdError for Failure {
         match self {
             // Transparent: the library error's own text is already this error's text.
             Failure::Library(err) => err.source(),
-            Failure::Stdin(err) => Some(err),
+            Failure::Lock(err) => err.source(),
+            Failure::Stdin(err) | Failure::Stdout(err) => Some(err),
+            Failure::Json { source, .. } => Some(source),
+            Failure::Spawn { source, .. } | Failure::Wait { source, .. } => Some(source),
+            Failure::Revoked { .. } => None,
         }
     }
 }
@@ -82,6 +184,48 @@ mod tests {
             "failed to read standard input: the pipe broke"
         );
         assert_eq!(failure.exit_code(), exit::IO_ERR);
+    }
+
+    #[test]
+    fn lock_run_failures_name_the_command_and_pick_their_status() {
+        let spawn = Failure::Spawn {
+            program: OsString::from("./job"),
+            source: io::Error::other("not found"),
+        };
+        assert_eq!(spawn.message(), "could not run `./job`: not found");
+        assert_eq!(spawn.exit_code(), exit::CANNOT_RUN);
+
+        let revoked = |stop| Failure::Revoked {
+            path: PathBuf::from("state.json"),
+            max_hold: Duration::from_secs(300),
+            program: OsString::from("./job"),
+            pid: 42,
+            stop,
+        };
+        assert_eq!(
+            revoked(Some("SIGTERM")).message(),
+            "the lock on `state.json` was revoked after its max hold of 300 s while `./job` \
+             (pid 42) ran; sent it SIGTERM"
+        );
+        assert_eq!(
+            revoked(None).message(),
+            "the lock on `state.json` was revoked after its max hold of 300 s while `./job` \
+             (pid 42) ran; it had already exited"
+        );
+        assert_eq!(revoked(None).exit_code(), exit::TEMP_FAIL);
+    }
+
+    #[test]
+    fn lock_setting_errors_are_usage_errors() {
+        let mut builder = sessionkit::lock::LockConfig::builder();
+        builder.apply_env(|name| (name == "SESSIONKIT_LOCK_MAX_HOLD_MS").then(|| "x".to_owned()));
+        let failure = Failure::from(builder.build().expect_err("an invalid value"));
+        assert_eq!(failure.exit_code(), exit::USAGE);
+        assert!(
+            failure.message().contains("`SESSIONKIT_LOCK_MAX_HOLD_MS`"),
+            "{}",
+            failure.message()
+        );
     }
 
     #[test]

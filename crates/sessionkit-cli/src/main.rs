@@ -1,15 +1,17 @@
-//! The `sessionkit` command line: atomic file writes and JSONL appends from the shell.
+//! The `sessionkit` command line: atomic file writes, JSONL appends and write locks from the
+//! shell.
 //!
 //! Each command lives in its own module under [`cmd`] and returns a [`Failure`] rather than
-//! exiting, so this file is the one place that prints errors and picks exit statuses.
+//! exiting, so this file is the one place that turns results into exit statuses (the one
+//! exception: `lock run` reports a revoked lock at once, while its command is still stopping).
 //! The statuses are listed in [`exit`] and in `docs/cli.md`.
 
 mod cli;
 mod cmd;
+mod duration;
 mod exit;
 mod failure;
 
-use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -33,18 +35,7 @@ fn main() -> ExitCode {
         }
     };
     match cmd::run(cli.command) {
-        Ok(()) => ExitCode::from(exit::SUCCESS),
-        Err(failure) => report(&failure),
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => ExitCode::from(Failure::report(&failure)),
     }
-}
-
-/// Prints the one-line error message and returns the failure's exit status.
-fn report(failure: &Failure) -> ExitCode {
-    // `eprintln!` would panic if stderr is a closed pipe; the exit status still tells the story.
-    let _ = writeln!(
-        io::stderr().lock(),
-        "sessionkit: error: {}",
-        failure.message()
-    );
-    ExitCode::from(failure.exit_code())
 }

@@ -117,6 +117,8 @@ pub struct Inspection {
     pub past_max_hold: bool,
     /// True if this process holds the lock.
     pub held_here: bool,
+    /// How many acquires in this process are waiting for this lock.
+    pub waiters_here: usize,
 }
 
 fn as_millis<S: serde::Serializer>(
@@ -668,6 +670,7 @@ impl Locker {
                 removable: false,
                 past_max_hold: false,
                 held_here,
+                waiters_here: registry().waiters(lock_path),
             });
         };
         let verdict = judge::judge(
@@ -704,6 +707,7 @@ impl Locker {
             age: Some(verdict.age),
             past_max_hold,
             held_here,
+            waiters_here: registry().waiters(lock_path),
         })
     }
 

@@ -142,6 +142,11 @@ impl Registry {
         }
     }
 
+    /// The number of waiters queued on `lock_path` in this process.
+    pub(crate) fn waiters(&self, lock_path: &Path) -> usize {
+        self.slots().get(lock_path).map_or(0, |s| s.queue.len())
+    }
+
     /// Lets go of every lock held in this process; returns how many there were.
     pub(crate) fn release_all(&self) -> usize {
         let holds: Vec<_> = self

@@ -1,18 +1,22 @@
 //! The commands, one module each, and the helpers they share.
 
 pub(crate) mod append;
+pub(crate) mod lock;
 pub(crate) mod write;
 
 use std::io::{self, Read as _};
 
 use crate::cli::Command;
+use crate::exit;
 use crate::failure::Failure;
 
-/// Runs one parsed command.
-pub(crate) fn run(command: Command) -> Result<(), Failure> {
+/// Runs one parsed command and returns its exit status: 0, except that `lock run` passes on
+/// its command's status.
+pub(crate) fn run(command: Command) -> Result<u8, Failure> {
     match command {
-        Command::Write(args) => write::run(&args),
-        Command::Append(args) => append::run(&args),
+        Command::Write(args) => write::run(&args).map(|()| exit::SUCCESS),
+        Command::Append(args) => append::run(&args).map(|()| exit::SUCCESS),
+        Command::Lock(args) => lock::run(args),
     }
 }
 

@@ -11,6 +11,7 @@ fn help_lists_the_commands_and_succeeds() {
     let help = String::from_utf8(output.stdout).expect("help is UTF-8");
     assert!(help.contains("write"), "{help}");
     assert!(help.contains("append"), "{help}");
+    assert!(help.contains("lock"), "{help}");
     assert!(output.stderr.is_empty());
 }
 
@@ -28,12 +29,16 @@ fn version_prints_the_package_version() {
 fn usage_errors_exit_2_and_write_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("f");
-    let cases: [&[&str]; 5] = [
+    let cases: [&[&str]; 9] = [
         &[],
         &["frobnicate"],
         &["write"],
         &["append", "--no-fsync"],
         &["write", "--fsync"],
+        &["lock"],
+        &["lock", "frobnicate"],
+        &["lock", "show", "--fsync"],
+        &["lock", "run", "--json"],
     ];
     for args in cases {
         let mut args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();

@@ -6,6 +6,10 @@
 mod append;
 /// Parsing, help, version and usage errors.
 mod cli;
+/// `sessionkit lock run`: the command's status, contention, revocation and settings.
+mod lock_run;
+/// `sessionkit lock show`: free, held, stale and malformed locks, for people and as JSON.
+mod lock_show;
 /// Real system calls counted under strace.
 mod syscalls;
 /// Unix-only behaviour: file modes, symlinks and unreadable standard input.

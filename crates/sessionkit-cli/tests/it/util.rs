@@ -10,6 +10,16 @@ use std::thread;
 pub(crate) const USAGE: i32 = 2;
 pub(crate) const DATA_ERR: i32 = 65;
 pub(crate) const IO_ERR: i32 = 74;
+pub(crate) const TEMP_FAIL: i32 = 75;
+pub(crate) const CANNOT_RUN: i32 = 127;
+
+/// The variables that change the lock's settings; every run starts without them, so a
+/// developer's own settings cannot change what a test sees.
+const LOCK_ENV: [&str; 3] = [
+    "SESSIONKIT_LOCK_ACQUIRE_TIMEOUT_MS",
+    "SESSIONKIT_LOCK_MAX_HOLD_MS",
+    "SESSIONKIT_LOCK_STALE_MS",
+];
 
 /// Runs `sessionkit` with `args`, feeding it `stdin`, and waits for it.
 pub(crate) fn run<I, S>(args: I, stdin: &[u8]) -> Output
@@ -17,7 +27,21 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessionkit"))
+    run_env(args, stdin, &[])
+}
+
+/// Runs `sessionkit` as [`run`] does, with the variables `env` set.
+pub(crate) fn run_env<I, S>(args: I, stdin: &[u8], env: &[(&str, &str)]) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sessionkit"));
+    for name in LOCK_ENV {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .envs(env.iter().copied())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -56,16 +80,24 @@ where
 /// Asserts that `output` is a failure with exit status `code` and exactly one line on stderr
 /// that starts with `sessionkit: error: ` and names `path`; returns that line.
 pub(crate) fn assert_error(output: &Output, code: i32, path: &Path) -> String {
+    let line = assert_error_line(output, code);
+    assert!(output.stdout.is_empty(), "unexpected stdout");
+    let shown = format!("`{}`", path.display());
+    assert!(line.contains(&shown), "{line} does not name {shown}");
+    line
+}
+
+/// Asserts that `output` is a failure with exit status `code` and exactly one line on stderr
+/// that starts with `sessionkit: error: `; returns that line. Standard output is not checked:
+/// under `lock run` it is the command's.
+pub(crate) fn assert_error_line(output: &Output, code: i32) -> String {
     let stderr = String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8");
     assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
-    assert!(output.stdout.is_empty(), "unexpected stdout");
     let line = stderr
         .strip_suffix('\n')
         .unwrap_or_else(|| panic!("stderr does not end in a newline: {stderr:?}"));
     assert!(!line.contains('\n'), "more than one line: {stderr:?}");
     assert!(line.starts_with("sessionkit: error: "), "{line}");
-    let shown = format!("`{}`", path.display());
-    assert!(line.contains(&shown), "{line} does not name {shown}");
     line.to_owned()
 }
 
@@ -83,4 +115,25 @@ pub(crate) fn names(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The pid of a process that has exited and been reaped, so that no process has it (until the
+/// kernel hands it out again, which takes a full turn of the pid space).
+pub(crate) fn dead_pid() -> u32 {
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    let pid = child.id();
+    child.kill().expect("kill sleep");
+    child.wait().expect("reap sleep");
+    pid
+}
+
+/// Plants an old-format lock record (OpenClaw's: pid and creation time only) at `lock_path`,
+/// naming `pid` and created in 2020; returns its bytes.
+pub(crate) fn plant_legacy_record(lock_path: &Path, pid: u32) -> Vec<u8> {
+    let record = format!("{{\"pid\": {pid}, \"createdAt\": \"2020-01-01T00:00:00.000Z\"}}\n");
+    std::fs::write(lock_path, &record).expect("plant the lock record");
+    record.into_bytes()
 }
