@@ -1,7 +1,13 @@
 //! Integration tests of sessionkit-write-lock (one test binary; topics are modules).
 
 mod acquire;
+mod asyncs;
+mod config;
+mod fence;
 mod lookup;
+mod pidns;
 mod record;
 mod stale;
+mod suspend;
 mod util;
+mod watchdog;
