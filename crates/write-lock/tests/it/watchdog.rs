@@ -39,7 +39,7 @@ fn an_overdue_guard_is_revoked_its_file_removed_and_its_writes_fenced() {
 
     clock.advance(Duration::from_millis(1));
     let report = locker.watchdog_pass();
-    assert_eq!(report.revoked, [target.clone()]);
+    assert_eq!(report.revoked, std::slice::from_ref(&target));
     assert!(report.failed.is_empty());
     assert!(!lock_of(&target).exists());
     assert_eq!(revocation.reason(), Some(FenceFailure::Revoked));
