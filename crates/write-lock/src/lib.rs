@@ -155,3 +155,8 @@ pub fn release_all_held() -> usize {
 pub fn lock_path_for(target: impl AsRef<std::path::Path>) -> Result<std::path::PathBuf> {
     locker::resolve(target.as_ref(), Operation::Inspect).map(|p| p.lock_path)
 }
+
+// The README's example compiles as a doc test, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -7,6 +7,7 @@ mod fence;
 mod lookup;
 mod pidns;
 mod record;
+mod signals;
 mod stale;
 mod suspend;
 mod util;
