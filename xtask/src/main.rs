@@ -19,8 +19,8 @@ usage: cargo xtask <command> [args...]
 commands:
   ci [--skip-slow]                         run every CI check in order, stop at the first failure, print a summary;
                                            --skip-slow leaves out the quick torture and benchmark runs
-  torture [atomic|all] [--quick] [args...] run the torture suite (default all); without --quick it is the long soak
-  bench <atomic|all> [--quick] [args...]   run the benchmark suite
+  torture [atomic|lock|all] [--quick] [args...] run the torture suite (default all); without --quick it is the long soak
+  bench <atomic|lock|all> [--quick] [args...] run the benchmark suite
   tidy                                     check that every .rs file starts with //! and has no forbidden macros or attributes
   help                                     print this text
 
@@ -28,7 +28,7 @@ Extra arguments after the suite are passed to the torture or benchmark binary un
 ";
 
 /// The suites the torture and benchmark binaries accept.
-const SUITES: [&str; 2] = ["atomic", "all"];
+const SUITES: [&str; 3] = ["atomic", "lock", "all"];
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]

@@ -461,9 +461,7 @@ impl Locker {
             .mode(0o600)
             .open(lock_path)
         {
-            Ok(file) => self
-                .take_new(ctx, paths, file, holder, *floor)
-                .map(Attempt::Acquired),
+            Ok(file) => self.take_new(ctx, paths, file, holder, *floor),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let Some(seen) =
                     observe(lock_path).map_err(|e| ctx.io("read the lock file", lock_path, e))?
@@ -521,7 +519,7 @@ impl Locker {
         mut file: File,
         holder: Option<&str>,
         floor: u64,
-    ) -> Result<Held> {
+    ) -> Result<Attempt> {
         let config = &self.shared.config;
         let lock_path = &paths.lock_path;
         let undo = |file: File, e: Error| {
@@ -534,6 +532,18 @@ impl Locker {
         // without the lock held. A contender that opened the empty file may hold it briefly.
         if let Err(e) = file.lock() {
             return Err(undo(file, ctx.io("take the OS lock on", lock_path, e)));
+        }
+        // While we waited for the OS lock, a contender that judged the still-empty file stale
+        // (a clock far off, say) may have removed it: then the lock is not ours; start over.
+        let ours = match (file.metadata(), fs::symlink_metadata(lock_path)) {
+            (Ok(mine), Ok(there)) => {
+                sessionkit_atomic_fs::file_identity(&mine)
+                    == sessionkit_atomic_fs::file_identity(&there)
+            }
+            _ => false,
+        };
+        if !ours {
+            return Ok(Attempt::Retry);
         }
         let generation = match next_generation(lock_path, floor, config.sync_lock_file) {
             Ok(g) => g,
@@ -578,7 +588,7 @@ impl Locker {
                 ));
             }
         };
-        Ok(Held::new(
+        Ok(Attempt::Acquired(Held::new(
             NEXT_HELD_ID.fetch_add(1, Ordering::Relaxed),
             paths.target.clone(),
             lock_path.clone(),
@@ -588,7 +598,7 @@ impl Locker {
             config.clock.instant(),
             config.max_hold,
             holder.map(str::to_owned),
-        ))
+        )))
     }
 
     /// Removes a lock file judged stale, only if it is still the file that was judged: the
