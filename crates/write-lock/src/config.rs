@@ -16,6 +16,9 @@ pub const DEFAULT_MAX_HOLD: Duration = Duration::from_secs(5 * 60);
 /// too old: 30 min.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 
+/// By default, holds longer than this log a warning when released: 10 s.
+pub const DEFAULT_WARN_HOLD_AFTER: Duration = Duration::from_secs(10);
+
 /// The environment variable that overrides the acquire timeout, in milliseconds.
 pub const ENV_ACQUIRE_TIMEOUT_MS: &str = "SESSIONKIT_LOCK_ACQUIRE_TIMEOUT_MS";
 /// The environment variable that overrides the stale age, in milliseconds.
@@ -48,6 +51,7 @@ pub struct LockConfig {
     pub(crate) poll_min: Duration,
     pub(crate) poll_max: Duration,
     pub(crate) label: Option<String>,
+    pub(crate) warn_hold_after: Duration,
     pub(crate) sync_lock_file: bool,
     pub(crate) watchdog: bool,
     pub(crate) clock: Arc<dyn Clock>,
@@ -63,6 +67,7 @@ impl fmt::Debug for LockConfig {
             .field("malformed_grace", &self.malformed_grace())
             .field("poll", &(self.poll_min, self.poll_max))
             .field("label", &self.label)
+            .field("warn_hold_after", &self.warn_hold_after)
             .field("sync_lock_file", &self.sync_lock_file)
             .field("watchdog", &self.watchdog)
             .finish_non_exhaustive()
@@ -79,6 +84,7 @@ impl Default for LockConfig {
             poll_min: Duration::from_millis(1),
             poll_max: Duration::from_millis(8),
             label: None,
+            warn_hold_after: DEFAULT_WARN_HOLD_AFTER,
             sync_lock_file: false,
             watchdog: true,
             clock: Arc::new(SystemClock),
@@ -196,6 +202,14 @@ impl LockConfigBuilder {
     pub fn label(&mut self, label: impl Into<String>) -> &mut Self {
         let label = label.into();
         self.config.label = (!label.is_empty()).then_some(label);
+        self
+    }
+
+    /// Logs a `tracing` warning, "lock held for N ms", when a hold longer than this ends.
+    ///
+    /// By default, 10 s ([`DEFAULT_WARN_HOLD_AFTER`]).
+    pub fn warn_hold_after(&mut self, after: Duration) -> &mut Self {
+        self.config.warn_hold_after = after;
         self
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use sessionkit_atomic_fs::{Appended, AtomicWriter, RecordAppender};
 
+use crate::clock::Clock;
 use crate::error::{Ctx, Error, FenceFailure, Operation, Result};
 use crate::locker::Locker;
 use crate::publish::{self, Fingerprint};
@@ -95,6 +96,9 @@ pub(crate) struct Held {
     pub(crate) acquired: Instant,
     pub(crate) max_hold: Duration,
     pub(crate) holder_key: Option<String>,
+    /// The clock the hold is timed with, and the hold past which a release warns.
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) warn_hold_after: Duration,
     state: AtomicU8,
     refs: AtomicUsize,
     pub(crate) revocation: Revocation,
@@ -122,6 +126,8 @@ impl Held {
         acquired: Instant,
         max_hold: Duration,
         holder_key: Option<String>,
+        clock: Arc<dyn Clock>,
+        warn_hold_after: Duration,
     ) -> Held {
         Held {
             id,
@@ -133,6 +139,8 @@ impl Held {
             acquired,
             max_hold,
             holder_key,
+            clock,
+            warn_hold_after,
             state: AtomicU8::new(HELD),
             refs: AtomicUsize::new(0),
             revocation: Revocation::default(),
@@ -181,6 +189,15 @@ impl Held {
         }
         let result = self.remove_lock_file();
         registry().release(&self.lock_path, self.id);
+        let held_for = self
+            .clock
+            .instant()
+            .saturating_duration_since(self.acquired);
+        if how == RELEASED && held_for > self.warn_hold_after {
+            tracing::warn!(path = %self.target.display(), "lock held for {} ms", held_for.as_millis());
+        } else {
+            tracing::debug!(path = %self.target.display(), held_ms = held_for.as_millis() as u64, "lock released");
+        }
         match how {
             REVOKED => self.revocation.fire(FenceFailure::Revoked),
             ABANDONED => self.revocation.fire(FenceFailure::Abandoned),

@@ -125,8 +125,8 @@ mod watchdog;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::config::{
-    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_HOLD, DEFAULT_STALE_AFTER, ENV_ACQUIRE_TIMEOUT_MS,
-    ENV_MAX_HOLD_MS, ENV_STALE_MS, LockConfig, LockConfigBuilder,
+    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_HOLD, DEFAULT_STALE_AFTER, DEFAULT_WARN_HOLD_AFTER,
+    ENV_ACQUIRE_TIMEOUT_MS, ENV_MAX_HOLD_MS, ENV_STALE_MS, LockConfig, LockConfigBuilder,
 };
 pub use crate::controller::{CleanupReport, LockController};
 pub use crate::error::{Error, FenceFailure, Holder, Operation, Result, Takeover};

@@ -355,7 +355,13 @@ impl Locker {
                 Wake::Thread(std::thread::current()),
             ) {
                 Turn::Mine => match self.attempt(target, paths, holder, &mut floor)? {
-                    Attempt::Acquired(held) => return Ok(Some(self.install(held, &ticket))),
+                    Attempt::Acquired(held) => {
+                        let waited = started.elapsed();
+                        if waited > Duration::from_secs(1) {
+                            tracing::info!(path = %target.display(), waited_ms = waited.as_millis() as u64, "lock acquired after a wait");
+                        }
+                        return Ok(Some(self.install(held, &ticket)));
+                    }
                     Attempt::Retry => continue,
                     Attempt::Busy(who) => {
                         last_holder = Some(who);
@@ -598,6 +604,8 @@ impl Locker {
             config.clock.instant(),
             config.max_hold,
             holder.map(str::to_owned),
+            config.clock.clone(),
+            config.warn_hold_after,
         )))
     }
 

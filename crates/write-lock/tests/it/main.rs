@@ -3,6 +3,7 @@
 mod acquire;
 mod asyncs;
 mod config;
+mod events;
 mod fence;
 mod lookup;
 mod pidns;
