@@ -12,6 +12,8 @@ use std::thread::Thread;
 #[derive(Debug)]
 pub(crate) enum Wake {
     Thread(Thread),
+    // Only the async acquire (feature `tokio`) waits as a task.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Task(Waker),
     Nobody,
 }
