@@ -7,5 +7,6 @@ mod kernel;
 mod orphans;
 mod props;
 mod replace;
+#[cfg(feature = "tokio")]
 mod tokio;
 mod util;

@@ -1,6 +1,7 @@
 //! Integration tests of sessionkit-write-lock (one test binary; topics are modules).
 
 mod acquire;
+#[cfg(feature = "tokio")]
 mod asyncs;
 mod config;
 mod events;
@@ -8,6 +9,7 @@ mod fence;
 mod lookup;
 mod pidns;
 mod record;
+#[cfg(feature = "tokio")]
 mod signals;
 mod stale;
 mod suspend;

@@ -1,0 +1,9 @@
+//! Integration tests of sessionkit-lock-sweeper (one test binary; topics are modules).
+
+#[cfg(feature = "tokio")]
+mod asyncs;
+mod checklist;
+mod memo;
+mod outcomes;
+mod safety;
+mod util;

@@ -1,0 +1,152 @@
+//! Shared helpers: scratch directories, OpenClaw-format records, live and dead child processes.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use sessionkit_lock_sweeper::{OwnerLookup, ProcLookup};
+
+/// A scratch directory removed on drop.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    pub(crate) path: PathBuf,
+}
+
+impl Scratch {
+    pub(crate) fn new(tag: &str) -> Scratch {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "sk-sw-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        Scratch {
+            path: fs::canonicalize(path).unwrap(),
+        }
+    }
+
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// A subdirectory, created.
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
+        let dir = self.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A `sleep 600` child, killed and reaped on drop.
+#[derive(Debug)]
+pub(crate) struct Sleeper {
+    child: Child,
+    pub(crate) pid: u32,
+    pub(crate) starttime: u64,
+}
+
+impl Sleeper {
+    pub(crate) fn spawn() -> Sleeper {
+        let child = Command::new("sleep")
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let starttime = ProcLookup
+            .probe(pid)
+            .unwrap()
+            .start_time
+            .expect("a live child has a start time");
+        Sleeper {
+            child,
+            pid,
+            starttime,
+        }
+    }
+
+    /// Kills and reaps the child; its pid is then dead.
+    pub(crate) fn kill(mut self) -> (u32, u64) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        (self.pid, self.starttime)
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An ISO-8601 UTC time with milliseconds, `ago` in the past, as JavaScript writes it.
+pub(crate) fn iso_ago(ago: Duration) -> String {
+    let ms = (SystemTime::now() - ago)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
+}
+
+/// Writes an OpenClaw-format record (no `sessionkit` key).
+pub(crate) fn openclaw(path: &Path, pid: u32, starttime: u64, ago: Duration) {
+    fs::write(
+        path,
+        format!(
+            "{{\n  \"pid\": {pid},\n  \"createdAt\": \"{}\",\n  \"starttime\": {starttime}\n}}\n",
+            iso_ago(ago)
+        ),
+    )
+    .unwrap();
+}
+
+/// Sets a file's modification time `ago` in the past.
+pub(crate) fn age(path: &Path, ago: Duration) {
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - ago)
+        .unwrap();
+}
+
+/// Paths of a report's entries, as file names.
+pub(crate) fn names(report: &sessionkit_lock_sweeper::SweepReport) -> Vec<String> {
+    report
+        .entries
+        .iter()
+        .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+pub(crate) const FRESH: Duration = Duration::ZERO;
+pub(crate) const HOUR: Duration = Duration::from_secs(3600);
