@@ -220,6 +220,7 @@ impl RecordingFs {
             .collect()
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn threads(&self) -> Vec<ThreadId> {
         self.calls.lock().unwrap().iter().map(|c| c.2).collect()
     }
