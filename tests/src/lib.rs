@@ -5,7 +5,11 @@
 //!   byte-exactly an old or a new version, with no temp file left after cleanup (plan R5).
 //! - [`power`]: kill a durable writer on an ext4 loop image, copy the image, replay the journal
 //!   and check that no acknowledged write was lost or corrupted (plan R6, §B.2).
+//! - [`lockcheck`]: the Jepsen-style lock-set checker for the write lock: processes increment a
+//!   counter under the lock while SIGKILL and SIGSTOP nemeses strike; no lost update, no
+//!   overlap, strictly increasing generations, and the naive-steal mutant caught (plan R7).
 //! - [`child`]: the writer process both harnesses spawn (the binary's `child-writer` role).
+//! - [`lock_child`]: the lock-set worker (the binary's `child-locker` role).
 //! - [`payload`]: recognisable payloads and their checkers.
 //!
 //! Every run derives its randomness from one printed seed ([`rng`]), so a failure can be
@@ -14,6 +18,8 @@
 pub mod child;
 pub mod cli;
 pub mod kill9;
+pub mod lock_child;
+pub mod lockcheck;
 pub mod payload;
 pub mod power;
 pub mod process;

@@ -372,12 +372,17 @@ impl Run {
 
     /// Judges one sidecar and, unless this is a dry run, removes it if stale.
     pub(crate) fn sweep_file(&self, path: PathBuf, symlink: bool) -> SweepEntry {
-        let judged = if self.dry_run {
-            self.locker
-                .inspect_lock_file(&path)
-                .map(|inspection| (inspection, false))
-        } else {
-            self.locker.remove_if_stale(&path)
+        // A regular file whose content is not a lock record is another program's file with a
+        // `.lock` name: report it, never touch it.
+        let judged = match self.locker.inspect_lock_file(&path) {
+            Ok(inspection) if self.dry_run || (inspection.not_a_record && !symlink) => {
+                Ok((inspection, false))
+            }
+            Ok(inspection) => self
+                .locker
+                .remove_judged(&path, &inspection)
+                .map(|removed| (inspection, removed)),
+            Err(e) => Err(e),
         };
         match judged {
             Ok((inspection, removed)) => {
@@ -386,6 +391,9 @@ impl Run {
                 } else {
                     Some(
                         match inspection.status {
+                            _ if inspection.not_a_record && !symlink => {
+                                "not a lock record (another program's file); never touched"
+                            }
                             Status::Stale if self.dry_run => "dry run",
                             Status::Stale => "changed or removed by someone else before removal",
                             Status::Held

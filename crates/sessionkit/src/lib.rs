@@ -13,6 +13,8 @@
 //!   JSONL records with torn-tail repair, and orphan temp-file cleanup.
 //! - [`lock`] (`sessionkit-write-lock`): a cross-process write lock with kernel-verified
 //!   liveness, a max-hold watchdog, fenced writes, and suspend/resume around slow work.
+//! - [`sweeper`] (`sessionkit-lock-sweeper`): sweeps directories for stale locks, judged by the
+//!   lock's own rules, with one owner lookup per pid per sweep.
 //!
 //! # Features
 //!
@@ -46,6 +48,8 @@
 
 #[doc(inline)]
 pub use sessionkit_atomic_fs as atomic_fs;
+#[doc(inline)]
+pub use sessionkit_lock_sweeper as sweeper;
 #[doc(inline)]
 pub use sessionkit_write_lock as lock;
 

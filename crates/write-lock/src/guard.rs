@@ -99,6 +99,9 @@ pub(crate) struct Held {
     /// The clock the hold is timed with, and the hold past which a release warns.
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) warn_hold_after: Duration,
+    /// Held by a guarded write from its last fence check until the target has changed, so a
+    /// revocation can never fall between the check and the write.
+    write_gate: Mutex<()>,
     state: AtomicU8,
     refs: AtomicUsize,
     pub(crate) revocation: Revocation,
@@ -141,6 +144,7 @@ impl Held {
             holder_key,
             clock,
             warn_hold_after,
+            write_gate: Mutex::new(()),
             state: AtomicU8::new(HELD),
             refs: AtomicUsize::new(0),
             revocation: Revocation::default(),
@@ -180,6 +184,27 @@ impl Held {
     /// Lets the lock go: removes the lock file if it is still ours, closes it (dropping the OS
     /// lock), and wakes the next waiter in this process. Idempotent.
     pub(crate) fn finish(&self, how: u8) -> Result<()> {
+        // Wait for a guarded write in flight: the lock is given up only between writes.
+        let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
+        self.finish_gated(how)
+    }
+
+    /// Revokes unless a guarded write is in flight; `None` means "try again later".
+    pub(crate) fn try_revoke(&self) -> Option<Result<()>> {
+        let _gate = match self.write_gate.try_lock() {
+            Ok(gate) => gate,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(self.finish_gated(REVOKED))
+    }
+
+    /// Takes the write gate for one guarded write.
+    pub(crate) fn gate(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn finish_gated(&self, how: u8) -> Result<()> {
         if self
             .state
             .compare_exchange(HELD, how, Ordering::SeqCst, Ordering::SeqCst)
@@ -252,10 +277,6 @@ impl Held {
 
     pub(crate) fn release_now(&self) -> Result<()> {
         self.finish(RELEASED)
-    }
-
-    pub(crate) fn revoke(&self) -> Result<()> {
-        self.finish(REVOKED)
     }
 
     pub(crate) fn abandon(&self) -> Result<()> {
@@ -365,7 +386,9 @@ impl LockGuard {
     }
 
     /// Replaces the target with `writer`'s options, if the guard still owns the lock. The fence
-    /// is checked before the temp file is written and again right before the rename.
+    /// is checked before the temp file is written and again right before the rename; from that
+    /// second check until the rename is done, the lock cannot be revoked (the watchdog waits
+    /// for the write), so a write that returns `Ok` was made while the lock was held.
     ///
     /// # Errors
     ///
@@ -377,10 +400,12 @@ impl LockGuard {
         let pending = writer
             .prepare(target, contents)
             .map_err(|source| write_error(target, source))?;
+        let gate = self.held.gate();
         self.check_fence()?;
         pending
             .commit()
             .map_err(|source| write_error(target, source))?;
+        drop(gate);
         publish::after_write(target, before);
         Ok(())
     }
@@ -401,12 +426,14 @@ impl LockGuard {
     ///
     /// [`Error::Fenced`] (nothing written) or [`Error::Write`].
     pub fn append_with(&self, appender: &RecordAppender, record: &[u8]) -> Result<Appended> {
-        self.check_fence()?;
         let target = &self.held.target;
         let before = publish::before_write(target);
+        let gate = self.held.gate();
+        self.check_fence()?;
         let appended = appender
             .append(target, record)
             .map_err(|source| write_error(target, source))?;
+        drop(gate);
         publish::after_write(target, before);
         Ok(appended)
     }

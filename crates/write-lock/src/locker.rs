@@ -119,6 +119,10 @@ pub struct Inspection {
     pub held_here: bool,
     /// How many acquires in this process are waiting for this lock.
     pub waiters_here: usize,
+    /// True if the lock file is a regular file whose content is not a JSON object: perhaps no
+    /// lock at all, but another program's file with a `.lock` name. An acquire judges it as a
+    /// malformed lock; the sweeper leaves it alone.
+    pub not_a_record: bool,
 }
 
 fn as_millis<S: serde::Serializer>(
@@ -145,6 +149,8 @@ impl Inspection {
 /// A lock file as seen by a contender: its bytes, identity, and, if its OS lock was free, the
 /// open file holding that lock (which serialises removal among our processes).
 struct Seen {
+    /// False for a symlink or anything else that is not a regular file.
+    regular: bool,
     file: Option<File>,
     bytes: Vec<u8>,
     identity: (u64, u64),
@@ -164,6 +170,7 @@ fn observe(lock_path: &Path) -> io::Result<Option<Seen>> {
     if !meta.file_type().is_file() {
         // A symlink or anything else is never followed or locked; it has no record.
         return Ok(Some(Seen {
+            regular: false,
             file: None,
             bytes: Vec::new(),
             identity: sessionkit_atomic_fs::file_identity(&meta),
@@ -194,6 +201,7 @@ fn observe(lock_path: &Path) -> io::Result<Option<Seen>> {
         Err(TryLockError::Error(_)) => (None, None),
     };
     Ok(Some(Seen {
+        regular: true,
         file,
         bytes,
         identity: sessionkit_atomic_fs::file_identity(&meta),
@@ -689,6 +697,7 @@ impl Locker {
                 past_max_hold: false,
                 held_here,
                 waiters_here: registry().waiters(lock_path),
+                not_a_record: false,
             });
         };
         let verdict = judge::judge(
@@ -707,6 +716,7 @@ impl Locker {
             &*config.lookup,
         );
         // Dropping `seen` closes the file, which gives back the OS lock inspect may have taken.
+        let not_a_record = seen.regular && seen.payload == Payload::Unparsable;
         let record = match seen.payload {
             Payload::Record(r) => Some(r),
             _ => None,
@@ -726,6 +736,7 @@ impl Locker {
             past_max_hold,
             held_here,
             waiters_here: registry().waiters(lock_path),
+            not_a_record,
         })
     }
 
@@ -736,23 +747,34 @@ impl Locker {
     ///
     /// [`Error::Io`] if the file cannot be read or removed.
     pub fn remove_if_stale(&self, lock_path: &Path) -> Result<(Inspection, bool)> {
-        let ctx = Ctx::new(Operation::RemoveStale, lock_path);
         let inspection = self.inspect_lock_file(lock_path)?;
+        let removed = self.remove_judged(lock_path, &inspection)?;
+        Ok((inspection, removed))
+    }
+
+    /// Removes the lock file that `inspection` judged removable, if it still is: it is judged
+    /// again while holding its OS lock, and removed only if unchanged since. For callers that
+    /// inspect first (the sweeper), so each file is judged once before the removal.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be read or removed.
+    pub fn remove_judged(&self, lock_path: &Path, inspection: &Inspection) -> Result<bool> {
+        let ctx = Ctx::new(Operation::RemoveStale, lock_path);
         if !inspection.removable {
-            return Ok((inspection, false));
+            return Ok(false);
         }
         // Judge again while holding the file's OS lock, so the removal is of what was judged.
         let Some(seen) =
             observe(lock_path).map_err(|e| ctx.io("read the lock file", lock_path, e))?
         else {
-            return Ok((inspection, false));
+            return Ok(false);
         };
         let again = self.inspect_seen(&seen, lock_path);
         if again != Status::Stale || (seen.file.is_none() && seen.os_lock_free.is_some()) {
-            return Ok((inspection, false));
+            return Ok(false);
         }
-        let removed = self.remove_if_unchanged(ctx, lock_path, &seen, &inspection.reasons)?;
-        Ok((inspection, removed))
+        self.remove_if_unchanged(ctx, lock_path, &seen, &inspection.reasons)
     }
 
     fn inspect_seen(&self, seen: &Seen, lock_path: &Path) -> Status {
@@ -796,6 +818,8 @@ pub struct WatchdogReport {
     pub revoked: Vec<PathBuf>,
     /// Revocations that failed (the guard is revoked anyway; its lock file may remain).
     pub failed: Vec<Error>,
+    /// Overdue guards in the middle of a guarded write, to be revoked on the next pass.
+    pub deferred: Vec<PathBuf>,
 }
 
 pub(crate) fn in_process_holder(lock_path: &Path) -> Option<Holder> {

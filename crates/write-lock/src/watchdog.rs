@@ -78,9 +78,11 @@ pub(crate) fn pass(locker: &LockerShared) -> WatchdogReport {
             held_for.as_millis(),
             held.max_hold.as_millis()
         );
-        match held.revoke() {
-            Ok(()) => report.revoked.push(held.target.clone()),
-            Err(e) => {
+        match held.try_revoke() {
+            // A guarded write is in flight: revoke on the next pass, once it is done.
+            None => report.deferred.push(held.target.clone()),
+            Some(Ok(())) => report.revoked.push(held.target.clone()),
+            Some(Err(e)) => {
                 report.revoked.push(held.target.clone());
                 report.failed.push(e);
             }

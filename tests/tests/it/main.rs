@@ -1,6 +1,8 @@
 //! Integration tests of the torture harnesses. Each checker is shown to fail on a broken writer
 //! or damaged bytes, so a passing torture run means something.
 
+mod lock;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;

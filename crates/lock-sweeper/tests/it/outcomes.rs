@@ -73,7 +73,7 @@ fn malformed_records_are_kept_while_fresh_and_removed_when_old() {
 }
 
 #[test]
-fn a_foreign_lock_named_file_is_kept_while_fresh_and_other_files_are_never_touched() {
+fn a_foreign_lock_named_file_and_other_files_are_never_touched() {
     let scratch = Scratch::new("foreign");
     let dir = scratch.dir("d");
     fs::write(dir.join("notes.lock"), "remember the milk\n").unwrap();
@@ -96,6 +96,22 @@ fn a_foreign_lock_named_file_is_kept_while_fresh_and_other_files_are_never_touch
     for kept in ["x.jsonl.lock.gen", "x.lock.bak", "notes.txt", "sub.lock"] {
         assert!(dir.join(kept).exists(), "{kept}");
     }
+    // Old, it is still not a lock record: reported, never touched.
+    age(&dir.join("notes.lock"), HOUR);
+    let report = sweeper().sweep(&[&dir]).unwrap();
+    assert!(!report.entries[0].removed);
+    assert!(
+        report.entries[0]
+            .kept_because
+            .as_deref()
+            .is_some_and(|k| k.contains("not a lock record")),
+        "{:?}",
+        report.entries[0]
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("notes.lock")).unwrap(),
+        "remember the milk\n"
+    );
 }
 
 #[test]

@@ -102,3 +102,60 @@ fn the_watchdog_thread_revokes_on_its_own() {
     );
     assert!(!lock_of(&dir.join("t")).exists());
 }
+
+/// Lets a held rename go when dropped.
+struct LetGo<'a>(&'a std::sync::Barrier);
+
+impl Drop for LetGo<'_> {
+    fn drop(&mut self) {
+        self.0.wait();
+    }
+}
+
+/// Holds the rename of a guarded write until the test lets it go.
+#[derive(Debug)]
+struct HeldRename(Arc<std::sync::Barrier>, Arc<std::sync::Barrier>);
+
+impl sessionkit_atomic_fs::FileSystem for HeldRename {
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.0.wait();
+        self.1.wait();
+        sessionkit_atomic_fs::RealFs.rename(from, to)
+    }
+}
+
+#[test]
+fn a_write_in_flight_defers_revocation_until_it_has_landed() {
+    // The race the lock checker found: revoked between the fence check and the rename, the
+    // write used to land after the next holder's. Now the watchdog waits for it.
+    let dir = Scratch::new("wd-race");
+    let target = dir.join("counter");
+    let (clock, locker) = manual(Duration::from_secs(10));
+    let guard = locker.acquire(&target).unwrap();
+    let (entered, release) = (
+        Arc::new(std::sync::Barrier::new(2)),
+        Arc::new(std::sync::Barrier::new(2)),
+    );
+    let mut writer = sessionkit_atomic_fs::AtomicWriter::new();
+    writer
+        .durability(sessionkit_atomic_fs::Durability::AtomicOnly)
+        .file_system(Arc::new(HeldRename(entered.clone(), release.clone())));
+    std::thread::scope(|s| {
+        let write = s.spawn(|| guard.write_with(&writer, b"written while held"));
+        entered.wait();
+        // If an assertion fails, still let the write go, so the test fails instead of hanging.
+        let let_go = LetGo(&release);
+        clock.advance(Duration::from_secs(11));
+        let report = locker.watchdog_pass();
+        assert_eq!(report.deferred, std::slice::from_ref(&target));
+        assert!(report.revoked.is_empty());
+        assert!(lock_of(&target).exists(), "not given up during the write");
+        drop(let_go);
+        write.join().unwrap().unwrap();
+    });
+    assert_eq!(fs::read(&target).unwrap(), b"written while held");
+    let report = locker.watchdog_pass();
+    assert_eq!(report.revoked, std::slice::from_ref(&target));
+    assert!(guard.write(b"late").unwrap_err().is_fenced());
+    assert_eq!(fs::read(&target).unwrap(), b"written while held");
+}
