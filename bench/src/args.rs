@@ -5,15 +5,18 @@ use std::path::PathBuf;
 
 /// The usage text printed by `--help` and after a bad argument.
 pub const USAGE: &str = "\
-usage: sessionkit-bench <atomic|all> [--quick] [--iters N] [--dir PATH]
+usage: sessionkit-bench <atomic|lock|all> [--quick] [--iters N] [--dir PATH]
 
 suites:
   atomic       atomic whole-file writes side by side, then the tokio stall probe
-  all          every suite (today the same as atomic)
+  lock         the write lock: uncontended cost, hand-off latency, contended throughput
+  all          every suite: atomic, then lock
 
 options:
   --quick      the smoke run: few iterations, well under a minute
-  --iters N    writes per thread per implementation in every cell (overrides the mode's counts)
+  --iters N    atomic: writes per thread per implementation in every cell;
+               lock: acquires per implementation and hand-offs per row
+               (overrides the mode's counts)
   --dir PATH   run in a fresh temp dir inside PATH instead of the system temp dir
 ";
 
@@ -21,8 +24,24 @@ options:
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Suite {
     Atomic,
+    Lock,
     All,
 }
+
+impl Suite {
+    /// Whether this suite runs the `atomic` suite.
+    pub(crate) fn runs_atomic(self) -> bool {
+        matches!(self, Suite::Atomic | Suite::All)
+    }
+
+    /// Whether this suite runs the `lock` suite.
+    pub(crate) fn runs_lock(self) -> bool {
+        matches!(self, Suite::Lock | Suite::All)
+    }
+}
+
+/// The hidden first word that starts a helper process of the `lock` suite.
+pub(crate) const LOCK_CHILD: &str = "lock-child";
 
 /// A parsed command line that asks for a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,10 +57,18 @@ pub(crate) struct Options {
 pub(crate) enum Parsed {
     Run(Options),
     Help,
+    /// The binary was started by the `lock` suite as one of its contenders (the words after
+    /// `lock-child`); not in the usage.
+    LockChild(Vec<OsString>),
 }
 
 /// Parses the arguments after the program name; an error is a message to show with the usage.
 pub(crate) fn parse(args: &[OsString]) -> Result<Parsed, String> {
+    if let Some((first, rest)) = args.split_first()
+        && first == LOCK_CHILD
+    {
+        return Ok(Parsed::LockChild(rest.to_vec()));
+    }
     let mut suite = None;
     let mut quick = false;
     let mut iters = None;
@@ -72,22 +99,18 @@ pub(crate) fn parse(args: &[OsString]) -> Result<Parsed, String> {
                 let value = rest.next().ok_or("--dir needs a path")?;
                 dir = Some(PathBuf::from(value));
             }
-            "atomic" | "all" if suite.is_none() => {
-                suite = Some(if word == "atomic" {
-                    Suite::Atomic
-                } else {
-                    Suite::All
-                });
-            }
+            "atomic" if suite.is_none() => suite = Some(Suite::Atomic),
+            "lock" if suite.is_none() => suite = Some(Suite::Lock),
+            "all" if suite.is_none() => suite = Some(Suite::All),
             other if other.starts_with('-') => return Err(format!("unknown option `{other}`")),
             other => {
                 return Err(format!(
-                    "unknown suite `{other}`; the suites are atomic, all"
+                    "unknown suite `{other}`; the suites are atomic, lock, all"
                 ));
             }
         }
     }
-    let suite = suite.ok_or("name a suite first; the suites are atomic, all")?;
+    let suite = suite.ok_or("name a suite first; the suites are atomic, lock, all")?;
     Ok(Parsed::Run(Options {
         suite,
         quick,
@@ -129,6 +152,28 @@ mod tests {
     }
 
     #[test]
+    fn lock_is_a_suite_and_all_runs_both() {
+        let Ok(Parsed::Run(options)) = parse_words(&["lock", "--quick"]) else {
+            panic!("`lock` should parse");
+        };
+        assert_eq!(options.suite, Suite::Lock);
+        assert!(options.quick);
+        assert!(options.suite.runs_lock() && !options.suite.runs_atomic());
+        assert!(Suite::All.runs_atomic() && Suite::All.runs_lock());
+        assert!(!Suite::Atomic.runs_lock());
+    }
+
+    #[test]
+    fn the_child_role_takes_the_rest_unparsed() {
+        assert_eq!(
+            parse_words(&["lock-child", "churn", "--quick"]),
+            Ok(Parsed::LockChild(vec!["churn".into(), "--quick".into()]))
+        );
+        // Only as the first word.
+        assert!(parse_words(&["lock", "lock-child"]).is_err());
+    }
+
+    #[test]
     fn bad_input_is_an_error() {
         assert!(parse_words(&[]).is_err());
         assert!(parse_words(&["--quick"]).is_err());
@@ -137,6 +182,7 @@ mod tests {
         assert!(parse_words(&["atomic", "--iters", "many"]).is_err());
         assert!(parse_words(&["atomic", "--fast"]).is_err());
         assert!(parse_words(&["atomic", "atomic"]).is_err());
+        assert!(parse_words(&["atomic", "lock"]).is_err());
         assert!(parse_words(&["locks"]).is_err());
     }
 

@@ -21,7 +21,7 @@ use tempfile::NamedTempFile;
 use tokio::runtime::Runtime;
 
 use crate::args::Options;
-use crate::machine;
+use crate::common::{context, directory_line, fmt_micros, machine_line, shown_command};
 use crate::stall::{self, ProbePlan};
 use crate::stats::{median, micros};
 use crate::table::{self, Align};
@@ -251,32 +251,12 @@ pub(crate) fn run_suite(options: &Options, args: &[OsString]) -> io::Result<()> 
 }
 
 fn print_header(plan: &Plan, options: &Options, args: &[OsString], base: &Path, root: &Path) {
-    let shown: Vec<String> = args
-        .iter()
-        .map(|a| shell_word(&a.to_string_lossy()))
-        .collect();
-    let shown = shown.join(" ");
-    let where_ = if options.dir.is_some() {
-        format!("a fresh temp dir inside `{}` (`--dir`)", base.display())
-    } else {
-        format!(
-            "a fresh temp dir in `{}` (the system temp dir)",
-            base.display()
-        )
-    };
-    let fs = match machine::file_system(root) {
-        Some((kind, point)) => format!("{kind} (mounted on `{}`)", point.display()),
-        None => "file system unknown".to_owned(),
-    };
+    let shown = shown_command(args);
     println!("**sessionkit-bench atomic**\n");
     println!("- command: `sessionkit-bench {shown}` (what `cargo xtask bench {shown}` runs)");
     println!("- mode: {}", plan.mode);
-    println!(
-        "- machine: {} CPUs (nproc), Linux {}",
-        machine::cpus(),
-        machine::kernel()
-    );
-    println!("- directory: {where_}, on {fs}");
+    println!("- machine: {}", machine_line());
+    println!("- directory: {}", directory_line(options, base, root));
     println!(
         "- iterations: every implementation does {} measured writes per thread in each 4 KiB \
          atomic-only cell and {} in every other cell, in {} interleaved rounds after {} warm-up \
@@ -357,34 +337,6 @@ fn print_matrix(rows: &[Row]) {
 
 fn ratio(value: Duration, floor: Duration) -> f64 {
     micros(value) / micros(floor)
-}
-
-/// Microseconds with a decimal only where it still matters.
-fn fmt_micros(d: Duration) -> String {
-    let us = micros(d);
-    if us >= 100.0 {
-        format!("{us:.0}")
-    } else {
-        format!("{us:.1}")
-    }
-}
-
-/// Quotes a word for a shell only when it needs it, so the shown command can be pasted back.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-/// Adds what we were doing to an I/O error, keeping its kind.
-fn context(e: io::Error, what: String) -> io::Error {
-    io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 /// The shared state of the matrix: its directory, ours configured both ways, and the runtime
@@ -651,12 +603,5 @@ mod tests {
         assert_eq!(cells.len(), 8);
         assert_eq!(cells[0].to_string(), "4 KiB, durable, 1 thread");
         assert_eq!(cells[7].to_string(), "1 MiB, atomic-only, 8 threads");
-    }
-
-    #[test]
-    fn shell_words() {
-        assert_eq!(shell_word("--dir"), "--dir");
-        assert_eq!(shell_word("/a b"), "'/a b'");
-        assert_eq!(shell_word("it's"), r"'it'\''s'");
     }
 }

@@ -1,10 +1,18 @@
 //! Side-by-side benchmarks for sessionkit, run as `cargo xtask bench <suite>`.
 //!
-//! There is one suite, `atomic` (`all` runs it too). It measures whole-file atomic replacement
-//! against a hand-written floor and two other crates, all in one run and interleaved in
-//! rounds, then probes whether the async API stalls a tokio runtime. Everything it prints on
-//! stdout is Markdown, so a run can be pasted into `docs/benchmarks.md`; progress goes to
-//! stderr. See `docs/benchmarks.md` for what each number means.
+//! There are two suites, and `all` runs both, `atomic` first:
+//!
+//! - `atomic` measures whole-file atomic replacement against a hand-written floor and two
+//!   other crates, all in one run and interleaved in rounds, then probes whether the async API
+//!   stalls a tokio runtime.
+//! - `lock` measures the write lock: its uncontended cost against two hand-written floors, how
+//!   fast a release hands the lock to a waiter in the same process and in another one, and the
+//!   throughput and fairness of eight contending processes. Its contenders are this binary,
+//!   started again with the hidden first argument `lock-child`.
+//!
+//! Everything a suite prints on stdout is Markdown, so a run can be pasted into
+//! `docs/benchmarks.md`; progress goes to stderr. See `docs/benchmarks.md` for what each
+//! number means.
 //!
 //! A missed goal is reported, not fatal: the process fails only on bad arguments (exit 2) or an
 //! I/O error (exit 1).
@@ -16,6 +24,10 @@ use std::process::ExitCode;
 mod args;
 #[cfg(unix)]
 mod atomic;
+#[cfg(unix)]
+mod common;
+#[cfg(unix)]
+mod lock;
 #[cfg(unix)]
 mod machine;
 #[cfg(unix)]
@@ -35,6 +47,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
+        Ok(args::Parsed::LockChild(rest)) => return lock_child(&rest),
         Err(message) => {
             eprintln!("error: {message}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -51,15 +64,43 @@ pub fn run(args: &[OsString]) -> ExitCode {
 
 #[cfg(unix)]
 fn run_suite(options: &args::Options, args: &[OsString]) -> io::Result<()> {
-    // `atomic` is the only suite so far, so `all` is the same run.
-    let _ = options.suite;
-    atomic::run_suite(options, args)
+    if options.suite.runs_atomic() {
+        atomic::run_suite(options, args)?;
+    }
+    if options.suite.runs_lock() {
+        lock::run_suite(options, args)?;
+    }
+    Ok(())
 }
 
 #[cfg(not(unix))]
 fn run_suite(options: &args::Options, args: &[OsString]) -> io::Result<()> {
-    // The floor uses Unix modes and directory fsync, which other platforms do not have.
-    let _ = (options, args);
-    println!("SKIP: atomic benchmark: needs a Unix file system (modes, directory fsync)");
+    // The floors use Unix modes, directory fsync and flock, which other platforms do not have.
+    let _ = args;
+    if options.suite.runs_atomic() {
+        println!("SKIP: atomic benchmark: needs a Unix file system (modes, directory fsync)");
+    }
+    if options.suite.runs_lock() {
+        println!("SKIP: lock benchmark: the write lock supports Linux only");
+    }
     Ok(())
+}
+
+/// A contender of the `lock` suite: runs the role its parent named, reporting on stdout.
+#[cfg(unix)]
+fn lock_child(args: &[OsString]) -> ExitCode {
+    match lock::child(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: lock-child: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_child(args: &[OsString]) -> ExitCode {
+    let _ = args;
+    eprintln!("error: lock-child: the write lock supports Linux only");
+    ExitCode::FAILURE
 }

@@ -15,6 +15,15 @@ pub(crate) fn kernel() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
+/// The 1-minute load average from `/proc/loadavg`, or `?`: other work on the machine shows up
+/// in every latency.
+pub(crate) fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 /// The file system type and mount point holding `dir`, from `/proc/mounts`, if known.
 pub(crate) fn file_system(dir: &Path) -> Option<(String, PathBuf)> {
     let dir = fs::canonicalize(dir).ok()?;
@@ -87,6 +96,11 @@ tmpfs /dev/shm tmpfs rw 0 0
         );
         let found = mount_of(Path::new("/tmp/other"), MOUNTS);
         assert_eq!(found, Some(("ext4".to_owned(), PathBuf::from("/"))));
+    }
+
+    #[test]
+    fn load_average_is_a_number() {
+        assert!(load_average().parse::<f64>().is_ok());
     }
 
     #[test]

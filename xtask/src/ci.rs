@@ -158,7 +158,7 @@ impl Ci<'_> {
             }
             Step::Bench => {
                 let mut args = cmd::BENCH.to_vec();
-                args.extend(["atomic", "--quick"]);
+                args.extend(["all", "--quick"]);
                 self.tee(&args)
             }
         }
