@@ -19,7 +19,8 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Barrier, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -146,6 +147,10 @@ pub(crate) fn run_suite(options: &Options, args: &[OsString]) -> io::Result<()> 
     progress("part 4: contended throughput");
     let churn = measure_churn(&plan, &exe, &dir("throughput")?, &progress)?;
     print_churn(&plan, &churn);
+
+    progress("part 5: a 1 ms ticker while 64 tasks contend for 8 locks");
+    let ticker = measure_ticker(&plan, &dir("ticker")?)?;
+    print_ticker(&ticker);
 
     progress("done");
     root.close()
@@ -1559,6 +1564,142 @@ fn parse_role(args: &[OsString]) -> io::Result<Role> {
             words.join(" ")
         ))),
     }
+}
+
+/// What part 5 saw: the ticker's lateness alone and beside the contending tasks.
+struct TickerResult {
+    idle: Vec<Duration>,
+    busy: Vec<Duration>,
+    sections: usize,
+    wall: Duration,
+}
+
+/// Part 5: a 1 ms ticker on a 2-worker runtime, alone and while 64 tasks contend for 8 locks
+/// through `acquire_async`, each section rewriting a counter through its guard.
+fn measure_ticker(plan: &Plan, dir: &Path) -> io::Result<TickerResult> {
+    const TASKS: usize = 64;
+    const LOCKS: usize = 8;
+    let rounds_per_task = if plan.mode == "quick" { 20 } else { 100 };
+    let runtime = stall::two_worker_runtime()?;
+    let idle = runtime.block_on(async {
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = tokio::spawn(stall::tick_until(done.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        done.store(true, Ordering::Relaxed);
+        ticker.await.map_err(io::Error::other)
+    })?;
+    let locker = Locker::new();
+    let counters: Vec<PathBuf> = (0..LOCKS)
+        .map(|i| dir.join(format!("counter{i}")))
+        .collect();
+    for c in &counters {
+        fs::write(c, b"0").map_err(|e| context(e, format!("create {}", c.display())))?;
+    }
+    let started = Instant::now();
+    let busy = runtime.block_on(async {
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = tokio::spawn(stall::tick_until(done.clone()));
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let locker = locker.clone();
+                let counter = counters[t % LOCKS].clone();
+                tokio::spawn(async move {
+                    for _ in 0..rounds_per_task {
+                        let guard = locker
+                            .acquire_async(counter.clone())
+                            .await
+                            .map_err(lock_error)?;
+                        let path = counter.clone();
+                        // The section's file work runs on the blocking pool, as a service's would.
+                        tokio::task::spawn_blocking(move || {
+                            let value: u64 = fs::read_to_string(&path)?
+                                .trim()
+                                .parse()
+                                .map_err(io::Error::other)?;
+                            guard
+                                .write_with(&atomic_only(), (value + 1).to_string().as_bytes())
+                                .map_err(lock_error)?;
+                            // Releasing removes the lock file: file I/O, so here too.
+                            guard.release().map_err(lock_error)
+                        })
+                        .await
+                        .map_err(io::Error::other)??;
+                    }
+                    Ok::<_, io::Error>(())
+                })
+            })
+            .collect();
+        let mut result = Ok(());
+        for task in tasks {
+            let outcome = task.await.map_err(io::Error::other).and_then(|r| r);
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        let lateness = ticker.await.map_err(io::Error::other)?;
+        result.map(|()| lateness)
+    })?;
+    let wall = started.elapsed();
+    // The counters prove the sections did not overlap: every increment is there.
+    for c in &counters {
+        let value: usize = fs::read_to_string(c)?
+            .trim()
+            .parse()
+            .map_err(io::Error::other)?;
+        if value != TASKS / LOCKS * rounds_per_task {
+            return Err(bad_data(format!(
+                "{} ended at {value}, not {}",
+                c.display(),
+                TASKS / LOCKS * rounds_per_task
+            )));
+        }
+    }
+    Ok(TickerResult {
+        idle,
+        busy,
+        sections: TASKS * rounds_per_task,
+        wall,
+    })
+}
+
+/// A writer without fsyncs: part 5 measures the lock and the runtime, not the disk.
+fn atomic_only() -> sessionkit_atomic_fs::AtomicWriter {
+    let mut writer = sessionkit_atomic_fs::AtomicWriter::new();
+    writer.durability(sessionkit_atomic_fs::Durability::AtomicOnly);
+    writer
+}
+
+fn print_ticker(result: &TickerResult) {
+    let max = |s: &[Duration]| s.iter().copied().max().unwrap_or_default();
+    println!(
+        "**Part 5: a 1 ms ticker on 2 tokio workers, alone and while 64 tasks contend for 8 locks (`acquire_async`, counter rewritten through the guard)**"
+    );
+    println!();
+    println!("| ticker | ticks | sections | wall (s) | max lateness (ms) | p99 lateness (ms) |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| alone (baseline) | {} | 0 | 0.5 | {:.2} | {:.2} |",
+        result.idle.len(),
+        millis(max(&result.idle)),
+        millis(percentile(&result.idle, 0.99))
+    );
+    println!(
+        "| with 64 tasks on 8 locks | {} | {} | {:.1} | {:.2} | {:.2} |",
+        result.busy.len(),
+        result.sections,
+        result.wall.as_secs_f64(),
+        millis(max(&result.busy)),
+        millis(percentile(&result.busy, 0.99))
+    );
+    println!();
+    println!("check: every counter ended at its number of sections (no overlapping sections): yes");
+    let met = max(&result.busy) < Duration::from_millis(5);
+    println!(
+        "goal: ticker max lateness under 5 ms while the tasks contend: {}",
+        yes_no(met)
+    );
+    println!();
 }
 
 #[cfg(test)]

@@ -216,7 +216,7 @@ fn probe(
 }
 
 /// Sleeps until each next deadline, 1 ms apart, and returns how late each wake-up was.
-async fn tick_until(done: Arc<AtomicBool>) -> Vec<Duration> {
+pub(crate) async fn tick_until(done: Arc<AtomicBool>) -> Vec<Duration> {
     let mut lateness = Vec::new();
     let mut next = Instant::now() + TICK;
     while !done.load(Ordering::Relaxed) {

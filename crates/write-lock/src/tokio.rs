@@ -154,6 +154,19 @@ fn timeout_error(target: &Path, started: Instant, holder: Option<Holder>) -> Err
     }
 }
 
+impl LockGuard {
+    /// As [`release`](LockGuard::release), on the blocking pool: releasing removes the lock
+    /// file, which is file I/O. (Dropping a guard on an async worker releases it there.)
+    ///
+    /// # Errors
+    ///
+    /// As [`release`](LockGuard::release).
+    pub async fn release_async(self) -> Result<()> {
+        let target = self.target().to_path_buf();
+        blocking(&target, move || self.release()).await
+    }
+}
+
 impl Suspended {
     /// As [`resume`](Suspended::resume), without blocking an async worker.
     ///

@@ -52,6 +52,18 @@ async fn attempts_run_off_the_runtime_thread() {
     assert_eq!(threads.iter().filter(|t| **t == runtime_thread).count(), 0);
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn release_async_removes_the_lock_file_off_the_worker() {
+    let dir = Scratch::new("async-release");
+    let target = dir.join("t");
+    let locker = quick_locker(Duration::from_millis(50));
+    let guard = locker.acquire_async(target.clone()).await.unwrap();
+    assert!(lock_of(&target).exists());
+    guard.release_async().await.unwrap();
+    assert!(!lock_of(&target).exists());
+    locker.try_acquire(&target).unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_waiting_acquire_leaves_no_waiter_and_no_lock_file() {
     let dir = Scratch::new("async-cancel");
