@@ -107,3 +107,8 @@ pub use sessionkit_write_lock::{
 
 #[cfg(doc)]
 use sessionkit_write_lock::Locker;
+
+// The README's example compiles as a doc test, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
