@@ -402,16 +402,7 @@ impl Locker {
         if timeout.is_none() {
             return Ok(None);
         }
-        Err(Error::Timeout {
-            op: Operation::Acquire,
-            path: target.to_path_buf(),
-            waited: started.elapsed(),
-            holder: Box::new(holder.unwrap_or(Holder {
-                record: None,
-                held_for: None,
-                past_max_hold: false,
-            })),
-        })
+        Err(timeout_error(target, started, holder))
     }
 
     /// Records a new hold in the registry and for the watchdog, and wraps it in a guard.
@@ -467,7 +458,6 @@ impl Locker {
         floor: &mut u64,
     ) -> Result<Attempt> {
         let ctx = Ctx::new(Operation::Acquire, target);
-        let config = &self.shared.config;
         let lock_path = &paths.lock_path;
         match OpenOptions::new()
             .write(true)
@@ -482,22 +472,7 @@ impl Locker {
                 else {
                     return Ok(Attempt::Retry);
                 };
-                let held_here = registry().holder(lock_path).is_some();
-                let verdict = judge::judge(
-                    &Observation {
-                        payload: &seen.payload,
-                        mtime: seen.mtime,
-                        os_lock_free: seen.os_lock_free,
-                        held_here,
-                    },
-                    Rules {
-                        stale_after: config.stale_after,
-                        malformed_grace: config.malformed_grace(),
-                    },
-                    Context::Acquire,
-                    config.clock.now(),
-                    &*config.lookup,
-                );
+                let verdict = self.judge_seen(&seen, lock_path, Context::Acquire);
                 if verdict.status == Status::Stale
                     && (seen.file.is_some() || seen.os_lock_free.is_none())
                 {
@@ -682,7 +657,6 @@ impl Locker {
     /// [`Error::Io`] if the lock file exists but cannot be read.
     pub fn inspect_lock_file(&self, lock_path: &Path) -> Result<Inspection> {
         let ctx = Ctx::new(Operation::Inspect, lock_path);
-        let config = &self.shared.config;
         let seen = observe(lock_path).map_err(|e| ctx.io("read the lock file", lock_path, e))?;
         let held_here = registry().holder(lock_path).is_some();
         let Some(seen) = seen else {
@@ -700,21 +674,7 @@ impl Locker {
                 not_a_record: false,
             });
         };
-        let verdict = judge::judge(
-            &Observation {
-                payload: &seen.payload,
-                mtime: seen.mtime,
-                os_lock_free: seen.os_lock_free,
-                held_here,
-            },
-            Rules {
-                stale_after: config.stale_after,
-                malformed_grace: config.malformed_grace().min(Duration::from_secs(30)),
-            },
-            Context::Observe,
-            config.clock.now(),
-            &*config.lookup,
-        );
+        let verdict = self.judge_seen(&seen, lock_path, Context::Observe);
         // Dropping `seen` closes the file, which gives back the OS lock inspect may have taken.
         let not_a_record = seen.regular && seen.payload == Payload::Unparsable;
         let record = match seen.payload {
@@ -777,8 +737,15 @@ impl Locker {
         self.remove_if_unchanged(ctx, lock_path, &seen, &inspection.reasons)
     }
 
-    fn inspect_seen(&self, seen: &Seen, lock_path: &Path) -> Status {
+    /// Judges a lock file as seen, in `context`. An acquire waits out the configured malformed
+    /// grace; an observer (inspect, the sweeper) keeps a malformed file at most 30 s, as
+    /// OpenClaw's sweeper does.
+    fn judge_seen(&self, seen: &Seen, lock_path: &Path, context: Context) -> judge::Verdict {
         let config = &self.shared.config;
+        let grace = match context {
+            Context::Acquire => config.malformed_grace(),
+            Context::Observe => config.malformed_grace().min(Duration::from_secs(30)),
+        };
         judge::judge(
             &Observation {
                 payload: &seen.payload,
@@ -788,13 +755,16 @@ impl Locker {
             },
             Rules {
                 stale_after: config.stale_after,
-                malformed_grace: config.malformed_grace().min(Duration::from_secs(30)),
+                malformed_grace: grace,
             },
-            Context::Observe,
+            context,
             config.clock.now(),
             &*config.lookup,
         )
-        .status
+    }
+
+    fn inspect_seen(&self, seen: &Seen, lock_path: &Path) -> Status {
+        self.judge_seen(seen, lock_path, Context::Observe).status
     }
 
     /// Revokes every guard of this locker held longer than its max hold, and reports what it
@@ -837,6 +807,20 @@ fn reread(mut file: &File) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// The error of an acquire that gave up, naming the holder if it is known.
+pub(crate) fn timeout_error(target: &Path, started: Instant, holder: Option<Holder>) -> Error {
+    Error::Timeout {
+        op: Operation::Acquire,
+        path: target.to_path_buf(),
+        waited: started.elapsed(),
+        holder: Box::new(holder.unwrap_or(Holder {
+            record: None,
+            held_for: None,
+            past_max_hold: false,
+        })),
+    }
 }
 
 /// `<target>.lock.gen`, the per-target generation counter.

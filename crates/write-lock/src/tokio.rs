@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Holder, Operation, Result};
 use crate::guard::{LockGuard, Suspended};
-use crate::locker::{Attempt, Locker, Ticket, resolve};
+use crate::locker::{Attempt, Locker, Ticket, resolve, timeout_error};
 use crate::registry::{Turn, Wake, registry};
 
 /// Runs `f` on the blocking pool; a panic inside is resumed here.
@@ -138,19 +138,6 @@ impl Locker {
                 }
             }
         }
-    }
-}
-
-fn timeout_error(target: &Path, started: Instant, holder: Option<Holder>) -> Error {
-    Error::Timeout {
-        op: Operation::Acquire,
-        path: target.to_path_buf(),
-        waited: started.elapsed(),
-        holder: Box::new(holder.unwrap_or(Holder {
-            record: None,
-            held_for: None,
-            past_max_hold: false,
-        })),
     }
 }
 
