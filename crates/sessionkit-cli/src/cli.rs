@@ -7,12 +7,15 @@ use clap::{Parser, Subcommand};
 
 use crate::cmd::append::AppendArgs;
 use crate::cmd::lock::LockArgs;
+use crate::cmd::locks::LocksArgs;
+use crate::cmd::sweep::SweepArgs;
 use crate::cmd::write::WriteArgs;
 
-/// Atomic file writes, JSONL appends and write locks for sessionkit state on disk.
+/// Atomic file writes, JSONL appends, write locks and lock sweeps for sessionkit state on disk.
 ///
 /// Exit status: 0 success, 2 usage error, 65 bad input data, 74 I/O error, 75 temporary
-/// failure (a lock timeout or revocation); `lock run` passes on its command's status. See
+/// failure (a lock timeout or revocation); `lock run` passes on its command's status;
+/// `sweep` exits 74 when some files could not be judged or removed. See
 /// docs/cli.md for details.
 #[derive(Debug, Parser)]
 #[command(name = "sessionkit", version)]
@@ -31,6 +34,10 @@ pub(crate) enum Command {
     Append(AppendArgs),
     /// Run a command under a file's write lock, or show the state of that lock.
     Lock(LockArgs),
+    /// List every lock in the directories with its status and reasons, changing nothing.
+    Locks(LocksArgs),
+    /// Remove the stale locks in the directories and print a summary.
+    Sweep(SweepArgs),
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 pub(crate) const SUCCESS: u8 = 0;
 
 /// The command line was wrong: an unknown command or option, a missing argument, or a bad
-/// value such as `--mode 9` or `--timeout 5`; or a `SESSIONKIT_LOCK_*` variable holds an
+/// value such as `--mode 9`, `--timeout 5` or `--temp-older-than 5`; or a `SESSIONKIT_LOCK_*` variable holds an
 /// invalid value. Nothing was read or written.
 pub(crate) const USAGE: u8 = 2;
 
@@ -18,7 +18,8 @@ pub(crate) const DATA_ERR: u8 = 65;
 
 /// An input or output error (`EX_IOERR`): every other failure of the library, including a
 /// target that is a directory or whose parent is missing, a failed `fsync`, and a failure to
-/// read standard input.
+/// read standard input. `sweep` also uses it when the sweep completed but some lock files or
+/// directories could not be judged or removed (they are listed).
 pub(crate) const IO_ERR: u8 = 74;
 
 /// A temporary failure (`EX_TEMPFAIL`): retrying later may succeed. `lock run` uses it when

@@ -7,7 +7,7 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sessionkit::{atomic_fs, lock};
+use sessionkit::{atomic_fs, lock, sweeper};
 
 use crate::{duration, exit};
 
@@ -29,6 +29,10 @@ pub(crate) enum Failure {
         /// The serializer's error.
         source: serde_json::Error,
     },
+    /// The sweeper refused a setting (`SESSIONKIT_LOCK_STALE_MS`, say) or the sweep failed.
+    Sweep(sweeper::Error),
+    /// A sweep report could not be written as JSON (a path that is not UTF-8, say).
+    ReportJson(serde_json::Error),
     /// The command given to `lock run` could not be started.
     Spawn {
         /// The program, as given.
@@ -70,12 +74,14 @@ impl Failure {
             Failure::Lock(err) if err.is_timeout() => exit::TEMP_FAIL,
             Failure::Lock(err) if err.is_config() => exit::USAGE,
             Failure::Revoked { .. } => exit::TEMP_FAIL,
-            Failure::Json { .. } => exit::DATA_ERR,
+            Failure::Sweep(err) if err.is_config() => exit::USAGE,
+            Failure::Json { .. } | Failure::ReportJson(_) => exit::DATA_ERR,
             Failure::Spawn { .. } => exit::CANNOT_RUN,
             Failure::Library(_)
             | Failure::Stdin(_)
             | Failure::Stdout(_)
             | Failure::Lock(_)
+            | Failure::Sweep(_)
             | Failure::Wait { .. } => exit::IO_ERR,
         }
     }
@@ -129,6 +135,8 @@ impl fmt::Display for Failure {
             Failure::Json { path, .. } => {
                 write!(f, "failed to show the lock on `{}` as JSON", path.display())
             }
+            Failure::Sweep(err) => fmt::Display::fmt(err, f),
+            Failure::ReportJson(_) => f.write_str("failed to write the sweep report as JSON"),
             Failure::Spawn { program, .. } => {
                 write!(f, "could not run `{}`", program.to_string_lossy())
             }
@@ -164,6 +172,8 @@ impl StdError for Failure {
             // Transparent: the library error's own text is already this error's text.
             Failure::Library(err) => err.source(),
             Failure::Lock(err) => err.source(),
+            Failure::Sweep(err) => err.source(),
+            Failure::ReportJson(source) => Some(source),
             Failure::Stdin(err) | Failure::Stdout(err) => Some(err),
             Failure::Json { source, .. } => Some(source),
             Failure::Spawn { source, .. } | Failure::Wait { source, .. } => Some(source),

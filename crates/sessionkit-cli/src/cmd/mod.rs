@@ -2,6 +2,8 @@
 
 pub(crate) mod append;
 pub(crate) mod lock;
+pub(crate) mod locks;
+pub(crate) mod sweep;
 pub(crate) mod write;
 
 use std::io::{self, Read as _};
@@ -11,12 +13,14 @@ use crate::exit;
 use crate::failure::Failure;
 
 /// Runs one parsed command and returns its exit status: 0, except that `lock run` passes on
-/// its command's status.
+/// its command's status and `sweep` returns 74 when some files could not be handled.
 pub(crate) fn run(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Write(args) => write::run(&args).map(|()| exit::SUCCESS),
         Command::Append(args) => append::run(&args).map(|()| exit::SUCCESS),
         Command::Lock(args) => lock::run(args),
+        Command::Locks(args) => locks::run(&args).map(|()| exit::SUCCESS),
+        Command::Sweep(args) => sweep::run(&args),
     }
 }
 

@@ -10,6 +10,10 @@ mod cli;
 mod lock_run;
 /// `sessionkit lock show`: free, held, stale and malformed locks, for people and as JSON.
 mod lock_show;
+/// `sessionkit locks`: planted locks listed as held, stale and malformed; nothing removed.
+mod locks;
+/// `sessionkit sweep`: dry runs, removals, the summary line, JSON and usage errors.
+mod sweep;
 /// Real system calls counted under strace.
 mod syscalls;
 /// Unix-only behaviour: file modes, symlinks and unreadable standard input.
