@@ -482,14 +482,7 @@ impl Locker {
                     self.remove_if_unchanged(ctx, lock_path, &seen, &verdict.reasons)?;
                     return Ok(Attempt::Retry);
                 }
-                let record = match seen.payload {
-                    Payload::Record(r) => Some(r),
-                    _ => None,
-                };
-                let past_max_hold = record
-                    .as_ref()
-                    .and_then(|r| r.max_hold_ms)
-                    .is_some_and(|max| verdict.age > Duration::from_millis(max));
+                let (record, past_max_hold) = owner_of(seen.payload, verdict.age);
                 Ok(Attempt::Busy(Holder {
                     record,
                     held_for: Some(verdict.age),
@@ -677,14 +670,7 @@ impl Locker {
         let verdict = self.judge_seen(&seen, lock_path, Context::Observe);
         // Dropping `seen` closes the file, which gives back the OS lock inspect may have taken.
         let not_a_record = seen.regular && seen.payload == Payload::Unparsable;
-        let record = match seen.payload {
-            Payload::Record(r) => Some(r),
-            _ => None,
-        };
-        let past_max_hold = record
-            .as_ref()
-            .and_then(|r| r.max_hold_ms)
-            .is_some_and(|max| verdict.age > Duration::from_millis(max));
+        let (record, past_max_hold) = owner_of(seen.payload, verdict.age);
         Ok(Inspection {
             lock_path: lock_path.to_path_buf(),
             status: verdict.status,
@@ -807,6 +793,20 @@ fn reread(mut file: &File) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// The owner record of a lock file, if it has one, and whether a lock of age `age` is past
+/// the max hold that record declares.
+fn owner_of(payload: Payload, age: Duration) -> (Option<OwnerRecord>, bool) {
+    let record = match payload {
+        Payload::Record(r) => Some(r),
+        _ => None,
+    };
+    let past_max_hold = record
+        .as_ref()
+        .and_then(|r| r.max_hold_ms)
+        .is_some_and(|max| age > Duration::from_millis(max));
+    (record, past_max_hold)
 }
 
 /// The error of an acquire that gave up, naming the holder if it is known.
