@@ -31,6 +31,11 @@
 //! - **One lookup per pid.** Each sweep wraps the owner lookup in a fresh [`MemoLookup`],
 //!   shared by all its directories; a failed lookup is not cached, and the lock it concerned
 //!   is kept. [`SweepReport::lookups`] is the exact number of real lookups.
+//! - **Ours, optionally.** Which owners count as ours is configurable
+//!   ([`SweeperBuilder::ours`]: program names, OpenClaw's rule, or a predicate). An owner
+//!   holding the OS lock on its sidecar is ours by definition. With
+//!   [`SweeperBuilder::foreign_owners_stale`] (off by default) a live owner whose command line
+//!   is not ours is judged stale, as OpenClaw's non-owner rule does.
 //! - **Goes on.** A missing directory is empty; a file that cannot be read or removed
 //!   (permissions, I/O) is reported in its entry, a directory that cannot be listed in
 //!   [`SweepReport::dir_errors`], and the sweep goes on.
@@ -45,13 +50,14 @@
 //! | OpenClaw record, pid reused | removed, `recycled-pid` |
 //! | OpenClaw record, live owner, old | kept, `held` with `too-old` |
 //! | OpenClaw record, lookup failed | kept, `held`, no liveness |
-//! | `{}`, empty, or not JSON (a foreign `notes.lock`), younger than the grace | kept, `malformed` |
+//! | OpenClaw record, live owner not [ours](SweeperBuilder::ours), with [`SweeperBuilder::foreign_owners_stale`] | removed, `foreign-owner` |
+//! | `{}` or empty, younger than the grace | kept, `malformed` |
 //! | the same, older than the grace (30 s) | removed, `missing-pid`, `invalid-created-at` |
+//! | a regular file that is not a JSON object (another program's `notes.lock`) | kept, never touched |
 //! | a symlink | as a file without a record, by the link's own age; only the link goes |
 //!
-//! Note that a foreign file named `*.lock` is judged like a lock file without a record, as
-//! OpenClaw does: an old one is removed. Use [`SweeperBuilder::sidecars`] to narrow the names
-//! swept (to `*.jsonl.lock` and `sessions.json.lock`, say) where such files may live.
+//! Use [`SweeperBuilder::sidecars`] to narrow the names swept further (to `*.jsonl.lock` and
+//! `sessions.json.lock`, say).
 //!
 //! # Platform behavior
 //!
@@ -99,10 +105,10 @@ mod tokio;
 pub use crate::error::{Error, Result};
 pub use crate::memo::MemoLookup;
 pub use crate::report::{DirError, SweepEntry, SweepReport, TempEntry, TempReport, Totals};
-pub use crate::sweeper::{Sweeper, SweeperBuilder};
+pub use crate::sweeper::{SweepProgress, Sweeper, SweeperBuilder};
 
 pub use sessionkit_write_lock::{
-    Liveness, OwnerLookup, ProcLookup, ProcessProbe, StaleReason, Status,
+    Liveness, OwnerLookup, OwnerRule, ProcLookup, ProcessProbe, StaleReason, Status,
 };
 
 #[cfg(doc)]

@@ -6,10 +6,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use sessionkit_write_lock::{
-    Clock, ENV_STALE_MS, LockConfig, Locker, OwnerLookup, ProcLookup, Status,
+    Clock, ENV_STALE_MS, LockConfig, Locker, OwnerLookup, OwnerRule, ProcLookup, Status,
 };
 
 use crate::error::{Error, Result};
@@ -20,6 +21,22 @@ use crate::report::{DirError, SweepEntry, SweepReport, TempEntry, TempReport, mi
 pub(crate) type SidecarFilter = Arc<dyn Fn(&OsStr) -> bool + Send + Sync>;
 /// A hook called between a lock's judgement and its removal.
 pub(crate) type RemovalHook = Arc<dyn Fn(&Path) + Send + Sync>;
+/// A hook told how far a sweep has got.
+pub(crate) type ProgressHook = Arc<dyn Fn(SweepProgress) + Send + Sync>;
+
+/// How far a sweep has got, as told to a [`progress`](SweeperBuilder::progress) hook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweepProgress {
+    /// Directories given to the sweep.
+    pub dirs: u64,
+    /// Directories listed so far.
+    pub dirs_listed: u64,
+    /// Lock sidecars found in the directories listed so far.
+    pub found: u64,
+    /// Lock sidecars judged (and removed, if stale) so far.
+    pub done: u64,
+}
 
 /// The settings of a [`Sweeper`].
 #[derive(Clone)]
@@ -34,6 +51,9 @@ pub(crate) struct Config {
     pub(crate) lookup: Arc<dyn OwnerLookup>,
     pub(crate) concurrency: usize,
     pub(crate) batch: usize,
+    pub(crate) ours: Option<OwnerRule>,
+    pub(crate) foreign_owners_stale: bool,
+    pub(crate) progress: Option<ProgressHook>,
 }
 
 impl Default for Config {
@@ -49,6 +69,9 @@ impl Default for Config {
             lookup: Arc::new(ProcLookup),
             concurrency: 4,
             batch: 64,
+            ours: None,
+            foreign_owners_stale: false,
+            progress: None,
         }
     }
 }
@@ -84,6 +107,10 @@ impl Config {
         if let Some(clock) = &self.clock {
             b.clock(clock.clone());
         }
+        if let Some(ours) = &self.ours {
+            b.ours(ours.clone());
+        }
+        b.foreign_owners_stale(self.foreign_owners_stale);
         b.build().map_err(|e| match e {
             sessionkit_write_lock::Error::Config { name, reason } => Error::Config { name, reason },
             other => Error::Config {
@@ -116,6 +143,8 @@ impl fmt::Debug for Sweeper {
             .field("lookup", &self.config.lookup)
             .field("concurrency", &self.config.concurrency)
             .field("batch", &self.config.batch)
+            .field("ours", &self.config.ours)
+            .field("foreign_owners_stale", &self.config.foreign_owners_stale)
             .finish_non_exhaustive()
     }
 }
@@ -219,12 +248,50 @@ impl SweeperBuilder {
         self
     }
 
+    /// Which live owners count as ours, by command line (see [`OwnerRule`]). An owner that
+    /// holds the OS lock on its sidecar is ours by definition; the rule is asked only about
+    /// owners of records without that promise (older formats, OpenClaw), and only with
+    /// [`foreign_owners_stale`](SweeperBuilder::foreign_owners_stale) on.
+    ///
+    /// By default, none: every owner counts as ours.
+    pub fn ours(&mut self, rule: OwnerRule) -> &mut Self {
+        self.sweeper.config.ours = Some(rule);
+        self
+    }
+
+    /// OpenClaw's non-owner rule: a live owner (of a record without an OS-lock promise) whose
+    /// command line is readable, not blank and not [ours](SweeperBuilder::ours) is judged
+    /// stale with reason `foreign-owner`, and its lock removed. Each such pid then costs a
+    /// second lookup (its command line), also memoized and counted in
+    /// [`SweepReport::lookups`](crate::SweepReport::lookups). An unreadable command line
+    /// keeps the lock.
+    ///
+    /// By default, off. [`build`](SweeperBuilder::build) fails if it is on without
+    /// [`ours`](SweeperBuilder::ours).
+    pub fn foreign_owners_stale(&mut self, yes: bool) -> &mut Self {
+        self.sweeper.config.foreign_owners_stale = yes;
+        self
+    }
+
+    /// Calls `hook` as the sweep goes: after each directory is listed and after each lock
+    /// sidecar is handled. It runs on the sweeping thread (a blocking thread for
+    /// [`sweep_async`](Sweeper::sweep_async)), so it must be quick; the CLI draws its
+    /// progress bar from it.
+    ///
+    /// By default, there is no hook.
+    pub fn progress(&mut self, hook: impl Fn(SweepProgress) + Send + Sync + 'static) -> &mut Self {
+        self.sweeper.config.progress = Some(Arc::new(hook));
+        self
+    }
+
     /// Checks the settings and returns the sweeper.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for an invalid setting: a zero concurrency or batch size, or lock
-    /// settings write-lock rejects (a zero or unparsable stale age).
+    /// [`Error::Config`] for an invalid setting: a zero concurrency or batch size, lock
+    /// settings write-lock rejects (a zero or unparsable stale age), or
+    /// [`foreign_owners_stale`](SweeperBuilder::foreign_owners_stale) without
+    /// [`ours`](SweeperBuilder::ours).
     pub fn build(&self) -> Result<Sweeper> {
         let c = &self.sweeper.config;
         if c.concurrency == 0 {
@@ -252,6 +319,11 @@ pub(crate) struct Run {
     pub(crate) dry_run: bool,
     pub(crate) temp_older_than: Option<Duration>,
     pub(crate) filter: Option<SidecarFilter>,
+    pub(crate) progress: Option<ProgressHook>,
+    pub(crate) dirs: u64,
+    pub(crate) dirs_listed: AtomicU64,
+    pub(crate) found: AtomicU64,
+    pub(crate) done: AtomicU64,
 }
 
 /// What one directory yielded.
@@ -283,7 +355,7 @@ impl Sweeper {
         self.config.dry_run
     }
 
-    pub(crate) fn start(&self) -> Result<Run> {
+    pub(crate) fn start(&self, dirs: usize) -> Result<Run> {
         let memo = Arc::new(MemoLookup::new(self.config.lookup.clone()));
         let locker = Locker::with_config(self.config.lock_config(memo.clone())?);
         if let Some(hook) = &self.removal_hook {
@@ -296,6 +368,11 @@ impl Sweeper {
             dry_run: self.config.dry_run,
             temp_older_than: self.config.temp_older_than,
             filter: self.config.filter.clone(),
+            progress: self.config.progress.clone(),
+            dirs: dirs as u64,
+            dirs_listed: AtomicU64::new(0),
+            found: AtomicU64::new(0),
+            done: AtomicU64::new(0),
         })
     }
 
@@ -314,7 +391,7 @@ impl Sweeper {
     /// the `Result` leaves room for failures of the whole sweep.
     pub fn sweep<P: AsRef<Path>>(&self, dirs: &[P]) -> Result<SweepReport> {
         let started = Instant::now();
-        let run = self.start()?;
+        let run = self.start(dirs.len())?;
         let results = dirs.iter().map(|dir| run.sweep_dir(dir.as_ref())).collect();
         Ok(run.report(results, started))
     }
@@ -344,8 +421,14 @@ impl Run {
         };
         let read = match fs::read_dir(dir) {
             Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(list_error(e)),
+            Err(e) => {
+                self.dirs_listed.fetch_add(1, Ordering::Relaxed);
+                self.tell_progress();
+                return match e.kind() {
+                    io::ErrorKind::NotFound => Ok(Vec::new()),
+                    _ => Err(list_error(e)),
+                };
+            }
         };
         let mut found = Vec::new();
         for entry in read {
@@ -364,14 +447,35 @@ impl Run {
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
+        self.found.fetch_add(found.len() as u64, Ordering::Relaxed);
+        self.dirs_listed.fetch_add(1, Ordering::Relaxed);
+        self.tell_progress();
         Ok(found
             .into_iter()
             .map(|(_, path, link)| (path, link))
             .collect())
     }
 
+    fn tell_progress(&self) {
+        if let Some(hook) = &self.progress {
+            hook(SweepProgress {
+                dirs: self.dirs,
+                dirs_listed: self.dirs_listed.load(Ordering::Relaxed),
+                found: self.found.load(Ordering::Relaxed),
+                done: self.done.load(Ordering::Relaxed),
+            });
+        }
+    }
+
     /// Judges one sidecar and, unless this is a dry run, removes it if stale.
     pub(crate) fn sweep_file(&self, path: PathBuf, symlink: bool) -> SweepEntry {
+        let entry = self.judge_file(path, symlink);
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.tell_progress();
+        entry
+    }
+
+    fn judge_file(&self, path: PathBuf, symlink: bool) -> SweepEntry {
         // A regular file whose content is not a lock record is another program's file with a
         // `.lock` name: report it, never touch it.
         let judged = match self.locker.inspect_lock_file(&path) {

@@ -33,7 +33,7 @@ impl Sweeper {
     /// [`Error::Task`] if a blocking task panicked or the runtime is shutting down.
     pub async fn sweep_async<P: AsRef<Path>>(&self, dirs: &[P]) -> Result<SweepReport> {
         let started = Instant::now();
-        let run = Arc::new(self.start()?);
+        let run = Arc::new(self.start(dirs.len())?);
         let limit = Arc::new(Semaphore::new(self.config.concurrency));
         let batch = self.config.batch;
         // A `JoinSet` aborts its tasks when dropped, so dropping this future stops the sweep.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::lookup::{OwnerLookup, ProcLookup};
+use crate::owners::OwnerRule;
 
 /// By default, how long an acquire waits for a live holder: 60 s.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,6 +57,8 @@ pub struct LockConfig {
     pub(crate) watchdog: bool,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) lookup: Arc<dyn OwnerLookup>,
+    pub(crate) ours: Option<OwnerRule>,
+    pub(crate) foreign_owners_stale: bool,
 }
 
 impl fmt::Debug for LockConfig {
@@ -70,6 +73,8 @@ impl fmt::Debug for LockConfig {
             .field("warn_hold_after", &self.warn_hold_after)
             .field("sync_lock_file", &self.sync_lock_file)
             .field("watchdog", &self.watchdog)
+            .field("ours", &self.ours)
+            .field("foreign_owners_stale", &self.foreign_owners_stale)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +94,8 @@ impl Default for LockConfig {
             watchdog: true,
             clock: Arc::new(SystemClock),
             lookup: Arc::new(ProcLookup),
+            ours: None,
+            foreign_owners_stale: false,
         }
     }
 }
@@ -130,6 +137,16 @@ impl LockConfig {
     /// The holder label written into records.
     pub fn label(&self) -> Option<&str> {
         self.label.as_deref()
+    }
+
+    /// The rule that says which live owners are ours, if one was set.
+    pub fn ours(&self) -> Option<&OwnerRule> {
+        self.ours.as_ref()
+    }
+
+    /// Whether a live owner that is not ours counts as stale.
+    pub fn foreign_owners_stale(&self) -> bool {
+        self.foreign_owners_stale
     }
 }
 
@@ -248,6 +265,30 @@ impl LockConfigBuilder {
         self
     }
 
+    /// Which live owners count as ours, by their command line (see [`OwnerRule`]). It matters
+    /// only for records without an OS-lock promise, and only with
+    /// [`foreign_owners_stale`](LockConfigBuilder::foreign_owners_stale) on.
+    ///
+    /// By default, none: every owner counts as ours and no command line is ever read.
+    pub fn ours(&mut self, rule: OwnerRule) -> &mut Self {
+        self.config.ours = Some(rule);
+        self
+    }
+
+    /// OpenClaw's non-owner rule: a lock whose record has no OS-lock promise and whose owner
+    /// pid is alive, not recycled, not this process, and running a command line that is
+    /// readable, not blank and not [ours](LockConfigBuilder::ours) is judged stale
+    /// ([`StaleReason::ForeignOwner`](crate::StaleReason::ForeignOwner)): the pid was most
+    /// likely reused by another program. It costs one command-line lookup per such owner. An
+    /// unreadable command line keeps the lock.
+    ///
+    /// By default, off, because a wrong rule would rob live holders. Needs
+    /// [`ours`](LockConfigBuilder::ours); [`build`](LockConfigBuilder::build) fails without it.
+    pub fn foreign_owners_stale(&mut self, yes: bool) -> &mut Self {
+        self.config.foreign_owners_stale = yes;
+        self
+    }
+
     /// Applies the `SESSIONKIT_LOCK_*` overrides from the process environment.
     ///
     /// Each value must be a positive whole number of milliseconds written in decimal digits;
@@ -280,7 +321,8 @@ impl LockConfigBuilder {
     /// # Errors
     ///
     /// [`Error::Config`] for the first invalid setting: a zero max hold or stale age, a bad
-    /// environment value, or a stale age shorter than the max hold.
+    /// environment value, a stale age shorter than the max hold, or the foreign-owner rule
+    /// without a rule for which owners are ours.
     pub fn build(&self) -> Result<LockConfig> {
         if let Some(first) = self.errors.first() {
             return Err(match first {
@@ -289,6 +331,12 @@ impl LockConfigBuilder {
             });
         }
         let c = &self.config;
+        if c.foreign_owners_stale && c.ours.is_none() {
+            return Err(config_error(
+                "foreign_owners_stale",
+                "needs a rule for which owners are ours (`ours`)",
+            ));
+        }
         if c.stale_after < c.max_hold {
             return Err(config_error(
                 "stale_after",

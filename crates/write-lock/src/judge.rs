@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::lookup::{Liveness, OwnerLookup};
+use crate::owners::OwnerRule;
 use crate::record::{OwnerRecord, Payload};
 use crate::sys;
 
@@ -38,6 +39,10 @@ pub enum StaleReason {
     /// Held longer than the max hold its record declares. Reported only: the holder's own
     /// watchdog is the one that revokes it.
     HoldExceeded,
+    /// The owner pid is alive but runs a program that is not ours (OpenClaw's
+    /// `non-openclaw-owner`): the pid was most likely reused. Judged only with
+    /// [`foreign_owners_stale`](crate::LockConfigBuilder::foreign_owners_stale) on.
+    ForeignOwner,
 }
 
 impl StaleReason {
@@ -66,6 +71,7 @@ impl StaleReason {
             StaleReason::OrphanSelfPid => "orphan-self-pid",
             StaleReason::TooOld => "too-old",
             StaleReason::HoldExceeded => "hold-exceeded",
+            StaleReason::ForeignOwner => "foreign-owner",
         }
     }
 }
@@ -129,15 +135,17 @@ pub(crate) struct Verdict {
 
 /// The policy values the rules use.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Rules {
+pub(crate) struct Rules<'a> {
     pub(crate) stale_after: Duration,
     pub(crate) malformed_grace: Duration,
+    /// Which live owners are ours, when foreign owners count as stale.
+    pub(crate) foreign_unless: Option<&'a OwnerRule>,
 }
 
 /// Judges one lock file. Pure apart from the owner lookup.
 pub(crate) fn judge(
     obs: &Observation<'_>,
-    rules: Rules,
+    rules: Rules<'_>,
     context: Context,
     now: SystemTime,
     lookup: &dyn OwnerLookup,
@@ -208,6 +216,14 @@ pub(crate) fn judge(
                             && stored != current
                         {
                             reasons.push(StaleReason::RecycledPid);
+                        } else if let Some(ours) = rules.foreign_unless
+                            && pid != own_pid
+                            // An unreadable or blank command line tells nothing.
+                            && let Ok(Some(argv)) = lookup.cmdline(pid)
+                            && argv.iter().any(|a| !a.trim().is_empty())
+                            && !ours.is_ours(&argv)
+                        {
+                            reasons.push(StaleReason::ForeignOwner);
                         }
                     }
                 }

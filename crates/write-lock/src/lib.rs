@@ -114,6 +114,7 @@ mod guard;
 mod judge;
 mod locker;
 pub mod lookup;
+mod owners;
 mod publish;
 pub mod record;
 mod registry;
@@ -134,6 +135,7 @@ pub use crate::guard::{LockGuard, Revocation, Suspended};
 pub use crate::judge::{StaleReason, Status};
 pub use crate::locker::{Inspection, Locker, WatchdogReport};
 pub use crate::lookup::{Liveness, OwnerLookup, ProcLookup, ProcessProbe};
+pub use crate::owners::OwnerRule;
 pub use crate::record::{OwnerRecord, Payload, RECORD_FORMAT, parse_record};
 
 #[cfg(feature = "tokio")]

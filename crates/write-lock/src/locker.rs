@@ -742,6 +742,7 @@ impl Locker {
             Rules {
                 stale_after: config.stale_after,
                 malformed_grace: grace,
+                foreign_unless: config.ours.as_ref().filter(|_| config.foreign_owners_stale),
             },
             context,
             config.clock.now(),

@@ -1,8 +1,9 @@
 //! The sweeper items of OpenClaw's acceptance checklist (reference notes, section 6), adapted
 //! where our semantics differ on purpose.
 //!
-//! Not carried over: the non-OpenClaw-owner rule and the argv items (the judge does not look
-//! at command lines), and `orphan-self-pid` (pinned by write-lock's own tests).
+//! The non-OpenClaw-owner rule and its argv items are in `owners.rs` (our rule is off by
+//! default and its owners are configurable); `orphan-self-pid` is pinned by write-lock's own
+//! tests.
 
 use std::fs;
 use std::time::Duration;

@@ -5,5 +5,7 @@ mod asyncs;
 mod checklist;
 mod memo;
 mod outcomes;
+mod owners;
+mod pidns;
 mod safety;
 mod util;

@@ -64,6 +64,19 @@ impl Sleeper {
             .spawn()
             .unwrap();
         let pid = child.id();
+        // The parent may run on before the child's exec has set up its arguments, and until
+        // then `/proc/<pid>/cmdline` is empty; wait for the real one.
+        let mut tries = 0;
+        loop {
+            if let Ok(Some(argv)) = ProcLookup.cmdline(pid)
+                && argv.first().is_some_and(|a| a == "sleep")
+            {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 5000, "child {pid} never showed its command line");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let starttime = ProcLookup
             .probe(pid)
             .unwrap()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use sessionkit::sweeper::{SweepEntry, SweepReport, Sweeper};
 
-use super::sweep::{one_line, print, reasons, report_json, status_name, sweep_error};
+use super::sweep::{OwnerArgs, one_line, print, reasons, report_json, status_name, sweep_error};
 use crate::duration;
 use crate::failure::Failure;
 
@@ -26,15 +26,17 @@ pub(crate) struct LocksArgs {
     /// Print the sweep report as one JSON object (pretty-printed) instead of one lock a line.
     #[arg(long)]
     pub(crate) json: bool,
+
+    #[command(flatten)]
+    pub(crate) owners: OwnerArgs,
 }
 
 /// Judges every lock in the directories, removing nothing, and prints what was found.
 pub(crate) fn run(args: &LocksArgs) -> Result<(), Failure> {
-    let sweeper = Sweeper::builder()
-        .dry_run(true)
-        .from_env()
-        .build()
-        .map_err(sweep_error)?;
+    let mut builder = Sweeper::builder();
+    builder.dry_run(true).from_env();
+    args.owners.apply(&mut builder);
+    let sweeper = builder.build().map_err(sweep_error)?;
     let report = sweeper.sweep(&args.dirs).map_err(sweep_error)?;
     let text = if args.json {
         report_json(&report)?

@@ -26,6 +26,19 @@ impl Planted {
             .spawn()
             .expect("spawn sleep");
         let live_pid = sleeper.id();
+        // The parent may run on before the child's exec has set up its arguments; the
+        // command line is what the foreign-owner tests judge, so wait for the real one.
+        for tries in 0.. {
+            let cmdline = fs::read(format!("/proc/{live_pid}/cmdline")).unwrap_or_default();
+            if cmdline.starts_with(b"sleep\0") {
+                break;
+            }
+            assert!(
+                tries < 5000,
+                "sleep {live_pid} never showed its command line"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let dead_pid = dead_pid();
         plant_legacy_record(&dir.path().join("dead.jsonl.lock"), dead_pid);
         plant_legacy_record(&dir.path().join("live.jsonl.lock"), live_pid);

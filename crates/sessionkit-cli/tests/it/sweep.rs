@@ -148,3 +148,90 @@ fn a_bad_temp_age_is_a_usage_error() {
     let output = run(["sweep"], b"");
     assert_eq!(output.status.code(), Some(USAGE));
 }
+
+#[test]
+fn foreign_owners_are_removed_only_with_the_rule_and_an_ours_list() {
+    let planted = Planted::new();
+    let dir = planted.path().as_os_str();
+    let output = run(
+        ["sweep".as_ref(), "--foreign-owners-stale".as_ref(), dir],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(USAGE), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--ours"),
+        "{output:?}"
+    );
+
+    // `sleep` is ours: the live sleeper keeps its lock.
+    let out = stdout_ok(&[
+        "sweep".as_ref(),
+        "--ours".as_ref(),
+        "sleep".as_ref(),
+        "--foreign-owners-stale".as_ref(),
+        dir,
+    ]);
+    assert!(planted.lock("live.jsonl.lock").exists(), "{out}");
+    assert!(!planted.lock("dead.jsonl.lock").exists(), "{out}");
+
+    // Only `gateway` is ours: the sleeper is a foreign owner and its lock goes.
+    let out = stdout_ok(&[
+        "sweep".as_ref(),
+        "--ours".as_ref(),
+        "gateway".as_ref(),
+        "--ours-openclaw".as_ref(),
+        "--foreign-owners-stale".as_ref(),
+        dir,
+    ]);
+    let live = planted.lock("live.jsonl.lock");
+    assert!(
+        out.contains(&format!(
+            "removed {} (too-old, foreign-owner)",
+            live.display()
+        )),
+        "{out}"
+    );
+    assert!(!live.exists(), "{out}");
+}
+
+#[test]
+fn the_progress_bar_goes_to_stderr_when_asked() {
+    let planted = Planted::new();
+    let dir = planted.path().as_os_str();
+    let output = run(
+        [
+            "sweep".as_ref(),
+            "--dry-run".as_ref(),
+            "--progress".as_ref(),
+            "always".as_ref(),
+            dir,
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.starts_with('\r'), "{err:?}");
+    assert!(
+        err.ends_with("[##############################] 3 of 3 locks, 1 of 1 dirs listed\n"),
+        "{err:?}"
+    );
+    // The report on stdout is untouched by the bar.
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(summary(last_line(&out))[0], 3, "{out}");
+
+    // `auto` draws nothing when stderr is not a terminal, and `never` never draws.
+    for when in ["auto", "never"] {
+        let output = run(
+            [
+                "sweep".as_ref(),
+                "--dry-run".as_ref(),
+                "--progress".as_ref(),
+                when.as_ref(),
+                dir,
+            ],
+            b"",
+        );
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        assert!(output.stderr.is_empty(), "{when}: {output:?}");
+    }
+}

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use sessionkit_write_lock::{LockConfig, Locker, StaleReason as R, Status};
+use sessionkit_write_lock::{LockConfig, Locker, OwnerRule, StaleReason as R, Status};
 
 use crate::util::{
     ChildHolder, LiveProcess, Scratch, age, dead_pid, lock_of, plant_legacy, quick_locker,
@@ -159,6 +159,53 @@ fn too_old_live_owner_is_kept_and_reported() {
             .is_timeout()
     );
     assert!(lock_of(&target).exists());
+}
+
+#[test]
+fn a_live_foreign_owner_is_stale_only_with_the_non_owner_rule() {
+    let dir = Scratch::new("foreign");
+    let live = LiveProcess::spawn();
+    let target = dir.join("t");
+    plant_legacy(
+        &target,
+        Some(live.pid()),
+        Some(Duration::ZERO),
+        Some(live.start_time),
+        None,
+    );
+    let locker = |ours: OwnerRule, foreign: bool| {
+        Locker::with_config(
+            LockConfig::builder()
+                .acquire_timeout(Duration::from_millis(30))
+                .watchdog(false)
+                .ours(ours)
+                .foreign_owners_stale(foreign)
+                .build()
+                .unwrap(),
+        )
+    };
+    // Off by default, and off with only an `ours` rule: the live `sleep` keeps its lock.
+    assert_eq!(inspect(&target), (Status::Held, vec![]));
+    let off = locker(OwnerRule::programs(["gateway"]), false);
+    assert!(off.acquire(&target).unwrap_err().is_timeout());
+    // On, with `sleep` among our programs: still held.
+    let ours = locker(OwnerRule::programs(["gateway", "sleep"]), true);
+    let i = ours.inspect(&target).unwrap();
+    assert_eq!((i.status, i.reasons), (Status::Held, vec![]));
+    // On, and `sleep` is not ours: a contender takes the lock over.
+    let on = locker(OwnerRule::programs(["gateway"]), true);
+    let i = on.inspect(&target).unwrap();
+    assert_eq!(
+        (i.status, i.reasons),
+        (Status::Stale, vec![R::ForeignOwner])
+    );
+    on.acquire(&target).unwrap().release().unwrap();
+    // The rule needs `ours`.
+    let err = LockConfig::builder()
+        .foreign_owners_stale(true)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("foreign_owners_stale"), "{err}");
 }
 
 #[test]

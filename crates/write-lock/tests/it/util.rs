@@ -111,6 +111,21 @@ pub(crate) struct LiveProcess {
 impl LiveProcess {
     pub(crate) fn spawn() -> LiveProcess {
         let child = Command::new("sleep").arg("600").spawn().unwrap();
+        // The parent may run on before the child's exec has set up its arguments, and until
+        // then `/proc/<pid>/cmdline` is empty; wait for the real one.
+        for tries in 0.. {
+            if let Ok(Some(argv)) = ProcLookup.cmdline(child.id())
+                && argv.first().is_some_and(|a| a == "sleep")
+            {
+                break;
+            }
+            assert!(
+                tries < 5000,
+                "child {} never showed its command line",
+                child.id()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let start_time = ProcLookup.probe(child.id()).unwrap().start_time.unwrap();
         LiveProcess { child, start_time }
     }
