@@ -1,0 +1,148 @@
+//! Compaction: a new snapshot and a fresh journal, with writers held up only for the swap.
+//!
+//! 1. Encode the state as of journal offset `O` and write it to a temp file beside the
+//!    snapshot, fsynced (no lock held: writers go on appending).
+//! 2. Take the journal lock. Read the records appended after `O`, and write a new journal
+//!    (a header with the next epoch, then those records) to a temp file, fsynced.
+//! 3. Rename the snapshot into place, then the journal, fsyncing the directory after each;
+//!    release the lock.
+//!
+//! A crash before the first rename leaves the old files. A crash between the renames leaves
+//! the new snapshot with the old journal: replaying the old journal over a snapshot that
+//! already holds its first `O` bytes gives the same state, because replaying records twice
+//! does (the state's idempotence). Nothing acknowledged is lost at any point.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sessionkit_atomic_fs::{AtomicWriter, Durability};
+
+use crate::error::{Error, Operation, Result};
+use crate::files::JournalFile;
+use crate::journal::{JournalHeader, parse_records};
+use crate::snapshot::encode_snapshot;
+use crate::store::{CompactReport, Shared, lock};
+
+pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
+    let span = tracing::info_span!("compact", path = %shared.snapshot_path.display());
+    let _span = span.enter();
+    let atomic = |step: &'static str| {
+        let path = shared.snapshot_path.clone();
+        move |source| Error::AtomicWrite {
+            op: Operation::Compact,
+            step,
+            path,
+            source,
+        }
+    };
+    let io = |step: &'static str, e| {
+        Error::io(
+            Operation::Compact,
+            step,
+            &shared.snapshot_path,
+            &shared.journal_path,
+            e,
+        )
+    };
+    shared.refresh()?;
+    let (bytes, journal, offset, entries) = {
+        let view = shared.read();
+        (
+            encode_snapshot(&view.state),
+            view.journal.clone(),
+            view.offset,
+            view.state.len(),
+        )
+    };
+    let writer = {
+        let mut w = AtomicWriter::new();
+        w.durability(Durability::Durable);
+        w
+    };
+    let snapshot = writer
+        .prepare(&shared.snapshot_path, &bytes)
+        .map_err(atomic("write the new snapshot"))?;
+
+    let _batch = lock(&shared.batch_lock);
+    let started = Instant::now();
+    let locked = journal.lock().map_err(|e| io("lock", e))?;
+    if !journal.is_current().map_err(|e| io("stat", e))? {
+        // Another process compacted first; its snapshot is at least as new as ours.
+        drop(locked);
+        snapshot
+            .discard()
+            .map_err(atomic("discard the new snapshot"))?;
+        return Ok(CompactReport {
+            superseded: true,
+            ..CompactReport::default()
+        });
+    }
+    let journal_before = journal.len().map_err(|e| io("stat", e))?;
+    let tail = journal.read_from(offset).map_err(|e| io("read", e))?;
+    // Only whole lines move to the new journal; a torn tail is a crash leftover.
+    let whole = tail
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |last| last + 1);
+    let epoch = shared.read().epoch;
+    let mut next = JournalHeader::new(epoch + 1).encode_line().into_bytes();
+    next.extend_from_slice(&tail[..whole]);
+    let new_journal = writer
+        .prepare(&shared.journal_path, &next)
+        .map_err(atomic("write the new journal"))?;
+    snapshot
+        .commit()
+        .map_err(atomic("put the new snapshot in place"))?;
+    new_journal
+        .commit()
+        .map_err(atomic("put the new journal in place"))?;
+
+    // The view moves to the new files: first everything of the old journal, then the switch.
+    {
+        let mut view = shared.write();
+        let rest = journal.read_from(view.offset).map_err(|e| io("read", e))?;
+        let cut = rest
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |last| last + 1);
+        let parsed = parse_records(
+            &shared.journal_path,
+            &rest[..cut],
+            view.offset,
+            view.lines + 1,
+        )?;
+        let view = &mut *view;
+        view.state.replay(&parsed.records, &mut view.seqs);
+        let reopened = JournalFile::open(&shared.journal_path, false)
+            .map(Arc::new)
+            .map_err(|e| io("open the new journal", e))?;
+        view.journal = reopened;
+        view.offset = next.len() as u64;
+        view.lines = 1 + tail[..whole].iter().filter(|&&b| b == b'\n').count();
+        view.epoch = epoch + 1;
+        view.snapshot_bytes = bytes.len() as u64;
+    }
+    let locked_micros = started.elapsed().as_micros() as u64;
+    drop(locked);
+    shared.count(|c| {
+        c.compactions += 1;
+        c.snapshot_bytes += bytes.len() as u64;
+    });
+    let report = CompactReport {
+        entries,
+        snapshot_bytes: bytes.len() as u64,
+        journal_bytes_before: journal_before,
+        journal_bytes_after: next.len() as u64,
+        locked_micros,
+        superseded: false,
+    };
+    tracing::info!(
+        entries,
+        snapshot_bytes = report.snapshot_bytes,
+        journal_before,
+        journal_after = report.journal_bytes_after,
+        locked_micros,
+        "compacted the session store"
+    );
+    Ok(report)
+}

@@ -1,0 +1,433 @@
+//! Session entries that keep unknown fields byte for byte, merge patches, and the `updatedAt`
+//! rule.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Input, Result};
+use crate::raw::{self, Parsed};
+
+/// The field holding the session's id (the transcript is `<sessionId>.jsonl`).
+pub const SESSION_ID: &str = "sessionId";
+/// The field holding the time of the last activity, in milliseconds since the Unix epoch.
+pub const UPDATED_AT: &str = "updatedAt";
+
+/// One session entry: a JSON object whose fields survive byte for byte.
+///
+/// OpenClaw's entries have about 150 optional fields, and other programs add their own; an
+/// entry keeps every one of them. It is stored as one string, the object's *canonical compact
+/// form*: `{"key":<value>,...}` with no whitespace between the fields, where each value is the
+/// exact bytes it was read with (`1.0` stays `1.0`, `1e3` stays `1e3`, `"\u00e9"` stays
+/// escaped, a nested object keeps its indentation). Only field names are re-encoded (to the
+/// same strings). If a name appears twice, the last value wins at the position of the first,
+/// as with JavaScript's `JSON.parse`.
+///
+/// Two fields are also parsed out and indexed:
+///
+/// - [`session_id`](Entry::session_id): `sessionId` if it is a string;
+/// - [`updated_at`](Entry::updated_at): `updatedAt` if it is a number that is a whole number of
+///   milliseconds within `i64` (`1700000000000`, also `1.7e12`).
+///
+/// OpenClaw requires both, but older files may lack them. An entry without them, or with a
+/// value of another type, is accepted and keeps the value's bytes; it is indexed as having none
+/// (an entry without `updatedAt` counts as the oldest for caps, and is never pruned by age, as
+/// in OpenClaw). Refusing it instead would quarantine a whole registry over one odd field.
+/// Every patch applied through the journal sets a proper `updatedAt` (see [`Patch::resolve`]).
+///
+/// ```
+/// use sessionkit_session_store::{Entry, Patch};
+/// # fn main() -> Result<(), sessionkit_session_store::Error> {
+/// let entry = Entry::parse(r#"{"sessionId":"s1","updatedAt":1000,"ratio":1.0}"#)?;
+/// assert_eq!(entry.session_id(), Some("s1"));
+/// assert_eq!(entry.updated_at(), Some(1000));
+///
+/// let patched = entry.merge_patch(&Patch::parse(r#"{"label":"build","ratio":null}"#)?);
+/// assert_eq!(patched.as_str(), r#"{"sessionId":"s1","updatedAt":1000,"label":"build"}"#);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Entry {
+    text: Box<str>,
+    session_id: Option<Arc<str>>,
+    updated_at: Option<i64>,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Entry").field(&&*self.text).finish()
+    }
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry::empty()
+    }
+}
+
+impl Entry {
+    /// The empty entry, `{}`.
+    pub fn empty() -> Entry {
+        Entry {
+            text: "{}".into(),
+            session_id: None,
+            updated_at: None,
+        }
+    }
+
+    /// Parses an entry from JSON text.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `text` is not one valid JSON value, or is not an object.
+    pub fn parse(text: &str) -> Result<Entry> {
+        match raw::parse_object(text) {
+            Ok(Parsed::Object(fields)) => Ok(Entry::from_fields(&fields)),
+            Ok(Parsed::NotObject(_)) => {
+                Err(Error::invalid(Input::Entry, "it is not a JSON object"))
+            }
+            Err(source) => Err(Error::Invalid {
+                input: Input::Entry,
+                reason: "it is not valid JSON",
+                source: Some(source),
+            }),
+        }
+    }
+
+    /// Builds an entry from a JSON value (numbers are written as serde_json writes them).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `value` is not an object.
+    pub fn from_value(value: &serde_json::Value) -> Result<Entry> {
+        if !value.is_object() {
+            return Err(Error::invalid(Input::Entry, "it is not a JSON object"));
+        }
+        Entry::parse(&value.to_string())
+    }
+
+    /// Builds the entry from parsed fields, in canonical compact form.
+    pub(crate) fn from_fields(fields: &raw::Fields<'_>) -> Entry {
+        let text = raw::emit_object(fields.iter().map(|(k, v)| (k.as_ref(), v.get())));
+        Entry::from_canonical(text)
+    }
+
+    /// Wraps text already in canonical compact form, and parses out the indexed fields.
+    fn from_canonical(text: String) -> Entry {
+        let mut entry = Entry {
+            text: text.into_boxed_str(),
+            session_id: None,
+            updated_at: None,
+        };
+        entry.session_id = entry.get(SESSION_ID).and_then(|raw| {
+            serde_json::from_str::<&str>(raw.get())
+                .map(Arc::from)
+                .ok()
+                .or_else(|| {
+                    // A string with escapes cannot be borrowed.
+                    serde_json::from_str::<String>(raw.get())
+                        .ok()
+                        .map(Arc::from)
+                })
+        });
+        entry.updated_at = entry.get(UPDATED_AT).and_then(|raw| millis(raw.get()));
+        entry
+    }
+
+    /// The entry as JSON text, in canonical compact form.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The length of [`as_str`](Entry::as_str) in bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    /// `sessionId`, if the entry has one and it is a string.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    pub(crate) fn session_id_arc(&self) -> Option<&Arc<str>> {
+        self.session_id.as_ref()
+    }
+
+    /// `updatedAt` in milliseconds since the Unix epoch, if the entry has one and it is a whole
+    /// number within `i64`.
+    pub fn updated_at(&self) -> Option<i64> {
+        self.updated_at
+    }
+
+    /// The raw JSON text of one field's value, exactly as it was read.
+    pub fn get(&self, field: &str) -> Option<&RawValue> {
+        self.fields()
+            .into_iter()
+            .find(|(name, _)| name == field)
+            .map(|(_, value)| value)
+    }
+
+    /// Every field in order, with its raw value.
+    pub fn fields(&self) -> Vec<(Cow<'_, str>, &RawValue)> {
+        raw::object_fields(&self.text).unwrap_or_default()
+    }
+
+    /// The entry as a [`serde_json::Value`] (numbers are parsed; field order is not kept).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_default()
+    }
+
+    /// Applies an RFC 7396 JSON Merge Patch and returns the result; `self` is unchanged.
+    ///
+    /// Fields the patch does not name keep their position and bytes. A field set to `null` is
+    /// removed; a field set to an object is merged recursively (into `{}` if the field is
+    /// missing or not an object); any other value replaces the field. The fields the patch
+    /// names are written after the others, in the patch's order, so replaying a run of patches
+    /// over an entry that already includes them changes nothing, byte for byte. (JSON object
+    /// order carries no meaning; OpenClaw and every JSON reader see the same object.)
+    ///
+    /// `updatedAt` is not special here; see [`Patch::resolve`] for the rule the write path
+    /// applies before it journals a patch.
+    pub fn merge_patch(&self, patch: &Patch) -> Entry {
+        let patch_fields = raw::object_fields(&patch.text).unwrap_or_default();
+        let mut out = String::with_capacity(self.text.len() + patch.text.len());
+        raw::merge_into(&mut out, Some(&self.text), &patch_fields);
+        Entry::from_canonical(out)
+    }
+
+    /// The entry with `updatedAt` set to `ms` (moved to the end, like any patched field).
+    pub fn with_updated_at(&self, ms: i64) -> Entry {
+        self.merge_patch(&Patch::updated_at_only(ms))
+    }
+
+    /// Returns the entry with `updatedAt` advanced by the rule in [`resolve_updated_at`].
+    pub fn touched(&self, now_ms: i64) -> Entry {
+        self.with_updated_at(resolve_updated_at(self.updated_at, None, now_ms))
+    }
+
+    /// The entry with whitespace outside strings removed, as the journal stores it.
+    pub(crate) fn minified(&self) -> Cow<'_, Entry> {
+        match raw::minify(&self.text) {
+            Cow::Borrowed(_) => Cow::Borrowed(self),
+            Cow::Owned(text) => Cow::Owned(Entry {
+                text: text.into_boxed_str(),
+                session_id: self.session_id.clone(),
+                updated_at: self.updated_at,
+            }),
+        }
+    }
+}
+
+/// Reads a raw JSON number as whole milliseconds: an integer within `i64`, or a float with no
+/// fractional part within `i64` (JavaScript writes every number as a float).
+fn millis(raw: &str) -> Option<i64> {
+    let number: serde_json::Number = serde_json::from_str(raw).ok()?;
+    if let Some(n) = number.as_i64() {
+        return Some(n);
+    }
+    let f = number.as_f64()?;
+    // 2^63 is exactly representable; anything at or past it does not fit.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
+}
+
+/// What a patch does to `updatedAt` ([`Patch::resolve`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Activity {
+    /// The update is activity: `updatedAt` advances by [`resolve_updated_at`].
+    #[default]
+    Advance,
+    /// The update is metadata (OpenClaw's "preserve activity" for inbound metadata and route
+    /// updates): an existing `updatedAt` is left as it is. An entry without one still gets one,
+    /// as by [`Activity::Advance`].
+    Preserve,
+}
+
+/// The new `updatedAt` of an entry: the latest of the existing value, the patch's value and
+/// `now_ms`, but never later than `now_ms` (OpenClaw's rule).
+///
+/// A time in the future (a clock that jumped back, a patch from a skewed machine) can therefore
+/// never stick. As written the rule always yields `now_ms`; it is kept in this form, in one
+/// place, so that a change to it (letting a patch back-date an entry, say) changes every
+/// caller.
+pub fn resolve_updated_at(existing: Option<i64>, patch: Option<i64>, now_ms: i64) -> i64 {
+    let latest = existing
+        .into_iter()
+        .chain(patch)
+        .fold(now_ms, std::cmp::max);
+    latest.min(now_ms)
+}
+
+/// An RFC 7396 JSON Merge Patch for an entry: a JSON object whose fields replace, merge into or
+/// (when `null`) remove the entry's fields. See [`Entry::merge_patch`].
+///
+/// A patch is stored in canonical compact form with all whitespace outside strings removed, so
+/// it is written to the journal exactly as it is applied in memory. A patch that is not an
+/// object would replace the whole entry with a non-object, so it is refused.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Patch {
+    text: Box<str>,
+}
+
+impl fmt::Debug for Patch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Patch").field(&&*self.text).finish()
+    }
+}
+
+impl fmt::Display for Patch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Default for Patch {
+    fn default() -> Self {
+        Patch::empty()
+    }
+}
+
+impl Patch {
+    /// The patch that changes nothing, `{}`.
+    pub fn empty() -> Patch {
+        Patch { text: "{}".into() }
+    }
+
+    /// Parses a patch from JSON text.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `text` is not one valid JSON value, or is not an object.
+    pub fn parse(text: &str) -> Result<Patch> {
+        match raw::parse_object(text) {
+            Ok(Parsed::Object(fields)) => Ok(Patch::from_fields(&fields)),
+            Ok(Parsed::NotObject(_)) => Err(Error::invalid(
+                Input::Patch,
+                "it is not a JSON object (an entry must stay an object)",
+            )),
+            Err(source) => Err(Error::Invalid {
+                input: Input::Patch,
+                reason: "it is not valid JSON",
+                source: Some(source),
+            }),
+        }
+    }
+
+    /// Builds a patch from a JSON value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `value` is not an object.
+    pub fn from_value(value: &serde_json::Value) -> Result<Patch> {
+        if !value.is_object() {
+            return Err(Error::invalid(
+                Input::Patch,
+                "it is not a JSON object (an entry must stay an object)",
+            ));
+        }
+        Patch::parse(&value.to_string())
+    }
+
+    pub(crate) fn from_fields(fields: &raw::Fields<'_>) -> Patch {
+        let text = raw::emit_object(fields.iter().map(|(k, v)| (k.as_ref(), v.get())));
+        Patch {
+            text: raw::minify(&text).into_owned().into_boxed_str(),
+        }
+    }
+
+    fn updated_at_only(ms: i64) -> Patch {
+        Patch {
+            text: format!("{{\"{UPDATED_AT}\":{ms}}}").into_boxed_str(),
+        }
+    }
+
+    /// The patch as JSON text (one line, no whitespace outside strings).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The raw JSON text of one field's value in the patch.
+    pub fn get(&self, field: &str) -> Option<&RawValue> {
+        raw::object_fields(&self.text)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(name, _)| name == field)
+            .map(|(_, value)| value)
+    }
+
+    /// The patch's `updatedAt`, if it is a whole number of milliseconds.
+    pub fn updated_at(&self) -> Option<i64> {
+        self.get(UPDATED_AT).and_then(|raw| millis(raw.get()))
+    }
+
+    /// The patch as a [`serde_json::Value`].
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_default()
+    }
+
+    /// The patch as the write path journals it: with `updatedAt` decided now, so that replaying
+    /// the journal never reads the clock.
+    ///
+    /// With [`Activity::Advance`], `updatedAt` is set to
+    /// [`resolve_updated_at`]`(existing, patch, now_ms)`. With [`Activity::Preserve`] and an
+    /// existing entry that has an `updatedAt`, the patch's own `updatedAt` is dropped, so the
+    /// entry's field keeps its bytes; otherwise as `Advance`. `existing` is the entry the patch
+    /// will apply to (`None` if the key is new).
+    pub fn resolve(&self, existing: Option<&Entry>, now_ms: i64, activity: Activity) -> Patch {
+        let existing_at = existing.and_then(Entry::updated_at);
+        let keep = activity == Activity::Preserve && existing_at.is_some();
+        let fields = raw::object_fields(&self.text).unwrap_or_default();
+        let others = fields.iter().filter(|(k, _)| k != UPDATED_AT);
+        if keep {
+            let text = raw::emit_object(others.map(|(k, v)| (k.as_ref(), v.get())));
+            return Patch {
+                text: text.into_boxed_str(),
+            };
+        }
+        let at = resolve_updated_at(existing_at, self.updated_at(), now_ms).to_string();
+        let text = raw::emit_object(
+            others
+                .map(|(k, v)| (k.as_ref(), v.get()))
+                .chain([(UPDATED_AT, at.as_str())]),
+        );
+        Patch {
+            text: text.into_boxed_str(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_accepts_whole_numbers_only() {
+        assert_eq!(millis("1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(millis("1.7e12"), Some(1_700_000_000_000));
+        assert_eq!(millis("-5"), Some(-5));
+        assert_eq!(millis("1.5"), None);
+        assert_eq!(millis("1e30"), None);
+        assert_eq!(millis("\"1\""), None);
+        assert_eq!(millis("18446744073709551615"), None);
+        assert_eq!(millis("-9223372036854775808"), Some(i64::MIN));
+    }
+
+    #[test]
+    fn minified_keeps_the_index() {
+        let entry = Entry::parse("{\"sessionId\":\"a\",\"x\":{ \"y\" : [1, 2] }}").unwrap();
+        let min = entry.minified();
+        assert_eq!(min.as_str(), r#"{"sessionId":"a","x":{"y":[1,2]}}"#);
+        assert_eq!(min.session_id(), Some("a"));
+        assert_eq!(min.to_value(), entry.to_value());
+    }
+}

@@ -1,0 +1,354 @@
+//! The crate's one error type, the operations it names and the problems it reports.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What the caller asked for when an [`Error`] happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Loading the snapshot (`sessions.json`).
+    LoadSnapshot,
+    /// Reading the journal (`sessions.json.journal`).
+    ReadJournal,
+    /// Renaming a damaged file aside.
+    Quarantine,
+    /// Opening a store.
+    Open,
+    /// Appending a batch of updates to the journal (and syncing it).
+    WriteJournal,
+    /// Compacting: writing a new snapshot and a fresh journal.
+    Compact,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::LoadSnapshot => "load the snapshot",
+            Operation::ReadJournal => "read the journal",
+            Operation::Quarantine => "quarantine",
+            Operation::Open => "open the store",
+            Operation::WriteJournal => "write to the journal",
+            Operation::Compact => "compact the store",
+        })
+    }
+}
+
+/// What kind of caller input was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Input {
+    /// A session entry.
+    Entry,
+    /// A merge patch for an entry.
+    Patch,
+    /// A writer id (16 hexadecimal digits).
+    WriterId,
+}
+
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Input::Entry => "session entry",
+            Input::Patch => "entry patch",
+            Input::WriterId => "writer id",
+        })
+    }
+}
+
+/// Why a snapshot is corrupt.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SnapshotProblem {
+    /// The file is empty. OpenClaw and sessionkit both replace the file atomically, so an empty
+    /// file is damage (a truncation, a disk-full copy), not an empty registry (`{}`).
+    Empty,
+    /// The file is not valid JSON (the parser's error is the source).
+    InvalidJson,
+    /// The top level is valid JSON but not an object.
+    NotAnObject,
+    /// The entry under this session key is not an object.
+    EntryNotAnObject {
+        /// The session key.
+        key: String,
+    },
+}
+
+impl fmt::Display for SnapshotProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotProblem::Empty => f.write_str("the file is empty"),
+            SnapshotProblem::InvalidJson => f.write_str("invalid JSON"),
+            SnapshotProblem::NotAnObject => f.write_str("the top level is not a JSON object"),
+            SnapshotProblem::EntryNotAnObject { key } => {
+                write!(f, "the entry {key:?} is not a JSON object")
+            }
+        }
+    }
+}
+
+/// Why a journal is corrupt.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JournalProblem {
+    /// The first line is not a journal header.
+    BadHeader,
+    /// A whole line is not a valid record (the parser's error, if any, is the source).
+    BadRecord,
+    /// A record names an operation this version does not know.
+    UnknownOp {
+        /// The operation's name.
+        op: String,
+    },
+    /// An `evict` record names a reason this version does not know.
+    UnknownReason {
+        /// The reason as written.
+        reason: String,
+    },
+    /// The `writer` of a record is not 16 lowercase hexadecimal digits.
+    BadWriter,
+    /// The `entry` of an upsert is not a JSON object.
+    EntryNotAnObject,
+    /// The `patch` of a patch record is not a JSON object.
+    PatchNotAnObject,
+}
+
+impl fmt::Display for JournalProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalProblem::BadHeader => f.write_str("the first line is not a journal header"),
+            JournalProblem::BadRecord => f.write_str("the line is not a valid record"),
+            JournalProblem::UnknownOp { op } => write!(f, "unknown op {op:?}"),
+            JournalProblem::UnknownReason { reason } => {
+                write!(f, "unknown evict reason {reason:?}")
+            }
+            JournalProblem::BadWriter => f.write_str("the writer is not 16 lowercase hex digits"),
+            JournalProblem::EntryNotAnObject => f.write_str("the entry is not a JSON object"),
+            JournalProblem::PatchNotAnObject => f.write_str("the patch is not a JSON object"),
+        }
+    }
+}
+
+/// The error type of this crate.
+///
+/// Variants about files name the [`Operation`] and the path; corruption variants say where the
+/// damage is. Use the predicates ([`is_corrupt`](Error::is_corrupt),
+/// [`is_not_found`](Error::is_not_found), [`is_bad_input`](Error::is_bad_input), ...) rather
+/// than matching on messages.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value given as an entry, a patch or a writer id was refused; nothing changed.
+    #[error("invalid {input}: {reason}")]
+    Invalid {
+        /// What kind of input it was.
+        input: Input,
+        /// What is wrong with it, in a few words.
+        reason: &'static str,
+        /// The JSON parser's error, when the input was not valid JSON.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+
+    /// The snapshot cannot be read as a session registry. The file is left as it is; quarantine
+    /// it ([`quarantine`](crate::quarantine)) rather than overwrite it.
+    #[error("`{path}` is corrupt: {problem} at line {line}, column {column}", path = path.display())]
+    CorruptSnapshot {
+        /// The snapshot file.
+        path: PathBuf,
+        /// The 1-based line of the damage.
+        line: usize,
+        /// The 1-based column (in bytes) of the damage within that line; 0 for an empty file.
+        column: usize,
+        /// What is wrong.
+        problem: SnapshotProblem,
+        /// The JSON parser's error, if it found the problem.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+
+    /// A whole line of the journal is not a valid record (or the header is missing). Records
+    /// are never skipped: everything after the damage would be replayed out of context.
+    #[error("`{path}` is corrupt: {problem} at line {line} (byte offset {offset})", path = path.display())]
+    CorruptJournal {
+        /// The journal file.
+        path: PathBuf,
+        /// The 1-based line of the bad record (the header is line 1).
+        line: usize,
+        /// The byte offset where that line starts.
+        offset: u64,
+        /// What is wrong.
+        problem: JournalProblem,
+        /// The JSON parser's error, if it found the problem.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+
+    /// The journal was written by a newer format version. It is not damaged and must not be
+    /// quarantined or rewritten; upgrade instead.
+    #[error("`{path}` has journal format version {version}; this version reads only version {supported}",
+        path = path.display(), supported = crate::journal::JOURNAL_VERSION)]
+    UnsupportedJournal {
+        /// The journal file.
+        path: PathBuf,
+        /// The version its header names.
+        version: u64,
+    },
+
+    /// `touch` named a key that has no entry; nothing was written.
+    #[error("no entry `{key}` in `{path}`", path = path.display())]
+    NoSuchEntry {
+        /// The snapshot of the store.
+        path: PathBuf,
+        /// The key asked for.
+        key: String,
+    },
+
+    /// The update was in a batch that could not be written or synced; none of that batch's
+    /// updates is in the store. Every caller of the batch gets the same cause.
+    #[error("failed to write a batch of updates to `{path}`", path = path.display())]
+    Batch {
+        /// The snapshot of the store.
+        path: PathBuf,
+        /// Why the batch failed.
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
+
+    /// The store's writer thread is gone (it panicked, or the process is shutting down).
+    #[error("the writer of `{path}` has stopped", path = path.display())]
+    WriterStopped {
+        /// The snapshot of the store.
+        path: PathBuf,
+    },
+
+    /// A file could not be replaced atomically.
+    #[error("failed to {op} `{path}`: could not {step}", path = path.display())]
+    AtomicWrite {
+        /// What was asked for.
+        op: Operation,
+        /// The step that failed, in a few words.
+        step: &'static str,
+        /// The snapshot of the store.
+        path: PathBuf,
+        /// atomic-fs's error, which names the file and the step.
+        #[source]
+        source: sessionkit_atomic_fs::Error,
+    },
+
+    /// A blocking task of the async API could not run (the runtime is shutting down) or
+    /// panicked.
+    #[error("failed to {op} `{path}`: {reason}", path = path.display())]
+    Task {
+        /// What was asked for.
+        op: Operation,
+        /// The snapshot of the store.
+        path: PathBuf,
+        /// The runtime's message.
+        reason: String,
+    },
+
+    /// A file-system call failed.
+    #[error("failed to {op} `{path}`: could not {step} `{subject}`",
+        path = path.display(), subject = subject.display())]
+    Io {
+        /// What was asked for.
+        op: Operation,
+        /// The failed call, in a few words ("read", "rename to").
+        step: &'static str,
+        /// The path the caller gave.
+        path: PathBuf,
+        /// The path the failing call touched.
+        subject: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A specialised `Result` for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The path the error is about, if it is about a file.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::CorruptSnapshot { path, .. }
+            | Error::CorruptJournal { path, .. }
+            | Error::UnsupportedJournal { path, .. }
+            | Error::Io { path, .. }
+            | Error::NoSuchEntry { path, .. }
+            | Error::Batch { path, .. }
+            | Error::WriterStopped { path }
+            | Error::AtomicWrite { path, .. }
+            | Error::Task { path, .. } => Some(path),
+            Error::Invalid { .. } => None,
+        }
+    }
+
+    /// The operating system's error, if there is one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Batch { source, .. } => source.io_error(),
+            Error::AtomicWrite { source, .. } => source.io_error(),
+            _ => None,
+        }
+    }
+
+    /// True if `touch` named a key without an entry.
+    pub fn is_no_such_entry(&self) -> bool {
+        matches!(self, Error::NoSuchEntry { .. })
+    }
+
+    /// True if a snapshot or journal is damaged ([`Error::CorruptSnapshot`],
+    /// [`Error::CorruptJournal`]): quarantine it and report it. A journal of a newer version is
+    /// not corrupt.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            Error::CorruptSnapshot { .. } | Error::CorruptJournal { .. }
+        )
+    }
+
+    /// True if a file to read or rename did not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.io_error()
+            .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// True if the caller's input (an entry, a patch, a writer id) was refused.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, Error::Invalid { .. })
+    }
+
+    /// True if the file is in a format version this crate does not read.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, Error::UnsupportedJournal { .. })
+    }
+
+    pub(crate) fn invalid(input: Input, reason: &'static str) -> Error {
+        Error::Invalid {
+            input,
+            reason,
+            source: None,
+        }
+    }
+
+    pub(crate) fn io(
+        op: Operation,
+        step: &'static str,
+        path: &Path,
+        subject: &Path,
+        source: io::Error,
+    ) -> Error {
+        Error::Io {
+            op,
+            step,
+            path: path.to_path_buf(),
+            subject: subject.to_path_buf(),
+            source,
+        }
+    }
+}

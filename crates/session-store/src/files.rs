@@ -1,0 +1,113 @@
+//! The journal file as the store uses it: opened once, locked for each batch, checked against
+//! its path so that a compaction elsewhere is noticed, read from an offset, appended to.
+//!
+//! Every function here blocks; callers run them on the writer thread or a blocking thread.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A file's identity: device and inode.
+pub(crate) type FileId = (u64, u64);
+
+/// An open journal file.
+#[derive(Debug)]
+pub(crate) struct JournalFile {
+    pub(crate) path: PathBuf,
+    file: File,
+    pub(crate) id: FileId,
+}
+
+/// The journal's OS lock, held while it lives.
+#[derive(Debug)]
+pub(crate) struct Locked {
+    journal: Arc<JournalFile>,
+}
+
+impl Locked {
+    /// The locked journal.
+    pub(crate) fn journal(&self) -> &Arc<JournalFile> {
+        &self.journal
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // Closing the file would drop the lock too, but the file stays open for the next
+        // batch; unlocking now lets other processes in.
+        let _ = self.journal.file.unlock();
+    }
+}
+
+impl JournalFile {
+    /// Opens the journal at `path` for reading and appending, creating it (mode 0600, empty)
+    /// if `create` is set.
+    pub(crate) fn open(path: &Path, create: bool) -> io::Result<JournalFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(create)
+            .mode(0o600)
+            .open(path)?;
+        let meta = file.metadata()?;
+        Ok(JournalFile {
+            path: path.to_path_buf(),
+            file,
+            id: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// Takes the exclusive OS lock, blocking until it is free.
+    pub(crate) fn lock(self: &Arc<Self>) -> io::Result<Locked> {
+        self.file.lock()?;
+        Ok(Locked {
+            journal: self.clone(),
+        })
+    }
+
+    /// True if the path still names this file (no compaction has replaced it).
+    pub(crate) fn is_current(&self) -> io::Result<bool> {
+        match fs::metadata(&self.path) {
+            Ok(meta) => Ok((meta.dev(), meta.ino()) == self.id),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The file's length now.
+    pub(crate) fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Every byte from `offset` to the end.
+    pub(crate) fn read_from(&self, offset: u64) -> io::Result<Vec<u8>> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Appends `bytes` with one `write` where the kernel allows (and more only after a short
+    /// write).
+    pub(crate) fn append(&self, bytes: &[u8]) -> io::Result<()> {
+        (&self.file).write_all(bytes)
+    }
+
+    /// Cuts the file back to `len` bytes (a failed append's leftovers, a torn tail).
+    pub(crate) fn truncate(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    /// Flushes the file's data (and the metadata needed to read it) to the device.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// Flushes a directory, so that a rename or a new name in it survives a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

@@ -1,0 +1,105 @@
+//! A journaled session registry: OpenClaw's `sessions.json`, updated through an append-only
+//! journal with group commit instead of being rewritten per update.
+//!
+//! `sessionkit-session-store` keeps the registry of sessions (`{sessionKey: entry}`) that agent
+//! gateways, CLIs and workers share. OpenClaw rewrote the whole file, with fsync, under a lock
+//! for every update; at a few hundred cron jobs that meant lock holds of 15-66 s. Here an update
+//! is one line appended to `sessions.json.journal`, many callers' updates share one write and
+//! one fsync, and the snapshot is rewritten only by background compaction.
+//!
+//! # Guarantees
+//!
+//! - **Acknowledged means durable, as promised.** An update's call returns once its batch is
+//!   written and, with [`SyncMode::EveryBatch`] (the default), fsynced. A batch that fails is
+//!   taken back out of the journal, and every caller in it gets the error.
+//! - **Many processes.** Each batch is appended under the journal's exclusive OS lock, after
+//!   reading what other processes appended, so every process's state is the replay of one
+//!   file in one order. Reads see this process's acknowledged updates and, for the price of a
+//!   `stat`, what others appended.
+//! - **Compaction never loses anything.** The new snapshot is written beside the old one
+//!   before the journal is locked; the lock is held only to move the few records appended
+//!   meanwhile into a fresh journal and rename both files into place. A crash at any point
+//!   leaves files that replay to the same state (see the `compact` notes in
+//!   `docs/ARCHITECTURE.md`).
+//! - **Nothing is lost silently.** A torn journal tail (a crash mid-append) is cut at open and
+//!   reported in [`OpenReport`]. A corrupt snapshot or journal record fails the open; with
+//!   [`StoreBuilder::recover`] the damaged file is renamed aside (`.corrupt.<timestamp>`) and
+//!   reported, never replaced by an empty store without a word.
+//! - **Unknown fields survive.** Entries keep every field's value byte for byte (whitespace
+//!   outside strings aside); `sessionId` and `updatedAt` are indexed.
+//!
+//! # Layers
+//!
+//! - [`Store`], [`StoreBuilder`]: the files, the writer thread, compaction, the sync API and
+//!   (feature `tokio`, on by default) the async API, which never blocks a worker.
+//! - [`Entry`], [`Patch`], [`resolve_updated_at`], [`Activity`]: one session entry and
+//!   RFC 7396 merge patches, with OpenClaw's `updatedAt` rule.
+//! - [`Record`], [`parse_journal`]: the journal format ([`journal`]), one JSON record per
+//!   line with its writer and sequence number.
+//! - [`State`]: the registry in memory, with an index by `updatedAt` (oldest first in
+//!   O(log n) per entry) and `sessionId` reference counts; applying a journal twice gives the
+//!   same state as once.
+//! - [`load_snapshot`], [`encode_snapshot`], [`quarantine`]: the OpenClaw-compatible
+//!   `sessions.json` and what to do with a damaged one.
+//!
+//! # Platform behavior
+//!
+//! Linux is the tested platform. The journal lock is `flock` through `std::fs::File::lock`;
+//! on network file systems that do not honour it, do not share a store between machines.
+//!
+//! # Example
+//!
+//! ```
+//! use sessionkit_session_store::{Activity, Entry, ListOrder, ListQuery, Patch, Store};
+//! # fn main() -> Result<(), sessionkit_session_store::Error> {
+//! # let dir = std::env::temp_dir().join(format!("sk-doc-store-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let store = Store::open(dir.join("sessions.json"))?;
+//! store.upsert(
+//!     "cron:nightly",
+//!     Entry::parse(r#"{"sessionId":"0b7e","updatedAt":1000,"x-plugin":{"n":1.0}}"#)?,
+//! )?;
+//! // A merge patch; `updatedAt` moves to now by OpenClaw's rule.
+//! store.patch("cron:nightly", Patch::parse(r#"{"label":"nightly"}"#)?, Activity::Advance)?;
+//!
+//! let entry = store.get("cron:nightly")?.unwrap();
+//! assert_eq!(entry.get("x-plugin").unwrap().get(), r#"{"n":1.0}"#);
+//! assert_eq!(entry.session_id(), Some("0b7e"));
+//! let newest = store.list(&ListQuery::all().order(ListOrder::NewestFirst).limit(10))?;
+//! assert_eq!(newest.len(), 1);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod compact;
+mod entry;
+mod error;
+mod files;
+pub mod journal;
+mod open;
+mod raw;
+mod snapshot;
+mod state;
+mod store;
+#[cfg(feature = "tokio")]
+mod tokio;
+mod writer;
+
+pub use crate::entry::{Activity, Entry, Patch, SESSION_ID, UPDATED_AT, resolve_updated_at};
+pub use crate::error::{Error, Input, JournalProblem, Operation, Result, SnapshotProblem};
+pub use crate::journal::{
+    EvictReason, JOURNAL_SUFFIX, JOURNAL_VERSION, JournalHeader, JournalRecord, Op, ParsedJournal,
+    Record, SeqCheck, SeqTracker, TornTail, WriterId, parse_journal, parse_records,
+};
+pub use crate::snapshot::{
+    encode_snapshot, load_snapshot, parse_snapshot, quarantine, quarantine_at,
+};
+pub use crate::state::{Applied, ReplayReport, Skipped, State, Stats};
+pub use crate::store::{
+    Ack, CompactReport, DEFAULT_COMPACT_MIN_BYTES, DEFAULT_COMPACT_RATIO, DEFAULT_MAX_BATCH,
+    IoCounters, ListOrder, ListQuery, OpenReport, Store, StoreBuilder, StoreStats, SyncMode,
+};
+pub use sessionkit_write_lock::{Clock, ManualClock, SystemClock};

@@ -1,0 +1,306 @@
+//! Opening a store, and bringing an open store's view up to date with the files.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+
+use sessionkit_atomic_fs::{AtomicWriter, Durability};
+
+use crate::error::{Error, Operation, Result};
+use crate::files::{FileId, JournalFile, sync_dir};
+use crate::journal::{JournalHeader, ParsedJournal, SeqTracker, WriterId, parse_journal};
+use crate::snapshot::{load_snapshot, quarantine};
+use crate::state::State;
+use crate::store::{IoCounters, OpenReport, Shared, Store, StoreBuilder, View, journal_path_for};
+use crate::writer;
+
+fn io_error(op: Operation, step: &'static str, path: &Path, subject: &Path, e: io::Error) -> Error {
+    Error::io(op, step, path, subject, e)
+}
+
+/// The journal's identity and length, by path; `None` if it does not exist.
+pub(crate) fn journal_identity(path: &Path) -> Result<Option<(FileId, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(path) {
+        Ok(meta) => Ok(Some(((meta.dev(), meta.ino()), meta.len()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(Operation::ReadJournal, "stat", path, path, e)),
+    }
+}
+
+pub(crate) fn open(config: StoreBuilder, snapshot_path: &Path) -> Result<Store> {
+    let journal_path = journal_path_for(snapshot_path);
+    let mut report = OpenReport::default();
+    let snapshot_exists = snapshot_path.exists();
+    let journal_exists = journal_path.exists();
+    if !config.create && !snapshot_exists && !journal_exists {
+        return Err(io_error(
+            Operation::Open,
+            "find",
+            snapshot_path,
+            snapshot_path,
+            io::Error::from(io::ErrorKind::NotFound),
+        ));
+    }
+    report.created = !snapshot_exists && !journal_exists;
+    let view = loop {
+        let journal = JournalFile::open(&journal_path, true)
+            .map(Arc::new)
+            .map_err(|e| io_error(Operation::Open, "open", snapshot_path, &journal_path, e))?;
+        let locked = journal
+            .lock()
+            .map_err(|e| io_error(Operation::Open, "lock", snapshot_path, &journal_path, e))?;
+        // A compaction elsewhere may have replaced the journal while we waited for its lock.
+        if !journal
+            .is_current()
+            .map_err(|e| io_error(Operation::Open, "stat", snapshot_path, &journal_path, e))?
+        {
+            continue;
+        }
+        let view = load(&config, snapshot_path, journal, &mut report)?;
+        drop(locked);
+        break view;
+    };
+    let epoch = view.epoch;
+    let shared = Arc::new(Shared {
+        snapshot_path: snapshot_path.to_path_buf(),
+        journal_path,
+        config,
+        writer: WriterId::random(),
+        view: RwLock::new(view),
+        batch_lock: Mutex::new(()),
+        seq: AtomicU64::new(0),
+        compacting: AtomicBool::new(false),
+        counters: Mutex::new(IoCounters::default()),
+        dirty_since: Mutex::new(None),
+    });
+    tracing::debug!(path = %snapshot_path.display(), epoch, entries = report.snapshot_entries,
+        records = report.journal_records, "opened session store");
+    let tx = writer::start(shared.clone())?;
+    Ok(Store {
+        shared,
+        tx: Arc::new(tx),
+        report: Arc::new(report),
+    })
+}
+
+/// Loads the snapshot and the journal (whose OS lock the caller holds), repairing and
+/// quarantining as the settings allow.
+fn load(
+    config: &StoreBuilder,
+    snapshot_path: &Path,
+    journal: Arc<JournalFile>,
+    report: &mut OpenReport,
+) -> Result<View> {
+    let mut state = match load_snapshot(snapshot_path) {
+        Ok(state) => state,
+        Err(e) if e.is_corrupt() && config.recover => {
+            let aside = quarantine(snapshot_path)?;
+            tracing::error!(path = %snapshot_path.display(), aside = %aside.display(), error = %e,
+                "quarantined a corrupt snapshot");
+            report.quarantined.push(aside);
+            State::new()
+        }
+        Err(e) => return Err(e),
+    };
+    report.snapshot_entries = state.len();
+    let snapshot_bytes = fs::metadata(snapshot_path).map(|m| m.len()).unwrap_or(0);
+    let journal_path = journal.path.clone();
+    let read = |j: &JournalFile| {
+        j.read_from(0)
+            .map_err(|e| io_error(Operation::ReadJournal, "read", snapshot_path, &j.path, e))
+    };
+    let bytes = read(&journal)?;
+    let (journal, parsed) = match parse_journal(&journal_path, &bytes) {
+        Ok(parsed) => (journal, parsed),
+        Err(Error::CorruptJournal { offset, .. }) if config.recover => {
+            // Keep every whole record before the damage; the damaged file goes aside whole.
+            let keep = &bytes[..usize::try_from(offset)
+                .unwrap_or(bytes.len())
+                .min(bytes.len())];
+            let prefix = match parse_journal(&journal_path, keep) {
+                Ok(p) if p.header.is_some() => keep.to_vec(),
+                _ => Vec::new(),
+            };
+            let aside = quarantine(&journal_path)?;
+            tracing::error!(path = %journal_path.display(), aside = %aside.display(), offset,
+                "quarantined a corrupt journal, keeping the records before the damage");
+            report.quarantined.push(aside);
+            AtomicWriter::new()
+                .durability(Durability::Durable)
+                .write(&journal_path, &prefix)
+                .map_err(|e| Error::AtomicWrite {
+                    op: Operation::Open,
+                    step: "replace the corrupt journal with its whole records",
+                    path: journal_path.clone(),
+                    source: e,
+                })?;
+            let fresh = JournalFile::open(&journal_path, false)
+                .map(Arc::new)
+                .map_err(|e| io_error(Operation::Open, "open", snapshot_path, &journal_path, e))?;
+            let parsed = parse_journal(&journal_path, &prefix)?;
+            (fresh, parsed)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut parsed: ParsedJournal = parsed;
+    if let Some(torn) = parsed.torn_tail {
+        journal
+            .truncate(torn.offset)
+            .and_then(|()| journal.sync())
+            .map_err(|e| io_error(Operation::Open, "truncate", snapshot_path, &journal_path, e))?;
+        tracing::warn!(path = %journal_path.display(), offset = torn.offset, len = torn.len,
+            "cut a torn journal tail");
+        report.torn_tail_bytes = Some(torn.len);
+        parsed.valid_len = torn.offset;
+    }
+    let (epoch, offset, lines) = match parsed.header {
+        Some(header) => (header.epoch, parsed.valid_len, parsed.records.len() + 1),
+        None => {
+            // A new (or emptied) journal gets its header now, under the lock.
+            let epoch = fresh_epoch();
+            let header = JournalHeader::new(epoch).encode_line();
+            journal
+                .truncate(0)
+                .and_then(|()| journal.append(header.as_bytes()))
+                .and_then(|()| journal.sync())
+                .and_then(|()| sync_dir(parent(&journal_path)))
+                .map_err(|e| {
+                    io_error(
+                        Operation::Open,
+                        "initialise",
+                        snapshot_path,
+                        &journal_path,
+                        e,
+                    )
+                })?;
+            (epoch, header.len() as u64, 1)
+        }
+    };
+    let mut seqs = SeqTracker::new();
+    let replay = state.replay(&parsed.records, &mut seqs);
+    report.journal_records = replay.applied;
+    Ok(View {
+        state,
+        journal,
+        offset,
+        lines,
+        epoch,
+        seqs,
+        snapshot_bytes,
+    })
+}
+
+/// Brings `view` up to date: reads what was appended to its journal since, or reloads the
+/// whole store if a compaction replaced the journal.
+pub(crate) fn catch_up(shared: &Shared, view: &mut View) -> Result<()> {
+    let current = view.journal.is_current().map_err(|e| {
+        io_error(
+            Operation::ReadJournal,
+            "stat",
+            &shared.snapshot_path,
+            &shared.journal_path,
+            e,
+        )
+    })?;
+    if !current {
+        *view = load_fresh(shared)?;
+        shared.count(|c| c.reloads += 1);
+        return Ok(());
+    }
+    let bytes = view.journal.read_from(view.offset).map_err(|e| {
+        io_error(
+            Operation::ReadJournal,
+            "read",
+            &shared.snapshot_path,
+            &shared.journal_path,
+            e,
+        )
+    })?;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    // A torn tail here is an append in flight (or a crash leftover the writer will cut); only
+    // whole lines count.
+    let parsed =
+        crate::journal::parse_records(&shared.journal_path, &bytes, view.offset, view.lines + 1)?;
+    view.state.replay(&parsed.records, &mut view.seqs);
+    view.lines += parsed.records.len();
+    view.offset = parsed.valid_len;
+    Ok(())
+}
+
+/// Loads the store again from the files, after a compaction replaced the journal.
+pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
+    loop {
+        let journal = JournalFile::open(&shared.journal_path, false)
+            .map(Arc::new)
+            .map_err(|e| {
+                io_error(
+                    Operation::ReadJournal,
+                    "open",
+                    &shared.snapshot_path,
+                    &shared.journal_path,
+                    e,
+                )
+            })?;
+        // The compactor renames the snapshot before the journal, and holds the old journal's
+        // lock until both are in place; taking the new journal's lock orders us after it.
+        let locked = journal.lock().map_err(|e| {
+            io_error(
+                Operation::ReadJournal,
+                "lock",
+                &shared.snapshot_path,
+                &shared.journal_path,
+                e,
+            )
+        })?;
+        if !journal.is_current().unwrap_or(false) {
+            continue;
+        }
+        let state = load_snapshot(&shared.snapshot_path)?;
+        let snapshot_bytes = fs::metadata(&shared.snapshot_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let bytes = journal.read_from(0).map_err(|e| {
+            io_error(
+                Operation::ReadJournal,
+                "read",
+                &shared.snapshot_path,
+                &shared.journal_path,
+                e,
+            )
+        })?;
+        let parsed = parse_journal(&shared.journal_path, &bytes)?;
+        drop(locked);
+        let mut state = state;
+        let mut seqs = SeqTracker::new();
+        state.replay(&parsed.records, &mut seqs);
+        return Ok(View {
+            state,
+            journal,
+            offset: parsed.valid_len,
+            lines: parsed.records.len() + 1,
+            epoch: parsed.header.map_or(0, |h| h.epoch),
+            seqs,
+            snapshot_bytes,
+        });
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A new journal epoch: the time in milliseconds, so that epochs grow across re-creations.
+fn fresh_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+}

@@ -1,0 +1,339 @@
+//! JSON objects as ordered lists of raw field values: parsing, canonical emission, minifying and
+//! RFC 7396 merging, all without re-serialising a value nobody touched.
+//!
+//! An object's *canonical compact form* is `{"k":<raw>,...}`: each key as serde_json writes a
+//! string, no whitespace between the tokens of this level, each value's bytes as they were read.
+//! Duplicate keys are resolved as JavaScript's `JSON.parse` does (the last value wins, at the
+//! position of the first), so the form is the same whichever program reads the object.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// The fields of one JSON object, in order, borrowed from its text.
+pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+/// A key that borrows from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+            out.push((key.0, value));
+        }
+        Ok(out)
+    }
+}
+
+/// What [`parse_object`] found.
+#[derive(Debug)]
+pub(crate) enum Parsed<'a> {
+    /// A JSON object and its fields (duplicates resolved).
+    Object(Fields<'a>),
+    /// Valid JSON, but not an object; the byte offset of the value in the text.
+    NotObject(usize),
+}
+
+/// Parses `text` as one JSON value and, if it is an object, returns its fields in order with
+/// duplicate keys resolved.
+pub(crate) fn parse_object(text: &str) -> Result<Parsed<'_>, serde_json::Error> {
+    let raw: &RawValue = serde_json::from_str(text)?;
+    let trimmed = raw.get().trim_start();
+    if !trimmed.starts_with('{') {
+        return Ok(Parsed::NotObject(offset_in(text, trimmed)));
+    }
+    let mut de = serde_json::Deserializer::from_str(trimmed);
+    let fields = de.deserialize_map(FieldsVisitor)?;
+    Ok(Parsed::Object(dedupe(fields)))
+}
+
+/// The fields of a value already known to be valid JSON; `None` if it is not an object.
+pub(crate) fn object_fields(raw: &str) -> Option<Fields<'_>> {
+    match parse_object(raw) {
+        Ok(Parsed::Object(fields)) => Some(fields),
+        _ => None,
+    }
+}
+
+/// The byte offset of `inner` (a subslice of `outer`) within `outer`.
+pub(crate) fn offset_in(outer: &str, inner: &str) -> usize {
+    (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
+}
+
+/// Resolves duplicate keys as `JSON.parse` does: the last value, at the first position.
+fn dedupe(mut fields: Fields<'_>) -> Fields<'_> {
+    if fields.len() < 2 {
+        return fields;
+    }
+    let mut order: Vec<usize> = (0..fields.len()).collect();
+    order.sort_by(|&a, &b| fields[a].0.cmp(&fields[b].0).then(a.cmp(&b)));
+    if !order.windows(2).any(|w| fields[w[0]].0 == fields[w[1]].0) {
+        return fields;
+    }
+    // Rare: move each key's last value to its first slot, then drop the later slots.
+    let mut keep = vec![true; fields.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && fields[order[j + 1]].0 == fields[order[i]].0 {
+            j += 1;
+        }
+        if j > i {
+            let (first, last) = (order[i], order[j]);
+            fields[first].1 = fields[last].1;
+            for &later in &order[i + 1..=j] {
+                keep[later] = false;
+            }
+        }
+        i = j + 1;
+    }
+    let mut index = 0;
+    fields.retain(|_| {
+        index += 1;
+        keep[index - 1]
+    });
+    fields
+}
+
+/// Appends `s` as a JSON string.
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
+    let plain = !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
+    if plain {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // serde_json cannot fail to serialise a string.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
+/// The canonical compact form of an object with these fields.
+pub(crate) fn emit_object<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::from("{");
+    for (key, value) in fields {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        push_json_string(&mut out, key);
+        out.push(':');
+        out.push_str(value);
+    }
+    out.push('}');
+    out
+}
+
+/// `text` with every JSON whitespace byte outside strings removed. The value is unchanged;
+/// a valid JSON text comes out on one line, because a string cannot hold a raw newline.
+pub(crate) fn minify(text: &str) -> Cow<'_, str> {
+    if !needs_minify(text) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_minify(text: &str) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in text.bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether a raw value (valid JSON, no leading whitespace) is `null`.
+pub(crate) fn is_null(raw: &str) -> bool {
+    raw.trim_start().starts_with('n')
+}
+
+/// Whether a raw value (valid JSON) is an object.
+pub(crate) fn is_object(raw: &str) -> bool {
+    raw.trim_start().starts_with('{')
+}
+
+/// Merges the object `patch` into `target` (RFC 7396) and appends the result, in canonical
+/// compact form, to `out`.
+///
+/// `target` is the existing value, if any; anything but an object counts as `{}`. Fields the
+/// patch does not name keep their place and bytes. Fields it names are removed (`null`), merged
+/// (an object, recursively) or replaced (anything else) and move to the end in the patch's
+/// order. Moving them is what makes replaying a journal over a state that already contains it
+/// byte-for-byte idempotent: the order after a sequence of patches depends only on which fields
+/// the sequence touched last, not on the order the fields had before.
+pub(crate) fn merge_into(out: &mut String, target: Option<&str>, patch: &Fields<'_>) {
+    let target_fields = target.and_then(object_fields).unwrap_or_default();
+    let touched = |key: &str| patch.iter().any(|(k, _)| k == key);
+    out.push('{');
+    let mut first = true;
+    let mut sep = |out: &mut String| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+    };
+    for (key, value) in &target_fields {
+        if !touched(key) {
+            sep(out);
+            push_json_string(out, key);
+            out.push(':');
+            out.push_str(value.get());
+        }
+    }
+    for (key, value) in patch {
+        let value = value.get();
+        if is_null(value) {
+            continue;
+        }
+        sep(out);
+        push_json_string(out, key);
+        out.push(':');
+        if is_object(value) {
+            let nested = object_fields(value).unwrap_or_default();
+            let existing = target_fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.get());
+            merge_into(out, existing, &nested);
+        } else {
+            out.push_str(value);
+        }
+    }
+    out.push('}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys<'a>(fields: &'a Fields<'a>) -> Vec<(&'a str, &'a str)> {
+        fields.iter().map(|(k, v)| (k.as_ref(), v.get())).collect()
+    }
+
+    #[test]
+    fn fields_keep_order_and_raw_bytes() {
+        let text = "{ \"b\" : 1.0 , \"a\": {\n  \"x\": 1e3\n}, \"\\u0063\": \"\\u00e9\" }";
+        let Ok(Parsed::Object(fields)) = parse_object(text) else {
+            panic!("not an object: {text}");
+        };
+        assert_eq!(
+            keys(&fields),
+            vec![
+                ("b", "1.0"),
+                ("a", "{\n  \"x\": 1e3\n}"),
+                ("c", "\"\\u00e9\"")
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicates_resolve_like_json_parse() {
+        let Ok(Parsed::Object(fields)) = parse_object(r#"{"a":1,"b":2,"a":3,"c":4,"b":5,"a":6}"#)
+        else {
+            panic!("not an object");
+        };
+        assert_eq!(keys(&fields), vec![("a", "6"), ("b", "5"), ("c", "4")]);
+    }
+
+    #[test]
+    fn non_objects_report_their_offset() {
+        assert!(matches!(parse_object("  [1]"), Ok(Parsed::NotObject(2))));
+        assert!(matches!(parse_object("null"), Ok(Parsed::NotObject(0))));
+        assert!(parse_object("{").is_err());
+        assert!(parse_object("{} x").is_err());
+    }
+
+    #[test]
+    fn minify_leaves_strings_alone() {
+        let text = "{ \"a b\" : [ 1 ,\n 2 ] , \"c\":\"x\\\" \\\\ y \" }";
+        assert_eq!(minify(text), "{\"a b\":[1,2],\"c\":\"x\\\" \\\\ y \"}");
+        assert!(matches!(minify("{\"a\":\" \"}"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn merge_moves_touched_fields_to_the_end() {
+        let Ok(Parsed::Object(patch)) =
+            parse_object(r#"{"a":{"y":2,"z":null},"d":null,"e":[null]}"#)
+        else {
+            panic!("not an object");
+        };
+        let mut out = String::new();
+        merge_into(
+            &mut out,
+            Some("{\"a\":{\"x\":1,\"z\":0},\"b\": 2.50,\"d\":4}"),
+            &patch,
+        );
+        assert_eq!(out, r#"{"b":2.50,"a":{"x":1,"y":2},"e":[null]}"#);
+    }
+
+    #[test]
+    fn strings_with_specials_are_escaped() {
+        let mut out = String::new();
+        push_json_string(&mut out, "a\"b\n");
+        assert_eq!(out, r#""a\"b\n""#);
+    }
+}

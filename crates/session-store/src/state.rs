@@ -1,0 +1,399 @@
+//! The in-memory registry: entries by key, an index by `updatedAt`, and sessionId reference
+//! counts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::entry::Entry;
+use crate::journal::{JournalRecord, Op, Record, SeqCheck, SeqTracker, WriterId};
+
+/// The registry in memory: every entry by session key, plus the indexes that keep maintenance
+/// cheap.
+///
+/// - Entries are ordered by key (byte order of UTF-8), so listing a key prefix such as
+///   `agent:main:` is a range scan.
+/// - An index ordered by `(updatedAt, key)` gives the oldest entries in O(log n) each, for caps
+///   and pruning; entries without `updatedAt` come first (OpenClaw's cap drops them first).
+/// - A count of entries per `sessionId` says whether a transcript is still referenced once an
+///   entry goes.
+///
+/// Every change goes through [`apply`](State::apply) with a journal [`Record`], so the state
+/// in memory is always what replaying the journal gives. Applying is idempotent: a record
+/// applied twice in a row, or a whole journal applied again over the state it produced, leaves
+/// the state unchanged, byte for byte. (Compaction relies on it: after a crash between writing
+/// the new snapshot and replacing the journal, the old journal is replayed over the new
+/// snapshot.)
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    entries: BTreeMap<Arc<str>, Entry>,
+    by_updated: BTreeSet<(Option<i64>, Arc<str>)>,
+    session_refs: HashMap<Arc<str>, usize>,
+    entry_bytes: u64,
+}
+
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        // The indexes are functions of the entries.
+        self.entries == other.entries
+    }
+}
+
+impl Eq for State {}
+
+/// Sizes of a [`State`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Stats {
+    /// The number of entries.
+    pub entries: usize,
+    /// The bytes of all keys and entries in compact form (the snapshot is larger by its
+    /// indentation).
+    pub bytes: u64,
+    /// The number of distinct `sessionId`s.
+    pub sessions: usize,
+}
+
+/// What applying one record changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Applied {
+    /// The entry under the key before the record, if there was one.
+    pub previous: Option<Entry>,
+    /// A `sessionId` that no entry references any more because of this record: its transcript
+    /// may be archived or deleted.
+    pub unreferenced: Option<String>,
+}
+
+/// A record [`State::replay`] skipped because its `(writer, seq)` was seen before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Skipped {
+    /// Its line in the journal.
+    pub line: usize,
+    /// Its byte offset in the journal.
+    pub offset: u64,
+    /// Its writer.
+    pub writer: WriterId,
+    /// Its `seq`.
+    pub seq: u64,
+    /// The highest `seq` seen before from that writer.
+    pub last_seq: u64,
+}
+
+/// What [`State::replay`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayReport {
+    /// Records applied.
+    pub applied: usize,
+    /// Records skipped as duplicates, in file order.
+    pub skipped: Vec<Skipped>,
+    /// `sessionId`s that an applied record stopped referencing and that no entry references
+    /// after the replay, sorted: their transcripts may be orphans.
+    pub unreferenced: Vec<String>,
+}
+
+impl State {
+    /// An empty registry.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry under `key`.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// True if there is an entry under `key`.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &Entry)> + '_ {
+        self.entries.iter().map(|(k, e)| (&**k, e))
+    }
+
+    /// The entries whose keys start with `prefix`, in key order.
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Entry)> + 'a {
+        self.entries
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| (&**k, e))
+    }
+
+    /// Keys with their `updatedAt`, oldest first: entries without `updatedAt` first, then by
+    /// `updatedAt`, ties by key. Reverse it for the newest first. Each step is O(log n).
+    pub fn by_updated_at(&self) -> impl DoubleEndedIterator<Item = (&str, Option<i64>)> + '_ {
+        self.by_updated.iter().map(|(at, k)| (&**k, *at))
+    }
+
+    /// The keys of entries with an `updatedAt` strictly before `cutoff_ms`, oldest first
+    /// (candidates for pruning; entries without `updatedAt` are never included).
+    pub fn updated_before(&self, cutoff_ms: i64) -> impl Iterator<Item = (&str, i64)> + '_ {
+        let start = (Some(i64::MIN), Arc::<str>::from(""));
+        self.by_updated
+            .range(start..)
+            .take_while(move |(at, _)| at.is_some_and(|at| at < cutoff_ms))
+            .filter_map(|(at, k)| at.map(|at| (&**k, at)))
+    }
+
+    /// How many entries reference `session_id`.
+    pub fn session_refs(&self, session_id: &str) -> usize {
+        self.session_refs.get(session_id).copied().unwrap_or(0)
+    }
+
+    /// Sizes of the registry.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            entries: self.entries.len(),
+            bytes: self.entry_bytes,
+            sessions: self.session_refs.len(),
+        }
+    }
+
+    /// Applies one journal record and says what it changed.
+    ///
+    /// `upsert` stores the entry in its journal form (whitespace outside strings removed), as
+    /// replay will; `patch` merges into the existing entry, or into `{}` if there is none;
+    /// `delete` and `evict` remove the key (nothing happens if it is absent).
+    pub fn apply(&mut self, record: &Record) -> Applied {
+        let key = record.key.as_str();
+        match &record.op {
+            Op::Upsert(entry) => self.put(key, entry.minified().into_owned()),
+            Op::Patch(patch) => {
+                let next = match self.entries.get(key) {
+                    Some(existing) => existing.merge_patch(patch),
+                    None => Entry::empty().merge_patch(patch),
+                };
+                self.put(key, next)
+            }
+            Op::Delete | Op::Evict(_) => self.remove(key),
+        }
+    }
+
+    /// Applies journal records in order, skipping those whose `(writer, seq)` `seqs` has seen
+    /// before (see [`SeqTracker`]).
+    pub fn replay<'r>(
+        &mut self,
+        records: impl IntoIterator<Item = &'r JournalRecord>,
+        seqs: &mut SeqTracker,
+    ) -> ReplayReport {
+        let mut report = ReplayReport::default();
+        let mut released = BTreeSet::new();
+        for read in records {
+            let record = &read.record;
+            if let SeqCheck::Duplicate { last } = seqs.observe(record.writer, record.seq) {
+                tracing::warn!(line = read.line, offset = read.offset, writer = %record.writer,
+                    seq = record.seq, last, "skipped a duplicate journal record");
+                report.skipped.push(Skipped {
+                    line: read.line,
+                    offset: read.offset,
+                    writer: record.writer,
+                    seq: record.seq,
+                    last_seq: last,
+                });
+                continue;
+            }
+            if let Some(id) = self.apply(record).unreferenced {
+                released.insert(id);
+            }
+            report.applied += 1;
+        }
+        // A session released by one record may be referenced again by a later one.
+        report.unreferenced = released
+            .into_iter()
+            .filter(|id| self.session_refs(id) == 0)
+            .collect();
+        report
+    }
+
+    /// Inserts without a record: only for building a state from a snapshot.
+    pub(crate) fn insert(&mut self, key: &str, entry: Entry) {
+        self.put(key, entry);
+    }
+
+    fn put(&mut self, key: &str, entry: Entry) -> Applied {
+        let (key, previous) = match self.entries.remove_entry(key) {
+            Some((key, previous)) => (key, Some(previous)),
+            None => (Arc::<str>::from(key), None),
+        };
+        let mut unreferenced = None;
+        if let Some(old) = &previous {
+            unreferenced = self.unindex(&key, old);
+        }
+        self.index(&key, &entry);
+        if let Some(id) = &unreferenced
+            && self.session_refs(id) > 0
+        {
+            unreferenced = None;
+        }
+        self.entries.insert(key, entry);
+        Applied {
+            previous,
+            unreferenced,
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Applied {
+        match self.entries.remove_entry(key) {
+            Some((key, old)) => {
+                let unreferenced = self.unindex(&key, &old);
+                Applied {
+                    previous: Some(old),
+                    unreferenced,
+                }
+            }
+            None => Applied::default(),
+        }
+    }
+
+    fn index(&mut self, key: &Arc<str>, entry: &Entry) {
+        self.by_updated.insert((entry.updated_at(), key.clone()));
+        if let Some(id) = entry.session_id_arc() {
+            *self.session_refs.entry(id.clone()).or_insert(0) += 1;
+        }
+        self.entry_bytes += (key.len() + entry.len_bytes()) as u64;
+    }
+
+    /// Removes an entry from the indexes; returns its sessionId if that is now unreferenced.
+    fn unindex(&mut self, key: &Arc<str>, entry: &Entry) -> Option<String> {
+        self.by_updated.remove(&(entry.updated_at(), key.clone()));
+        self.entry_bytes -= (key.len() + entry.len_bytes()) as u64;
+        let id = entry.session_id()?;
+        let count = self.session_refs.get_mut(id)?;
+        *count -= 1;
+        if *count == 0 {
+            self.session_refs.remove(id);
+            return Some(id.to_owned());
+        }
+        None
+    }
+
+    /// Checks that the indexes equal a recomputation from the entries.
+    #[cfg(test)]
+    pub(crate) fn check_indexes(&self) -> std::result::Result<(), String> {
+        let mut rebuilt = State::new();
+        for (k, e) in &self.entries {
+            rebuilt.index(k, e);
+        }
+        if rebuilt.by_updated != self.by_updated {
+            return Err(format!(
+                "updatedAt index {:?} != {:?}",
+                self.by_updated, rebuilt.by_updated
+            ));
+        }
+        if rebuilt.session_refs != self.session_refs {
+            return Err(format!(
+                "session refs {:?} != {:?}",
+                self.session_refs, rebuilt.session_refs
+            ));
+        }
+        if rebuilt.entry_bytes != self.entry_bytes {
+            return Err(format!(
+                "bytes {} != {}",
+                self.entry_bytes, rebuilt.entry_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Patch;
+    use crate::journal::EvictReason;
+    use proptest::prelude::*;
+
+    const KEYS: [&str; 5] = [
+        "agent:a:main",
+        "agent:a:x",
+        "cron:n",
+        "hook:1",
+        "agent:b:main",
+    ];
+    const SESSIONS: [&str; 3] = ["s1", "s2", "s3"];
+
+    fn op() -> impl Strategy<Value = Op> {
+        let session = prop_oneof![
+            Just(String::new()),
+            prop::sample::select(&SESSIONS[..]).prop_map(|s| format!(",\"sessionId\":\"{s}\"")),
+            Just(",\"sessionId\":7".to_string()),
+            Just(",\"sessionId\":null".to_string()),
+        ];
+        let updated = prop_oneof![
+            Just(String::new()),
+            (0i64..5).prop_map(|t| format!(",\"updatedAt\":{t}")),
+            Just(",\"updatedAt\":\"x\"".to_string()),
+            Just(",\"updatedAt\":null".to_string()),
+        ];
+        prop_oneof![
+            (session.clone(), updated.clone()).prop_map(|(s, u)| {
+                Op::Upsert(Entry::parse(&format!("{{\"n\":1{s}{u}}}")).unwrap())
+            }),
+            (session, updated)
+                .prop_map(|(s, u)| Op::Patch(Patch::parse(&format!("{{\"m\":2{s}{u}}}")).unwrap())),
+            Just(Op::Delete),
+            Just(Op::Evict(EvictReason::Cap)),
+        ]
+    }
+
+    fn records() -> impl Strategy<Value = Vec<Record>> {
+        prop::collection::vec((prop::sample::select(&KEYS[..]), op()), 0..40).prop_map(|ops| {
+            ops.into_iter()
+                .enumerate()
+                .map(|(i, (key, op))| Record::new(i as u64 + 1, WriterId::new(1), key, op))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn indexes_always_equal_a_recomputation(records in records()) {
+            let mut state = State::new();
+            for record in &records {
+                let before: HashMap<String, usize> = SESSIONS
+                    .iter()
+                    .map(|s| (s.to_string(), state.session_refs(s)))
+                    .collect();
+                let applied = state.apply(record);
+                prop_assert_eq!(state.check_indexes(), Ok(()));
+                // `unreferenced` names exactly a session whose count just dropped to zero.
+                for s in SESSIONS {
+                    let dropped = before[s] > 0 && state.session_refs(s) == 0;
+                    prop_assert_eq!(dropped, applied.unreferenced.as_deref() == Some(s));
+                }
+            }
+            let by_updated: Vec<_> = state.by_updated_at().collect();
+            let mut expected: Vec<_> = state.iter().map(|(k, e)| (k, e.updated_at())).collect();
+            expected.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+            prop_assert_eq!(by_updated, expected);
+        }
+    }
+
+    #[test]
+    fn check_indexes_notices_a_stale_index() {
+        let mut state = State::new();
+        let entry = Entry::parse(r#"{"sessionId":"s1","updatedAt":3}"#).unwrap();
+        state.apply(&Record::upsert(1, WriterId::new(1), "k", &entry));
+        assert_eq!(state.check_indexes(), Ok(()));
+        state.session_refs.insert(Arc::from("s9"), 1);
+        assert!(state.check_indexes().is_err());
+    }
+}

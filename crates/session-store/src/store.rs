@@ -1,0 +1,622 @@
+//! The store: a snapshot and a journal on disk, the state in memory, one writer thread per
+//! store that commits updates in groups, and compaction in the background.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use sessionkit_write_lock::{Clock, SystemClock};
+
+use crate::entry::{Activity, Entry, Patch};
+use crate::error::Result;
+#[cfg(doc)]
+use crate::error::Error;
+use crate::files::JournalFile;
+use crate::journal::{EvictReason, JOURNAL_SUFFIX, SeqTracker, WriterId};
+use crate::state::{State, Stats};
+use crate::writer::{self, Request, Update};
+
+/// How durable an acknowledged update is, as Redis' `appendfsync` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SyncMode {
+    /// Each batch is fsynced before its updates are acknowledged: an acknowledged update
+    /// survives a power loss. One write and one fsync per batch, however many updates it holds.
+    #[default]
+    EveryBatch,
+    /// Updates are acknowledged once written (they survive a crash of the process), and the
+    /// journal is fsynced at most this often, so a power loss loses at most about this much.
+    Interval(Duration),
+    /// Updates are acknowledged once written; the journal is never fsynced by the store (the
+    /// kernel writes it back in its own time). A crash of the process loses nothing, a power
+    /// loss may.
+    Never,
+}
+
+/// By default, compaction waits until the journal holds at least this many bytes: 1 MiB.
+pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 1 << 20;
+/// By default, compaction starts once the journal is this many times the snapshot's size.
+pub const DEFAULT_COMPACT_RATIO: f64 = 1.0;
+/// By default, the most updates one batch carries: 4,096.
+pub const DEFAULT_MAX_BATCH: usize = 4096;
+
+/// The settings of a [`Store`], built with [`Store::builder`].
+#[derive(Clone)]
+pub struct StoreBuilder {
+    pub(crate) sync: SyncMode,
+    pub(crate) recover: bool,
+    pub(crate) create: bool,
+    pub(crate) compact_min_bytes: u64,
+    pub(crate) compact_ratio: f64,
+    pub(crate) auto_compact: bool,
+    pub(crate) max_batch: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for StoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreBuilder")
+            .field("sync", &self.sync)
+            .field("recover", &self.recover)
+            .field("create", &self.create)
+            .field("compact_min_bytes", &self.compact_min_bytes)
+            .field("compact_ratio", &self.compact_ratio)
+            .field("auto_compact", &self.auto_compact)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for StoreBuilder {
+    fn default() -> Self {
+        StoreBuilder {
+            sync: SyncMode::default(),
+            recover: false,
+            create: true,
+            compact_min_bytes: DEFAULT_COMPACT_MIN_BYTES,
+            compact_ratio: DEFAULT_COMPACT_RATIO,
+            auto_compact: true,
+            max_batch: DEFAULT_MAX_BATCH,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl StoreBuilder {
+    /// How durable an acknowledged update is.
+    ///
+    /// By default, [`SyncMode::EveryBatch`]: fsync every batch.
+    pub fn sync(&mut self, mode: SyncMode) -> &mut Self {
+        self.sync = mode;
+        self
+    }
+
+    /// What to do with a corrupt snapshot or journal at open. Off: open fails with the
+    /// corruption error and the files are left as they are. On: the damaged file is renamed
+    /// aside as `<name>.corrupt.<timestamp>` and reported in [`OpenReport`]; from a corrupt
+    /// journal, the whole records before the damage are kept. Never is a damaged file replaced
+    /// by an empty one without a report.
+    ///
+    /// By default, off.
+    pub fn recover(&mut self, yes: bool) -> &mut Self {
+        self.recover = yes;
+        self
+    }
+
+    /// Whether a missing store is created (an empty journal; the snapshot is written at the
+    /// first compaction). Off: a missing snapshot and journal is an error.
+    ///
+    /// By default, on.
+    pub fn create(&mut self, yes: bool) -> &mut Self {
+        self.create = yes;
+        self
+    }
+
+    /// Compaction starts in the background once the journal is at least `min_bytes` long and
+    /// at least `ratio` times the snapshot's size.
+    ///
+    /// By default, 1 MiB and 1.0.
+    pub fn compact_when(&mut self, min_bytes: u64, ratio: f64) -> &mut Self {
+        self.compact_min_bytes = min_bytes;
+        self.compact_ratio = if ratio.is_finite() && ratio >= 0.0 {
+            ratio
+        } else {
+            DEFAULT_COMPACT_RATIO
+        };
+        self
+    }
+
+    /// Whether the store compacts by itself in the background; [`Store::compact`] works
+    /// either way.
+    ///
+    /// By default, on.
+    pub fn auto_compact(&mut self, yes: bool) -> &mut Self {
+        self.auto_compact = yes;
+        self
+    }
+
+    /// The most updates one batch carries (one write, at most one fsync).
+    ///
+    /// By default, 4,096. Zero counts as one.
+    pub fn max_batch(&mut self, updates: usize) -> &mut Self {
+        self.max_batch = updates.max(1);
+        self
+    }
+
+    /// The clock that stamps `updatedAt`.
+    ///
+    /// By default, the system clock.
+    pub fn clock(&mut self, clock: Arc<dyn Clock>) -> &mut Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Opens the store whose snapshot is `path` (`sessions.json`; the journal is
+    /// `sessions.json.journal` beside it): loads the snapshot, replays the journal, repairs a
+    /// torn journal tail, and starts the writer thread. Blocks; from async code use
+    /// `open_async` (feature `tokio`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CorruptSnapshot`] or [`Error::CorruptJournal`] (without
+    /// [`recover`](StoreBuilder::recover)); [`Error::UnsupportedJournal`]; [`Error::Io`] if a
+    /// file cannot be read, created or locked.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
+        crate::open::open(self.clone(), path.as_ref())
+    }
+}
+
+/// What opening a store found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct OpenReport {
+    /// Entries loaded from the snapshot.
+    pub snapshot_entries: usize,
+    /// Journal records replayed.
+    pub journal_records: usize,
+    /// Bytes of a torn journal tail that were cut off (a crash mid-append), if any.
+    pub torn_tail_bytes: Option<u64>,
+    /// Damaged files renamed aside (only with [`StoreBuilder::recover`]).
+    pub quarantined: Vec<PathBuf>,
+    /// True if the store did not exist and was created.
+    pub created: bool,
+}
+
+/// What a finished update promises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Ack {
+    /// The update's sequence number among this writer's records.
+    pub seq: u64,
+    /// True if the batch holding it was fsynced before this acknowledgement.
+    pub durable: bool,
+}
+
+/// How [`Store::list`] orders and bounds its answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListQuery {
+    /// Only keys starting with this.
+    pub prefix: Option<String>,
+    /// The order of the answer.
+    pub order: ListOrder,
+    /// At most this many entries.
+    pub limit: Option<usize>,
+}
+
+impl ListQuery {
+    /// Every entry, by key.
+    pub fn all() -> ListQuery {
+        ListQuery::default()
+    }
+
+    /// Only keys starting with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> ListQuery {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// In this order.
+    pub fn order(mut self, order: ListOrder) -> ListQuery {
+        self.order = order;
+        self
+    }
+
+    /// At most `limit` entries.
+    pub fn limit(mut self, limit: usize) -> ListQuery {
+        self.limit = Some(limit);
+        self
+    }
+}
+
+/// The order of a [`ListQuery`]'s answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ListOrder {
+    /// By key, ascending.
+    #[default]
+    Key,
+    /// Most recently updated first (entries without `updatedAt` last).
+    NewestFirst,
+    /// Least recently updated first (entries without `updatedAt` first).
+    OldestFirst,
+}
+
+/// What a compaction did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct CompactReport {
+    /// Entries in the new snapshot.
+    pub entries: usize,
+    /// The new snapshot's size.
+    pub snapshot_bytes: u64,
+    /// The journal's size before.
+    pub journal_bytes_before: u64,
+    /// The new journal's size (its header and the records appended during the compaction).
+    pub journal_bytes_after: u64,
+    /// How long the journal was locked for the swap, in microseconds.
+    pub locked_micros: u64,
+    /// True if another process compacted first; this compaction then changed nothing.
+    pub superseded: bool,
+}
+
+/// Counters of what the store did, for benchmarks and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct IoCounters {
+    /// Batches written.
+    pub batches: u64,
+    /// Updates written.
+    pub updates: u64,
+    /// Journal bytes this process appended.
+    pub journal_bytes: u64,
+    /// Journal fsyncs.
+    pub fsyncs: u64,
+    /// Compactions finished by this process.
+    pub compactions: u64,
+    /// Snapshot bytes this process wrote.
+    pub snapshot_bytes: u64,
+    /// Times this process reloaded the whole store after another process compacted it.
+    pub reloads: u64,
+}
+
+/// The in-memory view of the store, as of `offset` bytes into the journal `journal`.
+#[derive(Debug)]
+pub(crate) struct View {
+    pub(crate) state: State,
+    pub(crate) journal: Arc<JournalFile>,
+    /// How far into the journal the state goes: just past the last whole line applied.
+    pub(crate) offset: u64,
+    /// Lines read so far, the header included (for line numbers in errors).
+    pub(crate) lines: usize,
+    /// The journal's epoch, from its header.
+    pub(crate) epoch: u64,
+    /// The `(writer, seq)` pairs applied, to skip a record seen twice.
+    pub(crate) seqs: SeqTracker,
+    /// The snapshot file's size when it was loaded or written.
+    pub(crate) snapshot_bytes: u64,
+}
+
+/// Everything the store's handles and its threads share.
+pub(crate) struct Shared {
+    pub(crate) snapshot_path: PathBuf,
+    pub(crate) journal_path: PathBuf,
+    pub(crate) config: StoreBuilder,
+    pub(crate) writer: WriterId,
+    pub(crate) view: RwLock<View>,
+    /// Held by the writer for a batch and by a compaction for its swap: the journal's OS lock
+    /// does not exclude two users of the same open file.
+    pub(crate) batch_lock: Mutex<()>,
+    pub(crate) seq: AtomicU64,
+    pub(crate) compacting: AtomicBool,
+    pub(crate) counters: Mutex<IoCounters>,
+    /// When the oldest write not yet fsynced happened (interval mode).
+    pub(crate) dirty_since: Mutex<Option<Instant>>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("snapshot_path", &self.snapshot_path)
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        let now = self.config.clock.now();
+        now.duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn count(&self, f: impl FnOnce(&mut IoCounters)) {
+        f(&mut lock(&self.counters));
+    }
+
+    /// Brings the view up to date with the journal on disk: the records other processes (or
+    /// this one's writer) appended since, or the whole store again if the journal was
+    /// replaced by a compaction. Cheap when nothing changed: one `stat`.
+    pub(crate) fn refresh(&self) -> Result<()> {
+        let (journal, offset) = {
+            let view = self.read();
+            (view.journal.clone(), view.offset)
+        };
+        match crate::open::journal_identity(&self.journal_path)? {
+            Some((id, len)) if id == journal.id && len == offset => Ok(()),
+            Some((id, _)) if id != journal.id => {
+                // Another process compacted: load the new files without holding up readers,
+                // and install them unless this process's writer got there first.
+                let fresh = crate::open::load_fresh(self)?;
+                let mut view = self.write();
+                if view.journal.id == journal.id {
+                    *view = fresh;
+                    self.count(|c| c.reloads += 1);
+                }
+                crate::open::catch_up(self, &mut view)
+            }
+            _ => {
+                let mut view = self.write();
+                crate::open::catch_up(self, &mut view)
+            }
+        }
+    }
+}
+
+/// A session registry: `sessions.json` and its journal, shared safely by tasks, threads and
+/// processes.
+///
+/// Cloning a `Store` gives another handle to the same store (and the same writer thread);
+/// the writer stops when the last handle is dropped, after finishing what was queued.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tx: Arc<writer::Sender>,
+    pub(crate) report: Arc<OpenReport>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.shared.snapshot_path)
+            .field("writer", &self.shared.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// A builder starting from the defaults.
+    pub fn builder() -> StoreBuilder {
+        StoreBuilder::default()
+    }
+
+    /// Opens the store at `path` with the defaults ([`StoreBuilder::open`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`StoreBuilder::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        StoreBuilder::default().open(path)
+    }
+
+    /// The snapshot's path (`sessions.json`).
+    pub fn path(&self) -> &Path {
+        &self.shared.snapshot_path
+    }
+
+    /// The journal's path (`sessions.json.journal`).
+    pub fn journal_path(&self) -> &Path {
+        &self.shared.journal_path
+    }
+
+    /// What opening the store found and did.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// This store handle's writer id, as written in its journal records.
+    pub fn writer_id(&self) -> WriterId {
+        self.shared.writer
+    }
+
+    /// What this process's store has written so far.
+    pub fn counters(&self) -> IoCounters {
+        *lock(&self.shared.counters)
+    }
+
+    /// The entry under `key`, as of this process's acknowledged updates and whatever other
+    /// processes appended to the journal before the call.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] or a corruption error if the journal cannot be read.
+    pub fn get(&self, key: &str) -> Result<Option<Entry>> {
+        self.shared.refresh()?;
+        Ok(self.shared.read().state.get(key).cloned())
+    }
+
+    /// The entries `query` asks for, as `(key, entry)` pairs.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Store::get).
+    pub fn list(&self, query: &ListQuery) -> Result<Vec<(String, Entry)>> {
+        self.shared.refresh()?;
+        let view = self.shared.read();
+        let state = &view.state;
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let keep = |key: &str| query.prefix.as_deref().is_none_or(|p| key.starts_with(p));
+        let pick = |key: &str| state.get(key).map(|e| (key.to_owned(), e.clone()));
+        Ok(match query.order {
+            ListOrder::Key => match query.prefix.as_deref() {
+                Some(prefix) => state
+                    .with_prefix(prefix)
+                    .take(limit)
+                    .map(|(k, e)| (k.to_owned(), e.clone()))
+                    .collect(),
+                None => state
+                    .iter()
+                    .take(limit)
+                    .map(|(k, e)| (k.to_owned(), e.clone()))
+                    .collect(),
+            },
+            ListOrder::OldestFirst => state
+                .by_updated_at()
+                .filter(|(k, _)| keep(k))
+                .take(limit)
+                .filter_map(|(k, _)| pick(k))
+                .collect(),
+            ListOrder::NewestFirst => state
+                .by_updated_at()
+                .rev()
+                .filter(|(k, _)| keep(k))
+                .take(limit)
+                .filter_map(|(k, _)| pick(k))
+                .collect(),
+        })
+    }
+
+    /// How many entries there are.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Store::get).
+    pub fn count(&self) -> Result<usize> {
+        self.shared.refresh()?;
+        Ok(self.shared.read().state.len())
+    }
+
+    /// Sizes of the state, the snapshot and the journal.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Store::get).
+    pub fn stats(&self) -> Result<StoreStats> {
+        self.shared.refresh()?;
+        let view = self.shared.read();
+        Ok(StoreStats {
+            state: view.state.stats(),
+            snapshot_bytes: view.snapshot_bytes,
+            journal_bytes: view.offset,
+        })
+    }
+
+    /// Inserts or replaces the entry under `key`. Blocks until the update is as durable as
+    /// the [`SyncMode`] promises; from async code use `upsert_async` (feature `tokio`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the batch holding it could not be written or synced; the update is
+    /// then not in the store.
+    pub fn upsert(&self, key: impl Into<String>, entry: Entry) -> Result<Ack> {
+        self.submit(Update::Upsert {
+            key: key.into(),
+            entry,
+        })
+    }
+
+    /// Applies an RFC 7396 merge patch to the entry under `key` (to `{}` if there is none),
+    /// and sets `updatedAt` by OpenClaw's rule, or keeps it with [`Activity::Preserve`].
+    ///
+    /// # Errors
+    ///
+    /// As [`upsert`](Store::upsert).
+    pub fn patch(&self, key: impl Into<String>, patch: Patch, activity: Activity) -> Result<Ack> {
+        self.submit(Update::Patch {
+            key: key.into(),
+            patch,
+            activity,
+        })
+    }
+
+    /// Sets the entry's `updatedAt` to now. A missing key is [`Error::NoSuchEntry`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchEntry`], or as [`upsert`](Store::upsert).
+    pub fn touch(&self, key: impl Into<String>) -> Result<Ack> {
+        self.submit(Update::Touch { key: key.into() })
+    }
+
+    /// Removes the entry under `key`; removing a missing key succeeds and writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`upsert`](Store::upsert).
+    pub fn delete(&self, key: impl Into<String>) -> Result<Ack> {
+        self.submit(Update::Delete {
+            key: key.into(),
+            reason: None,
+        })
+    }
+
+    /// Removes the entry under `key` as maintenance does, recording why.
+    ///
+    /// # Errors
+    ///
+    /// As [`upsert`](Store::upsert).
+    pub fn evict(&self, key: impl Into<String>, reason: EvictReason) -> Result<Ack> {
+        self.submit(Update::Delete {
+            key: key.into(),
+            reason: Some(reason),
+        })
+    }
+
+    fn submit(&self, update: Update) -> Result<Ack> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.tx
+            .send(Request::new(update, writer::Reply::Sync(reply)))?;
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(writer::stopped(&self.shared)))
+    }
+
+    /// Writes a new snapshot and starts a fresh journal now, in this thread. Writers are held
+    /// up only for the swap at the end (about one batch).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if a file cannot be written; nothing is lost, the old snapshot and
+    /// journal stay.
+    pub fn compact(&self) -> Result<CompactReport> {
+        crate::compact::compact(&self.shared)
+    }
+}
+
+/// Sizes of a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// The in-memory state.
+    pub state: Stats,
+    /// The snapshot file's size when it was last loaded or written.
+    pub snapshot_bytes: u64,
+    /// The journal's size as far as this process has read it.
+    pub journal_bytes: u64,
+}
+
+/// The journal path of the snapshot at `snapshot`.
+pub(crate) fn journal_path_for(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot.as_os_str().to_owned();
+    name.push(JOURNAL_SUFFIX);
+    PathBuf::from(name)
+}

@@ -1,0 +1,175 @@
+//! The async API (feature `tokio`): the same operations, never blocking a worker thread.
+//!
+//! Updates are queued to the store's writer thread and awaited on a oneshot channel; reads
+//! and opening, which touch the files, run on `spawn_blocking`.
+
+use std::path::PathBuf;
+
+use crate::entry::{Activity, Entry, Patch};
+use crate::error::{Error, Operation, Result};
+use crate::journal::EvictReason;
+use crate::store::{Ack, CompactReport, ListQuery, Store, StoreBuilder, StoreStats};
+use crate::writer::{self, Reply, Request, Update};
+
+impl StoreBuilder {
+    /// Opens the store as [`open`](StoreBuilder::open) does, on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](StoreBuilder::open); [`Error::Task`] if the blocking task could not run.
+    pub async fn open_async(&self, path: impl Into<PathBuf>) -> Result<Store> {
+        let builder = self.clone();
+        let path = path.into();
+        let task_path = path.clone();
+        tokio::task::spawn_blocking(move || builder.open(&task_path))
+            .await
+            .map_err(|e| task_error(path, Operation::Open, &e))?
+    }
+}
+
+fn task_error(path: PathBuf, op: Operation, e: &tokio::task::JoinError) -> Error {
+    Error::Task {
+        op,
+        path,
+        reason: e.to_string(),
+    }
+}
+
+impl Store {
+    async fn submit_async(&self, update: Update) -> Result<Ack> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx.send(Request::new(update, Reply::Async(reply)))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(writer::stopped(&self.shared)))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: Operation,
+        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| task_error(self.path().to_path_buf(), op, &e))?
+    }
+
+    /// [`upsert`](Store::upsert), awaiting the writer instead of blocking.
+    ///
+    /// Cancel-safe in the sense that matters: dropping the future does not take the update
+    /// back (it may still be written), and nothing else is disturbed.
+    ///
+    /// # Errors
+    ///
+    /// As [`upsert`](Store::upsert).
+    pub async fn upsert_async(&self, key: impl Into<String>, entry: Entry) -> Result<Ack> {
+        self.submit_async(Update::Upsert {
+            key: key.into(),
+            entry,
+        })
+        .await
+    }
+
+    /// [`patch`](Store::patch), awaiting the writer instead of blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`patch`](Store::patch).
+    pub async fn patch_async(
+        &self,
+        key: impl Into<String>,
+        patch: Patch,
+        activity: Activity,
+    ) -> Result<Ack> {
+        self.submit_async(Update::Patch {
+            key: key.into(),
+            patch,
+            activity,
+        })
+        .await
+    }
+
+    /// [`touch`](Store::touch), awaiting the writer instead of blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`touch`](Store::touch).
+    pub async fn touch_async(&self, key: impl Into<String>) -> Result<Ack> {
+        self.submit_async(Update::Touch { key: key.into() }).await
+    }
+
+    /// [`delete`](Store::delete), awaiting the writer instead of blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`delete`](Store::delete).
+    pub async fn delete_async(&self, key: impl Into<String>) -> Result<Ack> {
+        self.submit_async(Update::Delete {
+            key: key.into(),
+            reason: None,
+        })
+        .await
+    }
+
+    /// [`evict`](Store::evict), awaiting the writer instead of blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`evict`](Store::evict).
+    pub async fn evict_async(&self, key: impl Into<String>, reason: EvictReason) -> Result<Ack> {
+        self.submit_async(Update::Delete {
+            key: key.into(),
+            reason: Some(reason),
+        })
+        .await
+    }
+
+    /// [`get`](Store::get) on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Store::get).
+    pub async fn get_async(&self, key: impl Into<String>) -> Result<Option<Entry>> {
+        let key = key.into();
+        self.blocking(Operation::ReadJournal, move |s| s.get(&key))
+            .await
+    }
+
+    /// [`list`](Store::list) on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`list`](Store::list).
+    pub async fn list_async(&self, query: ListQuery) -> Result<Vec<(String, Entry)>> {
+        self.blocking(Operation::ReadJournal, move |s| s.list(&query))
+            .await
+    }
+
+    /// [`count`](Store::count) on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`count`](Store::count).
+    pub async fn count_async(&self) -> Result<usize> {
+        self.blocking(Operation::ReadJournal, Store::count).await
+    }
+
+    /// [`stats`](Store::stats) on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`stats`](Store::stats).
+    pub async fn stats_async(&self) -> Result<StoreStats> {
+        self.blocking(Operation::ReadJournal, Store::stats).await
+    }
+
+    /// [`compact`](Store::compact) on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`compact`](Store::compact).
+    pub async fn compact_async(&self) -> Result<CompactReport> {
+        self.blocking(Operation::Compact, Store::compact).await
+    }
+}

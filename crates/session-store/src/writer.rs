@@ -1,0 +1,408 @@
+//! The writer thread: group commit. Every update of a store in this process goes through one
+//! thread, which takes all pending updates as one batch, appends them to the journal with one
+//! write and (in durable mode) one fsync under the journal's OS lock, and then answers each
+//! caller.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::Instant;
+
+use crate::entry::{Activity, Entry, Patch};
+use crate::error::{Error, Operation, Result};
+use crate::journal::{EvictReason, Record};
+use crate::store::{Ack, Shared, SyncMode, lock};
+
+/// One update as a caller asked for it.
+#[derive(Debug)]
+pub(crate) enum Update {
+    Upsert {
+        key: String,
+        entry: Entry,
+    },
+    Patch {
+        key: String,
+        patch: Patch,
+        activity: Activity,
+    },
+    Touch {
+        key: String,
+    },
+    Delete {
+        key: String,
+        reason: Option<EvictReason>,
+    },
+}
+
+/// Where the answer goes.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Sync(mpsc::Sender<Result<Ack>>),
+    #[cfg(feature = "tokio")]
+    Async(tokio::sync::oneshot::Sender<Result<Ack>>),
+}
+
+impl Reply {
+    fn send(self, answer: Result<Ack>) {
+        // A caller that stopped waiting (a dropped future) does not care.
+        match self {
+            Reply::Sync(tx) => {
+                let _ = tx.send(answer);
+            }
+            #[cfg(feature = "tokio")]
+            Reply::Async(tx) => {
+                let _ = tx.send(answer);
+            }
+        }
+    }
+}
+
+/// An update and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct Request {
+    update: Update,
+    reply: Reply,
+}
+
+impl Request {
+    pub(crate) fn new(update: Update, reply: Reply) -> Request {
+        Request { update, reply }
+    }
+}
+
+/// The sending side of the writer's queue.
+#[derive(Debug)]
+pub(crate) struct Sender {
+    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+impl Sender {
+    pub(crate) fn send(&self, request: Request) -> Result<()> {
+        self.tx.send(request).map_err(|_| stopped(&self.shared))
+    }
+}
+
+/// The error for a writer that is gone.
+pub(crate) fn stopped(shared: &Shared) -> Error {
+    Error::WriterStopped {
+        path: shared.snapshot_path.clone(),
+    }
+}
+
+/// Starts the writer thread of `shared`; it stops once every [`Sender`] is dropped and the
+/// queue is empty.
+pub(crate) fn start(shared: Arc<Shared>) -> Result<Sender> {
+    let (tx, rx) = mpsc::channel();
+    let thread_shared = shared.clone();
+    thread::Builder::new()
+        .name("sessionkit-store-writer".to_owned())
+        .spawn(move || run(&thread_shared, &rx))
+        .map_err(|e| {
+            Error::io(
+                Operation::Open,
+                "start the writer thread for",
+                &shared.snapshot_path,
+                &shared.snapshot_path,
+                e,
+            )
+        })?;
+    Ok(Sender { tx, shared })
+}
+
+fn run(shared: &Arc<Shared>, rx: &Receiver<Request>) {
+    let max = shared.config.max_batch;
+    loop {
+        // With an fsync owed (interval mode), wait no longer than until it is due.
+        let first = match pending_sync_due(shared) {
+            Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(request) => request,
+                Err(RecvTimeoutError::Timeout) => {
+                    sync_now(shared);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(request) => request,
+                Err(_) => break,
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        commit(shared, batch);
+    }
+    // The last handle is gone: owe no fsync.
+    if pending_sync_due(shared).is_some() {
+        sync_now(shared);
+    }
+}
+
+/// When the owed fsync of interval mode is due, if one is owed.
+fn pending_sync_due(shared: &Shared) -> Option<Instant> {
+    let SyncMode::Interval(every) = shared.config.sync else {
+        return None;
+    };
+    let dirty = lock(&shared.dirty_since);
+    dirty.map(|since| since + every)
+}
+
+fn sync_now(shared: &Shared) {
+    let journal = shared.read().journal.clone();
+    match journal.sync() {
+        Ok(()) => {
+            *lock(&shared.dirty_since) = None;
+            shared.count(|c| c.fsyncs += 1);
+        }
+        Err(e) => {
+            tracing::error!(path = %shared.journal_path.display(), error = %e,
+                "interval fsync of the session journal failed");
+        }
+    }
+}
+
+/// What a batch resolved each request to.
+enum Outcome {
+    /// Write this record, then acknowledge.
+    Write(Record),
+    /// Nothing to write (deleting a missing key): acknowledge at once.
+    Nothing,
+    /// Refused before anything was written.
+    Refused(Error),
+}
+
+/// Writes one batch and answers its callers.
+fn commit(shared: &Arc<Shared>, batch: Vec<Request>) {
+    let _batch = lock(&shared.batch_lock);
+    match write_batch(shared, &batch) {
+        Ok((outcomes, durable)) => {
+            for (request, outcome) in batch.into_iter().zip(outcomes) {
+                request.reply.send(match outcome {
+                    Outcome::Write(record) => Ok(Ack {
+                        seq: record.seq,
+                        durable,
+                    }),
+                    Outcome::Nothing => Ok(Ack { seq: 0, durable }),
+                    Outcome::Refused(e) => Err(e),
+                });
+            }
+        }
+        Err(e) => {
+            tracing::error!(path = %shared.snapshot_path.display(), error = %e,
+                updates = batch.len(), "a batch of session updates failed");
+            let shared_error = std::sync::Arc::new(e);
+            for request in batch {
+                request.reply.send(Err(Error::Batch {
+                    path: shared.snapshot_path.clone(),
+                    source: shared_error.clone(),
+                }));
+            }
+        }
+    }
+    maybe_compact(shared);
+}
+
+fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Outcome>, bool)> {
+    let io = |step: &'static str, e| {
+        Error::io(
+            Operation::WriteJournal,
+            step,
+            &shared.snapshot_path,
+            &shared.journal_path,
+            e,
+        )
+    };
+    // Lock the current journal, following compactions until the one locked is the one named.
+    let locked = loop {
+        let journal = shared.read().journal.clone();
+        let locked = journal.lock().map_err(|e| io("lock", e))?;
+        if journal.is_current().map_err(|e| io("stat", e))? {
+            break locked;
+        }
+        drop(locked);
+        let mut view = shared.write();
+        crate::open::catch_up(shared, &mut view)?;
+    };
+    let journal = locked.journal();
+    // Under the lock nobody else appends: read what others wrote, and cut a torn tail a
+    // crashed writer left, so that this batch starts on a fresh line.
+    let start = {
+        let mut view = shared.write();
+        crate::open::catch_up(shared, &mut view)?;
+        let len = journal.len().map_err(|e| io("stat", e))?;
+        if len > view.offset {
+            tracing::warn!(path = %shared.journal_path.display(), offset = view.offset,
+                len = len - view.offset, "cut a torn journal tail before appending");
+            journal
+                .truncate(view.offset)
+                .map_err(|e| io("truncate", e))?;
+        }
+        view.offset
+    };
+
+    let now = shared.now_ms();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut text = String::new();
+    {
+        let view = shared.read();
+        // Later updates of one batch see the earlier ones.
+        let mut pending: HashMap<&str, Option<Entry>> = HashMap::new();
+        for request in batch {
+            let current = |key: &str| match pending.get(key) {
+                Some(entry) => entry.clone(),
+                None => view.state.get(key).cloned(),
+            };
+            let (key, outcome, after) = match &request.update {
+                Update::Upsert { key, entry } => {
+                    let record = Record::upsert(next_seq(shared), shared.writer, key, entry);
+                    (key, Outcome::Write(record), Some(Some(entry.clone())))
+                }
+                Update::Patch {
+                    key,
+                    patch,
+                    activity,
+                } => {
+                    let existing = current(key);
+                    let resolved = patch.resolve(existing.as_ref(), now, *activity);
+                    let next = existing.unwrap_or_else(Entry::empty).merge_patch(&resolved);
+                    let record = Record::patch(next_seq(shared), shared.writer, key, resolved);
+                    (key, Outcome::Write(record), Some(Some(next)))
+                }
+                Update::Touch { key } => match current(key) {
+                    Some(existing) => {
+                        let resolved =
+                            Patch::empty().resolve(Some(&existing), now, Activity::Advance);
+                        let next = existing.merge_patch(&resolved);
+                        let record = Record::patch(next_seq(shared), shared.writer, key, resolved);
+                        (key, Outcome::Write(record), Some(Some(next)))
+                    }
+                    None => (
+                        key,
+                        Outcome::Refused(Error::NoSuchEntry {
+                            path: shared.snapshot_path.clone(),
+                            key: key.clone(),
+                        }),
+                        None,
+                    ),
+                },
+                Update::Delete { key, reason } => match current(key) {
+                    Some(_) => {
+                        let seq = next_seq(shared);
+                        let record = match reason {
+                            Some(reason) => Record::evict(seq, shared.writer, key, *reason),
+                            None => Record::delete(seq, shared.writer, key),
+                        };
+                        (key, Outcome::Write(record), Some(None))
+                    }
+                    None => (key, Outcome::Nothing, None),
+                },
+            };
+            if let Outcome::Write(record) = &outcome {
+                record.encode_line(&mut text);
+            }
+            if let Some(after) = after {
+                pending.insert(key.as_str(), after);
+            }
+            outcomes.push(outcome);
+        }
+    }
+    if text.is_empty() {
+        return Ok((outcomes, true));
+    }
+
+    let written = journal.append(text.as_bytes());
+    let synced = written.and_then(|()| match shared.config.sync {
+        SyncMode::EveryBatch => journal.sync().map(|()| true),
+        SyncMode::Interval(every) => {
+            let mut dirty = lock(&shared.dirty_since);
+            let since = *dirty.get_or_insert_with(Instant::now);
+            if since.elapsed() >= every {
+                journal.sync()?;
+                *dirty = None;
+                Ok(true)
+            } else {
+                Ok(false)
+            }
+        }
+        SyncMode::Never => Ok(false),
+    });
+    let durable = match synced {
+        Ok(durable) => durable,
+        Err(e) => {
+            // The batch failed: take its bytes back out, so that no caller is told "failed"
+            // about an update a later reader would still find (after a failed fsync the data
+            // may sit in the page cache). The lock keeps everyone else out meanwhile.
+            if let Err(cut) = journal.truncate(start) {
+                tracing::error!(path = %shared.journal_path.display(), error = %cut,
+                    "could not take a failed batch back out of the journal");
+            }
+            return Err(io("append to", e));
+        }
+    };
+    let updates = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Write(_)))
+        .count() as u64;
+    shared.count(|c| {
+        c.batches += 1;
+        c.updates += updates;
+        c.journal_bytes += text.len() as u64;
+        if durable {
+            c.fsyncs += 1;
+        }
+    });
+    // Apply the batch by reading it back, so that the state is the file's replay exactly.
+    let mut view = shared.write();
+    crate::open::catch_up(shared, &mut view)?;
+    Ok((outcomes, durable))
+}
+
+fn next_seq(shared: &Shared) -> u64 {
+    shared
+        .seq
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1
+}
+
+/// Starts a background compaction if the journal has grown past its threshold.
+fn maybe_compact(shared: &Arc<Shared>) {
+    if !shared.config.auto_compact {
+        return;
+    }
+    let (journal_bytes, snapshot_bytes) = {
+        let view = shared.read();
+        (view.offset, view.snapshot_bytes)
+    };
+    let threshold = shared
+        .config
+        .compact_min_bytes
+        .max((snapshot_bytes as f64 * shared.config.compact_ratio) as u64);
+    if journal_bytes < threshold
+        || shared
+            .compacting
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        return;
+    }
+    let shared = shared.clone();
+    let spawned = thread::Builder::new()
+        .name("sessionkit-store-compact".to_owned())
+        .spawn(move || {
+            if let Err(e) = crate::compact::compact(&shared) {
+                tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
+                    "background compaction failed; it will be tried again");
+            }
+            shared
+                .compacting
+                .store(false, std::sync::atomic::Ordering::Release);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start a compaction thread");
+    }
+}

@@ -1,0 +1,383 @@
+//! The store: reads and writes, reopening, group commit, compaction, torn tails, recovery.
+
+use std::fs;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use sessionkit_session_store::{
+    Activity, Entry, ListOrder, ListQuery, ManualClock, Patch, Store, SyncMode,
+};
+
+use crate::util::Scratch;
+
+fn entry(json: &str) -> Entry {
+    Entry::parse(json).unwrap()
+}
+
+fn keys(list: &[(String, Entry)]) -> Vec<&str> {
+    list.iter().map(|(k, _)| k.as_str()).collect()
+}
+
+#[test]
+fn writes_are_read_back_and_survive_reopening() {
+    let dir = Scratch::new("basic");
+    let path = dir.join("sessions.json");
+    let store = Store::open(&path).unwrap();
+    assert!(store.open_report().created);
+    let a = store
+        .upsert(
+            "agent:a:main",
+            entry(r#"{"sessionId":"s1","updatedAt":1,"x":{"keep":1.0}}"#),
+        )
+        .unwrap();
+    assert!(a.durable);
+    assert_eq!(a.seq, 1);
+    store
+        .upsert("cron:nightly", entry(r#"{"sessionId":"s2","updatedAt":2}"#))
+        .unwrap();
+    store
+        .patch(
+            "agent:a:main",
+            Patch::parse(r#"{"label":"hi"}"#).unwrap(),
+            Activity::Preserve,
+        )
+        .unwrap();
+    store.delete("cron:nightly").unwrap();
+    // Deleting a missing key writes nothing.
+    assert_eq!(store.delete("cron:nightly").unwrap().seq, 0);
+    let got = store.get("agent:a:main").unwrap().unwrap();
+    assert_eq!(
+        got.as_str(),
+        r#"{"sessionId":"s1","updatedAt":1,"x":{"keep":1.0},"label":"hi"}"#
+    );
+    assert_eq!(store.count().unwrap(), 1);
+    drop(store);
+
+    let store = Store::open(&path).unwrap();
+    assert!(!store.open_report().created);
+    assert_eq!(store.open_report().journal_records, 4);
+    assert_eq!(store.get("agent:a:main").unwrap().unwrap(), got);
+    assert_eq!(store.get("cron:nightly").unwrap(), None);
+}
+
+#[test]
+fn updated_at_follows_the_clock_and_touch_needs_an_entry() {
+    let dir = Scratch::new("clock");
+    let clock = Arc::new(ManualClock::new());
+    let store = Store::builder()
+        .clock(clock.clone())
+        .open(dir.join("sessions.json"))
+        .unwrap();
+    let now = |c: &ManualClock| {
+        use sessionkit_session_store::Clock;
+        c.now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    store
+        .upsert("k", entry(r#"{"sessionId":"s","updatedAt":5}"#))
+        .unwrap();
+    clock.advance(Duration::from_secs(3));
+    store
+        .patch("k", Patch::parse(r#"{"a":1}"#).unwrap(), Activity::Advance)
+        .unwrap();
+    assert_eq!(
+        store.get("k").unwrap().unwrap().updated_at(),
+        Some(now(&clock))
+    );
+    let before = store.get("k").unwrap().unwrap().updated_at();
+    clock.advance(Duration::from_secs(3));
+    store
+        .patch("k", Patch::parse(r#"{"b":1}"#).unwrap(), Activity::Preserve)
+        .unwrap();
+    assert_eq!(store.get("k").unwrap().unwrap().updated_at(), before);
+    store.touch("k").unwrap();
+    assert_eq!(
+        store.get("k").unwrap().unwrap().updated_at(),
+        Some(now(&clock))
+    );
+    let err = store.touch("missing").unwrap_err();
+    assert!(err.is_no_such_entry(), "{err}");
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn list_by_prefix_order_and_limit() {
+    let dir = Scratch::new("list");
+    let store = Store::open(dir.join("sessions.json")).unwrap();
+    for (key, at) in [
+        ("agent:a:1", 30),
+        ("agent:a:2", 10),
+        ("cron:x", 20),
+        ("agent:b:1", 40),
+    ] {
+        store
+            .upsert(
+                key,
+                entry(&format!(r#"{{"sessionId":"{key}","updatedAt":{at}}}"#)),
+            )
+            .unwrap();
+    }
+    let all = store.list(&ListQuery::all()).unwrap();
+    assert_eq!(
+        keys(&all),
+        ["agent:a:1", "agent:a:2", "agent:b:1", "cron:x"]
+    );
+    let a = store.list(&ListQuery::all().prefix("agent:a:")).unwrap();
+    assert_eq!(keys(&a), ["agent:a:1", "agent:a:2"]);
+    let newest = store
+        .list(&ListQuery::all().order(ListOrder::NewestFirst).limit(2))
+        .unwrap();
+    assert_eq!(keys(&newest), ["agent:b:1", "agent:a:1"]);
+    let oldest_agents = store
+        .list(
+            &ListQuery::all()
+                .prefix("agent:")
+                .order(ListOrder::OldestFirst)
+                .limit(2),
+        )
+        .unwrap();
+    assert_eq!(keys(&oldest_agents), ["agent:a:2", "agent:a:1"]);
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.state.entries, 4);
+    assert!(stats.journal_bytes > 0);
+}
+
+#[test]
+fn concurrent_callers_share_batches_and_every_batch_is_fsynced_once() {
+    let dir = Scratch::new("group");
+    let store = Store::open(dir.join("sessions.json")).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            thread::spawn(move || {
+                for i in 0..50 {
+                    let key = format!("t{t}:{i}");
+                    let ack = store
+                        .upsert(&key, entry(r#"{"sessionId":"s","updatedAt":1}"#))
+                        .unwrap();
+                    assert!(ack.durable);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let c = store.counters();
+    assert_eq!(c.updates, 800);
+    // One fsync per batch, never per update; and batches are never more than updates.
+    assert_eq!(c.fsyncs, c.batches);
+    assert!(c.batches <= c.updates, "{c:?}");
+    assert_eq!(store.count().unwrap(), 800);
+}
+
+#[test]
+fn modes_without_fsync_acknowledge_before_syncing() {
+    let dir = Scratch::new("modes");
+    for (name, mode) in [
+        ("never", SyncMode::Never),
+        ("interval", SyncMode::Interval(Duration::from_secs(3600))),
+    ] {
+        let path = dir.join(&format!("{name}.json"));
+        let store = Store::builder().sync(mode).open(&path).unwrap();
+        let ack = store
+            .upsert("k", entry(r#"{"sessionId":"s","updatedAt":1}"#))
+            .unwrap();
+        assert!(!ack.durable, "{name}");
+        assert_eq!(store.counters().fsyncs, 0, "{name}");
+        drop(store);
+        // The writer syncs what it owes in interval mode before it stops; either way the
+        // update is in the file.
+        let store = Store::open(&path).unwrap();
+        assert!(store.get("k").unwrap().is_some(), "{name}");
+    }
+}
+
+#[test]
+fn compaction_writes_a_compatible_snapshot_and_a_fresh_journal() {
+    let dir = Scratch::new("compact");
+    let path = dir.join("sessions.json");
+    let store = Store::builder().auto_compact(false).open(&path).unwrap();
+    for i in 0..100 {
+        store
+            .upsert(
+                format!("k{i:03}"),
+                entry(&format!(r#"{{"sessionId":"s{i}","updatedAt":{i}}}"#)),
+            )
+            .unwrap();
+    }
+    for i in 0..50 {
+        store.delete(format!("k{i:03}")).unwrap();
+    }
+    let before = store.list(&ListQuery::all()).unwrap();
+    let report = store.compact().unwrap();
+    assert_eq!(report.entries, 50);
+    assert!(!report.superseded);
+    assert!(report.journal_bytes_after < report.journal_bytes_before);
+    // The snapshot is a plain `{key: entry}` object, as OpenClaw reads it.
+    let snapshot: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(snapshot.as_object().unwrap().len(), 50);
+    assert_eq!(snapshot["k077"]["sessionId"], "s77");
+    // The journal holds only its header now.
+    let journal = fs::read_to_string(store.journal_path()).unwrap();
+    assert_eq!(journal.lines().count(), 1, "{journal}");
+    // Writes go on after it, and everything reopens the same.
+    store
+        .upsert("after", entry(r#"{"sessionId":"z","updatedAt":1}"#))
+        .unwrap();
+    assert_eq!(store.list(&ListQuery::all()).unwrap().len(), 51);
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    let mut after = store.list(&ListQuery::all()).unwrap();
+    after.retain(|(k, _)| k != "after");
+    assert_eq!(after, before);
+    assert_eq!(store.open_report().snapshot_entries, 50);
+    assert_eq!(store.open_report().journal_records, 1);
+}
+
+#[test]
+fn the_store_compacts_by_itself_past_its_threshold() {
+    let dir = Scratch::new("autocompact");
+    let path = dir.join("sessions.json");
+    let store = Store::builder()
+        .compact_when(4096, 1.0)
+        .open(&path)
+        .unwrap();
+    for i in 0..400 {
+        store
+            .upsert(
+                format!("k{}", i % 20),
+                entry(&format!(r#"{{"sessionId":"s","updatedAt":{i}}}"#)),
+            )
+            .unwrap();
+    }
+    // Compaction runs on its own thread; wait (without a deadline assertion) for it.
+    for _ in 0..2000 {
+        if store.counters().compactions > 0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(store.counters().compactions > 0, "{:?}", store.counters());
+    assert_eq!(store.count().unwrap(), 20);
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.count().unwrap(), 20);
+    assert_eq!(store.get("k19").unwrap().unwrap().updated_at(), Some(399));
+}
+
+#[test]
+fn a_torn_journal_tail_is_cut_at_open_and_reported() {
+    let dir = Scratch::new("torn");
+    let path = dir.join("sessions.json");
+    let store = Store::open(&path).unwrap();
+    store
+        .upsert("k", entry(r#"{"sessionId":"s","updatedAt":1}"#))
+        .unwrap();
+    let journal = store.journal_path().to_path_buf();
+    drop(store);
+    let whole = fs::read(&journal).unwrap();
+    let mut torn = whole.clone();
+    torn.extend_from_slice(br#"{"seq":2,"writer":"00000000000000aa","op":"ups"#);
+    fs::write(&journal, &torn).unwrap();
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.open_report().torn_tail_bytes,
+        Some((torn.len() - whole.len()) as u64)
+    );
+    assert_eq!(fs::read(&journal).unwrap(), whole);
+    assert!(store.get("k").unwrap().is_some());
+    // The next append starts on a fresh line.
+    store
+        .upsert("j", entry(r#"{"sessionId":"s","updatedAt":1}"#))
+        .unwrap();
+    drop(store);
+    assert_eq!(Store::open(&path).unwrap().count().unwrap(), 2);
+}
+
+#[test]
+fn corrupt_files_fail_the_open_unless_recovery_is_asked_for() {
+    let dir = Scratch::new("corrupt");
+    let path = dir.join("sessions.json");
+    fs::write(&path, b"{\"a\": {\"sessionId\": \"s\"").unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    assert!(err.to_string().contains("sessions.json"), "{err}");
+    // The bad file is untouched, and no empty store replaced it.
+    assert_eq!(fs::read(&path).unwrap(), b"{\"a\": {\"sessionId\": \"s\"");
+
+    let store = Store::builder().recover(true).open(&path).unwrap();
+    let aside = &store.open_report().quarantined;
+    assert_eq!(aside.len(), 1);
+    assert_eq!(
+        fs::read(&aside[0]).unwrap(),
+        b"{\"a\": {\"sessionId\": \"s\""
+    );
+    assert!(
+        aside[0]
+            .to_string_lossy()
+            .contains("sessions.json.corrupt.")
+    );
+    assert_eq!(store.count().unwrap(), 0);
+}
+
+#[test]
+fn a_corrupt_journal_record_keeps_the_records_before_it_when_recovering() {
+    let dir = Scratch::new("corrupt-journal");
+    let path = dir.join("sessions.json");
+    let store = Store::open(&path).unwrap();
+    for key in ["a", "b", "c"] {
+        store
+            .upsert(key, entry(r#"{"sessionId":"s","updatedAt":1}"#))
+            .unwrap();
+    }
+    let journal = store.journal_path().to_path_buf();
+    drop(store);
+    let text = fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[2] = "{\"seq\":2,\"writer\":\"zz\"}";
+    let damaged = lines.join("\n") + "\n";
+    fs::write(&journal, &damaged).unwrap();
+
+    let err = Store::open(&path).unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    assert!(err.to_string().contains("line 3"), "{err}");
+    assert_eq!(fs::read_to_string(&journal).unwrap(), damaged);
+
+    let store = Store::builder().recover(true).open(&path).unwrap();
+    assert_eq!(store.open_report().quarantined.len(), 1);
+    assert_eq!(
+        fs::read_to_string(&store.open_report().quarantined[0]).unwrap(),
+        damaged
+    );
+    let list = store.list(&ListQuery::all()).unwrap();
+    assert_eq!(keys(&list), ["a"]);
+}
+
+#[test]
+fn two_handles_see_each_others_writes_through_the_journal() {
+    let dir = Scratch::new("two");
+    let path = dir.join("sessions.json");
+    let one = Store::open(&path).unwrap();
+    let two = Store::open(&path).unwrap();
+    one.upsert("a", entry(r#"{"sessionId":"s","updatedAt":1}"#))
+        .unwrap();
+    assert!(two.get("a").unwrap().is_some());
+    two.patch("a", Patch::parse(r#"{"n":2}"#).unwrap(), Activity::Preserve)
+        .unwrap();
+    assert_eq!(
+        one.get("a").unwrap().unwrap().get("n").map(|v| v.get()),
+        Some("2")
+    );
+    // A compaction by one makes the other reload.
+    one.compact().unwrap();
+    two.upsert("b", entry(r#"{"sessionId":"t","updatedAt":1}"#))
+        .unwrap();
+    assert_eq!(one.count().unwrap(), 2);
+    assert_eq!(two.count().unwrap(), 2);
+    assert!(two.counters().reloads >= 1, "{:?}", two.counters());
+}
