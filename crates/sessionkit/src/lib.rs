@@ -15,6 +15,8 @@
 //!   liveness, a max-hold watchdog, fenced writes, and suspend/resume around slow work.
 //! - [`sweeper`] (`sessionkit-lock-sweeper`): sweeps directories for stale locks, judged by the
 //!   lock's own rules, with one owner lookup per pid per sweep.
+//! - [`store`] (`sessionkit-session-store`): the session registry, `sessions.json` updated
+//!   through a journal with group commit and background compaction.
 //!
 //! # Features
 //!
@@ -50,6 +52,8 @@
 pub use sessionkit_atomic_fs as atomic_fs;
 #[doc(inline)]
 pub use sessionkit_lock_sweeper as sweeper;
+#[doc(inline)]
+pub use sessionkit_session_store as store;
 #[doc(inline)]
 pub use sessionkit_write_lock as lock;
 
