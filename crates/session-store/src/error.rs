@@ -20,6 +20,8 @@ pub enum Operation {
     WriteJournal,
     /// Compacting: writing a new snapshot and a fresh journal.
     Compact,
+    /// A maintenance pass.
+    Maintain,
 }
 
 impl fmt::Display for Operation {
@@ -31,6 +33,7 @@ impl fmt::Display for Operation {
             Operation::Open => "open the store",
             Operation::WriteJournal => "write to the journal",
             Operation::Compact => "compact the store",
+            Operation::Maintain => "maintain the store",
         })
     }
 }

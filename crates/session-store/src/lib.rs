@@ -79,6 +79,7 @@ mod entry;
 mod error;
 mod files;
 pub mod journal;
+mod maintain;
 mod open;
 mod raw;
 mod snapshot;
@@ -94,12 +95,18 @@ pub use crate::journal::{
     EvictReason, JOURNAL_SUFFIX, JOURNAL_VERSION, JournalHeader, JournalRecord, Op, ParsedJournal,
     Record, SeqCheck, SeqTracker, TornTail, WriterId, parse_journal, parse_records,
 };
+pub use crate::maintain::{
+    DEFAULT_HIGH_WATER, DEFAULT_INTERVAL, DEFAULT_MAX_ENTRIES, DEFAULT_ORPHAN_GRACE,
+    DEFAULT_PRUNE_AFTER, DEFAULT_TIME_BUDGET, Maintenance, MaintenanceMode, MaintenanceReport,
+    Protection, TranscriptDisposal,
+};
 pub use crate::snapshot::{
     encode_snapshot, load_snapshot, parse_snapshot, quarantine, quarantine_at,
 };
 pub use crate::state::{Applied, ReplayReport, Skipped, State, Stats};
 pub use crate::store::{
-    Ack, CompactReport, DEFAULT_COMPACT_MIN_BYTES, DEFAULT_COMPACT_RATIO, DEFAULT_MAX_BATCH,
-    IoCounters, ListOrder, ListQuery, OpenReport, Store, StoreBuilder, StoreStats, SyncMode,
+    Ack, ActiveMark, CompactReport, DEFAULT_COMPACT_MIN_BYTES, DEFAULT_COMPACT_RATIO,
+    DEFAULT_MAX_BATCH, IoCounters, ListOrder, ListQuery, OpenReport, Store, StoreBuilder,
+    StoreStats, SyncMode,
 };
 pub use sessionkit_write_lock::{Clock, ManualClock, SystemClock};

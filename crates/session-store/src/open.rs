@@ -74,6 +74,9 @@ pub(crate) fn open(config: StoreBuilder, snapshot_path: &Path) -> Result<Store> 
         seq: AtomicU64::new(0),
         compacting: AtomicBool::new(false),
         counters: Mutex::new(IoCounters::default()),
+        maintaining: AtomicBool::new(false),
+        last_maintenance: Mutex::new(None),
+        active: Mutex::new(Default::default()),
         dirty_since: Mutex::new(None),
     });
     tracing::debug!(path = %snapshot_path.display(), epoch, entries = report.snapshot_entries,

@@ -1,6 +1,7 @@
 //! The store: a snapshot and a journal on disk, the state in memory, one writer thread per
 //! store that commits updates in groups, and compaction in the background.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -10,11 +11,14 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use sessionkit_write_lock::{Clock, SystemClock};
 
 use crate::entry::{Activity, Entry, Patch};
-use crate::error::Result;
 #[cfg(doc)]
 use crate::error::Error;
+use crate::error::Result;
 use crate::files::JournalFile;
 use crate::journal::{EvictReason, JOURNAL_SUFFIX, SeqTracker, WriterId};
+#[cfg(doc)]
+use crate::maintain::MaintenanceMode;
+use crate::maintain::{Maintenance, MaintenanceReport};
 use crate::state::{State, Stats};
 use crate::writer::{self, Request, Update};
 
@@ -53,6 +57,7 @@ pub struct StoreBuilder {
     pub(crate) auto_compact: bool,
     pub(crate) max_batch: usize,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) maintenance: Option<Maintenance>,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -65,6 +70,7 @@ impl fmt::Debug for StoreBuilder {
             .field("compact_ratio", &self.compact_ratio)
             .field("auto_compact", &self.auto_compact)
             .field("max_batch", &self.max_batch)
+            .field("maintenance", &self.maintenance)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +86,7 @@ impl Default for StoreBuilder {
             auto_compact: true,
             max_batch: DEFAULT_MAX_BATCH,
             clock: Arc::new(SystemClock),
+            maintenance: None,
         }
     }
 }
@@ -145,7 +152,20 @@ impl StoreBuilder {
         self
     }
 
-    /// The clock that stamps `updatedAt`.
+    /// Turns on maintenance with these settings: pruning, the entry cap, transcripts of
+    /// evicted sessions, archives, orphans and the disk budget, in the background (started by
+    /// the cap, and every [`interval`](Maintenance::interval)) and on demand with
+    /// [`Store::maintain`]. [`Maintenance::default`] has OpenClaw's settings (enforce, 500
+    /// entries, 30 days).
+    ///
+    /// By default, no maintenance: a store on its own never evicts or deletes anything it was
+    /// not told to. The `sessionkit` facade's service state turns it on.
+    pub fn maintenance(&mut self, maintenance: Maintenance) -> &mut Self {
+        self.maintenance = Some(maintenance);
+        self
+    }
+
+    /// The clock that stamps `updatedAt` (and ages entries for maintenance).
     ///
     /// By default, the system clock.
     pub fn clock(&mut self, clock: Arc<dyn Clock>) -> &mut Self {
@@ -315,6 +335,12 @@ pub(crate) struct Shared {
     pub(crate) seq: AtomicU64,
     pub(crate) compacting: AtomicBool,
     pub(crate) counters: Mutex<IoCounters>,
+    /// True while a background maintenance pass runs.
+    pub(crate) maintaining: AtomicBool,
+    /// When the last background maintenance pass started.
+    pub(crate) last_maintenance: Mutex<Option<Instant>>,
+    /// Keys marked active in this process ([`Store::mark_active`]), with how many marks.
+    pub(crate) active: Mutex<HashMap<String, usize>>,
     /// When the oldest write not yet fsynced happened (interval mode).
     pub(crate) dirty_since: Mutex<Option<Instant>>,
 }
@@ -346,6 +372,11 @@ impl Shared {
         now.duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0)
+    }
+
+    /// The keys marked active in this process.
+    pub(crate) fn active_keys(&self) -> HashSet<String> {
+        lock(&self.active).keys().cloned().collect()
     }
 
     pub(crate) fn count(&self, f: impl FnOnce(&mut IoCounters)) {
@@ -565,6 +596,7 @@ impl Store {
         self.submit(Update::Delete {
             key: key.into(),
             reason: None,
+            if_updated_at: None,
         })
     }
 
@@ -577,6 +609,7 @@ impl Store {
         self.submit(Update::Delete {
             key: key.into(),
             reason: Some(reason),
+            if_updated_at: None,
         })
     }
 
@@ -589,6 +622,30 @@ impl Store {
             .unwrap_or_else(|_| Err(writer::stopped(&self.shared)))
     }
 
+    /// Runs a maintenance pass now, in this thread, with the store's
+    /// [`maintenance`](StoreBuilder::maintenance) settings; with `dry_run` it only reports what
+    /// it would do. Without maintenance settings it does nothing and says so
+    /// ([`MaintenanceMode::Off`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the store's directory cannot be listed, or the journal cannot be
+    /// read. Files that cannot be archived or removed are listed in the report's `errors`.
+    pub fn maintain(&self, dry_run: bool) -> Result<MaintenanceReport> {
+        crate::maintain::run(&self.shared, dry_run)
+    }
+
+    /// Marks `key` active in this process until the returned mark is dropped: maintenance
+    /// never evicts it (nor an entry whose `status` is `"running"`, in any process).
+    pub fn mark_active(&self, key: impl Into<String>) -> ActiveMark {
+        let key = key.into();
+        *lock(&self.shared.active).entry(key.clone()).or_default() += 1;
+        ActiveMark {
+            shared: self.shared.clone(),
+            key,
+        }
+    }
+
     /// Writes a new snapshot and starts a fresh journal now, in this thread. Writers are held
     /// up only for the swap at the end (about one batch).
     ///
@@ -598,6 +655,33 @@ impl Store {
     /// journal stay.
     pub fn compact(&self) -> Result<CompactReport> {
         crate::compact::compact(&self.shared)
+    }
+}
+
+/// A key marked active ([`Store::mark_active`]); dropping it removes the mark.
+#[derive(Debug)]
+pub struct ActiveMark {
+    shared: Arc<Shared>,
+    key: String,
+}
+
+impl Drop for ActiveMark {
+    fn drop(&mut self) {
+        let mut active = lock(&self.shared.active);
+        if let Some(n) = active.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                active.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The directory of a file path (`.` for a bare name).
+pub(crate) fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 

@@ -108,6 +108,7 @@ impl Store {
         self.submit_async(Update::Delete {
             key: key.into(),
             reason: None,
+            if_updated_at: None,
         })
         .await
     }
@@ -121,6 +122,7 @@ impl Store {
         self.submit_async(Update::Delete {
             key: key.into(),
             reason: Some(reason),
+            if_updated_at: None,
         })
         .await
     }
@@ -162,6 +164,16 @@ impl Store {
     /// As [`stats`](Store::stats).
     pub async fn stats_async(&self) -> Result<StoreStats> {
         self.blocking(Operation::ReadJournal, Store::stats).await
+    }
+
+    /// [`maintain`](Store::maintain) on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`maintain`](Store::maintain).
+    pub async fn maintain_async(&self, dry_run: bool) -> Result<crate::MaintenanceReport> {
+        self.blocking(Operation::Maintain, move |s| s.maintain(dry_run))
+            .await
     }
 
     /// [`compact`](Store::compact) on a blocking thread.

@@ -32,6 +32,9 @@ pub(crate) enum Update {
     Delete {
         key: String,
         reason: Option<EvictReason>,
+        /// Delete only if the entry's `updatedAt` is still this (maintenance's evictions,
+        /// planned a moment earlier); otherwise write nothing.
+        if_updated_at: Option<Option<i64>>,
     },
 }
 
@@ -124,9 +127,20 @@ fn run(shared: &Arc<Shared>, rx: &Receiver<Request>) {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             },
-            None => match rx.recv() {
-                Ok(request) => request,
-                Err(_) => break,
+            None => match shared.config.maintenance.as_ref().and_then(|m| m.interval) {
+                // Idle, wake up for the periodic maintenance pass.
+                Some(every) => match rx.recv_timeout(every) {
+                    Ok(request) => request,
+                    Err(RecvTimeoutError::Timeout) => {
+                        maybe_maintain(shared, true);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(request) => request,
+                    Err(_) => break,
+                },
             },
         };
         let mut batch = vec![first];
@@ -178,7 +192,7 @@ enum Outcome {
 }
 
 /// Writes one batch and answers its callers.
-fn commit(shared: &Arc<Shared>, batch: Vec<Request>) {
+pub(crate) fn commit(shared: &Arc<Shared>, batch: Vec<Request>) {
     let _batch = lock(&shared.batch_lock);
     match write_batch(shared, &batch) {
         Ok((outcomes, durable)) => {
@@ -206,6 +220,7 @@ fn commit(shared: &Arc<Shared>, batch: Vec<Request>) {
         }
     }
     maybe_compact(shared);
+    maybe_maintain(shared, false);
 }
 
 fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Outcome>, bool)> {
@@ -291,8 +306,14 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Outcome>,
                         None,
                     ),
                 },
-                Update::Delete { key, reason } => match current(key) {
-                    Some(_) => {
+                Update::Delete {
+                    key,
+                    reason,
+                    if_updated_at,
+                } => match current(key) {
+                    Some(existing)
+                        if if_updated_at.is_none_or(|at| at == existing.updated_at()) =>
+                    {
                         let seq = next_seq(shared);
                         let record = match reason {
                             Some(reason) => Record::evict(seq, shared.writer, key, *reason),
@@ -300,7 +321,7 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Outcome>,
                         };
                         (key, Outcome::Write(record), Some(None))
                     }
-                    None => (key, Outcome::Nothing, None),
+                    _ => (key, Outcome::Nothing, None),
                 },
             };
             if let Outcome::Write(record) = &outcome {
@@ -404,5 +425,42 @@ fn maybe_compact(shared: &Arc<Shared>) {
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "could not start a compaction thread");
+    }
+}
+
+/// Starts a background maintenance pass if the cap is exceeded or (when `periodic`) the
+/// interval has passed, and no pass is running in this process.
+fn maybe_maintain(shared: &Arc<Shared>, periodic: bool) {
+    use crate::maintain::MaintenanceMode;
+    use std::sync::atomic::Ordering;
+    let Some(config) = &shared.config.maintenance else {
+        return;
+    };
+    if config.mode == MaintenanceMode::Off || !config.background {
+        return;
+    }
+    let over_cap = config
+        .cap_trigger()
+        .is_some_and(|trigger| shared.read().state.len() > trigger);
+    let due = periodic
+        && config.interval.is_some_and(|every| {
+            lock(&shared.last_maintenance).is_none_or(|at| at.elapsed() >= every)
+        });
+    if !(over_cap || due) || shared.maintaining.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    *lock(&shared.last_maintenance) = Some(Instant::now());
+    let shared = shared.clone();
+    let spawned = thread::Builder::new()
+        .name("sessionkit-store-maintain".to_owned())
+        .spawn(move || {
+            if let Err(e) = crate::maintain::run(&shared, false) {
+                tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
+                    "a maintenance pass failed; the next one tries again");
+            }
+            shared.maintaining.store(false, Ordering::Release);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start a maintenance thread");
     }
 }

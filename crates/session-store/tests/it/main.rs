@@ -6,6 +6,8 @@ mod entry;
 mod fixture;
 // The journal format: exact lines, torn tails, corruption.
 mod journal;
+// Maintenance: the cap, pruning, transcripts, archives, orphans, the disk budget.
+mod maintain;
 // Memory use of a loaded registry, counted by an allocator.
 mod memory;
 // Properties: merge patch against a reference, journal round trips and truncations, replay

@@ -1,0 +1,911 @@
+//! Maintenance: pruning, the entry cap, transcripts of evicted sessions, archives, orphans and
+//! the disk budget. It runs in the background (coalesced, one pass at a time, with a time
+//! budget), or on demand with [`Store::maintain`](crate::Store::maintain).
+//!
+//! A pass first *plans* from the state and a listing of the store's directory (pure, fast,
+//! under a read lock), then *executes*: evictions go to the journal as one batch of `evict`
+//! records, and only once they are written are transcripts archived or deleted, so a crash in
+//! between leaves orphans (which the next pass removes), never an entry without its
+//! transcript.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::entry::Entry;
+use crate::journal::EvictReason;
+use crate::state::State;
+
+/// By default, entries not updated for this long are pruned: 30 days.
+pub const DEFAULT_PRUNE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+/// By default, the most entries the registry keeps: 500.
+pub const DEFAULT_MAX_ENTRIES: usize = 500;
+/// By default, a transcript no entry references is left alone for this long: 1 hour (a
+/// session's transcript may be written before its entry).
+pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+/// By default, the budget of one maintenance pass: 50 ms.
+pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_millis(50);
+/// By default, how often maintenance runs in the background when nothing else starts it:
+/// every 60 s.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// By default, the disk budget's high water mark: 80 % of `max_disk_bytes`.
+pub const DEFAULT_HIGH_WATER: f64 = 0.8;
+/// Store temp files older than this are removed under disk pressure: 5 min.
+const TEMP_GRACE: Duration = Duration::from_secs(5 * 60);
+
+/// Whether maintenance changes anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum MaintenanceMode {
+    /// Prune, cap, archive and delete.
+    #[default]
+    Enforce,
+    /// Plan as `Enforce` would, log a warning with what it would do, change nothing.
+    Warn,
+    /// No maintenance at all, not even in the background.
+    Off,
+}
+
+/// What happens to the transcript of an evicted or orphaned session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum TranscriptDisposal {
+    /// Renamed to `<file>.deleted.<UTC time>` and deleted after the archive retention.
+    #[default]
+    Archive,
+    /// Deleted at once.
+    Delete,
+}
+
+/// Decides whether an entry is protected from the cap and from pruning.
+pub type Protection = Arc<dyn Fn(&str, &Entry) -> bool + Send + Sync>;
+
+/// The maintenance settings of a store ([`StoreBuilder::maintenance`]); every setter says its
+/// default.
+///
+/// [`StoreBuilder::maintenance`]: crate::StoreBuilder::maintenance
+#[derive(Clone)]
+pub struct Maintenance {
+    pub(crate) mode: MaintenanceMode,
+    pub(crate) prune_after: Option<Duration>,
+    pub(crate) max_entries: Option<usize>,
+    pub(crate) transcripts: TranscriptDisposal,
+    pub(crate) archive_retention: Option<Duration>,
+    pub(crate) orphan_grace: Duration,
+    pub(crate) max_disk_bytes: Option<u64>,
+    pub(crate) high_water: f64,
+    pub(crate) time_budget: Duration,
+    pub(crate) interval: Option<Duration>,
+    pub(crate) background: bool,
+    pub(crate) protect: Option<Protection>,
+}
+
+impl fmt::Debug for Maintenance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Maintenance")
+            .field("mode", &self.mode)
+            .field("prune_after", &self.prune_after)
+            .field("max_entries", &self.max_entries)
+            .field("transcripts", &self.transcripts)
+            .field("archive_retention", &self.archive_retention)
+            .field("orphan_grace", &self.orphan_grace)
+            .field("max_disk_bytes", &self.max_disk_bytes)
+            .field("high_water", &self.high_water)
+            .field("time_budget", &self.time_budget)
+            .field("interval", &self.interval)
+            .field("background", &self.background)
+            .field("protect", &self.protect.is_some())
+            .finish()
+    }
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Maintenance {
+            mode: MaintenanceMode::Enforce,
+            prune_after: Some(DEFAULT_PRUNE_AFTER),
+            max_entries: Some(DEFAULT_MAX_ENTRIES),
+            transcripts: TranscriptDisposal::Archive,
+            archive_retention: Some(DEFAULT_PRUNE_AFTER),
+            orphan_grace: DEFAULT_ORPHAN_GRACE,
+            max_disk_bytes: None,
+            high_water: DEFAULT_HIGH_WATER,
+            time_budget: DEFAULT_TIME_BUDGET,
+            interval: Some(DEFAULT_INTERVAL),
+            background: true,
+            protect: None,
+        }
+    }
+}
+
+impl Maintenance {
+    /// The defaults (OpenClaw's, learned the hard way): enforce, prune after 30 days, at most
+    /// 500 entries, archive transcripts and keep archives 30 days, no disk budget.
+    pub fn new() -> Maintenance {
+        Maintenance::default()
+    }
+
+    /// Enforce, warn only, or off.
+    ///
+    /// By default, [`MaintenanceMode::Enforce`].
+    pub fn mode(mut self, mode: MaintenanceMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Entries whose `updatedAt` is older than this are pruned; `None` never prunes. Entries
+    /// without `updatedAt` are never pruned.
+    ///
+    /// By default, 30 days.
+    pub fn prune_after(mut self, age: Option<Duration>) -> Self {
+        self.prune_after = age;
+        self
+    }
+
+    /// The most entries the registry keeps; `None` has no cap. The cap is enforced with
+    /// hysteresis: a pass evicts only once the count exceeds the cap by the slack
+    /// (1 up to 49 entries, else the larger of 25 and 10 %), and then down to the cap, so
+    /// eviction does not run per insert.
+    ///
+    /// By default, 500.
+    pub fn max_entries(mut self, max: Option<usize>) -> Self {
+        self.max_entries = max;
+        self
+    }
+
+    /// What happens to the transcripts of evicted sessions and to orphan transcripts.
+    ///
+    /// By default, [`TranscriptDisposal::Archive`].
+    pub fn transcripts(mut self, disposal: TranscriptDisposal) -> Self {
+        self.transcripts = disposal;
+        self
+    }
+
+    /// Archives (`*.deleted.*`, `*.reset.*`, `sessions.json.bak.*`) older than this are
+    /// deleted; `None` keeps them.
+    ///
+    /// By default, 30 days.
+    pub fn archive_retention(mut self, age: Option<Duration>) -> Self {
+        self.archive_retention = age;
+        self
+    }
+
+    /// A transcript (`*.jsonl` in the store's directory) that no entry references is removed
+    /// (as [`transcripts`](Maintenance::transcripts) says) once it was last modified longer
+    /// ago than this.
+    ///
+    /// By default, 1 hour.
+    pub fn orphan_grace(mut self, grace: Duration) -> Self {
+        self.orphan_grace = grace;
+        self
+    }
+
+    /// The disk budget of the store's directory (its regular files, not subdirectories);
+    /// `None` has none. Past it, a pass frees space down to the high water mark: archives,
+    /// orphan transcripts and store temp files older than 5 min first (oldest first), then
+    /// the oldest entries and their transcripts (deleted, not archived).
+    ///
+    /// By default, none.
+    pub fn max_disk_bytes(mut self, max: Option<u64>) -> Self {
+        self.max_disk_bytes = max;
+        self
+    }
+
+    /// The disk budget's high water mark, as a fraction of it (clamped to 0..=1).
+    ///
+    /// By default, 0.8.
+    pub fn high_water(mut self, fraction: f64) -> Self {
+        self.high_water = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            DEFAULT_HIGH_WATER
+        };
+        self
+    }
+
+    /// How long one pass may work; a pass over budget stops between steps and says so in its
+    /// report (`incomplete`), and the next pass goes on.
+    ///
+    /// By default, 50 ms.
+    pub fn time_budget(mut self, budget: Duration) -> Self {
+        self.time_budget = budget;
+        self
+    }
+
+    /// How often maintenance runs in the background when the cap does not start it first;
+    /// `None` runs it only at the cap and on demand.
+    ///
+    /// By default, every 60 s.
+    pub fn interval(mut self, every: Option<Duration>) -> Self {
+        self.interval = every;
+        self
+    }
+
+    /// Whether passes start by themselves in the background (at the cap, and every
+    /// [`interval`](Maintenance::interval)); off, only [`Store::maintain`] runs them.
+    ///
+    /// By default, on.
+    ///
+    /// [`Store::maintain`]: crate::Store::maintain
+    pub fn background(mut self, yes: bool) -> Self {
+        self.background = yes;
+        self
+    }
+
+    /// Entries for which `rule` returns true are protected: never pruned, and evicted by the
+    /// cap or the disk budget only if protection would otherwise keep more than the cap minus
+    /// a floor of min(25, cap) removable entries (oldest protected first), so a rule that
+    /// protects everything cannot defeat the cap. Entries marked active are never evicted.
+    ///
+    /// By default, nothing is protected but active entries.
+    pub fn protect(mut self, rule: impl Fn(&str, &Entry) -> bool + Send + Sync + 'static) -> Self {
+        self.protect = Some(Arc::new(rule));
+        self
+    }
+
+    /// The count past which the cap evicts (the cap plus its slack), if there is a cap.
+    pub(crate) fn cap_trigger(&self) -> Option<usize> {
+        self.max_entries.map(|max| max + slack(max))
+    }
+}
+
+/// The cap's hysteresis: how far past the cap the count may go before a pass evicts.
+fn slack(max: usize) -> usize {
+    if max <= 49 { 1 } else { (max / 10).max(25) }
+}
+
+/// What one maintenance pass did (or, in warn mode and dry runs, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct MaintenanceReport {
+    /// The mode of the pass.
+    pub mode: MaintenanceMode,
+    /// True if nothing was changed (warn mode or a dry run).
+    pub dry_run: bool,
+    /// Keys pruned for age.
+    pub pruned: Vec<String>,
+    /// Keys evicted by the cap.
+    pub capped: Vec<String>,
+    /// Keys evicted by the disk budget.
+    pub disk_evicted: Vec<String>,
+    /// Active or protected entries kept although the cap or budget wanted them gone.
+    pub kept_protected: usize,
+    /// Transcripts of evicted sessions, archived.
+    pub archived: Vec<PathBuf>,
+    /// Transcripts deleted (of evicted sessions, or orphans).
+    pub deleted: Vec<PathBuf>,
+    /// Orphan transcripts removed (archived or deleted, also listed there).
+    pub orphans: Vec<PathBuf>,
+    /// Archives deleted (past retention, or for the disk budget).
+    pub archives_removed: Vec<PathBuf>,
+    /// Store temp files deleted for the disk budget.
+    pub temps_removed: Vec<PathBuf>,
+    /// The directory's size before the pass, when a disk budget is set.
+    pub disk_bytes_before: Option<u64>,
+    /// Its size after the pass (estimated in warn mode and dry runs).
+    pub disk_bytes_after: Option<u64>,
+    /// True if the pass ran out of time before it finished.
+    pub incomplete: bool,
+    /// Files that could not be archived or removed, with why; the pass went on.
+    pub errors: Vec<String>,
+    /// How long the pass took, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl MaintenanceReport {
+    /// True if the pass changed (or would change) nothing.
+    pub fn is_empty(&self) -> bool {
+        self.pruned.is_empty()
+            && self.capped.is_empty()
+            && self.disk_evicted.is_empty()
+            && self.archived.is_empty()
+            && self.deleted.is_empty()
+            && self.archives_removed.is_empty()
+            && self.temps_removed.is_empty()
+    }
+
+    /// Entries evicted for any reason.
+    pub fn evicted(&self) -> usize {
+        self.pruned.len() + self.capped.len() + self.disk_evicted.len()
+    }
+}
+
+/// What kind of file a directory entry is, for maintenance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `<sessionId>.jsonl` (or `<sessionId>-topic-<thread>.jsonl`), naming its session.
+    Transcript,
+    /// `*.deleted.*`, `*.reset.*`, `sessions.json.bak.*`.
+    Archive,
+    /// An atomic-fs temp file of the store's own files.
+    Temp,
+    /// Anything else: counted for the disk budget, never touched.
+    Other,
+}
+
+/// One regular file of the store's directory.
+#[derive(Clone, Debug)]
+pub(crate) struct FileInfo {
+    pub(crate) path: PathBuf,
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) len: u64,
+    pub(crate) modified: SystemTime,
+}
+
+/// The session a transcript file name belongs to.
+pub(crate) fn transcript_session(name: &str) -> Option<&str> {
+    let stem = name.strip_suffix(".jsonl")?;
+    let session = stem.split_once("-topic-").map_or(stem, |(s, _)| s);
+    (!session.is_empty()).then_some(session)
+}
+
+fn classify(name: &str, snapshot_name: &str) -> Kind {
+    if transcript_session(name).is_some() {
+        Kind::Transcript
+    } else if name.contains(".jsonl.deleted.")
+        || name.contains(".jsonl.reset.")
+        || name.starts_with(&format!("{snapshot_name}.bak."))
+    {
+        Kind::Archive
+    } else if sessionkit_atomic_fs::is_temp_file_name(name.as_ref())
+        && (name.starts_with(&format!(".{snapshot_name}."))
+            || name.starts_with(&format!(".{snapshot_name}.journal.")))
+    {
+        Kind::Temp
+    } else {
+        Kind::Other
+    }
+}
+
+/// The regular files of the store's directory (not following symlinks, not recursing).
+pub(crate) fn list_dir(dir: &Path, snapshot_name: &str) -> io::Result<Vec<FileInfo>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_file() {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        out.push(FileInfo {
+            kind: classify(&name, snapshot_name),
+            path: entry.path(),
+            name,
+            len: meta.len(),
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// What a pass will do.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// Keys to evict, with why, in order.
+    pub(crate) evict: Vec<(String, EvictReason)>,
+    /// Transcripts of evicted sessions: (path, delete rather than archive).
+    pub(crate) transcripts: Vec<(PathBuf, bool)>,
+    /// Orphan transcripts: (path, delete rather than archive).
+    pub(crate) orphans: Vec<(PathBuf, bool)>,
+    /// Archives to delete.
+    pub(crate) archives: Vec<PathBuf>,
+    /// Temp files to delete.
+    pub(crate) temps: Vec<PathBuf>,
+    pub(crate) kept_protected: usize,
+    pub(crate) disk_before: Option<u64>,
+    pub(crate) disk_after: Option<u64>,
+}
+
+/// Everything the planner looks at.
+pub(crate) struct Inputs<'a> {
+    pub(crate) state: &'a State,
+    pub(crate) files: &'a [FileInfo],
+    pub(crate) now: SystemTime,
+    pub(crate) active: &'a HashSet<String>,
+    pub(crate) config: &'a Maintenance,
+}
+
+fn is_running(entry: &Entry) -> bool {
+    entry
+        .get("status")
+        .is_some_and(|v| v.get() == "\"running\"")
+}
+
+/// Plans a pass. Pure: reads the state and the listing, changes nothing.
+pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
+    let Inputs {
+        state,
+        files,
+        now,
+        active,
+        config,
+    } = *inputs;
+    let now_ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut plan = Plan::default();
+    let mut gone: HashSet<&str> = HashSet::new();
+    let is_active = |key: &str, entry: &Entry| active.contains(key) || is_running(entry);
+    let is_protected =
+        |key: &str, entry: &Entry| config.protect.as_ref().is_some_and(|p| p(key, entry));
+
+    // 1. Pruning: by age, never active or protected ones.
+    if let Some(age) = config.prune_after {
+        let cutoff = now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+        for (key, _) in state.updated_before(cutoff) {
+            let entry = state.get(key).expect("indexed keys have entries");
+            if is_active(key, entry) || is_protected(key, entry) {
+                continue;
+            }
+            gone.insert(key);
+            plan.evict.push((key.to_owned(), EvictReason::Prune));
+        }
+    }
+
+    // 2. The cap, with hysteresis, oldest first.
+    if let (Some(max), Some(trigger)) = (config.max_entries, config.cap_trigger()) {
+        let remaining = state.len() - gone.len();
+        if remaining > trigger {
+            let want = remaining - max;
+            let (picked, kept) = pick_oldest(state, &gone, want, max, &is_active, &is_protected);
+            plan.kept_protected += kept;
+            for key in picked {
+                gone.insert(key);
+                plan.evict.push((key.to_owned(), EvictReason::Cap));
+            }
+        }
+    }
+
+    // Which sessions lose their last entry.
+    let released = |gone: &HashSet<&str>| -> HashSet<String> {
+        let mut refs: HashMap<&str, usize> = HashMap::new();
+        for key in gone {
+            if let Some(id) = state.get(key).and_then(Entry::session_id) {
+                *refs.entry(id).or_default() += 1;
+            }
+        }
+        refs.into_iter()
+            .filter(|(id, n)| state.session_refs(id) == *n)
+            .map(|(id, _)| id.to_owned())
+            .collect()
+    };
+    let referenced_after = |session: &str, released: &HashSet<String>| {
+        state.session_refs(session) > 0 && !released.contains(session)
+    };
+    let age_of = |f: &FileInfo| now.duration_since(f.modified).unwrap_or(Duration::ZERO);
+    let delete_transcripts = config.transcripts == TranscriptDisposal::Delete;
+
+    let mut released_now = released(&gone);
+    let mut taken: HashSet<&Path> = HashSet::new();
+    // 3. Transcripts of sessions no entry references any more.
+    for f in files.iter().filter(|f| f.kind == Kind::Transcript) {
+        if transcript_session(&f.name).is_some_and(|s| released_now.contains(s)) {
+            taken.insert(&f.path);
+            plan.transcripts.push((f.path.clone(), delete_transcripts));
+        }
+    }
+    // 4. Archives past retention.
+    if let Some(retention) = config.archive_retention {
+        for f in files.iter().filter(|f| f.kind == Kind::Archive) {
+            if age_of(f) > retention {
+                taken.insert(&f.path);
+                plan.archives.push(f.path.clone());
+            }
+        }
+    }
+    // 5. Orphans past the grace.
+    for f in files.iter().filter(|f| f.kind == Kind::Transcript) {
+        if taken.contains(f.path.as_path()) {
+            continue;
+        }
+        let Some(session) = transcript_session(&f.name) else {
+            continue;
+        };
+        if !referenced_after(session, &released_now) && age_of(f) > config.orphan_grace {
+            taken.insert(&f.path);
+            plan.orphans.push((f.path.clone(), delete_transcripts));
+        }
+    }
+
+    // 6. The disk budget.
+    if let Some(max) = config.max_disk_bytes {
+        let total: u64 = files.iter().map(|f| f.len).sum();
+        plan.disk_before = Some(total);
+        // What the steps above free (archiving frees nothing).
+        let freed: u64 = files
+            .iter()
+            .filter(|f| taken.contains(f.path.as_path()))
+            .filter(|f| {
+                plan.archives.contains(&f.path)
+                    || (delete_transcripts && f.kind == Kind::Transcript)
+            })
+            .map(|f| f.len)
+            .sum();
+        let mut total = total - freed;
+        let high = (max as f64 * config.high_water) as u64;
+        if total > max {
+            // Archives, orphans (of any age) and old temp files, oldest first.
+            let mut cheap: Vec<&FileInfo> = files
+                .iter()
+                .filter(|f| match f.kind {
+                    Kind::Archive => !plan.archives.contains(&f.path),
+                    Kind::Transcript => {
+                        let orphan = transcript_session(&f.name)
+                            .is_some_and(|s| !referenced_after(s, &released_now));
+                        orphan
+                            && plan
+                                .orphans
+                                .iter()
+                                .chain(&plan.transcripts)
+                                .all(|(p, delete)| p != &f.path || !delete)
+                    }
+                    Kind::Temp => age_of(f) > TEMP_GRACE,
+                    Kind::Other => false,
+                })
+                .collect();
+            cheap.sort_by_key(|f| (f.modified, f.name.clone()));
+            for f in cheap {
+                if total <= high {
+                    break;
+                }
+                total -= f.len;
+                match f.kind {
+                    Kind::Archive => plan.archives.push(f.path.clone()),
+                    Kind::Temp => plan.temps.push(f.path.clone()),
+                    _ => {
+                        // An orphan (or an evicted session's transcript) is deleted outright.
+                        plan.orphans.retain(|(p, _)| p != &f.path);
+                        plan.transcripts.retain(|(p, _)| p != &f.path);
+                        plan.orphans.push((f.path.clone(), true));
+                    }
+                }
+            }
+            // Then entries, oldest first, with their transcripts deleted.
+            if total > high {
+                let by_session: BTreeMap<&str, Vec<&FileInfo>> = files
+                    .iter()
+                    .filter(|f| f.kind == Kind::Transcript)
+                    .filter_map(|f| transcript_session(&f.name).map(|s| (s, f)))
+                    .fold(BTreeMap::new(), |mut m, (s, f)| {
+                        m.entry(s).or_insert_with(Vec::new).push(f);
+                        m
+                    });
+                let mut kept = 0;
+                for (key, _) in state.by_updated_at() {
+                    if total <= high {
+                        break;
+                    }
+                    if gone.contains(key) {
+                        continue;
+                    }
+                    let entry = state.get(key).expect("indexed keys have entries");
+                    if is_active(key, entry) || is_protected(key, entry) {
+                        kept += 1;
+                        continue;
+                    }
+                    gone.insert(key);
+                    plan.disk_evicted_push(key);
+                    total = total.saturating_sub((key.len() + entry.len_bytes()) as u64);
+                    let newly = released(&gone);
+                    for session in newly.difference(&released_now) {
+                        for f in by_session.get(session.as_str()).into_iter().flatten() {
+                            if !taken.contains(f.path.as_path()) {
+                                taken.insert(&f.path);
+                                total = total.saturating_sub(f.len);
+                                plan.transcripts.push((f.path.clone(), true));
+                            }
+                        }
+                    }
+                    released_now = newly;
+                }
+                plan.kept_protected += kept;
+            }
+        }
+        plan.disk_after = Some(total);
+    }
+    plan
+}
+
+impl Plan {
+    fn disk_evicted_push(&mut self, key: &str) {
+        self.evict.push((key.to_owned(), EvictReason::Disk));
+    }
+}
+
+/// Picks up to `want` keys to evict for the cap, oldest `updatedAt` first (entries without one
+/// first), skipping active ones always and protected ones unless protection would keep more
+/// than `max - min(25, max)` of them. Returns the keys and how many it skipped for protection.
+fn pick_oldest<'s>(
+    state: &'s State,
+    gone: &HashSet<&str>,
+    want: usize,
+    max: usize,
+    is_active: &dyn Fn(&str, &Entry) -> bool,
+    is_protected: &dyn Fn(&str, &Entry) -> bool,
+) -> (Vec<&'s str>, usize) {
+    let mut picked = Vec::new();
+    let mut protected = Vec::new();
+    let mut skipped = 0;
+    for (key, _) in state.by_updated_at() {
+        if picked.len() == want {
+            break;
+        }
+        if gone.contains(key) {
+            continue;
+        }
+        let entry = state.get(key).expect("indexed keys have entries");
+        if is_active(key, entry) {
+            skipped += 1;
+        } else if is_protected(key, entry) {
+            protected.push(key);
+        } else {
+            picked.push(key);
+        }
+    }
+    let mut taken = 0;
+    if picked.len() < want && !protected.is_empty() {
+        // Protection may keep at most `max - min(25, max)` entries; past that, the oldest
+        // protected ones go too, so a rule that protects everything cannot defeat the cap.
+        let protected_total = state
+            .iter()
+            .filter(|(k, e)| !gone.contains(k) && !is_active(k, e) && is_protected(k, e))
+            .count();
+        let limit = max - max.min(25);
+        taken = protected_total
+            .saturating_sub(limit)
+            .min(want - picked.len())
+            .min(protected.len());
+        picked.extend(&protected[..taken]);
+    }
+    (picked, skipped + protected.len() - taken)
+}
+
+/// A pass's clock for its time budget.
+pub(crate) struct Budget {
+    started: Instant,
+    budget: Duration,
+}
+
+impl Budget {
+    pub(crate) fn new(budget: Duration) -> Budget {
+        Budget {
+            started: Instant::now(),
+            budget,
+        }
+    }
+
+    pub(crate) fn spent(&self) -> bool {
+        self.started.elapsed() > self.budget
+    }
+
+    pub(crate) fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Runs one pass on `shared`: plans, then (unless `dry_run` or warn mode) executes.
+pub(crate) fn run(
+    shared: &std::sync::Arc<crate::store::Shared>,
+    dry_run: bool,
+) -> crate::error::Result<MaintenanceReport> {
+    use crate::error::{Error, Operation};
+    use crate::writer::{self, Reply, Request, Update};
+
+    let Some(config) = shared.config.maintenance.clone() else {
+        return Ok(MaintenanceReport {
+            mode: MaintenanceMode::Off,
+            dry_run: true,
+            ..MaintenanceReport::default()
+        });
+    };
+    let budget = Budget::new(config.time_budget);
+    let span = tracing::info_span!("maintain", path = %shared.snapshot_path.display());
+    let _span = span.enter();
+    shared.refresh()?;
+    let dir = crate::store::dir_of(&shared.snapshot_path);
+    let snapshot_name = shared
+        .snapshot_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let files = list_dir(&dir, &snapshot_name)
+        .map_err(|e| Error::io(Operation::Maintain, "list", &shared.snapshot_path, &dir, e))?;
+    let now = shared.config.clock.now();
+    let active = shared.active_keys();
+    let (plan, updated_at): (Plan, HashMap<String, Option<i64>>) = {
+        let view = shared.read();
+        let plan = plan(&Inputs {
+            state: &view.state,
+            files: &files,
+            now,
+            active: &active,
+            config: &config,
+        });
+        let stamps = plan
+            .evict
+            .iter()
+            .map(|(k, _)| (k.clone(), view.state.get(k).and_then(Entry::updated_at)))
+            .collect();
+        (plan, stamps)
+    };
+    let dry = dry_run || config.mode != MaintenanceMode::Enforce;
+    let mut report = MaintenanceReport {
+        mode: config.mode,
+        dry_run: dry,
+        kept_protected: plan.kept_protected,
+        disk_bytes_before: plan.disk_before,
+        disk_bytes_after: plan.disk_after,
+        ..MaintenanceReport::default()
+    };
+    let file_as = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| {
+        if *delete {
+            report.deleted.push(path.clone());
+        } else {
+            report.archived.push(path.clone());
+        }
+    };
+    if dry {
+        for (key, reason) in &plan.evict {
+            push_key(&mut report, key.clone(), *reason);
+        }
+        for t in &plan.transcripts {
+            file_as(t, &mut report);
+        }
+        for o in &plan.orphans {
+            report.orphans.push(o.0.clone());
+            file_as(o, &mut report);
+        }
+        report.archives_removed = plan.archives.clone();
+        report.temps_removed = plan.temps.clone();
+        report.elapsed_ms = budget.elapsed_ms();
+        if config.mode == MaintenanceMode::Warn && !report.is_empty() {
+            tracing::warn!(
+                pruned = report.pruned.len(),
+                capped = report.capped.len(),
+                disk = report.disk_evicted.len(),
+                orphans = report.orphans.len(),
+                "session store maintenance would evict entries (warn mode: nothing changed)"
+            );
+        }
+        return Ok(report);
+    }
+
+    // Evictions first, as one batch, each only if the entry is unchanged since the plan.
+    if !plan.evict.is_empty() {
+        let mut answers = Vec::new();
+        let batch: Vec<Request> = plan
+            .evict
+            .iter()
+            .map(|(key, reason)| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                answers.push((key.clone(), *reason, rx));
+                Request::new(
+                    Update::Delete {
+                        key: key.clone(),
+                        reason: Some(*reason),
+                        if_updated_at: Some(updated_at.get(key).copied().flatten()),
+                    },
+                    Reply::Sync(tx),
+                )
+            })
+            .collect();
+        writer::commit(shared, batch);
+        for (key, reason, rx) in answers {
+            match rx.recv() {
+                Ok(Ok(ack)) if ack.seq > 0 => push_key(&mut report, key, reason),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => report.errors.push(format!("evict {key}: {e}")),
+                Err(_) => report
+                    .errors
+                    .push(format!("evict {key}: no answer from the writer")),
+            }
+        }
+    }
+
+    // Then files, each checked again: a session may have gained an entry meanwhile.
+    let stamp = crate::snapshot::compact_utc(now);
+    let still_orphan = |path: &Path| {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let session = name
+            .as_deref()
+            .and_then(transcript_session)
+            .map(str::to_owned);
+        session.is_some_and(|s| shared.read().state.session_refs(&s) == 0)
+    };
+    let dispose = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| -> bool {
+        let done = if *delete {
+            fs::remove_file(path)
+        } else {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(format!(".deleted.{stamp}"));
+            fs::rename(path, PathBuf::from(aside))
+        };
+        match done {
+            Ok(()) => {
+                file_as(&(path.clone(), *delete), report);
+                true
+            }
+            // Another process's pass got there first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => {
+                report.errors.push(format!("{}: {e}", path.display()));
+                false
+            }
+        }
+    };
+    let _ = shared.refresh();
+    for t in &plan.transcripts {
+        if budget.spent() {
+            report.incomplete = true;
+            break;
+        }
+        if still_orphan(&t.0) {
+            dispose(t, &mut report);
+        }
+    }
+    for o in &plan.orphans {
+        if report.incomplete || budget.spent() {
+            report.incomplete = true;
+            break;
+        }
+        if still_orphan(&o.0) && dispose(o, &mut report) {
+            report.orphans.push(o.0.clone());
+        }
+    }
+    for path in plan.archives.iter().chain(&plan.temps) {
+        if report.incomplete || budget.spent() {
+            report.incomplete = true;
+            break;
+        }
+        match fs::remove_file(path) {
+            Ok(()) if plan.temps.contains(path) => report.temps_removed.push(path.clone()),
+            Ok(()) => report.archives_removed.push(path.clone()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => report.errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if config.max_disk_bytes.is_some() {
+        report.disk_bytes_after = list_dir(&dir, &snapshot_name)
+            .ok()
+            .map(|files| files.iter().map(|f| f.len).sum());
+    }
+    report.elapsed_ms = budget.elapsed_ms();
+    if !report.is_empty() || !report.errors.is_empty() {
+        tracing::info!(
+            pruned = report.pruned.len(),
+            capped = report.capped.len(),
+            disk = report.disk_evicted.len(),
+            archived = report.archived.len(),
+            deleted = report.deleted.len(),
+            orphans = report.orphans.len(),
+            archives_removed = report.archives_removed.len(),
+            errors = report.errors.len(),
+            incomplete = report.incomplete,
+            elapsed_ms = report.elapsed_ms,
+            "session store maintenance pass"
+        );
+    }
+    Ok(report)
+}
+
+fn push_key(report: &mut MaintenanceReport, key: String, reason: EvictReason) {
+    match reason {
+        EvictReason::Prune => report.pruned.push(key),
+        EvictReason::Cap => report.capped.push(key),
+        _ => report.disk_evicted.push(key),
+    }
+}

@@ -1,0 +1,338 @@
+//! Maintenance: the cap with active and protected entries, pruning, transcripts of evicted
+//! sessions, archives past retention, orphans, the disk budget, warn mode, and the background
+//! trigger. Every outcome is asserted exactly.
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sessionkit_session_store::{Entry, Maintenance, MaintenanceMode, Store, TranscriptDisposal};
+
+use crate::util::Scratch;
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// An entry for session `sid`, last updated `ago` before now.
+fn entry(sid: &str, ago: Duration, extra: &str) -> Entry {
+    Entry::parse(&format!(
+        r#"{{"sessionId":"{sid}","updatedAt":{}{extra}}}"#,
+        now_ms() - ago.as_millis() as i64
+    ))
+    .unwrap()
+}
+
+/// Writes a file and sets its modification time `ago` in the past.
+fn plant(path: &Path, bytes: usize, ago: Duration) {
+    fs::write(path, vec![b'x'; bytes]).unwrap();
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - ago)
+        .unwrap();
+}
+
+/// Maintenance that runs only when asked, so tests see each pass.
+fn on_demand() -> Maintenance {
+    Maintenance::new().background(false).interval(None)
+}
+
+fn open(dir: &Scratch, m: Maintenance) -> Store {
+    Store::builder()
+        .maintenance(m)
+        .auto_compact(false)
+        .open(dir.join("sessions.json"))
+        .unwrap()
+}
+
+#[test]
+fn the_cap_evicts_the_oldest_with_hysteresis_and_spares_active_and_protected() {
+    let dir = Scratch::new("cap");
+    let store = open(
+        &dir,
+        on_demand()
+            .max_entries(Some(10))
+            .protect(|key, _| key.starts_with("keep:")),
+    );
+    // k00 is the oldest; k00 is marked active here, k01 runs elsewhere, keep:02 is protected.
+    for i in 0..11 {
+        let key = if i == 2 {
+            "keep:02".to_owned()
+        } else {
+            format!("k{i:02}")
+        };
+        let extra = if i == 1 { r#","status":"running""# } else { "" };
+        store
+            .upsert(
+                key,
+                entry(&format!("s{i}"), Duration::from_secs(100 - i), extra),
+            )
+            .unwrap();
+    }
+    let _active = store.mark_active("k00");
+    // 11 entries: within the slack of 1, so nothing happens.
+    let report = store.maintain(false).unwrap();
+    assert!(report.is_empty(), "{report:?}");
+    assert_eq!(store.count().unwrap(), 11);
+
+    store
+        .upsert("k11", entry("s11", Duration::from_secs(1), ""))
+        .unwrap();
+    let report = store.maintain(false).unwrap();
+    // 12 entries, cap 10: the two oldest that may go.
+    assert_eq!(report.capped, ["k03", "k04"]);
+    assert_eq!(report.kept_protected, 3);
+    assert_eq!(store.count().unwrap(), 10);
+    for kept in ["k00", "k01", "keep:02"] {
+        assert!(store.get(kept).unwrap().is_some(), "{kept}");
+    }
+    // Their transcripts did not exist: nothing else happened.
+    assert!(
+        report.archived.is_empty() && report.deleted.is_empty(),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn protection_cannot_defeat_the_cap() {
+    let dir = Scratch::new("protect-all");
+    let store = open(&dir, on_demand().max_entries(Some(30)).protect(|_, _| true));
+    for i in 0..40 {
+        store
+            .upsert(
+                format!("k{i:02}"),
+                entry("s", Duration::from_secs(100 - i), ""),
+            )
+            .unwrap();
+    }
+    let report = store.maintain(false).unwrap();
+    // Everything is protected, but protection may keep at most 30 - min(25, 30) = 5 entries,
+    // so the cap still holds: the oldest protected entries go.
+    assert_eq!(report.capped.len(), 10, "{report:?}");
+    assert_eq!(report.capped[0], "k00");
+    assert_eq!(store.count().unwrap(), 30);
+}
+
+#[test]
+fn pruning_drops_old_entries_but_not_protected_or_undated_ones() {
+    let dir = Scratch::new("prune");
+    let store = open(&dir, on_demand().protect(|key, _| key == "agent:main"));
+    store.upsert("old", entry("s1", 31 * DAY, "")).unwrap();
+    store
+        .upsert("agent:main", entry("s2", 40 * DAY, ""))
+        .unwrap();
+    store.upsert("fresh", entry("s3", 29 * DAY, "")).unwrap();
+    store
+        .upsert("undated", Entry::parse(r#"{"sessionId":"s4"}"#).unwrap())
+        .unwrap();
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.pruned, ["old"]);
+    assert_eq!(store.count().unwrap(), 3);
+}
+
+#[test]
+fn transcripts_of_evicted_sessions_are_archived_unless_still_referenced() {
+    let dir = Scratch::new("transcripts");
+    let store = open(&dir, on_demand());
+    store.upsert("a", entry("sa", 40 * DAY, "")).unwrap();
+    // Two entries share session sb; only one is pruned.
+    store.upsert("b1", entry("sb", 40 * DAY, "")).unwrap();
+    store.upsert("b2", entry("sb", DAY, "")).unwrap();
+    store.upsert("c", entry("sc", 40 * DAY, "")).unwrap();
+    plant(&dir.join("sa.jsonl"), 10, Duration::ZERO);
+    plant(&dir.join("sa-topic-7.jsonl"), 10, Duration::ZERO);
+    plant(&dir.join("sb.jsonl"), 10, Duration::ZERO);
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.pruned, ["a", "b1", "c"]);
+    let mut archived: Vec<String> = report
+        .archived
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    archived.sort();
+    assert_eq!(archived, ["sa-topic-7.jsonl", "sa.jsonl"]);
+    let names = dir.names();
+    assert!(names.contains(&"sb.jsonl".to_owned()), "{names:?}");
+    assert!(!names.contains(&"sa.jsonl".to_owned()), "{names:?}");
+    let archives: Vec<&String> = names.iter().filter(|n| n.contains(".deleted.")).collect();
+    assert_eq!(archives.len(), 2, "{names:?}");
+    assert!(archives.iter().all(|n| n.starts_with("sa")), "{names:?}");
+}
+
+#[test]
+fn delete_disposal_deletes_and_old_archives_and_orphans_go() {
+    let dir = Scratch::new("dispose");
+    let store = open(
+        &dir,
+        on_demand()
+            .transcripts(TranscriptDisposal::Delete)
+            .archive_retention(Some(7 * DAY)),
+    );
+    store.upsert("live", entry("live", DAY, "")).unwrap();
+    store.upsert("gone", entry("gone", 40 * DAY, "")).unwrap();
+    plant(&dir.join("live.jsonl"), 10, 2 * DAY);
+    plant(&dir.join("gone.jsonl"), 10, Duration::ZERO);
+    plant(
+        &dir.join("orphan-old.jsonl"),
+        10,
+        2 * Duration::from_secs(3600),
+    );
+    plant(&dir.join("orphan-new.jsonl"), 10, Duration::from_secs(60));
+    plant(
+        &dir.join("x.jsonl.deleted.20200101T000000.000Z"),
+        10,
+        8 * DAY,
+    );
+    plant(&dir.join("y.jsonl.reset.20200101T000000.000Z"), 10, 6 * DAY);
+    plant(&dir.join("sessions.json.bak.1700000000000"), 10, 9 * DAY);
+    plant(&dir.join("notes.txt"), 10, 90 * DAY);
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.pruned, ["gone"]);
+    let name = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+    let mut deleted: Vec<String> = report.deleted.iter().map(name).collect();
+    deleted.sort();
+    assert_eq!(deleted, ["gone.jsonl", "orphan-old.jsonl"]);
+    assert_eq!(
+        report.orphans.iter().map(name).collect::<Vec<_>>(),
+        ["orphan-old.jsonl"]
+    );
+    let mut removed: Vec<String> = report.archives_removed.iter().map(name).collect();
+    removed.sort();
+    assert_eq!(
+        removed,
+        [
+            "sessions.json.bak.1700000000000",
+            "x.jsonl.deleted.20200101T000000.000Z"
+        ]
+    );
+    let names = dir.names();
+    for kept in [
+        "live.jsonl",
+        "orphan-new.jsonl",
+        "y.jsonl.reset.20200101T000000.000Z",
+        "notes.txt",
+    ] {
+        assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
+    }
+    // A second pass finds nothing left beyond the grace.
+    let again = store.maintain(false).unwrap();
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[test]
+fn the_disk_budget_frees_archives_and_orphans_first_then_oldest_entries() {
+    let dir = Scratch::new("disk");
+    let store = open(
+        &dir,
+        on_demand()
+            .max_disk_bytes(Some(20_000))
+            .high_water(0.5)
+            .archive_retention(None),
+    );
+    for i in 0..6 {
+        store
+            .upsert(
+                format!("k{i}"),
+                entry(&format!("s{i}"), Duration::from_secs(600 - i * 60), ""),
+            )
+            .unwrap();
+        plant(&dir.join(&format!("s{i}.jsonl")), 3000, Duration::ZERO);
+    }
+    let _active = store.mark_active("k0");
+    plant(
+        &dir.join("old.jsonl.deleted.20200101T000000.000Z"),
+        4000,
+        3 * DAY,
+    );
+    plant(&dir.join("orphan.jsonl"), 4000, Duration::from_secs(60));
+    // 6 x 3000 + 8000 + the journal: over 20,000; high water 10,000.
+    let report = store.maintain(false).unwrap();
+    assert!(report.disk_bytes_before.unwrap() > 20_000, "{report:?}");
+    let name = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        report.archives_removed.iter().map(name).collect::<Vec<_>>(),
+        ["old.jsonl.deleted.20200101T000000.000Z"]
+    );
+    assert_eq!(
+        report.orphans.iter().map(name).collect::<Vec<_>>(),
+        ["orphan.jsonl"]
+    );
+    // Then the oldest entries but the active k0, with their transcripts deleted.
+    assert_eq!(report.disk_evicted, ["k1", "k2", "k3"]);
+    let mut deleted: Vec<String> = report.deleted.iter().map(name).collect();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        ["orphan.jsonl", "s1.jsonl", "s2.jsonl", "s3.jsonl"]
+    );
+    assert!(report.disk_bytes_after.unwrap() <= 10_000, "{report:?}");
+    assert!(store.get("k0").unwrap().is_some());
+    assert_eq!(store.count().unwrap(), 3);
+}
+
+#[test]
+fn warn_mode_and_dry_runs_change_nothing() {
+    let dir = Scratch::new("warn");
+    let store = open(&dir, on_demand().mode(MaintenanceMode::Warn));
+    store.upsert("old", entry("s", 40 * DAY, "")).unwrap();
+    plant(&dir.join("s.jsonl"), 10, Duration::ZERO);
+    let report = store.maintain(false).unwrap();
+    assert!(report.dry_run);
+    assert_eq!(report.pruned, ["old"]);
+    assert_eq!(report.archived.len(), 1);
+    assert!(store.get("old").unwrap().is_some());
+    assert!(dir.join("s.jsonl").exists());
+
+    let dry = Scratch::new("dry");
+    let enforce = open(&dry, on_demand());
+    enforce.upsert("old", entry("s", 40 * DAY, "")).unwrap();
+    let report = enforce.maintain(true).unwrap();
+    assert_eq!(report.pruned, ["old"]);
+    assert!(enforce.get("old").unwrap().is_some());
+}
+
+#[test]
+fn without_maintenance_settings_nothing_is_ever_evicted() {
+    let dir = Scratch::new("none");
+    let store = Store::open(dir.join("sessions.json")).unwrap();
+    store.upsert("old", entry("s", 400 * DAY, "")).unwrap();
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.mode, MaintenanceMode::Off);
+    assert!(report.is_empty());
+    assert!(store.get("old").unwrap().is_some());
+}
+
+#[test]
+fn reaching_the_cap_starts_a_background_pass() {
+    let dir = Scratch::new("background");
+    let store = open(
+        &dir,
+        Maintenance::new().max_entries(Some(20)).interval(None),
+    );
+    for i in 0..22 {
+        store
+            .upsert(
+                format!("k{i:02}"),
+                entry("s", Duration::from_secs(100 - i), ""),
+            )
+            .unwrap();
+    }
+    // The pass runs on its own thread; wait for its effect (no deadline is asserted).
+    for _ in 0..2000 {
+        if store.count().unwrap() == 20 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(store.count().unwrap(), 20);
+    assert!(store.get("k00").unwrap().is_none());
+    assert!(store.get("k21").unwrap().is_some());
+}
