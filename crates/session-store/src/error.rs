@@ -22,6 +22,8 @@ pub enum Operation {
     Compact,
     /// A maintenance pass.
     Maintain,
+    /// Opening or appending to a transcript.
+    Transcript,
 }
 
 impl fmt::Display for Operation {
@@ -34,6 +36,7 @@ impl fmt::Display for Operation {
             Operation::WriteJournal => "write to the journal",
             Operation::Compact => "compact the store",
             Operation::Maintain => "maintain the store",
+            Operation::Transcript => "use the transcript",
         })
     }
 }
@@ -48,6 +51,10 @@ pub enum Input {
     Patch,
     /// A writer id (16 hexadecimal digits).
     WriterId,
+    /// A session id naming a transcript file.
+    SessionId,
+    /// A transcript record.
+    Record,
 }
 
 impl fmt::Display for Input {
@@ -56,6 +63,8 @@ impl fmt::Display for Input {
             Input::Entry => "session entry",
             Input::Patch => "entry patch",
             Input::WriterId => "writer id",
+            Input::SessionId => "session id",
+            Input::Record => "transcript record",
         })
     }
 }
@@ -240,6 +249,20 @@ pub enum Error {
         source: sessionkit_atomic_fs::Error,
     },
 
+    /// A transcript's write lock refused (a timeout, a fence, a takeover) or failed.
+    #[error("failed to {op} `{path}`: could not {step} it", path = path.display())]
+    Lock {
+        /// What was asked for.
+        op: Operation,
+        /// The step that failed, in a few words.
+        step: &'static str,
+        /// The transcript file.
+        path: PathBuf,
+        /// write-lock's error: use its predicates (`is_timeout`, `is_fenced`, `is_takeover`).
+        #[source]
+        source: sessionkit_write_lock::Error,
+    },
+
     /// A blocking task of the async API could not run (the runtime is shutting down) or
     /// panicked.
     #[error("failed to {op} `{path}`: {reason}", path = path.display())]
@@ -285,6 +308,7 @@ impl Error {
             | Error::Batch { path, .. }
             | Error::WriterStopped { path }
             | Error::AtomicWrite { path, .. }
+            | Error::Lock { path, .. }
             | Error::Task { path, .. } => Some(path),
             Error::Invalid { .. } => None,
         }
@@ -296,6 +320,14 @@ impl Error {
             Error::Io { source, .. } => Some(source),
             Error::Batch { source, .. } => source.io_error(),
             Error::AtomicWrite { source, .. } => source.io_error(),
+            _ => None,
+        }
+    }
+
+    /// The write lock's error, if a transcript's lock refused or failed.
+    pub fn lock_error(&self) -> Option<&sessionkit_write_lock::Error> {
+        match self {
+            Error::Lock { source, .. } => Some(source),
             _ => None,
         }
     }

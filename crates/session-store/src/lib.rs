@@ -87,6 +87,7 @@ mod state;
 mod store;
 #[cfg(feature = "tokio")]
 mod tokio;
+mod transcript;
 mod writer;
 
 pub use crate::entry::{Activity, Entry, Patch, SESSION_ID, UPDATED_AT, resolve_updated_at};
@@ -109,4 +110,5 @@ pub use crate::store::{
     DEFAULT_MAX_BATCH, IoCounters, ListOrder, ListQuery, OpenReport, Store, StoreBuilder,
     StoreStats, SyncMode,
 };
+pub use crate::transcript::{SuspendedTranscript, Transcript};
 pub use sessionkit_write_lock::{Clock, ManualClock, SystemClock};

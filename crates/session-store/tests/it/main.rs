@@ -10,6 +10,10 @@ mod journal;
 mod maintain;
 // Memory use of a loaded registry, counted by an allocator.
 mod memory;
+// The store against a model: updates, two handles, compactions, crashes and torn tails.
+mod model;
+// Several processes writing one store through compactions (this binary re-run as children).
+mod procs;
 // Properties: merge patch against a reference, journal round trips and truncations, replay
 // idempotence.
 mod props;
@@ -17,6 +21,8 @@ mod props;
 mod state;
 // The store: reads and writes, reopening, group commit, compaction, recovery.
 mod store;
+// Transcripts: fenced appends, torn tails, suspend and resume.
+mod transcript;
 // Generators of raw JSON text, entries, patches and records.
 mod strategies;
 mod util;
