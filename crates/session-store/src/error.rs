@@ -259,8 +259,9 @@ pub enum Error {
         /// The transcript file.
         path: PathBuf,
         /// write-lock's error: use its predicates (`is_timeout`, `is_fenced`, `is_takeover`).
+        /// Boxed: it is large, and every other result of this crate would pay for it.
         #[source]
-        source: sessionkit_write_lock::Error,
+        source: Box<sessionkit_write_lock::Error>,
     },
 
     /// A blocking task of the async API could not run (the runtime is shutting down) or
@@ -327,7 +328,7 @@ impl Error {
     /// The write lock's error, if a transcript's lock refused or failed.
     pub fn lock_error(&self) -> Option<&sessionkit_write_lock::Error> {
         match self {
-            Error::Lock { source, .. } => Some(source),
+            Error::Lock { source, .. } => Some(&**source),
             _ => None,
         }
     }

@@ -38,7 +38,7 @@ fn lock_error(path: &Path, step: &'static str, source: sessionkit_write_lock::Er
         op: Operation::Transcript,
         step,
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     }
 }
 
