@@ -1,5 +1,8 @@
 //! Integration tests of sessionkit-session-store (one test binary; topics are modules).
 
+// The async API (feature `tokio`).
+#[cfg(feature = "tokio")]
+mod asyncs;
 // Entries, patches and the `updatedAt` rule, with RFC 7396's own examples.
 mod entry;
 // The OpenClaw fixture: load, save, load again; corrupt snapshots; quarantine.
