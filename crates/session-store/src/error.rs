@@ -22,6 +22,8 @@ pub enum Operation {
     Compact,
     /// A maintenance pass.
     Maintain,
+    /// Reading a store without changing it.
+    Read,
     /// Opening or appending to a transcript.
     Transcript,
 }
@@ -36,6 +38,7 @@ impl fmt::Display for Operation {
             Operation::WriteJournal => "write to the journal",
             Operation::Compact => "compact the store",
             Operation::Maintain => "maintain the store",
+            Operation::Read => "read the store",
             Operation::Transcript => "use the transcript",
         })
     }
@@ -208,6 +211,16 @@ pub enum Error {
         version: u64,
     },
 
+    /// Neither the snapshot nor its journal exists (and the store was not to be created).
+    #[error("no store at `{path}`: neither it nor `{journal}` exists",
+        path = path.display(), journal = journal.display())]
+    NoStore {
+        /// The snapshot path.
+        path: PathBuf,
+        /// The journal beside it.
+        journal: PathBuf,
+    },
+
     /// `touch` named a key that has no entry; nothing was written.
     #[error("no entry `{key}` in `{path}`", path = path.display())]
     NoSuchEntry {
@@ -306,6 +319,7 @@ impl Error {
             | Error::UnsupportedJournal { path, .. }
             | Error::Io { path, .. }
             | Error::NoSuchEntry { path, .. }
+            | Error::NoStore { path, .. }
             | Error::Batch { path, .. }
             | Error::WriterStopped { path }
             | Error::AtomicWrite { path, .. }
@@ -348,10 +362,12 @@ impl Error {
         )
     }
 
-    /// True if a file to read or rename did not exist.
+    /// True if a file to read or rename did not exist, or there is no store at all.
     pub fn is_not_found(&self) -> bool {
-        self.io_error()
-            .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
+        matches!(self, Error::NoStore { .. })
+            || self
+                .io_error()
+                .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
     }
 
     /// True if the caller's input (an entry, a patch, a writer id) was refused.

@@ -82,6 +82,7 @@ pub mod journal;
 mod maintain;
 mod open;
 mod raw;
+mod readonly;
 mod snapshot;
 mod state;
 mod store;
@@ -101,6 +102,7 @@ pub use crate::maintain::{
     DEFAULT_PRUNE_AFTER, DEFAULT_TIME_BUDGET, Maintenance, MaintenanceMode, MaintenanceReport,
     Protection, TranscriptDisposal,
 };
+pub use crate::readonly::{LoadedStore, StoreFiles, load_store, read_store_files};
 pub use crate::snapshot::{
     encode_snapshot, load_snapshot, parse_snapshot, quarantine, quarantine_at,
 };
@@ -108,7 +110,7 @@ pub use crate::state::{Applied, ReplayReport, Skipped, State, Stats};
 pub use crate::store::{
     Ack, ActiveMark, CompactReport, DEFAULT_COMPACT_MIN_BYTES, DEFAULT_COMPACT_RATIO,
     DEFAULT_MAX_BATCH, IoCounters, ListOrder, ListQuery, OpenReport, Store, StoreBuilder,
-    StoreStats, SyncMode,
+    StoreStats, SyncMode, journal_path_for,
 };
 pub use crate::transcript::{SuspendedTranscript, Transcript};
 pub use sessionkit_write_lock::{Clock, ManualClock, SystemClock};

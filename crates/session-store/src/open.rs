@@ -36,13 +36,15 @@ pub(crate) fn open(config: StoreBuilder, snapshot_path: &Path) -> Result<Store> 
     let snapshot_exists = snapshot_path.exists();
     let journal_exists = journal_path.exists();
     if !config.create && !snapshot_exists && !journal_exists {
-        return Err(io_error(
-            Operation::Open,
-            "find",
-            snapshot_path,
-            snapshot_path,
-            io::Error::from(io::ErrorKind::NotFound),
-        ));
+        return Err(Error::NoStore {
+            path: snapshot_path.to_path_buf(),
+            journal: journal_path,
+        });
+    }
+    // A snapshot alone (a registry OpenClaw wrote) gets a journal, but only once it is known
+    // to load: a failed open leaves nothing behind.
+    if snapshot_exists && !journal_exists && !config.recover {
+        load_snapshot(snapshot_path)?;
     }
     report.created = !snapshot_exists && !journal_exists;
     let view = loop {

@@ -113,7 +113,7 @@ impl StoreBuilder {
     }
 
     /// Whether a missing store is created (an empty journal; the snapshot is written at the
-    /// first compaction). Off: a missing snapshot and journal is an error.
+    /// first compaction). Off: a missing snapshot and journal is [`Error::NoStore`].
     ///
     /// By default, on.
     pub fn create(&mut self, yes: bool) -> &mut Self {
@@ -698,8 +698,8 @@ pub struct StoreStats {
     pub journal_bytes: u64,
 }
 
-/// The journal path of the snapshot at `snapshot`.
-pub(crate) fn journal_path_for(snapshot: &Path) -> PathBuf {
+/// The journal's path for the snapshot at `snapshot`: the same path with `.journal` added.
+pub fn journal_path_for(snapshot: &Path) -> PathBuf {
     let mut name = snapshot.as_os_str().to_owned();
     name.push(JOURNAL_SUFFIX);
     PathBuf::from(name)

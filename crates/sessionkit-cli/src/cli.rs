@@ -8,15 +8,18 @@ use clap::{Parser, Subcommand};
 use crate::cmd::append::AppendArgs;
 use crate::cmd::lock::LockArgs;
 use crate::cmd::locks::LocksArgs;
+use crate::cmd::store::StoreArgs;
 use crate::cmd::sweep::SweepArgs;
 use crate::cmd::write::WriteArgs;
 
-/// Atomic file writes, JSONL appends, write locks and lock sweeps for sessionkit state on disk.
+/// Atomic file writes, JSONL appends, write locks, lock sweeps and session stores for
+/// sessionkit state on disk.
 ///
-/// Exit status: 0 success, 2 usage error, 65 bad input data, 74 I/O error, 75 temporary
-/// failure (a lock timeout or revocation); `lock run` passes on its command's status;
-/// `sweep` exits 74 when some files could not be judged or removed. See
-/// docs/cli.md for details.
+/// Exit status: 0 success, 1 no such entry (`store get`), 2 usage error, 65 bad input data
+/// or a corrupt file, 74 I/O error, 75 temporary failure (a lock timeout or revocation);
+/// `lock run` passes on its command's status; `sweep` exits 74 when some files could not be
+/// judged or removed, and `store check` 65 when it found problems. See docs/cli.md for
+/// details.
 #[derive(Debug, Parser)]
 #[command(name = "sessionkit", version)]
 pub(crate) struct Cli {
@@ -38,6 +41,8 @@ pub(crate) enum Command {
     Locks(LocksArgs),
     /// Remove the stale locks in the directories and print a summary.
     Sweep(SweepArgs),
+    /// Read, change, compact or check a session store (sessions.json and its journal).
+    Store(StoreArgs),
 }
 
 #[cfg(test)]

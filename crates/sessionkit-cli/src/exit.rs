@@ -7,13 +7,19 @@
 /// The command did what it was asked.
 pub(crate) const SUCCESS: u8 = 0;
 
+/// The answer is no: `store get` found no entry under the key. Like `grep` finding no match,
+/// this is not a failure of the command, but scripts must be able to tell it from success.
+pub(crate) const NOT_FOUND: u8 = 1;
+
 /// The command line was wrong: an unknown command or option, a missing argument, or a bad
 /// value such as `--mode 9`, `--timeout 5` or `--temp-older-than 5`; or a `SESSIONKIT_LOCK_*` variable holds an
 /// invalid value. Nothing was read or written.
 pub(crate) const USAGE: u8 = 2;
 
-/// The input data was refused (`EX_DATAERR`): a record that is empty or has a newline in it, or
-/// a file whose contents are corrupt. Retrying with the same input fails the same way.
+/// The input data was refused (`EX_DATAERR`): a record that is empty or has a newline in it, a
+/// session entry or patch that is not a JSON object, or a file whose contents are corrupt (a
+/// store's snapshot or journal). Retrying with the same input fails the same way. `store check`
+/// also uses it when it found problems (they are listed).
 pub(crate) const DATA_ERR: u8 = 65;
 
 /// An input or output error (`EX_IOERR`): every other failure of the library, including a

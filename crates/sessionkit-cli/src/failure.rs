@@ -7,7 +7,7 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sessionkit::{atomic_fs, lock, sweeper};
+use sessionkit::{atomic_fs, lock, store, sweeper};
 
 use crate::{duration, exit};
 
@@ -47,6 +47,27 @@ pub(crate) enum Failure {
         /// The operating system's error.
         source: io::Error,
     },
+    /// The session store refused a value, found a file corrupt or of a newer format, or a
+    /// file-system step failed.
+    Store(store::Error),
+    /// `store get` found no entry under the key.
+    NoEntry {
+        /// The snapshot path the user named.
+        path: PathBuf,
+        /// The key asked for.
+        key: String,
+    },
+    /// Standard input is not an entry or a patch `store set` can use.
+    BadInput {
+        /// The snapshot path the user named.
+        path: PathBuf,
+        /// The key to set.
+        key: String,
+        /// Why: not UTF-8, not JSON, not an object.
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// A `store` report could not be written as JSON (a path that is not UTF-8, say).
+    StoreJson(serde_json::Error),
     /// The lock was revoked by the watchdog while the command given to `lock run` ran.
     Revoked {
         /// The path the user named.
@@ -75,13 +96,24 @@ impl Failure {
             Failure::Lock(err) if err.is_config() => exit::USAGE,
             Failure::Revoked { .. } => exit::TEMP_FAIL,
             Failure::Sweep(err) if err.is_config() => exit::USAGE,
-            Failure::Json { .. } | Failure::ReportJson(_) => exit::DATA_ERR,
+            // A damaged file or a newer format fails the same way on every retry.
+            Failure::Store(err)
+                if err.is_bad_input() || err.is_corrupt() || err.is_unsupported() =>
+            {
+                exit::DATA_ERR
+            }
+            Failure::NoEntry { .. } => exit::NOT_FOUND,
+            Failure::Json { .. }
+            | Failure::ReportJson(_)
+            | Failure::BadInput { .. }
+            | Failure::StoreJson(_) => exit::DATA_ERR,
             Failure::Spawn { .. } => exit::CANNOT_RUN,
             Failure::Library(_)
             | Failure::Stdin(_)
             | Failure::Stdout(_)
             | Failure::Lock(_)
             | Failure::Sweep(_)
+            | Failure::Store(_)
             | Failure::Wait { .. } => exit::IO_ERR,
         }
     }
@@ -122,6 +154,12 @@ impl From<lock::Error> for Failure {
     }
 }
 
+impl From<store::Error> for Failure {
+    fn from(err: store::Error) -> Self {
+        Failure::Store(err)
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -137,6 +175,17 @@ impl fmt::Display for Failure {
             }
             Failure::Sweep(err) => fmt::Display::fmt(err, f),
             Failure::ReportJson(_) => f.write_str("failed to write the sweep report as JSON"),
+            // The library's message names the operation, the file and, for damage, where it is.
+            Failure::Store(err) => fmt::Display::fmt(err, f),
+            Failure::NoEntry { path, key } => {
+                write!(f, "no entry `{key}` in `{}`", path.display())
+            }
+            Failure::BadInput { path, key, .. } => write!(
+                f,
+                "failed to set `{key}` in `{}` from standard input",
+                path.display()
+            ),
+            Failure::StoreJson(_) => f.write_str("failed to write the store report as JSON"),
             Failure::Spawn { program, .. } => {
                 write!(f, "could not run `{}`", program.to_string_lossy())
             }
@@ -173,6 +222,10 @@ impl StdError for Failure {
             Failure::Library(err) => err.source(),
             Failure::Lock(err) => err.source(),
             Failure::Sweep(err) => err.source(),
+            Failure::Store(err) => err.source(),
+            Failure::BadInput { source, .. } => Some(&**source),
+            Failure::StoreJson(source) => Some(source),
+            Failure::NoEntry { .. } => None,
             Failure::ReportJson(source) => Some(source),
             Failure::Stdin(err) | Failure::Stdout(err) => Some(err),
             Failure::Json { source, .. } => Some(source),
@@ -235,6 +288,48 @@ mod tests {
             failure.message().contains("`SESSIONKIT_LOCK_MAX_HOLD_MS`"),
             "{}",
             failure.message()
+        );
+    }
+
+    #[test]
+    fn store_failures_pick_their_status() {
+        let no_entry = Failure::NoEntry {
+            path: PathBuf::from("s.json"),
+            key: "a\nb".to_owned(),
+        };
+        assert_eq!(no_entry.message(), "no entry `a\\nb` in `s.json`");
+        assert_eq!(no_entry.exit_code(), exit::NOT_FOUND);
+
+        let corrupt = sessionkit::store::parse_snapshot(std::path::Path::new("s.json"), b"")
+            .expect_err("an empty snapshot is corrupt");
+        let corrupt = Failure::from(corrupt);
+        assert_eq!(corrupt.exit_code(), exit::DATA_ERR);
+        assert!(
+            corrupt.message().starts_with("`s.json` is corrupt"),
+            "{}",
+            corrupt.message()
+        );
+
+        let bad_input = Failure::BadInput {
+            path: PathBuf::from("s.json"),
+            key: "k".to_owned(),
+            source: Box::new(sessionkit::store::Entry::parse("[]").expect_err("not an object")),
+        };
+        assert_eq!(
+            bad_input.message(),
+            "failed to set `k` in `s.json` from standard input: invalid session entry: it is \
+             not a JSON object"
+        );
+        assert_eq!(bad_input.exit_code(), exit::DATA_ERR);
+
+        let missing = Failure::Store(
+            sessionkit::store::load_store("/nonexistent/sessionkit/s.json").unwrap_err(),
+        );
+        assert_eq!(missing.exit_code(), exit::IO_ERR);
+        assert_eq!(
+            missing.message(),
+            "no store at `/nonexistent/sessionkit/s.json`: neither it nor \
+             `/nonexistent/sessionkit/s.json.journal` exists"
         );
     }
 

@@ -3,6 +3,7 @@
 pub(crate) mod append;
 pub(crate) mod lock;
 pub(crate) mod locks;
+pub(crate) mod store;
 pub(crate) mod sweep;
 pub(crate) mod write;
 
@@ -13,7 +14,8 @@ use crate::exit;
 use crate::failure::Failure;
 
 /// Runs one parsed command and returns its exit status: 0, except that `lock run` passes on
-/// its command's status and `sweep` returns 74 when some files could not be handled.
+/// its command's status, `sweep` returns 74 when some files could not be handled and
+/// `store check` 65 when it found problems.
 pub(crate) fn run(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Write(args) => write::run(&args).map(|()| exit::SUCCESS),
@@ -21,6 +23,7 @@ pub(crate) fn run(command: Command) -> Result<u8, Failure> {
         Command::Lock(args) => lock::run(args),
         Command::Locks(args) => locks::run(&args).map(|()| exit::SUCCESS),
         Command::Sweep(args) => sweep::run(&args),
+        Command::Store(args) => store::run(args),
     }
 }
 

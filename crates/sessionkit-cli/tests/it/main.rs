@@ -12,6 +12,8 @@ mod lock_run;
 mod lock_show;
 /// `sessionkit locks`: planted locks listed as held, stale and malformed; nothing removed.
 mod locks;
+/// `sessionkit store`: every subcommand, corrupt files left alone, and `check`'s problems.
+mod store;
 /// `sessionkit sweep`: dry runs, removals, the summary line, JSON and usage errors.
 mod sweep;
 /// Real system calls counted under strace.

@@ -1,0 +1,155 @@
+//! Reading a store without changing it: for tools (`sessionkit store get|list|stats|check`),
+//! read-only mounts, and anyone who must not repair what they look at.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Operation, Result};
+use crate::journal::{SeqTracker, TornTail, parse_journal};
+use crate::snapshot::parse_snapshot;
+use crate::state::State;
+use crate::store::journal_path_for;
+
+/// The bytes of a store's two files, read as one consistent pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreFiles {
+    /// The snapshot's path.
+    pub snapshot_path: PathBuf,
+    /// The journal's path.
+    pub journal_path: PathBuf,
+    /// The snapshot's bytes; `None` if there is no snapshot.
+    pub snapshot: Option<Vec<u8>>,
+    /// The journal's bytes; `None` if there is no journal.
+    pub journal: Option<Vec<u8>>,
+}
+
+/// A store loaded from its files without changing them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoadedStore {
+    /// The entries: the snapshot with the journal's whole records replayed over it.
+    pub state: State,
+    /// The snapshot's size (0 if there is none).
+    pub snapshot_bytes: u64,
+    /// The journal's size, a torn tail included (0 if there is none).
+    pub journal_bytes: u64,
+    /// The journal records applied (a record seen twice is skipped, as at open).
+    pub journal_records: usize,
+    /// A torn journal tail, left in place (only whole records count).
+    pub torn_tail: Option<TornTail>,
+}
+
+/// Reads the snapshot at `snapshot_path` and its journal without changing either, and without
+/// needing write permission.
+///
+/// The journal is read under a shared OS lock: writers append and compactions swap the files
+/// under its exclusive lock, so the pair is never half swapped and no live writer's append is
+/// half written. If the journal was replaced while this waited for its lock, it starts again
+/// with the new one.
+///
+/// # Errors
+///
+/// [`Error::NoStore`] if neither file exists; [`Error::Io`] if one cannot be opened, locked or
+/// read.
+pub fn read_store_files(snapshot_path: impl AsRef<Path>) -> Result<StoreFiles> {
+    let path = snapshot_path.as_ref();
+    let journal_path = journal_path_for(path);
+    let failed = |step, subject: &Path, e| Error::io(Operation::Read, step, path, subject, e);
+    loop {
+        let mut journal = match File::open(&journal_path) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(failed("open", &journal_path, e)),
+        };
+        if let Some(file) = &journal {
+            file.lock_shared()
+                .map_err(|e| failed("lock", &journal_path, e))?;
+            if !same_file(file, &journal_path).map_err(|e| failed("stat", &journal_path, e))? {
+                // A compaction put a new journal in place; dropping the file unlocks it.
+                continue;
+            }
+        }
+        let snapshot = match fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(failed("read", path, e)),
+        };
+        let journal = match &mut journal {
+            Some(file) => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes)
+                    .map_err(|e| failed("read", &journal_path, e))?;
+                Some(bytes)
+            }
+            None if snapshot.is_none() => {
+                return Err(Error::NoStore {
+                    path: path.to_path_buf(),
+                    journal: journal_path,
+                });
+            }
+            None => None,
+        };
+        return Ok(StoreFiles {
+            snapshot_path: path.to_path_buf(),
+            journal_path,
+            snapshot,
+            journal,
+        });
+    }
+}
+
+impl StoreFiles {
+    /// Parses the files and replays the journal's whole records over the snapshot, as opening
+    /// the store would, but repairs nothing: a torn tail is reported and left.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CorruptSnapshot`], [`Error::CorruptJournal`] or
+    /// [`Error::UnsupportedJournal`].
+    pub fn load(&self) -> Result<LoadedStore> {
+        let mut state = match &self.snapshot {
+            Some(bytes) => parse_snapshot(&self.snapshot_path, bytes)?,
+            None => State::new(),
+        };
+        let mut journal_records = 0;
+        let mut torn_tail = None;
+        if let Some(bytes) = &self.journal {
+            let parsed = parse_journal(&self.journal_path, bytes)?;
+            journal_records = state
+                .replay(&parsed.records, &mut SeqTracker::new())
+                .applied;
+            torn_tail = parsed.torn_tail;
+        }
+        let len = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(0, |b| b.len() as u64);
+        Ok(LoadedStore {
+            state,
+            snapshot_bytes: len(&self.snapshot),
+            journal_bytes: len(&self.journal),
+            journal_records,
+            torn_tail,
+        })
+    }
+}
+
+/// Reads and loads the store at `snapshot_path` without changing anything
+/// ([`read_store_files`], then [`StoreFiles::load`]).
+///
+/// # Errors
+///
+/// As those two.
+pub fn load_store(snapshot_path: impl AsRef<Path>) -> Result<LoadedStore> {
+    read_store_files(snapshot_path)?.load()
+}
+
+/// True if `path` still names the open file `file` (same device and inode).
+fn same_file(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let open = file.metadata()?;
+    match fs::metadata(path) {
+        Ok(now) => Ok(open.dev() == now.dev() && open.ino() == now.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}

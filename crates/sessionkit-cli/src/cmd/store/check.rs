@@ -1,0 +1,477 @@
+//! `sessionkit store check`: verify a store's files and the transcripts its entries name,
+//! changing nothing.
+//!
+//! The snapshot and the journal are read as `get` reads them (under a shared lock, never
+//! repaired), then checked piece by piece so that every problem is reported, not just the first:
+//! the snapshot parses; the journal's header and every whole line parse (a bad line does not
+//! stop the check of the lines after it); there is no torn tail; and each entry's transcript
+//! exists. The entries checked are the snapshot's (none if it is corrupt) with the journal's
+//! valid records replayed over them.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Serialize;
+use sessionkit::store::{
+    self, Entry, JournalRecord, SeqTracker, State, parse_journal, parse_records, parse_snapshot,
+};
+
+use super::{journal_path, one_line, print, to_json};
+use crate::exit;
+use crate::failure::Failure;
+
+/// The most corrupt journal lines listed one by one; the rest are counted in one more problem,
+/// so that checking a file that is not a journal at all does not print a line per line.
+const MAX_CORRUPT_LINES: usize = 100;
+
+/// The field of an entry that names its transcript, overriding `<sessionId>.jsonl`.
+const SESSION_FILE: &str = "sessionFile";
+
+/// Arguments of `sessionkit store check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The store's snapshot, `sessions.json`; its journal is PATH.journal.
+    #[arg(value_name = "PATH")]
+    pub(crate) path: PathBuf,
+
+    /// Print the report as one JSON object (pretty-printed) instead of one problem a line.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// What kind of problem was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Kind {
+    /// The snapshot cannot be read as a registry.
+    SnapshotCorrupt,
+    /// The journal was written by a newer format version; its records were not checked.
+    JournalUnsupported,
+    /// The journal's header or a whole line of it is not valid.
+    JournalCorrupt,
+    /// The journal ends in bytes after its last newline: an append cut short by a crash.
+    JournalTornTail,
+    /// An entry's transcript does not exist.
+    TranscriptMissing,
+    /// An entry's transcript is not a regular file, or cannot be looked at.
+    TranscriptError,
+}
+
+impl Kind {
+    /// The name as the JSON form writes it.
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::SnapshotCorrupt => "snapshot-corrupt",
+            Kind::JournalUnsupported => "journal-unsupported",
+            Kind::JournalCorrupt => "journal-corrupt",
+            Kind::JournalTornTail => "journal-torn-tail",
+            Kind::TranscriptMissing => "transcript-missing",
+            Kind::TranscriptError => "transcript-error",
+        }
+    }
+}
+
+/// One problem found.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Problem {
+    kind: Kind,
+    /// The file the problem is in: the snapshot, the journal or a transcript.
+    file: PathBuf,
+    /// The 1-based line of the damage, if it is in a line.
+    line: Option<usize>,
+    /// The byte offset of the damage in the journal, if it is there.
+    offset: Option<u64>,
+    /// The session key whose transcript it is, for a transcript problem.
+    key: Option<String>,
+    /// The problem in words.
+    message: String,
+}
+
+impl Problem {
+    fn new(kind: Kind, file: &Path, message: String) -> Problem {
+        Problem {
+            kind,
+            file: file.to_path_buf(),
+            line: None,
+            offset: None,
+            key: None,
+            message,
+        }
+    }
+}
+
+/// What `check` prints.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report<'a> {
+    path: &'a Path,
+    journal_path: &'a Path,
+    /// Entries checked for a transcript.
+    entries: usize,
+    /// Valid journal records replayed.
+    journal_records: usize,
+    /// Distinct transcripts looked at.
+    transcripts: usize,
+    /// True if no problem was found.
+    ok: bool,
+    problems: Vec<Problem>,
+}
+
+/// Checks the store and prints the report; returns 0 if it is clean, 65 if not.
+pub(super) fn run(args: &CheckArgs) -> Result<u8, Failure> {
+    let path = args.path.as_path();
+    let journal = journal_path(path);
+    let files = store::read_store_files(path)?;
+    let mut problems = Vec::new();
+    let mut state = match &files.snapshot {
+        None => State::new(),
+        Some(bytes) => match parse_snapshot(path, bytes) {
+            Ok(state) => state,
+            Err(err) => {
+                let mut problem = Problem::new(Kind::SnapshotCorrupt, path, chain(&err));
+                if let store::Error::CorruptSnapshot { line, .. } = &err {
+                    problem.line = Some(*line);
+                }
+                problems.push(problem);
+                State::new()
+            }
+        },
+    };
+    let records = match &files.journal {
+        Some(bytes) => check_journal(&journal, bytes, &mut problems),
+        None => Vec::new(),
+    };
+    let journal_records = state.replay(&records, &mut SeqTracker::new()).applied;
+    let transcripts = check_transcripts(path, &state, &mut problems);
+    let report = Report {
+        path,
+        journal_path: &journal,
+        entries: state.len(),
+        journal_records,
+        transcripts,
+        ok: problems.is_empty(),
+        problems,
+    };
+    let text = if args.json {
+        to_json(&report)?
+    } else {
+        human(&report)
+    };
+    print(&text)?;
+    Ok(if report.ok {
+        exit::SUCCESS
+    } else {
+        exit::DATA_ERR
+    })
+}
+
+/// Checks the journal's header and each of its lines on its own, and returns the valid
+/// records in file order.
+fn check_journal(journal: &Path, bytes: &[u8], problems: &mut Vec<Problem>) -> Vec<JournalRecord> {
+    let Some(first_nl) = bytes.iter().position(|&b| b == b'\n') else {
+        // No whole line: an empty journal, a torn header, or not a journal at all.
+        match parse_journal(journal, bytes) {
+            Ok(parsed) => {
+                if let Some(torn) = parsed.torn_tail {
+                    problems.push(torn_tail(journal, 1, torn.offset, torn.len));
+                }
+            }
+            Err(err) => problems.push(journal_problem(journal, &err)),
+        }
+        return Vec::new();
+    };
+    match parse_journal(journal, &bytes[..=first_nl]) {
+        Ok(_) => {}
+        Err(err) if err.is_unsupported() => {
+            // Its records may mean something this version does not know; leave them alone.
+            let mut problem = Problem::new(Kind::JournalUnsupported, journal, chain(&err));
+            problem.line = Some(1);
+            problem.offset = Some(0);
+            problems.push(problem);
+            return Vec::new();
+        }
+        // The records after a bad header are still worth checking.
+        Err(err) => problems.push(journal_problem(journal, &err)),
+    }
+    let mut records = Vec::new();
+    let (mut start, mut line) = (first_nl + 1, 2);
+    let mut corrupt = 0;
+    let mut unlisted = None;
+    while let Some(len) = bytes[start..].iter().position(|&b| b == b'\n') {
+        let end = start + len + 1;
+        match parse_records(journal, &bytes[start..end], start as u64, line) {
+            Ok(parsed) => records.extend(parsed.records),
+            Err(err) => {
+                corrupt += 1;
+                if corrupt <= MAX_CORRUPT_LINES {
+                    problems.push(journal_problem(journal, &err));
+                } else {
+                    unlisted.get_or_insert((line, start as u64));
+                }
+            }
+        }
+        start = end;
+        line += 1;
+    }
+    if let Some((first_line, offset)) = unlisted {
+        let more = corrupt - MAX_CORRUPT_LINES;
+        let mut problem = Problem::new(
+            Kind::JournalCorrupt,
+            journal,
+            format!(
+                "`{}` has {more} more corrupt lines from line {first_line} (byte offset \
+                 {offset}) on, not listed",
+                journal.display()
+            ),
+        );
+        problem.line = Some(first_line);
+        problem.offset = Some(offset);
+        problems.push(problem);
+    }
+    if start < bytes.len() {
+        problems.push(torn_tail(
+            journal,
+            line,
+            start as u64,
+            (bytes.len() - start) as u64,
+        ));
+    }
+    records
+}
+
+/// A corrupt journal header or line, from the library's error.
+fn journal_problem(journal: &Path, err: &store::Error) -> Problem {
+    let mut problem = Problem::new(Kind::JournalCorrupt, journal, chain(err));
+    if let store::Error::CorruptJournal { line, offset, .. } = err {
+        problem.line = Some(*line);
+        problem.offset = Some(*offset);
+    }
+    problem
+}
+
+/// A torn tail of `len` bytes at `offset`, on line `line`.
+fn torn_tail(journal: &Path, line: usize, offset: u64, len: u64) -> Problem {
+    let mut problem = Problem::new(
+        Kind::JournalTornTail,
+        journal,
+        format!(
+            "`{}` ends in a torn tail of {len} bytes at line {line} (byte offset {offset}): an \
+             append was cut short by a crash; the next open of the store cuts it off",
+            journal.display()
+        ),
+    );
+    problem.line = Some(line);
+    problem.offset = Some(offset);
+    problem
+}
+
+/// Looks at the transcript of every entry and returns how many distinct transcripts there
+/// were. An entry without `sessionFile` or `sessionId` names no transcript.
+fn check_transcripts(path: &Path, state: &State, problems: &mut Vec<Problem>) -> usize {
+    // A bare `sessions.json` has the empty parent, which joins to paths relative to here.
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let mut seen: HashMap<PathBuf, Option<(Kind, String)>> = HashMap::new();
+    for (key, entry) in state.iter() {
+        let Some(transcript) = transcript(dir, entry) else {
+            continue;
+        };
+        let found = seen
+            .entry(transcript.clone())
+            .or_insert_with(|| look_at(&transcript));
+        if let Some((kind, what)) = found {
+            let mut problem = Problem::new(
+                *kind,
+                &transcript,
+                format!(
+                    "entry `{key}`: transcript `{}` {what}",
+                    transcript.display()
+                ),
+            );
+            problem.key = Some(key.to_owned());
+            problems.push(problem);
+        }
+    }
+    seen.len()
+}
+
+/// The transcript an entry names: its `sessionFile` (relative to the store's directory) if it
+/// is a non-empty string, else `<sessionId>.jsonl` in the store's directory.
+fn transcript(dir: &Path, entry: &Entry) -> Option<PathBuf> {
+    let file = entry
+        .get(SESSION_FILE)
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        .filter(|file| !file.is_empty());
+    match file {
+        Some(file) => Some(dir.join(file)),
+        None => entry.session_id().map(|id| dir.join(format!("{id}.jsonl"))),
+    }
+}
+
+/// What is wrong with a transcript, if anything.
+fn look_at(transcript: &Path) -> Option<(Kind, String)> {
+    match fs::metadata(transcript) {
+        Ok(meta) if meta.is_file() => None,
+        Ok(_) => Some((Kind::TranscriptError, "is not a regular file".to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Some((Kind::TranscriptMissing, "does not exist".to_owned()))
+        }
+        Err(e) => Some((Kind::TranscriptError, format!("cannot be looked at: {e}"))),
+    }
+}
+
+/// An error's message followed by each of its sources', joined with `": "`.
+fn chain(err: &dyn StdError) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
+/// `n` and the noun, plural unless `n` is 1: `1 entry`, `2 entries`, `0 transcripts`.
+fn count(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
+    }
+}
+
+/// The report for people: `kind: message` per problem, then the summary line.
+fn human(report: &Report<'_>) -> String {
+    let mut out = String::new();
+    for problem in &report.problems {
+        let _ = writeln!(
+            out,
+            "{}: {}",
+            problem.kind.as_str(),
+            one_line(&problem.message)
+        );
+    }
+    let problems = match report.problems.len() {
+        0 => "no problems".to_owned(),
+        n => count(n, "problem"),
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        one_line(&format!(
+            "checked `{}`: {}, {}, {}: {problems}",
+            report.path.display(),
+            count(report.entries, "entry"),
+            count(report.journal_records, "journal record"),
+            count(report.transcripts, "transcript"),
+        ))
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_named_as_in_json() {
+        for kind in [
+            Kind::SnapshotCorrupt,
+            Kind::JournalUnsupported,
+            Kind::JournalCorrupt,
+            Kind::JournalTornTail,
+            Kind::TranscriptMissing,
+            Kind::TranscriptError,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).expect("a kind serializes"),
+                kind.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn counts_agree_in_number() {
+        assert_eq!(count(1, "entry"), "1 entry");
+        assert_eq!(count(0, "entry"), "0 entries");
+        assert_eq!(count(2, "journal record"), "2 journal records");
+        assert_eq!(count(1, "transcript"), "1 transcript");
+    }
+
+    #[test]
+    fn transcripts_come_from_session_file_or_session_id() {
+        let dir = Path::new("/s");
+        let by_id = Entry::parse(r#"{"sessionId":"0b7e"}"#).expect("entry");
+        assert_eq!(
+            transcript(dir, &by_id),
+            Some(PathBuf::from("/s/0b7e.jsonl"))
+        );
+        let relative = Entry::parse(r#"{"sessionId":"0b7e","sessionFile":"t/0b7e-topic-9.jsonl"}"#)
+            .expect("entry");
+        assert_eq!(
+            transcript(dir, &relative),
+            Some(PathBuf::from("/s/t/0b7e-topic-9.jsonl"))
+        );
+        let absolute =
+            Entry::parse(r#"{"sessionId":"0b7e","sessionFile":"/x/y.jsonl"}"#).expect("entry");
+        assert_eq!(
+            transcript(dir, &absolute),
+            Some(PathBuf::from("/x/y.jsonl"))
+        );
+        let empty = Entry::parse(r#"{"sessionId":"0b7e","sessionFile":""}"#).expect("entry");
+        assert_eq!(
+            transcript(dir, &empty),
+            Some(PathBuf::from("/s/0b7e.jsonl"))
+        );
+        let none = Entry::parse(r#"{"label":"x","sessionFile":7}"#).expect("entry");
+        assert_eq!(transcript(dir, &none), None);
+    }
+
+    #[test]
+    fn every_corrupt_line_is_reported_and_valid_records_are_kept() {
+        let journal = Path::new("s.json.journal");
+        let bytes = concat!(
+            "{\"sessionkitJournal\":1,\"epoch\":1}\n",
+            "{\"seq\":1,\"writer\":\"00000000000000aa\",\"op\":\"upsert\",\"key\":\"a\",\"entry\":{}}\n",
+            "not json\n",
+            "{\"seq\":2,\"writer\":\"00000000000000aa\",\"op\":\"delete\",\"key\":\"b\"}\n",
+            "{\"seq\":3,\"writer\":\"00000000000000aa\",\"op\":\"nope\",\"key\":\"c\"}\n",
+            "{\"seq\":4,"
+        );
+        let mut problems = Vec::new();
+        let records = check_journal(journal, bytes.as_bytes(), &mut problems);
+        assert_eq!(records.len(), 2);
+        let found: Vec<(Kind, Option<usize>)> = problems.iter().map(|p| (p.kind, p.line)).collect();
+        assert_eq!(
+            found,
+            [
+                (Kind::JournalCorrupt, Some(3)),
+                (Kind::JournalCorrupt, Some(5)),
+                (Kind::JournalTornTail, Some(6)),
+            ]
+        );
+        assert_eq!(problems[2].offset, Some((bytes.len() - 9) as u64));
+    }
+
+    #[test]
+    fn a_garbage_file_lists_a_bounded_number_of_lines() {
+        let journal = Path::new("s.json.journal");
+        let bytes = "x\n".repeat(MAX_CORRUPT_LINES + 50);
+        let mut problems = Vec::new();
+        check_journal(journal, bytes.as_bytes(), &mut problems);
+        // The header, then MAX_CORRUPT_LINES lines, then one for the rest.
+        assert_eq!(problems.len(), MAX_CORRUPT_LINES + 2);
+        let last = problems.last().expect("a summary problem");
+        assert!(
+            last.message.contains("49 more corrupt lines"),
+            "{}",
+            last.message
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! `sessionkit store`: read, change, compact and check a session store (`sessions.json` and
+//! its journal `sessions.json.journal`).
+//!
+//! The commands that only read (`stats`, `get`, `list`, `check`) never change a file: they read
+//! the snapshot and the journal as they are, under a shared OS lock on the journal so that a
+//! compaction cannot swap the files halfway through the read, and they never create, repair or
+//! quarantine anything. The commands that write (`set`, `delete`, `compact`) open the store
+//! through the library, which cuts a torn journal tail (and says so here, on standard error) but
+//! never touches a corrupt file: the command fails with exit status 65 instead.
+
+mod check;
+mod read;
+mod write;
+
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use sessionkit::store::{Store, journal_path_for};
+
+use crate::failure::Failure;
+
+/// Arguments of `sessionkit store`.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// What to do with the store.
+    #[command(subcommand)]
+    pub(crate) command: StoreCommand,
+}
+
+/// The `store` commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Print the store's sizes: entries, sessions, bytes, snapshot and journal bytes.
+    Stats(read::StatsArgs),
+    /// Print the entry under KEY as JSON; exit 1 if there is none.
+    Get(read::GetArgs),
+    /// List the entries: key, sessionId and updatedAt, one a line.
+    List(read::ListArgs),
+    /// Set the entry under KEY to the JSON object on standard input (or merge it as a patch).
+    Set(write::SetArgs),
+    /// Remove the entry under KEY (a missing key is not an error).
+    Delete(write::DeleteArgs),
+    /// Write a new snapshot and start a fresh journal, and print what was done.
+    Compact(write::CompactArgs),
+    /// Check the snapshot, the journal and the transcripts, changing nothing; exit 65 if any
+    /// problem is found.
+    Check(check::CheckArgs),
+}
+
+/// Runs one `store` command and returns its exit status.
+pub(crate) fn run(args: StoreArgs) -> Result<u8, Failure> {
+    match args.command {
+        StoreCommand::Stats(args) => read::stats(&args),
+        StoreCommand::Get(args) => read::get(&args),
+        StoreCommand::List(args) => read::list(&args),
+        StoreCommand::Set(args) => write::set(&args),
+        StoreCommand::Delete(args) => write::delete(&args),
+        StoreCommand::Compact(args) => write::compact(&args),
+        StoreCommand::Check(args) => check::run(&args),
+    }
+}
+
+/// The journal of the snapshot at `path`: `path` with `.journal` added.
+fn journal_path(path: &Path) -> PathBuf {
+    journal_path_for(path)
+}
+
+/// Opens the store at `path` for a command that writes.
+///
+/// Unless `create` is set, a missing store is an error. The store never compacts in the
+/// background, so the command's exit cannot cut a compaction short. If the open cut a torn
+/// journal tail, a warning says so on standard error.
+fn open(path: &Path, create: bool) -> Result<Store, Failure> {
+    let store = Store::builder()
+        .create(create)
+        .auto_compact(false)
+        .open(path)?;
+    if let Some(bytes) = store.open_report().torn_tail_bytes {
+        warn(&format!(
+            "cut a torn tail of {bytes} bytes from `{}`: an append was interrupted by a crash \
+             and never acknowledged",
+            journal_path(path).display()
+        ));
+    }
+    Ok(store)
+}
+
+/// Prints `sessionkit: warning: <text>` on standard error, on one line.
+fn warn(text: &str) {
+    let text = one_line(text);
+    // A warning that cannot be printed is not worth failing the command for.
+    let _ = writeln!(io::stderr().lock(), "sessionkit: warning: {text}");
+}
+
+/// `text` with line breaks (a key or path may contain them) shown as `\n` and `\r`.
+fn one_line(text: &str) -> String {
+    text.replace('\n', "\\n").replace('\r', "\\r")
+}
+
+/// Writes `text` to standard output.
+fn print(text: &str) -> Result<(), Failure> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(Failure::Stdout)
+}
+
+/// `value` as pretty JSON with a final newline.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
+    let mut json = serde_json::to_string_pretty(value).map_err(Failure::StoreJson)?;
+    json.push('\n');
+    Ok(json)
+}
+
+/// A time in milliseconds since the Unix epoch as ISO 8601 in UTC with milliseconds, as
+/// JavaScript's `toISOString` writes it: `2026-11-21T07:30:12.123Z`.
+fn iso_time(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day % 3_600_000 / 60_000,
+        in_day % 60_000 / 1_000,
+        in_day % 1_000
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_times_match_javascript() {
+        // `new Date(ms).toISOString()` for each.
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_time(1_795_246_212_123), "2026-11-21T07:30:12.123Z");
+        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso_time(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(iso_time(1_763_708_000_000), "2025-11-21T06:53:20.000Z");
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        // Far outside JavaScript's range, but an entry may hold any i64.
+        assert!(iso_time(i64::MAX).ends_with('Z'));
+        assert!(iso_time(i64::MIN).ends_with('Z'));
+    }
+
+    #[test]
+    fn the_journal_sits_beside_the_snapshot() {
+        assert_eq!(
+            journal_path(Path::new("/s/sessions.json")),
+            Path::new("/s/sessions.json.journal")
+        );
+    }
+}

@@ -1,0 +1,786 @@
+//! `sessionkit store`: every subcommand on real stores, their failures, and `check`'s problems.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::util::{DATA_ERR, IO_ERR, USAGE, assert_error, assert_error_line, names, run};
+
+/// `store get` found no entry.
+const NOT_FOUND: i32 = 1;
+
+/// A journal header and a writer id for records written by hand.
+const HEADER: &str = "{\"sessionkitJournal\":1,\"epoch\":1}\n";
+const WRITER: &str = "00000000000000aa";
+
+/// A temp directory with a store path `sessions.json` in it.
+fn store_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sessions.json");
+    (dir, path)
+}
+
+/// The journal beside `path`.
+fn journal(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// `sessionkit store <sub...> PATH <rest...>`.
+fn args(sub: &[&str], path: &Path, rest: &[&str]) -> Vec<OsString> {
+    let mut args = vec![OsString::from("store")];
+    args.extend(sub.iter().map(OsString::from));
+    args.push(path.as_os_str().to_owned());
+    args.extend(rest.iter().map(OsString::from));
+    args
+}
+
+/// Runs a store command and returns its standard output; it must succeed with nothing on
+/// standard error.
+fn ok(sub: &[&str], path: &Path, rest: &[&str], stdin: &[u8]) -> String {
+    let output = run(args(sub, path, rest), stdin);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{sub:?}: {stderr}");
+    assert!(stderr.is_empty(), "{sub:?}: {stderr}");
+    String::from_utf8(output.stdout).expect("stdout is UTF-8")
+}
+
+/// `store set PATH KEY` with `entry` on standard input.
+fn set(path: &Path, key: &str, entry: &str) {
+    assert_eq!(ok(&["set"], path, &[key], entry.as_bytes()), "");
+}
+
+/// Parses a command's JSON output, which must be one pretty-printed object and a newline.
+fn json(text: &str) -> Value {
+    assert!(text.ends_with("}\n"), "{text}");
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// An upsert record for a journal written by hand.
+fn upsert(seq: u64, key: &str, entry: &str) -> String {
+    format!(
+        "{{\"seq\":{seq},\"writer\":\"{WRITER}\",\"op\":\"upsert\",\"key\":\"{key}\",\"entry\":{entry}}}\n"
+    )
+}
+
+/// Every file in `dir` with its bytes (a directory by its name only), to show that a command
+/// changed nothing.
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    names(dir)
+        .into_iter()
+        .map(|name| {
+            let file = dir.join(&name);
+            if file.is_dir() {
+                return (format!("{name}/"), Vec::new());
+            }
+            (name, fs::read(file).expect("read a file back"))
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch now.
+fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since.as_millis()).expect("fits")
+}
+
+/// A failed store command: exit status `code`, one error line naming `path`; returns the line.
+fn fails(output: &Output, code: i32, path: &Path) -> String {
+    assert_error(output, code, path)
+}
+
+#[test]
+fn set_then_get_gives_back_every_field_byte_for_byte() {
+    let (_dir, path) = store_dir();
+    let entry = r#"{"sessionId":"0b7e","updatedAt":1763708000000,"ratio":1.0,"big":1e3,"x-plugin":{"n":[1,2]},"name":"caf\u00e9"}"#;
+    // echo adds a newline; it is not part of the entry.
+    set(&path, "agent:main:main", &format!("{entry}\n"));
+    assert_eq!(
+        ok(&["get"], &path, &["agent:main:main"], b""),
+        format!("{entry}\n")
+    );
+    // The store now exists on disk, as a journal only until the first compaction.
+    assert!(journal(&path).is_file());
+    assert!(!path.exists());
+}
+
+#[test]
+fn set_replaces_the_whole_entry() {
+    let (_dir, path) = store_dir();
+    set(
+        &path,
+        "k",
+        r#"{"sessionId":"a","updatedAt":5,"label":"old"}"#,
+    );
+    set(&path, "k", r#"{"sessionId":"b","updatedAt":6}"#);
+    assert_eq!(
+        ok(&["get"], &path, &["k"], b""),
+        "{\"sessionId\":\"b\",\"updatedAt\":6}\n"
+    );
+}
+
+#[test]
+fn a_missing_key_exits_1_with_a_line_naming_it() {
+    let (_dir, path) = store_dir();
+    set(&path, "k", r#"{"sessionId":"a","updatedAt":5}"#);
+    let output = run(args(&["get"], &path, &["other"]), b"");
+    let line = fails(&output, NOT_FOUND, &path);
+    assert!(line.contains("no entry `other`"), "{line}");
+}
+
+#[test]
+fn a_patch_merges_and_advances_updated_at() {
+    let (_dir, path) = store_dir();
+    set(
+        &path,
+        "k",
+        r#"{"sessionId":"a","updatedAt":1000,"drop":true,"keep":1.0,"nested":{"a":1,"b":2}}"#,
+    );
+    let before = now_ms();
+    let patch = r#"{"label":"x","drop":null,"nested":{"b":null,"c":3}}"#;
+    assert_eq!(ok(&["set", "--patch"], &path, &["k"], patch.as_bytes()), "");
+    let got = json(&ok(&["list", "--json"], &path, &[], b""));
+    let entry = &got["entries"][0]["entry"];
+    assert_eq!(entry["label"], "x");
+    assert_eq!(entry.get("drop"), None);
+    assert_eq!(entry["nested"], serde_json::json!({"a": 1, "c": 3}));
+    let updated_at = entry["updatedAt"].as_i64().expect("updatedAt is a number");
+    assert!(updated_at >= before, "{updated_at} < {before}");
+    // Unpatched fields keep their bytes.
+    let raw = ok(&["get"], &path, &["k"], b"");
+    assert!(raw.contains("\"keep\":1.0"), "{raw}");
+}
+
+#[test]
+fn preserve_activity_keeps_updated_at() {
+    let (_dir, path) = store_dir();
+    set(&path, "k", r#"{"sessionId":"a","updatedAt":1000}"#);
+    let patch = br#"{"label":"meta","updatedAt":99999}"#;
+    let out = ok(
+        &["set", "--patch", "--preserve-activity"],
+        &path,
+        &["k"],
+        patch,
+    );
+    assert_eq!(out, "");
+    let entry = json(&ok(&["get"], &path, &["k"], b""));
+    assert_eq!(entry["updatedAt"], 1000);
+    assert_eq!(entry["label"], "meta");
+}
+
+#[test]
+fn a_patch_on_a_missing_key_creates_the_entry() {
+    let (_dir, path) = store_dir();
+    assert_eq!(
+        ok(
+            &["set", "--patch"],
+            &path,
+            &["new"],
+            br#"{"sessionId":"n"}"#
+        ),
+        ""
+    );
+    let listed = ok(&["list"], &path, &[], b"");
+    assert!(listed.starts_with("new  n  "), "{listed}");
+}
+
+#[test]
+fn preserve_activity_without_patch_is_a_usage_error() {
+    let (dir, path) = store_dir();
+    let output = run(
+        args(&["set", "--preserve-activity"], &path, &["k"]),
+        br#"{"sessionId":"a"}"#,
+    );
+    assert_eq!(output.status.code(), Some(USAGE));
+    assert_eq!(names(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn bad_input_exits_65_naming_standard_input_and_changes_nothing() {
+    let (dir, path) = store_dir();
+    set(&path, "k", r#"{"sessionId":"a","updatedAt":5}"#);
+    let before = contents(dir.path());
+    let cases: [(&[&str], &[u8], &str); 7] = [
+        (&["set"], b"{\"sessionId\":", "not valid JSON"),
+        (&["set"], b"", "not valid JSON"),
+        (&["set"], b"[1,2]", "not a JSON object"),
+        (&["set"], b"{} {}", "not valid JSON"),
+        (&["set"], b"{\"a\":\"\xff\"}", "invalid utf-8"),
+        (&["set", "--patch"], b"null", "not a JSON object"),
+        (&["set", "--patch"], b"{oops}", "not valid JSON"),
+    ];
+    for (sub, input, why) in cases {
+        let output = run(args(sub, &path, &["k"]), input);
+        let line = fails(&output, DATA_ERR, &path);
+        assert!(line.contains("from standard input"), "{line}");
+        assert!(line.contains(why), "{why}: {line}");
+        assert_eq!(contents(dir.path()), before, "{input:?} changed the store");
+    }
+    // Nor is a missing store created for bad input.
+    let fresh = dir.path().join("fresh.json");
+    let output = run(args(&["set"], &fresh, &["k"]), b"nope");
+    fails(&output, DATA_ERR, &fresh);
+    assert_eq!(contents(dir.path()), before);
+}
+
+#[test]
+fn set_in_a_missing_directory_exits_74() {
+    let (dir, _) = store_dir();
+    let path = dir.path().join("no/such/dir/sessions.json");
+    let output = run(args(&["set"], &path, &["k"]), b"{}");
+    fails(&output, IO_ERR, &path);
+    assert_eq!(names(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn commands_other_than_set_refuse_a_missing_store_and_create_nothing() {
+    let (dir, path) = store_dir();
+    let cases: [(&[&str], &[&str]); 7] = [
+        (&["stats"], &[]),
+        (&["stats", "--json"], &[]),
+        (&["get"], &["k"]),
+        (&["list"], &[]),
+        (&["delete"], &["k"]),
+        (&["compact"], &[]),
+        (&["check"], &[]),
+    ];
+    for (sub, rest) in cases {
+        let output = run(args(sub, &path, rest), b"");
+        let line = fails(&output, IO_ERR, &path);
+        assert!(line.contains("neither it nor"), "{sub:?}: {line}");
+        assert!(line.contains("sessions.json.journal"), "{sub:?}: {line}");
+        assert_eq!(names(dir.path()), Vec::<String>::new(), "{sub:?}");
+    }
+}
+
+#[test]
+fn list_orders_filters_and_limits() {
+    let (_dir, path) = store_dir();
+    set(&path, "cron:b", r#"{"sessionId":"s2","updatedAt":2000}"#);
+    set(&path, "agent:a", r#"{"sessionId":"s1","updatedAt":3000}"#);
+    set(&path, "cron:a", r#"{"sessionId":"s3","updatedAt":1000}"#);
+    set(&path, "hook:x", r#"{"label":"no id, no time"}"#);
+    let keys = |extra: &[&str]| -> Vec<String> {
+        let mut sub = vec!["list"];
+        sub.extend_from_slice(extra);
+        ok(&sub, &path, &[], b"")
+            .lines()
+            .map(|line| line.split_whitespace().next().expect("a key").to_owned())
+            .collect()
+    };
+    assert_eq!(keys(&[]), ["agent:a", "cron:a", "cron:b", "hook:x"]);
+    assert_eq!(
+        keys(&["--newest"]),
+        ["agent:a", "cron:b", "cron:a", "hook:x"]
+    );
+    assert_eq!(
+        keys(&["--oldest"]),
+        ["hook:x", "cron:a", "cron:b", "agent:a"]
+    );
+    assert_eq!(keys(&["--prefix", "cron:"]), ["cron:a", "cron:b"]);
+    assert_eq!(
+        keys(&["--prefix", "cron:", "--newest"]),
+        ["cron:b", "cron:a"]
+    );
+    assert_eq!(keys(&["--oldest", "--limit", "2"]), ["hook:x", "cron:a"]);
+    assert_eq!(keys(&["--limit", "0"]), Vec::<String>::new());
+    assert_eq!(keys(&["--prefix", "zzz"]), Vec::<String>::new());
+
+    // Columns: key, sessionId, updatedAt as an ISO time; a dash where there is none.
+    assert_eq!(
+        ok(&["list", "--prefix", "cron:a"], &path, &[], b""),
+        "cron:a  s3  1970-01-01T00:00:01.000Z\n"
+    );
+    assert_eq!(
+        ok(&["list", "--prefix", "hook"], &path, &[], b""),
+        "hook:x  -  -\n"
+    );
+}
+
+#[test]
+fn list_json_holds_each_entry_with_its_bytes() {
+    let (_dir, path) = store_dir();
+    set(
+        &path,
+        "k",
+        r#"{"sessionId":"s","updatedAt":1763708000000,"f":1.0}"#,
+    );
+    set(&path, "n", r#"{"label":"x"}"#);
+    let text = ok(&["list", "--json", "--newest"], &path, &[], b"");
+    // The entry is written with the bytes the store holds, so `1.0` stays `1.0`.
+    assert!(
+        text.contains(r#""entry": {"sessionId":"s","updatedAt":1763708000000,"f":1.0}"#),
+        "{text}"
+    );
+    let listing = json(&text);
+    let entries = listing["entries"].as_array().expect("an array");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["key"], "k");
+    assert_eq!(entries[0]["sessionId"], "s");
+    assert_eq!(entries[0]["updatedAt"], 1_763_708_000_000_i64);
+    assert_eq!(entries[1]["key"], "n");
+    assert_eq!(entries[1]["sessionId"], Value::Null);
+    assert_eq!(entries[1]["updatedAt"], Value::Null);
+    assert_eq!(entries[1]["entry"], serde_json::json!({"label": "x"}));
+}
+
+#[test]
+fn newest_and_oldest_together_are_a_usage_error() {
+    let (_dir, path) = store_dir();
+    set(&path, "k", "{}");
+    let output = run(args(&["list", "--newest", "--oldest"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(USAGE));
+    let output = run(args(&["list", "--limit", "-1"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(USAGE));
+}
+
+#[test]
+fn stats_counts_entries_sessions_and_bytes() {
+    let (_dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1","updatedAt":1}"#);
+    set(&path, "b", r#"{"sessionId":"s1","updatedAt":2}"#);
+    set(&path, "c", r#"{"sessionId":"s2","updatedAt":3}"#);
+    let journal_len = fs::metadata(journal(&path)).expect("journal").len();
+    let human = ok(&["stats"], &path, &[], b"");
+    let field = |name: &str| -> u64 {
+        let prefix = format!("{name}: ");
+        human
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no `{name}` in:\n{human}"))
+            .parse()
+            .expect("a number")
+    };
+    assert_eq!(field("entries"), 3);
+    assert_eq!(field("sessions"), 2);
+    assert!(field("bytes") > 0);
+    assert_eq!(field("snapshot bytes"), 0);
+    assert_eq!(field("journal bytes"), journal_len);
+    assert_eq!(field("journal records"), 3);
+    assert_eq!(human.lines().count(), 6, "{human}");
+
+    let stats = json(&ok(&["stats", "--json"], &path, &[], b""));
+    assert_eq!(stats["entries"], 3);
+    assert_eq!(stats["sessions"], 2);
+    assert_eq!(stats["bytes"], field("bytes"));
+    assert_eq!(stats["journalBytes"], journal_len);
+    assert_eq!(stats["snapshotBytes"], 0);
+
+    // After a compaction the entries live in the snapshot.
+    ok(&["compact"], &path, &[], b"");
+    let stats = json(&ok(&["stats", "--json"], &path, &[], b""));
+    assert_eq!(stats["entries"], 3);
+    assert_eq!(stats["journalRecords"], 0);
+    assert_eq!(
+        stats["snapshotBytes"],
+        fs::metadata(&path).expect("snapshot").len()
+    );
+}
+
+#[test]
+fn delete_removes_the_entry_and_a_missing_key_is_fine() {
+    let (_dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1"}"#);
+    set(&path, "b", r#"{"sessionId":"s2"}"#);
+    assert_eq!(ok(&["delete"], &path, &["a"], b""), "");
+    let output = run(args(&["get"], &path, &["a"]), b"");
+    fails(&output, NOT_FOUND, &path);
+    let journal_len = fs::metadata(journal(&path)).expect("journal").len();
+    // Deleting what is not there succeeds and writes nothing.
+    assert_eq!(ok(&["delete"], &path, &["a"], b""), "");
+    assert_eq!(
+        fs::metadata(journal(&path)).expect("journal").len(),
+        journal_len
+    );
+    assert!(ok(&["list"], &path, &[], b"").starts_with("b  s2"));
+}
+
+#[test]
+fn compact_writes_an_openclaw_snapshot_and_reports_it() {
+    let (_dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1","updatedAt":1,"f":1.0}"#);
+    set(&path, "b", r#"{"sessionId":"s2","updatedAt":2}"#);
+    ok(&["delete"], &path, &["b"], b"");
+    let before = fs::metadata(journal(&path)).expect("journal").len();
+    let human = ok(&["compact"], &path, &[], b"");
+    assert!(human.starts_with("entries: 1\nsnapshot bytes: "), "{human}");
+    assert!(
+        human.contains(&format!("journal bytes: {before} before, ")),
+        "{human}"
+    );
+    assert!(human.contains("journal locked for: "), "{human}");
+    let snapshot = fs::read_to_string(&path).expect("the snapshot");
+    assert_eq!(
+        snapshot,
+        "{\n  \"a\": {\n    \"sessionId\": \"s1\",\n    \"updatedAt\": 1,\n    \"f\": 1.0\n  }\n}\n"
+    );
+    let after = fs::metadata(journal(&path)).expect("journal").len();
+    assert!(after < before, "{after} >= {before}");
+
+    let report = json(&ok(&["compact", "--json"], &path, &[], b""));
+    assert_eq!(report["entries"], 1);
+    assert_eq!(report["snapshotBytes"], snapshot.len());
+    assert_eq!(report["journalBytesBefore"], after);
+    assert_eq!(report["superseded"], false);
+    // Nothing was lost.
+    assert_eq!(
+        ok(&["get"], &path, &["a"], b""),
+        "{\"sessionId\":\"s1\",\"updatedAt\":1,\"f\":1.0}\n"
+    );
+}
+
+#[test]
+fn an_openclaw_snapshot_is_read_without_creating_a_journal() {
+    let (dir, path) = store_dir();
+    fs::write(
+        &path,
+        "{\n  \"agent:main:main\": {\n    \"sessionId\": \"0b7e\",\n    \"updatedAt\": 1763708000000\n  }\n}\n",
+    )
+    .expect("plant a snapshot");
+    let before = contents(dir.path());
+    assert_eq!(
+        ok(&["get"], &path, &["agent:main:main"], b""),
+        "{\"sessionId\":\"0b7e\",\"updatedAt\":1763708000000}\n"
+    );
+    assert!(
+        ok(&["list"], &path, &[], b"")
+            .starts_with("agent:main:main  0b7e  2025-11-21T06:53:20.000Z")
+    );
+    assert!(ok(&["stats"], &path, &[], b"").starts_with("entries: 1\n"));
+    assert_eq!(contents(dir.path()), before);
+    // A write starts the journal beside it.
+    set(&path, "cron:1", r#"{"sessionId":"c1"}"#);
+    assert!(journal(&path).is_file());
+    assert_eq!(
+        ok(&["get"], &path, &["agent:main:main"], b""),
+        "{\"sessionId\":\"0b7e\",\"updatedAt\":1763708000000}\n"
+    );
+}
+
+#[test]
+fn a_corrupt_snapshot_fails_every_command_with_65_and_is_left_alone() {
+    let (dir, path) = store_dir();
+    fs::write(&path, "{\"a\": {\"sessionId\": \"s\"},\n  oops\n")
+        .expect("plant a corrupt snapshot");
+    for with_journal in [false, true] {
+        if with_journal {
+            fs::write(journal(&path), HEADER).expect("plant a journal");
+        }
+        let before = contents(dir.path());
+        let cases: [(&[&str], &[&str], &[u8]); 6] = [
+            (&["stats"], &[], b""),
+            (&["get"], &["a"], b""),
+            (&["list", "--json"], &[], b""),
+            (&["set"], &["b"], b"{}"),
+            (&["delete"], &["a"], b""),
+            (&["compact"], &[], b""),
+        ];
+        for (sub, rest, stdin) in cases {
+            let output = run(args(sub, &path, rest), stdin);
+            let line = fails(&output, DATA_ERR, &path);
+            assert!(line.contains("is corrupt"), "{sub:?}: {line}");
+            assert!(line.contains("line 2"), "{sub:?}: {line}");
+            // Not repaired, not quarantined, no journal created beside it.
+            assert_eq!(contents(dir.path()), before, "{sub:?} changed the files");
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_journal_record_fails_commands_with_65_naming_its_line() {
+    let (dir, path) = store_dir();
+    let good = upsert(1, "a", r#"{"sessionId":"s"}"#);
+    fs::write(
+        journal(&path),
+        format!("{HEADER}{good}{{\"seq\":2,\"op\":\"upsert\"}}\n"),
+    )
+    .expect("plant a journal");
+    let before = contents(dir.path());
+    let offset = HEADER.len() + good.len();
+    for (sub, rest, stdin) in [
+        (&["get"][..], &["a"][..], &b""[..]),
+        (&["stats"], &[], b""),
+        (&["set"], &["b"], b"{}"),
+        (&["compact"], &[], b""),
+    ] {
+        let output = run(args(sub, &path, rest), stdin);
+        let line = assert_error_line(&output, DATA_ERR);
+        assert!(line.contains("sessions.json.journal` is corrupt"), "{line}");
+        assert!(
+            line.contains(&format!("at line 3 (byte offset {offset})")),
+            "{line}"
+        );
+        assert_eq!(contents(dir.path()), before, "{sub:?} changed the files");
+    }
+}
+
+#[test]
+fn a_journal_of_a_newer_version_is_refused_and_left_alone() {
+    let (dir, path) = store_dir();
+    fs::write(journal(&path), "{\"sessionkitJournal\":2,\"epoch\":1}\n").expect("plant");
+    let before = contents(dir.path());
+    for (sub, stdin) in [(&["get"][..], &b""[..]), (&["set"], b"{}")] {
+        let output = run(args(sub, &path, &["k"]), stdin);
+        let line = assert_error_line(&output, DATA_ERR);
+        assert!(line.contains("journal format version 2"), "{line}");
+    }
+    let text = run(args(&["check", "--json"], &path, &[]), b"");
+    assert_eq!(text.status.code(), Some(DATA_ERR));
+    let report = json(&String::from_utf8(text.stdout).expect("UTF-8"));
+    assert_eq!(report["problems"][0]["kind"], "journal-unsupported");
+    assert_eq!(contents(dir.path()), before);
+}
+
+#[test]
+fn check_passes_a_clean_store_with_its_transcripts() {
+    let (dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1","updatedAt":1}"#);
+    set(&path, "b", r#"{"sessionId":"s1","updatedAt":2}"#);
+    set(
+        &path,
+        "topic",
+        r#"{"sessionId":"s2","sessionFile":"t/s2-topic-7.jsonl"}"#,
+    );
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let absolute = elsewhere.path().join("x.jsonl");
+    set(
+        &path,
+        "abs",
+        &serde_json::json!({"sessionId": "s3", "sessionFile": absolute}).to_string(),
+    );
+    set(&path, "bare", r#"{"label":"no transcript"}"#);
+    fs::write(dir.path().join("s1.jsonl"), "").expect("transcript");
+    fs::create_dir(dir.path().join("t")).expect("topic dir");
+    fs::write(dir.path().join("t/s2-topic-7.jsonl"), "").expect("transcript");
+    fs::write(&absolute, "").expect("transcript");
+    ok(&["compact"], &path, &[], b"");
+    set(&path, "c", r#"{"sessionId":"s1","updatedAt":3}"#);
+
+    let before = contents(dir.path());
+    let human = ok(&["check"], &path, &[], b"");
+    assert_eq!(
+        human,
+        format!(
+            "checked `{}`: 6 entries, 1 journal record, 3 transcripts: no problems\n",
+            path.display()
+        )
+    );
+    let report = json(&ok(&["check", "--json"], &path, &[], b""));
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["entries"], 6);
+    assert_eq!(report["transcripts"], 3);
+    assert_eq!(report["problems"], serde_json::json!([]));
+    assert_eq!(contents(dir.path()), before);
+}
+
+#[test]
+fn check_reports_a_torn_tail_and_changes_nothing_until_a_write_cuts_it() {
+    let (dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1"}"#);
+    fs::write(dir.path().join("s1.jsonl"), "").expect("transcript");
+    let whole = fs::metadata(journal(&path)).expect("journal").len();
+    let torn = "{\"seq\":2,\"writer\":\"00000000000000aa\",\"op\":\"ups";
+    let mut bytes = fs::read(journal(&path)).expect("journal");
+    bytes.extend_from_slice(torn.as_bytes());
+    fs::write(journal(&path), &bytes).expect("tear the journal");
+    let before = contents(dir.path());
+
+    let output = run(args(&["check"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(DATA_ERR));
+    assert!(output.stderr.is_empty());
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("journal-torn-tail: "), "{text}");
+    assert!(
+        lines[0].contains(&format!(
+            "torn tail of {} bytes at line 3 (byte offset {whole})",
+            torn.len()
+        )),
+        "{text}"
+    );
+    assert!(lines[1].ends_with(": 1 problem"), "{text}");
+
+    let report = json(
+        &String::from_utf8(run(args(&["check", "--json"], &path, &[]), b"").stdout).expect("UTF-8"),
+    );
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["problems"][0]["kind"], "journal-torn-tail");
+    assert_eq!(report["problems"][0]["offset"], whole);
+
+    // Readers skip the torn bytes and leave them.
+    assert_eq!(ok(&["get"], &path, &["a"], b""), "{\"sessionId\":\"s1\"}\n");
+    assert_eq!(contents(dir.path()), before);
+
+    // A write opens the store, which cuts the tail, and says so.
+    let output = run(args(&["set"], &path, &["b"]), br#"{"sessionId":"s1"}"#);
+    assert_eq!(output.status.code(), Some(0));
+    let warning = String::from_utf8(output.stderr).expect("UTF-8");
+    assert!(
+        warning.starts_with("sessionkit: warning: cut a torn tail of ")
+            && warning.ends_with("never acknowledged\n")
+            && warning.lines().count() == 1,
+        "{warning}"
+    );
+    assert!(
+        warning.contains(&format!("{} bytes", torn.len())),
+        "{warning}"
+    );
+    ok(&["check"], &path, &[], b"");
+}
+
+#[test]
+fn check_reports_every_corrupt_record_with_its_line_and_offset() {
+    let (dir, path) = store_dir();
+    let first = upsert(1, "a", r#"{"sessionId":"s1"}"#);
+    let bad1 = "{\"seq\":2,\"writer\":\"XYZ\",\"op\":\"delete\",\"key\":\"a\"}\n";
+    let middle = upsert(3, "b", r#"{"sessionId":"s2"}"#);
+    let bad2 = "garbage\n";
+    let text = format!("{HEADER}{first}{bad1}{middle}{bad2}");
+    fs::write(journal(&path), &text).expect("plant a journal");
+    for id in ["s1", "s2"] {
+        fs::write(dir.path().join(format!("{id}.jsonl")), "").expect("transcript");
+    }
+    let before = contents(dir.path());
+
+    let output = run(args(&["check"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(DATA_ERR));
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let offset1 = HEADER.len() + first.len();
+    let offset2 = offset1 + bad1.len() + middle.len();
+    assert!(lines[0].starts_with("journal-corrupt: "), "{out}");
+    assert!(
+        lines[0].contains(&format!("at line 3 (byte offset {offset1})")),
+        "{out}"
+    );
+    assert!(lines[0].contains("writer"), "{out}");
+    assert!(
+        lines[1].contains(&format!("at line 5 (byte offset {offset2})")),
+        "{out}"
+    );
+    // Both valid records still count; the bad one between them does not stop the check.
+    assert!(lines[2].contains("2 entries, 2 journal records"), "{out}");
+    assert!(lines[2].ends_with(": 2 problems"), "{out}");
+
+    let report = json(
+        &String::from_utf8(run(args(&["check", "--json"], &path, &[]), b"").stdout).expect("UTF-8"),
+    );
+    let problems = report["problems"].as_array().expect("an array");
+    assert_eq!(problems.len(), 2);
+    assert_eq!(problems[0]["kind"], "journal-corrupt");
+    assert_eq!(problems[0]["line"], 3);
+    assert_eq!(problems[0]["offset"], offset1);
+    assert_eq!(problems[1]["line"], 5);
+    assert_eq!(problems[1]["offset"], offset2);
+    assert_eq!(contents(dir.path()), before);
+}
+
+#[test]
+fn check_reports_missing_transcripts_by_entry() {
+    let (dir, path) = store_dir();
+    set(&path, "has", r#"{"sessionId":"s1"}"#);
+    set(&path, "lost", r#"{"sessionId":"s2"}"#);
+    set(
+        &path,
+        "lost-topic",
+        r#"{"sessionId":"s3","sessionFile":"s3-topic-1.jsonl"}"#,
+    );
+    set(&path, "dir", r#"{"sessionId":"d"}"#);
+    fs::write(dir.path().join("s1.jsonl"), "").expect("transcript");
+    // The default transcript of the topic exists, but its sessionFile names another.
+    fs::write(dir.path().join("s3.jsonl"), "").expect("transcript");
+    fs::create_dir(dir.path().join("d.jsonl")).expect("a directory");
+
+    let output = run(args(&["check"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(DATA_ERR));
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    let missing = |key: &str, file: &str| {
+        format!(
+            "transcript-missing: entry `{key}`: transcript `{}` does not exist",
+            dir.path().join(file).display()
+        )
+    };
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            format!(
+                "transcript-error: entry `dir`: transcript `{}` is not a regular file",
+                dir.path().join("d.jsonl").display()
+            ),
+            missing("lost", "s2.jsonl"),
+            missing("lost-topic", "s3-topic-1.jsonl"),
+        ],
+        "{out}"
+    );
+    assert!(
+        lines[3].ends_with("4 entries, 4 journal records, 4 transcripts: 3 problems"),
+        "{out}"
+    );
+
+    let report = json(
+        &String::from_utf8(run(args(&["check", "--json"], &path, &[]), b"").stdout).expect("UTF-8"),
+    );
+    let problem = &report["problems"][1];
+    assert_eq!(problem["kind"], "transcript-missing");
+    assert_eq!(problem["key"], "lost");
+    assert_eq!(
+        problem["file"],
+        dir.path().join("s2.jsonl").to_str().expect("UTF-8")
+    );
+}
+
+#[test]
+fn check_reports_a_corrupt_snapshot_and_still_checks_the_journal() {
+    let (dir, path) = store_dir();
+    fs::write(&path, "").expect("an empty snapshot is damage");
+    let record = upsert(1, "j", r#"{"sessionId":"sj"}"#);
+    fs::write(journal(&path), format!("{HEADER}{record}")).expect("plant a journal");
+    let before = contents(dir.path());
+    let output = run(args(&["check"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(DATA_ERR));
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("snapshot-corrupt: "), "{out}");
+    assert!(lines[0].contains("the file is empty"), "{out}");
+    // The journal's entry is still checked for its transcript.
+    assert!(
+        lines[1].starts_with("transcript-missing: entry `j`"),
+        "{out}"
+    );
+    assert!(
+        lines[2].ends_with("1 entry, 1 journal record, 1 transcript: 2 problems"),
+        "{out}"
+    );
+    assert_eq!(contents(dir.path()), before);
+}
+
+#[test]
+fn check_reports_a_bad_header_and_a_torn_only_line() {
+    let (dir, path) = store_dir();
+    fs::write(journal(&path), "{\"notAJournal\":true}\n").expect("plant");
+    let report = json(
+        &String::from_utf8(run(args(&["check", "--json"], &path, &[]), b"").stdout).expect("UTF-8"),
+    );
+    assert_eq!(report["problems"][0]["kind"], "journal-corrupt");
+    assert_eq!(report["problems"][0]["line"], 1);
+
+    // A journal whose only bytes are half a header: a crash while creating it.
+    fs::write(journal(&path), "{\"sessionkitJour").expect("plant");
+    let output = run(args(&["check"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(DATA_ERR));
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(out.starts_with("journal-torn-tail: "), "{out}");
+    assert!(out.contains("at line 1 (byte offset 0)"), "{out}");
+    assert_eq!(names(dir.path()), ["sessions.json.journal"]);
+}
