@@ -784,3 +784,54 @@ fn check_reports_a_bad_header_and_a_torn_only_line() {
     assert!(out.contains("at line 1 (byte offset 0)"), "{out}");
     assert_eq!(names(dir.path()), ["sessions.json.journal"]);
 }
+
+#[test]
+fn maintain_shows_then_does_the_cap_and_archives_transcripts() {
+    let (dir, path) = store_dir();
+    let now = now_ms();
+    for i in 0..5 {
+        set(
+            &path,
+            &format!("k{i}"),
+            &format!(r#"{{"sessionId":"s{i}","updatedAt":{}}}"#, now - 5000 + i),
+        );
+    }
+    fs::write(dir.path().join("s0.jsonl"), "{}\n").expect("plant a transcript");
+    // Cap 2 with a slack of 1: five entries are over it, the three oldest go.
+    let out = ok(
+        &["maintain"],
+        &path,
+        &["--dry-run", "--max-entries", "2"],
+        b"",
+    );
+    assert!(out.starts_with("would evict k0 (over the cap)\n"), "{out}");
+    assert!(out.contains("would archive "), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("would evict 3 (pruned 0, capped 3, disk 0)")),
+        "{out}"
+    );
+    assert!(dir.path().join("s0.jsonl").exists());
+
+    let out = ok(&["maintain"], &path, &["--max-entries", "2", "--json"], b"");
+    let report = json(&out);
+    assert_eq!(report["capped"], serde_json::json!(["k0", "k1", "k2"]));
+    assert_eq!(report["dryRun"], false);
+    assert_eq!(report["archived"].as_array().map(Vec::len), Some(1));
+    assert!(!dir.path().join("s0.jsonl").exists());
+    let listed = ok(&["list"], &path, &[], b"");
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+}
+
+#[test]
+fn maintain_needs_an_existing_store_and_sane_options() {
+    let (_dir, path) = store_dir();
+    let output = run(args(&["maintain"], &path, &[]), b"");
+    fails(&output, IO_ERR, &path);
+    let output = run(
+        args(&["maintain"], &path, &["--no-cap", "--max-entries", "3"]),
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(USAGE), "{output:?}");
+}

@@ -43,6 +43,9 @@ pub(crate) enum StoreCommand {
     Delete(write::DeleteArgs),
     /// Write a new snapshot and start a fresh journal, and print what was done.
     Compact(write::CompactArgs),
+    /// Run one maintenance pass: prune, cap, archive or delete transcripts, remove orphans and
+    /// old archives, keep to a disk budget; print each action.
+    Maintain(write::MaintainArgs),
     /// Check the snapshot, the journal and the transcripts, changing nothing; exit 65 if any
     /// problem is found.
     Check(check::CheckArgs),
@@ -57,6 +60,7 @@ pub(crate) fn run(args: StoreArgs) -> Result<u8, Failure> {
         StoreCommand::Set(args) => write::set(&args),
         StoreCommand::Delete(args) => write::delete(&args),
         StoreCommand::Compact(args) => write::compact(&args),
+        StoreCommand::Maintain(args) => write::maintain(&args),
         StoreCommand::Check(args) => check::run(&args),
     }
 }

@@ -1,12 +1,15 @@
-//! `sessionkit store set|delete|compact`: change a store through the library, which journals
-//! each change (durably: the journal is fsynced before the command succeeds).
+//! `sessionkit store set|delete|compact|maintain`: change a store through the library, which
+//! journals each change (durably: the journal is fsynced before the command succeeds).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use sessionkit::store::{Activity, CompactReport, Entry, Patch};
+use sessionkit::store::{
+    Activity, CompactReport, Entry, Maintenance, MaintenanceReport, Patch, Store,
+    TranscriptDisposal,
+};
 
 use super::{open, print, to_json};
 use crate::failure::Failure;
@@ -157,4 +160,150 @@ mod tests {
         assert_eq!(locked_for(1_000), "1 ms");
         assert_eq!(locked_for(1_300_000), "1.3 s");
     }
+}
+
+/// Arguments of `sessionkit store maintain`.
+#[derive(Debug, Args)]
+pub(crate) struct MaintainArgs {
+    /// The store's snapshot, `sessions.json`; its journal is PATH.journal.
+    #[arg(value_name = "PATH")]
+    pub(crate) path: PathBuf,
+
+    /// Report what the pass would evict, archive and delete, changing nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// The most entries to keep; past it plus its slack the oldest go.
+    #[arg(long, value_name = "N", default_value_t = MAX_ENTRIES, conflicts_with = "no_cap")]
+    pub(crate) max_entries: usize,
+
+    /// No entry cap.
+    #[arg(long)]
+    pub(crate) no_cap: bool,
+
+    /// Prune entries not updated for longer than this (as 720h; 30 days by default).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse_positive, conflicts_with = "no_prune")]
+    pub(crate) prune_after: Option<Duration>,
+
+    /// Never prune for age.
+    #[arg(long)]
+    pub(crate) no_prune: bool,
+
+    /// The disk budget of the store's directory, in bytes [default: none].
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_disk_bytes: Option<u64>,
+
+    /// What happens to the transcripts of evicted sessions and to orphan transcripts.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = Disposal::Archive)]
+    pub(crate) transcripts: Disposal,
+
+    /// Leave transcripts no entry references alone until they are this old [default: 1h].
+    #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+    pub(crate) orphan_grace: Option<Duration>,
+
+    /// Print the report as one JSON object (pretty-printed) instead of lines.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// The default of `--max-entries`, the library's.
+const MAX_ENTRIES: usize = sessionkit::store::DEFAULT_MAX_ENTRIES;
+
+/// `--transcripts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Disposal {
+    /// Rename to `<file>.deleted.<UTC time>`; archives go after 30 days.
+    Archive,
+    /// Delete at once.
+    Delete,
+}
+
+/// Runs one maintenance pass (unbounded in time) and prints what it did.
+pub(super) fn maintain(args: &MaintainArgs) -> Result<u8, Failure> {
+    let mut m = Maintenance::new()
+        .background(false)
+        .interval(None)
+        // An operator's pass finishes what it starts.
+        .time_budget(Duration::MAX)
+        .max_entries((!args.no_cap).then_some(args.max_entries))
+        .max_disk_bytes(args.max_disk_bytes)
+        .transcripts(match args.transcripts {
+            Disposal::Archive => TranscriptDisposal::Archive,
+            Disposal::Delete => TranscriptDisposal::Delete,
+        });
+    if args.no_prune {
+        m = m.prune_after(None);
+    } else if let Some(age) = args.prune_after {
+        m = m.prune_after(Some(age));
+    }
+    if let Some(grace) = args.orphan_grace {
+        m = m.orphan_grace(grace);
+    }
+    let store = Store::builder()
+        .create(false)
+        .auto_compact(false)
+        .maintenance(m)
+        .open(&args.path)?;
+    let report = store.maintain(args.dry_run)?;
+    let text = if args.json {
+        to_json(&report)?
+    } else {
+        human_maintain(&report)
+    };
+    print(&text)?;
+    Ok(if report.errors.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::IO_ERR
+    })
+}
+
+/// The report for people: one line per eviction and file, then a summary line.
+fn human_maintain(report: &MaintenanceReport) -> String {
+    let mut out = String::new();
+    let would = if report.dry_run { "would " } else { "" };
+    let mut line = |text: String| {
+        let _ = writeln!(out, "{}", super::one_line(&text));
+    };
+    for (keys, why) in [
+        (&report.pruned, "pruned"),
+        (&report.capped, "over the cap"),
+        (&report.disk_evicted, "over the disk budget"),
+    ] {
+        for key in keys {
+            line(format!("{would}evict {key} ({why})"));
+        }
+    }
+    for path in &report.archived {
+        line(format!("{would}archive {}", path.display()));
+    }
+    for path in &report.deleted {
+        line(format!("{would}delete {}", path.display()));
+    }
+    for path in report.archives_removed.iter().chain(&report.temps_removed) {
+        line(format!("{would}delete {}", path.display()));
+    }
+    for error in &report.errors {
+        line(format!("error {error}"));
+    }
+    line(format!(
+        "{} {} (pruned {}, capped {}, disk {}), transcripts archived {}, deleted {}, \
+         orphans {}, archives removed {}, errors {}, in {}",
+        if report.dry_run {
+            "would evict"
+        } else {
+            "evicted"
+        },
+        report.evicted(),
+        report.pruned.len(),
+        report.capped.len(),
+        report.disk_evicted.len(),
+        report.archived.len(),
+        report.deleted.len(),
+        report.orphans.len(),
+        report.archives_removed.len(),
+        report.errors.len(),
+        duration::human(Duration::from_millis(report.elapsed_ms)),
+    ));
+    out
 }
