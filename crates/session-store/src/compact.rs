@@ -90,6 +90,11 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     let new_journal = writer
         .prepare(&shared.journal_path, &next)
         .map_err(atomic("write the new journal"))?;
+    // Opened under its temp name, so that the view follows this very file even if another
+    // process replaces it again right after the rename.
+    let reopened = JournalFile::open_as(new_journal.temp_path(), &shared.journal_path, false)
+        .map(Arc::new)
+        .map_err(|e| io("open the new journal", e))?;
     snapshot
         .commit()
         .map_err(atomic("put the new snapshot in place"))?;
@@ -98,8 +103,19 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         .map_err(atomic("put the new journal in place"))?;
 
     // The view moves to the new files: first everything of the old journal, then the switch.
+    // A reader may have seen the renames and reloaded the view from the new files already.
     {
         let mut view = shared.write();
+        if view.journal.id != journal.id {
+            drop(view);
+            let report = report_of(entries, &bytes, journal_before, &next, started);
+            drop(locked);
+            shared.count(|c| {
+                c.compactions += 1;
+                c.snapshot_bytes += bytes.len() as u64;
+            });
+            return Ok(report);
+        }
         let rest = journal.read_from(view.offset).map_err(|e| io("read", e))?;
         let cut = rest
             .iter()
@@ -113,36 +129,42 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         )?;
         let view = &mut *view;
         view.state.replay(&parsed.records, &mut view.seqs);
-        let reopened = JournalFile::open(&shared.journal_path, false)
-            .map(Arc::new)
-            .map_err(|e| io("open the new journal", e))?;
         view.journal = reopened;
         view.offset = next.len() as u64;
         view.lines = 1 + tail[..whole].iter().filter(|&&b| b == b'\n').count();
         view.epoch = epoch + 1;
         view.snapshot_bytes = bytes.len() as u64;
     }
-    let locked_micros = started.elapsed().as_micros() as u64;
+    let report = report_of(entries, &bytes, journal_before, &next, started);
     drop(locked);
     shared.count(|c| {
         c.compactions += 1;
         c.snapshot_bytes += bytes.len() as u64;
     });
-    let report = CompactReport {
-        entries,
-        snapshot_bytes: bytes.len() as u64,
-        journal_bytes_before: journal_before,
-        journal_bytes_after: next.len() as u64,
-        locked_micros,
-        superseded: false,
-    };
     tracing::info!(
         entries,
         snapshot_bytes = report.snapshot_bytes,
         journal_before,
         journal_after = report.journal_bytes_after,
-        locked_micros,
+        locked_micros = report.locked_micros,
         "compacted the session store"
     );
     Ok(report)
+}
+
+fn report_of(
+    entries: usize,
+    snapshot: &[u8],
+    journal_before: u64,
+    journal_after: &[u8],
+    locked_since: Instant,
+) -> CompactReport {
+    CompactReport {
+        entries,
+        snapshot_bytes: snapshot.len() as u64,
+        journal_bytes_before: journal_before,
+        journal_bytes_after: journal_after.len() as u64,
+        locked_micros: u64::try_from(locked_since.elapsed().as_micros()).unwrap_or(u64::MAX),
+        superseded: false,
+    }
 }

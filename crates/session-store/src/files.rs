@@ -4,8 +4,8 @@
 //! Every function here blocks; callers run them on the writer thread or a blocking thread.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,12 +45,18 @@ impl JournalFile {
     /// Opens the journal at `path` for reading and appending, creating it (mode 0600, empty)
     /// if `create` is set.
     pub(crate) fn open(path: &Path, create: bool) -> io::Result<JournalFile> {
+        JournalFile::open_as(path, path, create)
+    }
+
+    /// Opens the file at `file` as the journal that will be named `path` (a new journal
+    /// still under its temp name, about to be renamed into place).
+    pub(crate) fn open_as(file: &Path, path: &Path, create: bool) -> io::Result<JournalFile> {
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(create)
             .mode(0o600)
-            .open(path)?;
+            .open(file)?;
         let meta = file.metadata()?;
         Ok(JournalFile {
             path: path.to_path_buf(),
@@ -82,12 +88,27 @@ impl JournalFile {
     }
 
     /// Every byte from `offset` to the end.
+    ///
+    /// Positional reads (`pread`): a reader's catch-up and a compaction may read the same
+    /// open file at once, and a shared file position would send one of them to the other's
+    /// offset.
     pub(crate) fn read_from(&self, offset: u64) -> io::Result<Vec<u8>> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(offset))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(bytes)
+        let len = self.len()?;
+        let mut bytes =
+            Vec::with_capacity(usize::try_from(len.saturating_sub(offset)).unwrap_or(0));
+        let mut chunk = vec![0; 64 * 1024];
+        let mut at = offset;
+        loop {
+            match self.file.read_at(&mut chunk, at) {
+                Ok(0) => return Ok(bytes),
+                Ok(n) => {
+                    bytes.extend_from_slice(&chunk[..n]);
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Appends `bytes` with one `write` where the kernel allows (and more only after a short
