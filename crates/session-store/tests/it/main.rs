@@ -3,6 +3,8 @@
 // The async API (feature `tokio`).
 #[cfg(feature = "tokio")]
 mod asyncs;
+// Corrupt inputs at the store's level: truncations and flipped bytes.
+mod corrupt;
 // Entries, patches and the `updatedAt` rule, with RFC 7396's own examples.
 mod entry;
 // The OpenClaw fixture: load, save, load again; corrupt snapshots; quarantine.

@@ -1,0 +1,160 @@
+//! Corrupt inputs at the store's level: the snapshot and the journal truncated at every offset
+//! and with flipped bytes. Never a panic, never a silent empty store, the bad file kept.
+
+use std::fs;
+use std::path::Path;
+
+use sessionkit_session_store::{Entry, ListQuery, Store};
+
+use crate::util::Scratch;
+
+/// A store with a compacted snapshot of three entries and a journal of three more records;
+/// returns the snapshot's and the journal's bytes.
+fn seed(path: &Path) -> (Vec<u8>, Vec<u8>) {
+    let store = Store::builder().auto_compact(false).open(path).unwrap();
+    for (key, sid) in [
+        ("agent:a:main", "s1"),
+        ("cron:nightly", "s2"),
+        ("hook:x", "s3"),
+    ] {
+        let entry = format!(r#"{{"sessionId":"{sid}","updatedAt":1700000000000,"label":"é\n"}}"#);
+        store.upsert(key, Entry::parse(&entry).unwrap()).unwrap();
+    }
+    store.compact().unwrap();
+    store
+        .upsert(
+            "late:1",
+            Entry::parse(r#"{"sessionId":"s4","updatedAt":1}"#).unwrap(),
+        )
+        .unwrap();
+    store.delete("hook:x").unwrap();
+    store
+        .upsert(
+            "late:2",
+            Entry::parse(r#"{"sessionId":"s5","updatedAt":2}"#).unwrap(),
+        )
+        .unwrap();
+    let journal = store.journal_path().to_path_buf();
+    drop(store);
+    (fs::read(path).unwrap(), fs::read(journal).unwrap())
+}
+
+fn keys(store: &Store) -> Vec<String> {
+    store
+        .list(&ListQuery::all())
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+#[test]
+fn a_truncated_snapshot_fails_the_open_and_is_kept_or_quarantined() {
+    let dir = Scratch::new("corrupt-snap");
+    let path = dir.join("sessions.json");
+    let (snapshot, journal) = seed(&path);
+    let journal_path = dir.join("sessions.json.journal");
+    // Every cut short of the whole file (a cut inside the final newline is still whole).
+    let whole = snapshot.len() - 1;
+    for cut in 0..whole {
+        fs::write(&path, &snapshot[..cut]).unwrap();
+        fs::write(&journal_path, &journal).unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(err.is_corrupt(), "cut {cut}: {err}");
+        assert_eq!(fs::read(&path).unwrap(), &snapshot[..cut], "cut {cut}");
+        assert_eq!(fs::read(&journal_path).unwrap(), journal, "cut {cut}");
+    }
+    // With recovery the damaged snapshot goes aside, reported, and the journal still applies.
+    for cut in [0, 1, whole / 2, whole - 1] {
+        for f in dir.names() {
+            if f.contains(".corrupt.") {
+                fs::remove_file(dir.join(&f)).unwrap();
+            }
+        }
+        fs::write(&path, &snapshot[..cut]).unwrap();
+        fs::write(&journal_path, &journal).unwrap();
+        let store = Store::builder().recover(true).open(&path).unwrap();
+        let aside = &store.open_report().quarantined;
+        assert_eq!(aside.len(), 1, "cut {cut}");
+        assert_eq!(fs::read(&aside[0]).unwrap(), &snapshot[..cut], "cut {cut}");
+        assert_eq!(keys(&store), ["late:1", "late:2"], "cut {cut}");
+    }
+}
+
+#[test]
+fn a_journal_cut_anywhere_opens_with_the_whole_records_before_the_cut() {
+    let dir = Scratch::new("corrupt-journal-cut");
+    let path = dir.join("sessions.json");
+    let (snapshot, journal) = seed(&path);
+    let journal_path = dir.join("sessions.json.journal");
+    let line_ends: Vec<usize> = journal
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    for cut in 0..=journal.len() {
+        fs::write(&path, &snapshot).unwrap();
+        fs::write(&journal_path, &journal[..cut]).unwrap();
+        let store = Store::open(&path).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        let whole_lines = line_ends.iter().filter(|&&end| end <= cut).count();
+        let expected: &[&str] = match whole_lines {
+            // No header, or only the header: the snapshot alone.
+            0 | 1 => &["agent:a:main", "cron:nightly", "hook:x"],
+            2 => &["agent:a:main", "cron:nightly", "hook:x", "late:1"],
+            3 => &["agent:a:main", "cron:nightly", "late:1"],
+            _ => &["agent:a:main", "cron:nightly", "late:1", "late:2"],
+        };
+        assert_eq!(keys(&store), expected, "cut {cut}");
+        let torn = cut
+            - line_ends
+                .iter()
+                .rfind(|&&end| end <= cut)
+                .copied()
+                .unwrap_or(0);
+        let reported = store.open_report().torn_tail_bytes.unwrap_or(0) as usize;
+        assert_eq!(reported, torn, "cut {cut}");
+        // The snapshot is never touched by a journal repair.
+        assert_eq!(fs::read(&path).unwrap(), snapshot, "cut {cut}");
+    }
+}
+
+#[test]
+fn flipped_bytes_never_panic_and_never_open_silently_empty() {
+    let dir = Scratch::new("corrupt-flip");
+    let path = dir.join("sessions.json");
+    let (snapshot, journal) = seed(&path);
+    let journal_path = dir.join("sessions.json.journal");
+    let mut failed = 0;
+    for (which, original) in [("snapshot", &snapshot), ("journal", &journal)] {
+        for at in 0..original.len() {
+            let mut damaged = original.clone();
+            damaged[at] ^= 0x5a;
+            let (s, j) = if which == "snapshot" {
+                (&damaged, &journal)
+            } else {
+                (&snapshot, &damaged)
+            };
+            fs::write(&path, s).unwrap();
+            fs::write(&journal_path, j).unwrap();
+            match Store::open(&path) {
+                Ok(store) => {
+                    // A flip inside a string can make another valid value; the store opens
+                    // with what the files say, but never empty.
+                    assert!(store.count().unwrap() > 0, "{which} byte {at}");
+                }
+                Err(e) => {
+                    failed += 1;
+                    assert!(
+                        e.is_corrupt() || e.is_unsupported(),
+                        "{which} byte {at}: {e}"
+                    );
+                    assert_eq!(&fs::read(&path).unwrap(), s, "{which} byte {at}");
+                    assert_eq!(&fs::read(&journal_path).unwrap(), j, "{which} byte {at}");
+                }
+            }
+        }
+    }
+    // Most flips break the JSON and are caught.
+    assert!(failed > (snapshot.len() + journal.len()) / 2, "{failed}");
+}
