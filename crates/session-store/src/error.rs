@@ -277,6 +277,14 @@ pub enum Error {
         source: Box<sessionkit_write_lock::Error>,
     },
 
+    /// The transcript's lock guard was lost: an async append was cancelled while it ran on a
+    /// blocking thread (the lock was released when it finished). Open the transcript again.
+    #[error("the transcript `{path}` lost its lock to a cancelled append", path = path.display())]
+    TranscriptLost {
+        /// The transcript file.
+        path: PathBuf,
+    },
+
     /// A blocking task of the async API could not run (the runtime is shutting down) or
     /// panicked.
     #[error("failed to {op} `{path}`: {reason}", path = path.display())]
@@ -324,6 +332,7 @@ impl Error {
             | Error::WriterStopped { path }
             | Error::AtomicWrite { path, .. }
             | Error::Lock { path, .. }
+            | Error::TranscriptLost { path }
             | Error::Task { path, .. } => Some(path),
             Error::Invalid { .. } => None,
         }

@@ -185,3 +185,109 @@ impl Store {
         self.blocking(Operation::Compact, Store::compact).await
     }
 }
+
+impl Store {
+    /// [`open_transcript`](Store::open_transcript), waiting for the lock without blocking a
+    /// worker (write-lock's `acquire_async`) and cutting a torn tail on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`open_transcript`](Store::open_transcript).
+    pub async fn open_transcript_async(
+        &self,
+        locker: &sessionkit_write_lock::Locker,
+        session_id: &str,
+    ) -> Result<crate::Transcript> {
+        let path = self.transcript_path(session_id)?;
+        let guard = locker
+            .acquire_async(&path)
+            .await
+            .map_err(|e| crate::transcript::lock_error(&path, "take the lock of", e))?;
+        let p = path.clone();
+        let repaired = tokio::task::spawn_blocking(move || crate::transcript::repair(&p))
+            .await
+            .map_err(|e| task_error(path.clone(), Operation::Transcript, &e))??;
+        Ok(crate::Transcript::new(path, guard, repaired))
+    }
+}
+
+impl crate::Transcript {
+    /// [`append`](crate::Transcript::append) on a blocking thread.
+    ///
+    /// The guard travels to the blocking thread and back. If this future is dropped before it
+    /// finishes, the append still completes (or fails) there, the lock is then released, and
+    /// this transcript answers [`Error::TranscriptLost`] from then on.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](crate::Transcript::append).
+    pub async fn append_async(
+        &mut self,
+        record: impl Into<Vec<u8>>,
+    ) -> Result<sessionkit_atomic_fs::Appended> {
+        let guard = self
+            .guard
+            .take()
+            .ok_or_else(|| crate::transcript::lost(&self.path))?;
+        let appender = self.appender.clone();
+        let record = record.into();
+        let (guard, appended) = tokio::task::spawn_blocking(move || {
+            let appended = guard.append_with(&appender, &record);
+            (guard, appended)
+        })
+        .await
+        .map_err(|e| task_error(self.path.clone(), Operation::Transcript, &e))?;
+        self.guard = Some(guard);
+        let appended =
+            appended.map_err(|e| crate::transcript::lock_error(&self.path, "append to", e))?;
+        self.end = Some(appended.end());
+        Ok(appended)
+    }
+
+    /// [`suspend`](crate::Transcript::suspend) without blocking a worker.
+    ///
+    /// # Errors
+    ///
+    /// As [`suspend`](crate::Transcript::suspend).
+    pub async fn suspend_async(self) -> Result<crate::SuspendedTranscript> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || self.suspend())
+            .await
+            .map_err(|e| task_error(path, Operation::Transcript, &e))?
+    }
+
+    /// [`release`](crate::Transcript::release) without blocking a worker.
+    ///
+    /// # Errors
+    ///
+    /// As [`release`](crate::Transcript::release).
+    pub async fn release_async(self) -> Result<()> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || self.release())
+            .await
+            .map_err(|e| task_error(path, Operation::Transcript, &e))?
+    }
+}
+
+impl crate::SuspendedTranscript {
+    /// [`resume`](crate::SuspendedTranscript::resume), waiting for the lock without blocking
+    /// a worker.
+    ///
+    /// # Errors
+    ///
+    /// As [`resume`](crate::SuspendedTranscript::resume).
+    pub async fn resume_async(self) -> Result<crate::Transcript> {
+        let guard = self
+            .suspended
+            .resume_async()
+            .await
+            .map_err(|e| crate::transcript::lock_error(&self.path, "resume the lock of", e))?;
+        Ok(crate::Transcript {
+            path: self.path,
+            guard: Some(guard),
+            appender: self.appender,
+            end: self.end,
+            repaired: self.repaired,
+        })
+    }
+}

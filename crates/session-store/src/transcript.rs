@@ -33,7 +33,11 @@ pub(crate) fn check_session_id(id: &str) -> std::result::Result<(), &'static str
     Ok(())
 }
 
-fn lock_error(path: &Path, step: &'static str, source: sessionkit_write_lock::Error) -> Error {
+pub(crate) fn lock_error(
+    path: &Path,
+    step: &'static str,
+    source: sessionkit_write_lock::Error,
+) -> Error {
     Error::Lock {
         op: Operation::Transcript,
         step,
@@ -69,35 +73,41 @@ impl Store {
         let guard = locker
             .acquire(&path)
             .map_err(|e| lock_error(&path, "take the lock of", e))?;
-        let repaired = match repair_torn_tail(&path, Durability::AtomicOnly) {
-            Ok(repair) => (repair.removed > 0).then_some(repair.removed),
-            Err(e) if e.is_not_found() => None,
-            Err(source) => {
-                return Err(Error::AtomicWrite {
-                    op: Operation::Transcript,
-                    step: "cut the torn tail of the transcript",
-                    path,
-                    source,
-                });
-            }
-        };
-        Ok(Transcript {
-            path,
-            guard,
-            appender: RecordAppender::new(),
-            end: None,
-            repaired,
-        })
+        let repaired = repair(&path)?;
+        Ok(Transcript::new(path, guard, repaired))
+    }
+}
+
+/// Cuts a torn tail off a transcript whose lock the caller holds; the bytes cut, if any.
+pub(crate) fn repair(path: &Path) -> Result<Option<u64>> {
+    match repair_torn_tail(path, Durability::AtomicOnly) {
+        Ok(repair) => Ok((repair.removed > 0).then_some(repair.removed)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(source) => Err(Error::AtomicWrite {
+            op: Operation::Transcript,
+            step: "cut the torn tail of the transcript",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The error of a transcript whose guard was lost to a cancelled async append.
+pub(crate) fn lost(path: &Path) -> Error {
+    Error::TranscriptLost {
+        path: path.to_path_buf(),
     }
 }
 
 /// A session's transcript, held under its write lock; appends are fenced.
 pub struct Transcript {
-    path: PathBuf,
-    guard: LockGuard,
-    appender: RecordAppender,
-    end: Option<u64>,
-    repaired: Option<u64>,
+    pub(crate) path: PathBuf,
+    /// `None` only if an async append was cancelled while the guard was on a blocking thread;
+    /// the lock is then released, and every later call fails as fenced.
+    pub(crate) guard: Option<LockGuard>,
+    pub(crate) appender: RecordAppender,
+    pub(crate) end: Option<u64>,
+    pub(crate) repaired: Option<u64>,
 }
 
 impl fmt::Debug for Transcript {
@@ -111,6 +121,24 @@ impl fmt::Debug for Transcript {
 }
 
 impl Transcript {
+    pub(crate) fn new(path: PathBuf, guard: LockGuard, repaired: Option<u64>) -> Transcript {
+        Transcript {
+            path,
+            guard: Some(guard),
+            appender: RecordAppender::new(),
+            end: None,
+            repaired,
+        }
+    }
+
+    fn held(&self) -> Result<&LockGuard> {
+        self.guard.as_ref().ok_or_else(|| lost(&self.path))
+    }
+
+    fn take(&mut self) -> Result<LockGuard> {
+        self.guard.take().ok_or_else(|| lost(&self.path))
+    }
+
     /// The transcript file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -126,9 +154,9 @@ impl Transcript {
         self.end
     }
 
-    /// The lock guard (to watch for revocation, say).
-    pub fn guard(&self) -> &LockGuard {
-        &self.guard
+    /// The lock guard (to watch for revocation, say); `None` after a cancelled async append.
+    pub fn guard(&self) -> Option<&LockGuard> {
+        self.guard.as_ref()
     }
 
     /// Syncs each append before it returns.
@@ -148,7 +176,7 @@ impl Transcript {
     /// the write failed.
     pub fn append(&mut self, record: &[u8]) -> Result<Appended> {
         let appended = self
-            .guard
+            .held()?
             .append_with(&self.appender, record)
             .map_err(|e| lock_error(&self.path, "append to", e))?;
         self.end = Some(appended.end());
@@ -174,13 +202,14 @@ impl Transcript {
     /// # Errors
     ///
     /// [`Error::Lock`] if the guard no longer owns the lock.
-    pub fn suspend(self) -> Result<SuspendedTranscript> {
+    pub fn suspend(mut self) -> Result<SuspendedTranscript> {
+        let guard = self.take()?;
         let Transcript {
             path,
-            guard,
             appender,
             end,
             repaired,
+            ..
         } = self;
         let suspended = guard
             .suspend()
@@ -199,8 +228,8 @@ impl Transcript {
     /// # Errors
     ///
     /// [`Error::Lock`] if the lock file could not be removed.
-    pub fn release(self) -> Result<()> {
-        self.guard
+    pub fn release(mut self) -> Result<()> {
+        self.take()?
             .release()
             .map_err(|e| lock_error(&self.path, "release the lock of", e))
     }
@@ -208,11 +237,11 @@ impl Transcript {
 
 /// A transcript whose lock is released around slow work.
 pub struct SuspendedTranscript {
-    path: PathBuf,
-    suspended: Suspended,
-    appender: RecordAppender,
-    end: Option<u64>,
-    repaired: Option<u64>,
+    pub(crate) path: PathBuf,
+    pub(crate) suspended: Suspended,
+    pub(crate) appender: RecordAppender,
+    pub(crate) end: Option<u64>,
+    pub(crate) repaired: Option<u64>,
 }
 
 impl fmt::Debug for SuspendedTranscript {
@@ -238,7 +267,7 @@ impl SuspendedTranscript {
             .map_err(|e| lock_error(&self.path, "resume the lock of", e))?;
         Ok(Transcript {
             path: self.path,
-            guard,
+            guard: Some(guard),
             appender: self.appender,
             end: self.end,
             repaired: self.repaired,

@@ -110,3 +110,28 @@ async fn a_dropped_update_future_leaves_the_store_consistent() {
     assert!(store.count_async().await.unwrap() <= 2);
     assert_eq!(store.open_report().torn_tail_bytes, None);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn transcripts_open_append_suspend_and_resume_without_blocking() {
+    use sessionkit_write_lock::Locker;
+    let dir = Scratch::new("async-transcript");
+    let store = Store::builder()
+        .open_async(dir.join("sessions.json"))
+        .await
+        .unwrap();
+    std::fs::write(dir.join("s.jsonl"), b"{\"a\":1}\n{\"torn\":").unwrap();
+    let locker = Locker::new();
+    let mut t = store.open_transcript_async(&locker, "s").await.unwrap();
+    assert_eq!(t.repaired_bytes(), Some(8));
+    let first = t.append_async(b"{\"b\":2}".to_vec()).await.unwrap();
+    assert_eq!(first.offset, 8);
+    let suspended = t.suspend_async().await.unwrap();
+    let mut t = suspended.resume_async().await.unwrap();
+    t.append_async(b"{\"c\":3}".to_vec()).await.unwrap();
+    assert_eq!(t.end(), Some(24));
+    t.release_async().await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("s.jsonl")).unwrap(),
+        "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"
+    );
+}
