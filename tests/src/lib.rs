@@ -11,6 +11,12 @@
 //! - [`child`]: the writer process both harnesses spawn (the binary's `child-writer` role).
 //! - [`lock_child`]: the lock-set worker (the binary's `child-locker` role).
 //! - [`payload`]: recognisable payloads and their checkers.
+//! - [`store`]: kill -9 torture of a durable session-store writer: every acknowledged update
+//!   is there on reopen, through compactions and torn tails.
+//! - [`store_power`]: power-loss images of the same writer on ext4 (no acknowledged update
+//!   lost), and the no-fsync mutant they must catch.
+//! - [`store_child`]: the session-store writer process (the binary's `store-child` role) and
+//!   its deterministic workload.
 //!
 //! Every run derives its randomness from one printed seed ([`rng`]), so a failure can be
 //! replayed with `--seed`.
@@ -25,3 +31,6 @@ pub mod power;
 pub mod process;
 pub mod rng;
 pub mod scratch;
+pub mod store;
+pub mod store_child;
+pub mod store_power;

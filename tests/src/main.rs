@@ -26,6 +26,13 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             }
         },
+        Ok(Invocation::StoreChild(args)) => match sessionkit_tests::store_child::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("store-child: {e}");
+                ExitCode::from(3)
+            }
+        },
         Err(e) => {
             eprintln!("sessionkit-torture: {e}\n\n{USAGE}");
             ExitCode::from(2)

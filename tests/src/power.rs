@@ -38,12 +38,12 @@ const MAX_EXAMPLES: usize = 5;
 #[derive(Clone, Debug)]
 pub struct Tools {
     mkfs: PathBuf,
-    e2fsck: PathBuf,
-    debugfs: PathBuf,
+    pub(crate) e2fsck: PathBuf,
+    pub(crate) debugfs: PathBuf,
     mount: PathBuf,
     umount: PathBuf,
-    cp: PathBuf,
-    sync: PathBuf,
+    pub(crate) cp: PathBuf,
+    pub(crate) sync: PathBuf,
     losetup: Option<PathBuf>,
 }
 
@@ -145,7 +145,7 @@ fn fs_type_of(path: &Path) -> Option<String> {
 }
 
 /// A directory on a disk-backed file system for the image, preferring `preferred`.
-fn disk_dir(preferred: &Path) -> Result<PathBuf, String> {
+pub(crate) fn disk_dir(preferred: &Path) -> Result<PathBuf, String> {
     for dir in [preferred, Path::new("/var/tmp")] {
         match fs_type_of(dir).as_deref() {
             Some("tmpfs" | "ramfs") | None => continue,
@@ -159,7 +159,7 @@ fn disk_dir(preferred: &Path) -> Result<PathBuf, String> {
 }
 
 /// Runs a tool, capturing its output.
-fn run_tool(tool: &Path, args: &[&std::ffi::OsStr]) -> Result<Output, String> {
+pub(crate) fn run_tool(tool: &Path, args: &[&std::ffi::OsStr]) -> Result<Output, String> {
     Command::new(tool)
         .args(args)
         .stdin(Stdio::null())
@@ -168,7 +168,7 @@ fn run_tool(tool: &Path, args: &[&std::ffi::OsStr]) -> Result<Output, String> {
 }
 
 /// Runs a tool that must succeed.
-fn run_ok(tool: &Path, args: &[&std::ffi::OsStr]) -> Result<Output, String> {
+pub(crate) fn run_ok(tool: &Path, args: &[&std::ffi::OsStr]) -> Result<Output, String> {
     let output = run_tool(tool, args)?;
     if output.status.success() {
         Ok(output)
@@ -186,16 +186,16 @@ fn run_ok(tool: &Path, args: &[&std::ffi::OsStr]) -> Result<Output, String> {
 /// An ext4 image mounted with `-o loop`; dropping it unmounts (which also detaches the
 /// auto-clearing loop device) and removes the image.
 #[derive(Debug)]
-struct Mounted {
+pub(crate) struct Mounted {
     tools: Tools,
-    image: PathBuf,
-    mnt: PathBuf,
+    pub(crate) image: PathBuf,
+    pub(crate) mnt: PathBuf,
 }
 
 impl Mounted {
     /// Creates a 64 MiB sparse image in `dir`, formats it and mounts it with `commit=60`, so
     /// only fsync makes anything durable within a run.
-    fn new(tools: &Tools, dir: &Path) -> Result<Mounted, String> {
+    pub(crate) fn new(tools: &Tools, dir: &Path) -> Result<Mounted, String> {
         let image = dir.join("fs.img");
         let mnt = dir.join("mnt");
         File::create(&image)

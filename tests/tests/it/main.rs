@@ -2,6 +2,7 @@
 //! or damaged bytes, so a passing torture run means something.
 
 mod lock;
+mod store;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -159,6 +160,8 @@ fn usage_errors_exit_with_status_2() {
         vec!["atomic", "--kills", "many"],
         vec!["atomic", "--frobnicate"],
         vec!["child-writer", "--seed", "1"],
+        vec!["store", "--store-writer", "bogus"],
+        vec!["store-child", "--seed", "1"],
     ] {
         let args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
         let status = Command::new(exe())

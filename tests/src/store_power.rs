@@ -1,0 +1,518 @@
+//! The session-store suite, part 2: power-loss images of a durable store on an ext4 loop mount,
+//! built with [`crate::power`]'s machinery (reliability.md §B.2).
+//!
+//! A `store-child` (see [`crate::store_child`]) updates `<mnt>/store-<n>` from several threads
+//! with [`SyncMode::EveryBatch`](sessionkit_session_store::SyncMode::EveryBatch), compacting
+//! often. The parent kills it after a random 5–25 ms and copies the block image with
+//! `cp --sparse=always`, which holds only what ext4 had submitted to the device, not its dirty
+//! page cache: the copy is the disk after a power cut at that moment. The copy's journal is
+//! replayed with `e2fsck -fy`, the store directory extracted with `debugfs rdump`, and opened
+//! with [`Store::open`] (no `recover`): it must open, and every key must hold its state after
+//! its last acknowledged update or a later one (see [`Model::check`]).
+//!
+//! Then the live store is opened and checked as after a kill -9, which also tells the model
+//! what the next child starts from. The mount uses `commit=60`, so only fsync makes anything
+//! durable within a run.
+//!
+//! The `no-fsync` mutant ([`StoreVariant::NoFsync`]: `SyncMode::Never`, acknowledged as durable)
+//! runs on its own fresh image until an image shows it lost an acknowledged update.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sessionkit_session_store::Store;
+
+use crate::kill9::sweep_orphans;
+use crate::power::{Mounted, Tools, disk_dir, prerequisites, run_ok, run_tool};
+use crate::rng::{SplitMix64, mix64};
+use crate::scratch::ScratchDir;
+use crate::store::{InFlight, Model, StoreProcess, Verdict, journal_epoch, list_store};
+use crate::store_child::{StoreChildArgs, StoreVariant, snapshot_path};
+
+/// How many violations a variant's report describes.
+const MAX_EXAMPLES: usize = 5;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct StorePowerConfig {
+    /// The `sessionkit-torture` binary, which plays the child.
+    pub exe: PathBuf,
+    /// Where the image goes (must be disk-backed; `/var/tmp` is tried otherwise).
+    pub base_dir: PathBuf,
+    /// Images to make with the correct writer.
+    pub correct_images: u64,
+    /// The most images to spend on the mutant before declaring it not caught.
+    pub mutant_cap: u64,
+    /// The seed of the delays and the children's op streams.
+    pub seed: u64,
+    /// Worker threads per child.
+    pub threads: u64,
+    /// Long-lived keys per thread.
+    pub live_keys: u64,
+    /// The longest pause of each child's compactor thread, in ms.
+    pub compact_every_ms: u64,
+    /// Reader threads per child.
+    pub readers: u64,
+    /// A fresh store starts every this many images.
+    pub fresh_every: u64,
+}
+
+impl StorePowerConfig {
+    /// The defaults: 4 threads of 8 live keys, compactions every 0-8 ms, a fresh store every 50
+    /// images.
+    pub fn new(exe: PathBuf, correct_images: u64, mutant_cap: u64, seed: u64) -> StorePowerConfig {
+        StorePowerConfig {
+            exe,
+            base_dir: std::env::temp_dir(),
+            correct_images,
+            mutant_cap,
+            seed,
+            threads: 4,
+            live_keys: 8,
+            compact_every_ms: 8,
+            readers: 1,
+            fresh_every: 50,
+        }
+    }
+}
+
+/// The results for one writer variant.
+#[derive(Clone, Debug)]
+pub struct StorePowerVariant {
+    /// The writer.
+    pub variant: StoreVariant,
+    /// Images checked.
+    pub images: u64,
+    /// Images in which an acknowledged update was missing.
+    pub lost: u64,
+    /// Images whose store did not open, or held a state no op produced, or whose `e2fsck`
+    /// failed.
+    pub corrupt: u64,
+    /// Kills after which the live store broke the kill -9 rules.
+    pub live_violations: u64,
+    /// Images whose child met a store error before its kill (a failed update, compaction or
+    /// read, or a disk check after a compaction).
+    pub store_errors: u64,
+    /// Updates acknowledged over all images.
+    pub acked: u64,
+    /// Images whose store open cut a torn journal tail.
+    pub torn_tails: u64,
+    /// Compactions completed on the live store (journal epoch growth).
+    pub compactions: u64,
+    /// The image number (from 1) of the first image with a violation.
+    pub first_caught: Option<u64>,
+    /// The first few violations, described.
+    pub examples: Vec<String>,
+    /// Wall-clock time of this variant.
+    pub elapsed: Duration,
+}
+
+impl StorePowerVariant {
+    /// True if any image showed a violation.
+    pub fn caught(&self) -> bool {
+        self.lost + self.corrupt > 0
+    }
+}
+
+/// What the power-loss part found.
+#[derive(Clone, Debug)]
+pub struct StorePowerReport {
+    /// One row per variant, the correct writer first.
+    pub variants: Vec<StorePowerVariant>,
+    /// Wall-clock time of the whole part.
+    pub elapsed: Duration,
+}
+
+impl StorePowerReport {
+    /// The reasons this part fails: the correct writer lost or corrupted something, or the
+    /// mutant went uncaught (so the harness could not have failed).
+    pub fn failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        for v in &self.variants {
+            if v.variant == StoreVariant::Correct {
+                if v.caught() || v.live_violations + v.store_errors > 0 {
+                    failures.push(format!(
+                        "store power-loss: the correct writer had {} lost and {} corrupt images, \
+                         {} live-store violations, {} store errors",
+                        v.lost, v.corrupt, v.live_violations, v.store_errors
+                    ));
+                }
+            } else if !v.caught() {
+                failures.push(format!(
+                    "store power-loss: mutant {} was not caught in {} images; the harness cannot \
+                     fail",
+                    v.variant, v.images
+                ));
+            }
+        }
+        failures
+    }
+}
+
+impl fmt::Display for StorePowerReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<10} {:>7} {:>6} {:>8} {:>5} {:>6}  {:<14} {:>7} {:>5} {:>8} {:>8}",
+            "variant",
+            "images",
+            "lost",
+            "corrupt",
+            "live",
+            "errors",
+            "caught?",
+            "acked",
+            "torn",
+            "compact",
+            "elapsed"
+        )?;
+        for v in &self.variants {
+            let caught = match (v.variant, v.caught()) {
+                (StoreVariant::Correct, false) => "- (ok)".to_owned(),
+                (StoreVariant::Correct, true) => "FAIL".to_owned(),
+                (_, true) => format!("yes, image {}", v.first_caught.unwrap_or(0)),
+                (_, false) => "NO".to_owned(),
+            };
+            writeln!(
+                f,
+                "{:<10} {:>7} {:>6} {:>8} {:>5} {:>6}  {:<14} {:>7} {:>5} {:>8} {:>7.1}s",
+                v.variant.name(),
+                v.images,
+                v.lost,
+                v.corrupt,
+                v.live_violations,
+                v.store_errors,
+                caught,
+                v.acked,
+                v.torn_tails,
+                v.compactions,
+                v.elapsed.as_secs_f64()
+            )?;
+        }
+        for v in &self.variants {
+            for example in &v.examples {
+                writeln!(f, "  {}: {example}", v.variant)?;
+            }
+        }
+        write!(f, "elapsed: {:.1}s", self.elapsed.as_secs_f64())
+    }
+}
+
+/// The result of the power-loss part.
+#[derive(Clone, Debug)]
+pub enum StorePowerOutcome {
+    /// The machine cannot run it; the reason goes on a `SKIP:` line.
+    Skipped(String),
+    /// It ran.
+    Ran(StorePowerReport),
+}
+
+/// Runs the correct writer, then the no-fsync mutant, each on a fresh image.
+///
+/// # Errors
+///
+/// Fails when the harness itself breaks after a first image was mounted successfully;
+/// violations are counted in the report instead.
+pub fn run(config: &StorePowerConfig) -> Result<StorePowerOutcome, String> {
+    let started = Instant::now();
+    let tools = match prerequisites() {
+        Ok(tools) => tools,
+        Err(reason) => return Ok(StorePowerOutcome::Skipped(reason)),
+    };
+    let image_base = match disk_dir(&config.base_dir) {
+        Ok(dir) => dir,
+        Err(reason) => return Ok(StorePowerOutcome::Skipped(reason)),
+    };
+    let shm = Path::new("/dev/shm");
+    let copy_base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let copies = ScratchDir::new(&copy_base, "store-copies")
+        .map_err(|e| format!("cannot create a dir for image copies: {e}"))?;
+
+    let plan = [
+        (StoreVariant::Correct, config.correct_images, false),
+        (StoreVariant::NoFsync, config.mutant_cap, true),
+    ];
+    let mut variants = Vec::new();
+    for (index, (variant, images, stop_when_caught)) in plan.into_iter().enumerate() {
+        let scratch = ScratchDir::new(&image_base, "store-image")
+            .map_err(|e| format!("cannot create a dir for the image: {e}"))?;
+        let mounted = match Mounted::new(&tools, scratch.path()) {
+            Ok(m) => m,
+            // The first mount proves whether this machine can do it at all.
+            Err(reason) if index == 0 => {
+                return Ok(StorePowerOutcome::Skipped(format!(
+                    "cannot mount an ext4 loop image: {reason}"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut rng = SplitMix64::new(mix64(config.seed ^ ((index as u64 + 1) << 44) ^ 0x5707e));
+        let run = Run {
+            config,
+            tools: &tools,
+            mounted: &mounted,
+            copy: copies.path().join("copy.img"),
+            dump: copies.path().join("dump"),
+        };
+        let report = run.variant(variant, images, stop_when_caught, &mut rng);
+        // Unmount before the scratch dir goes, whatever the result.
+        drop(mounted);
+        drop(scratch);
+        variants.push(report?);
+    }
+    Ok(StorePowerOutcome::Ran(StorePowerReport {
+        variants,
+        elapsed: started.elapsed(),
+    }))
+}
+
+/// One variant's run on one mounted image.
+struct Run<'a> {
+    config: &'a StorePowerConfig,
+    tools: &'a Tools,
+    mounted: &'a Mounted,
+    copy: PathBuf,
+    dump: PathBuf,
+}
+
+/// The verdict on one image.
+enum ImageVerdict {
+    /// The store opened; the check's verdict, and whether the open cut a torn tail.
+    Checked(Verdict, bool),
+    Corrupt(String),
+}
+
+impl Run<'_> {
+    fn variant(
+        &self,
+        variant: StoreVariant,
+        images: u64,
+        stop_when_caught: bool,
+        rng: &mut SplitMix64,
+    ) -> Result<StorePowerVariant, String> {
+        let started = Instant::now();
+        let mnt = &self.mounted.mnt;
+        let mut report = StorePowerVariant {
+            variant,
+            images: 0,
+            lost: 0,
+            corrupt: 0,
+            live_violations: 0,
+            store_errors: 0,
+            acked: 0,
+            torn_tails: 0,
+            compactions: 0,
+            first_caught: None,
+            examples: Vec::new(),
+            elapsed: Duration::ZERO,
+        };
+        let mut name = String::new();
+        let mut model = Model::new();
+        let mut gen_ = 0;
+        let mut epoch = None;
+        let mut force_fresh = false;
+        for image in 0..images {
+            if image == 0
+                || force_fresh
+                || (self.config.fresh_every > 0 && image % self.config.fresh_every == 0)
+            {
+                force_fresh = false;
+                if !name.is_empty() {
+                    let old = mnt.join(&name);
+                    std::fs::remove_dir_all(&old)
+                        .map_err(|e| format!("cannot remove {}: {e}", old.display()))?;
+                }
+                name = format!("store-{image}");
+                let dir = mnt.join(&name);
+                std::fs::create_dir(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                // The directory itself must be durable before any image can be judged.
+                run_ok(&self.tools.sync, &["-f".as_ref(), dir.as_os_str()])?;
+                model = Model::new();
+                gen_ = 0;
+                epoch = None;
+            }
+            let dir = mnt.join(&name);
+            gen_ += 1;
+            let args = StoreChildArgs {
+                dir: dir.clone(),
+                seed: rng.next_u64(),
+                gen_,
+                threads: self.config.threads,
+                thread_base: 0,
+                live_keys: self.config.live_keys,
+                compact_every_ms: self.config.compact_every_ms,
+                readers: self.config.readers,
+                disk_check: true,
+                variant,
+            };
+            let delay = Duration::from_micros(rng.range_inclusive(5_000, 25_000));
+            let mut process = StoreProcess::spawn(&self.config.exe, &args)?;
+            let mut store_error = process.wait_ready()?;
+            std::thread::sleep(delay);
+            let reaped = process.kill_and_reap()?;
+            store_error = store_error.or(reaped.errors.first().cloned());
+            let acks = reaped.acks;
+            report.acked += acks.len() as u64;
+            if let Some(error) = &store_error {
+                report.store_errors += 1;
+                if report.examples.len() < MAX_EXAMPLES {
+                    report.examples.push(format!(
+                        "image #{image} (store {name}, gen {gen_}, child seed {}): the store \
+                         failed the child: {error}",
+                        args.seed
+                    ));
+                }
+            }
+            let in_flight = model.record_child(&args, &acks)?;
+
+            let verdict = self.check_image(&name, &model, &in_flight)?;
+            report.images += 1;
+            if let ImageVerdict::Checked(_, true) = verdict {
+                report.torn_tails += 1;
+            }
+            let problem = match verdict {
+                ImageVerdict::Checked(v, _) if v.ok() => None,
+                ImageVerdict::Checked(v, _) => {
+                    if v.lost.is_empty() {
+                        report.corrupt += 1;
+                    } else {
+                        report.lost += 1;
+                    }
+                    Some(v.describe())
+                }
+                ImageVerdict::Corrupt(why) => {
+                    report.corrupt += 1;
+                    Some(why)
+                }
+            };
+
+            // The live store: the kill -9 rules, and what the next child starts from.
+            let live = match Store::open(snapshot_path(&dir)) {
+                Ok(store) => match list_store(&store) {
+                    Ok(observed) => {
+                        let verdict = model.check(&observed, &in_flight, true);
+                        model.settle(&observed, &verdict);
+                        (!verdict.ok()).then(|| verdict.describe())
+                    }
+                    Err(e) => Some(e),
+                },
+                Err(e) => Some(format!("live reopen failed: {e}")),
+            };
+            let now = journal_epoch(&dir);
+            if let (Some(before), Some(after)) = (epoch, now) {
+                report.compactions += after.saturating_sub(before);
+            }
+            epoch = now;
+            // Crashed compactions leave temp files on the live file system; keep it clean.
+            sweep_orphans(&dir)?;
+
+            if let Some(live) = &live {
+                report.live_violations += 1;
+                if report.examples.len() < MAX_EXAMPLES {
+                    report.examples.push(format!(
+                        "image #{image} (child seed {}, delay {}us, {} acks): live store after \
+                         the kill: {live}",
+                        args.seed,
+                        delay.as_micros(),
+                        acks.len()
+                    ));
+                }
+                // A store that cannot be opened cannot go on; start a fresh one.
+                force_fresh = live.starts_with("live reopen failed");
+            }
+            if let Some(problem) = problem {
+                report.first_caught.get_or_insert(image + 1);
+                if report.examples.len() < MAX_EXAMPLES {
+                    report.examples.push(format!(
+                        "image #{image} (store {name}, gen {gen_}, child seed {}, delay {}us, \
+                         {} acks): {problem}",
+                        args.seed,
+                        delay.as_micros(),
+                        acks.len()
+                    ));
+                }
+                if stop_when_caught {
+                    break;
+                }
+            }
+        }
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// Copies the image, replays its journal, extracts the store and judges it.
+    fn check_image(
+        &self,
+        name: &str,
+        model: &Model,
+        in_flight: &InFlight,
+    ) -> Result<ImageVerdict, String> {
+        let copy = &self.copy;
+        run_ok(
+            &self.tools.cp,
+            &[
+                "--sparse=always".as_ref(),
+                self.mounted.image.as_os_str(),
+                copy.as_os_str(),
+            ],
+        )?;
+        let verdict = self.judge_copy(name, model, in_flight);
+        std::fs::remove_file(copy).map_err(|e| format!("cannot remove {}: {e}", copy.display()))?;
+        if self.dump.exists() {
+            std::fs::remove_dir_all(&self.dump)
+                .map_err(|e| format!("cannot remove {}: {e}", self.dump.display()))?;
+        }
+        verdict
+    }
+
+    fn judge_copy(
+        &self,
+        name: &str,
+        model: &Model,
+        in_flight: &InFlight,
+    ) -> Result<ImageVerdict, String> {
+        let copy = self.copy.as_os_str();
+        let fsck = run_tool(&self.tools.e2fsck, &["-fy".as_ref(), copy])?;
+        match fsck.status.code() {
+            Some(0 | 1) => {}
+            other => {
+                return Ok(ImageVerdict::Corrupt(format!(
+                    "e2fsck -fy exited with {other:?}: {}",
+                    String::from_utf8_lossy(&fsck.stdout).trim()
+                )));
+            }
+        }
+        std::fs::create_dir(&self.dump)
+            .map_err(|e| format!("cannot create {}: {e}", self.dump.display()))?;
+        let rdump = format!("rdump /{name} {}", self.dump.display());
+        let out = run_tool(&self.tools.debugfs, &["-R".as_ref(), rdump.as_ref(), copy])?;
+        if !out.status.success() {
+            return Ok(ImageVerdict::Corrupt(format!(
+                "debugfs rdump failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let dir = self.dump.join(name);
+        let store = match Store::builder().create(false).open(snapshot_path(&dir)) {
+            Ok(store) => store,
+            Err(e) => {
+                return Ok(ImageVerdict::Corrupt(format!(
+                    "the store in the image does not open: {e}"
+                )));
+            }
+        };
+        let torn = store.open_report().torn_tail_bytes.is_some();
+        let observed = list_store(&store)?;
+        Ok(ImageVerdict::Checked(
+            model.check(&observed, in_flight, false),
+            torn,
+        ))
+    }
+}
