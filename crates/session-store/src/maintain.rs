@@ -34,8 +34,9 @@ pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_millis(50);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// By default, the disk budget's high water mark: 80 % of `max_disk_bytes`.
 pub const DEFAULT_HIGH_WATER: f64 = 0.8;
-/// Store temp files older than this are removed under disk pressure: 5 min.
-const TEMP_GRACE: Duration = Duration::from_secs(5 * 60);
+/// Store temp files older than this are left by a crash, not by a compaction in progress:
+/// removed at open and under disk pressure. 5 min.
+pub(crate) const TEMP_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// Whether maintenance changes anything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
@@ -363,6 +364,29 @@ fn classify(name: &str, snapshot_name: &str) -> Kind {
     } else {
         Kind::Other
     }
+}
+
+/// Removes the atomic-fs temp files of the store's own snapshot and journal older than
+/// [`TEMP_GRACE`] (a compaction cut short by a crash leaves them); returns the paths removed.
+/// Failures are logged and skipped: a leftover temp file costs only disk space.
+pub(crate) fn remove_stale_temps(dir: &Path, snapshot_name: &str) -> Vec<PathBuf> {
+    let Ok(files) = list_dir(dir, snapshot_name) else {
+        return Vec::new();
+    };
+    let now = SystemTime::now();
+    files
+        .into_iter()
+        .filter(|f| f.kind == Kind::Temp)
+        .filter(|f| now.duration_since(f.modified).unwrap_or(Duration::ZERO) > TEMP_GRACE)
+        .filter_map(|f| match fs::remove_file(&f.path) {
+            Ok(()) => Some(f.path),
+            Err(e) => {
+                tracing::warn!(path = %f.path.display(), error = %e,
+                    "could not remove a stale temp file of the store");
+                None
+            }
+        })
+        .collect()
 }
 
 /// The regular files of the store's directory (not following symlinks, not recursing).

@@ -65,6 +65,12 @@ pub(crate) fn open(config: StoreBuilder, snapshot_path: &Path) -> Result<Store> 
         drop(locked);
         break view;
     };
+    let snapshot_name = snapshot_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    report.temps_removed =
+        crate::maintain::remove_stale_temps(&crate::store::dir_of(snapshot_path), &snapshot_name);
     let epoch = view.epoch;
     let shared = Arc::new(Shared {
         snapshot_path: snapshot_path.to_path_buf(),

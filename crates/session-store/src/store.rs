@@ -203,6 +203,9 @@ pub struct OpenReport {
     pub quarantined: Vec<PathBuf>,
     /// True if the store did not exist and was created.
     pub created: bool,
+    /// Temp files of the snapshot and the journal older than 5 min (left by a compaction a
+    /// crash cut short), removed.
+    pub temps_removed: Vec<PathBuf>,
 }
 
 /// What a finished update promises.

@@ -3,7 +3,7 @@
 use std::fs;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sessionkit_session_store::{
     Activity, Entry, ListOrder, ListQuery, ManualClock, Patch, Store, SyncMode,
@@ -380,4 +380,48 @@ fn two_handles_see_each_others_writes_through_the_journal() {
     assert_eq!(one.count().unwrap(), 2);
     assert_eq!(two.count().unwrap(), 2);
     assert!(two.counters().reloads >= 1, "{:?}", two.counters());
+}
+
+#[test]
+fn open_removes_stale_temp_files_of_its_own_files_only() {
+    let dir = Scratch::new("temps");
+    let path = dir.join("sessions.json");
+    drop(Store::open(&path).unwrap());
+    let old = SystemTime::now() - Duration::from_secs(600);
+    let plant = |name: &str, modified: SystemTime| {
+        let p = dir.join(name);
+        fs::write(&p, b"partial").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    };
+    plant(".sessions.json.4242.00c0ffee00c0ffee.sktmp", old);
+    plant(".sessions.json.journal.4242.00c0ffee00c0ffef.sktmp", old);
+    // A compaction in progress elsewhere, and another file's temp: both stay.
+    plant(
+        ".sessions.json.4243.00c0ffee00c0fff0.sktmp",
+        SystemTime::now(),
+    );
+    plant(".notes.json.4242.00c0ffee00c0fff1.sktmp", old);
+    let store = Store::open(&path).unwrap();
+    let mut removed: Vec<String> = store
+        .open_report()
+        .temps_removed
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    removed.sort();
+    assert_eq!(
+        removed,
+        [
+            ".sessions.json.4242.00c0ffee00c0ffee.sktmp",
+            ".sessions.json.journal.4242.00c0ffee00c0ffef.sktmp"
+        ]
+    );
+    let names = dir.names();
+    assert!(names.contains(&".sessions.json.4243.00c0ffee00c0fff0.sktmp".to_owned()));
+    assert!(names.contains(&".notes.json.4242.00c0ffee00c0fff1.sktmp".to_owned()));
 }
