@@ -861,6 +861,7 @@ pub(crate) fn run(
         match done {
             Ok(()) => {
                 file_as(&(path.clone(), *delete), report);
+                forget_lock_counter(path);
                 true
             }
             // Another process's pass got there first.
@@ -872,11 +873,9 @@ pub(crate) fn run(
         }
     };
     let _ = shared.refresh();
+    // The transcripts of this pass's evictions are not cut by the budget: there are no more of
+    // them than evictions, and leaving them would make orphans that wait out their grace.
     for t in &plan.transcripts {
-        if budget.spent() {
-            report.incomplete = true;
-            break;
-        }
         if still_orphan(&t.0) {
             dispose(t, &mut report);
         }
@@ -888,6 +887,15 @@ pub(crate) fn run(
         }
         if still_orphan(&o.0) && dispose(o, &mut report) {
             report.orphans.push(o.0.clone());
+        }
+    }
+    // Lock counters whose transcript is gone (left by earlier passes or other tools).
+    for f in &files {
+        if let Some(transcript) = f.name.strip_suffix(".lock.gen")
+            && transcript_session(transcript).is_some()
+            && !files.iter().any(|g| g.name == transcript)
+        {
+            forget_lock_counter(&dir.join(transcript));
         }
     }
     for path in plan.archives.iter().chain(&plan.temps) {
@@ -924,6 +932,22 @@ pub(crate) fn run(
         );
     }
     Ok(report)
+}
+
+/// Removes the write lock's generation counter (`<file>.lock.gen`) of a transcript that is
+/// gone, unless its lock is held or left (`<file>.lock`): one is left per session otherwise.
+fn forget_lock_counter(transcript: &Path) {
+    let with = |suffix: &str| {
+        let mut name = transcript.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    if !with(".lock").exists()
+        && let Err(e) = fs::remove_file(with(".lock.gen"))
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::debug!(path = %transcript.display(), error = %e, "kept a lock counter");
+    }
 }
 
 fn push_key(report: &mut MaintenanceReport, key: String, reason: EvictReason) {

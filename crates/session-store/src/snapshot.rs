@@ -137,14 +137,24 @@ fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
 pub fn encode_snapshot(state: &State) -> Vec<u8> {
     let capacity = usize::try_from(state.stats().bytes).unwrap_or(0) * 5 / 4 + 16;
     let mut out = String::with_capacity(capacity);
-    if state.is_empty() {
-        out.push_str("{}\n");
-        return out.into_bytes();
-    }
-    out.push('{');
-    for (i, (key, entry)) in state.iter().enumerate() {
-        out.push_str(if i == 0 { "\n  " } else { ",\n  " });
-        raw::push_json_string(&mut out, key);
+    let mut first = true;
+    push_entries(&mut out, &mut first, state.iter());
+    finish_snapshot(&mut out, first);
+    out.into_bytes()
+}
+
+/// Appends entries to a snapshot being encoded (as [`encode_snapshot`] lays them out);
+/// `first` says whether none was written yet, and is updated. Compaction encodes in slices
+/// this way, so that writers are never held up for the whole encoding.
+pub(crate) fn push_entries<'a>(
+    out: &mut String,
+    first: &mut bool,
+    entries: impl Iterator<Item = (&'a str, &'a Entry)>,
+) {
+    for (key, entry) in entries {
+        out.push_str(if *first { "{\n  " } else { ",\n  " });
+        *first = false;
+        raw::push_json_string(out, key);
         out.push_str(": ");
         let fields = entry.fields();
         if fields.is_empty() {
@@ -154,14 +164,17 @@ pub fn encode_snapshot(state: &State) -> Vec<u8> {
         out.push('{');
         for (j, (name, value)) in fields.iter().enumerate() {
             out.push_str(if j == 0 { "\n    " } else { ",\n    " });
-            raw::push_json_string(&mut out, name);
+            raw::push_json_string(out, name);
             out.push_str(": ");
             out.push_str(value.get());
         }
         out.push_str("\n  }");
     }
-    out.push_str("\n}\n");
-    out.into_bytes()
+}
+
+/// Ends a snapshot begun with [`push_entries`]; `first` is still true if it has no entries.
+pub(crate) fn finish_snapshot(out: &mut String, first: bool) {
+    out.push_str(if first { "{}\n" } else { "\n}\n" });
 }
 
 /// Renames a damaged file aside, to `<name>.corrupt.<UTC time>` in the same directory (for

@@ -126,6 +126,20 @@ impl State {
         self.entries.iter().map(|(k, e)| (&**k, e))
     }
 
+    /// The entries whose keys come after `key` (all of them for `None`), in key order.
+    pub(crate) fn after<'a>(
+        &'a self,
+        key: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, &'a Entry)> + 'a {
+        let start = match key {
+            Some(key) => Bound::Excluded(key),
+            None => Bound::Unbounded,
+        };
+        self.entries
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(k, e)| (&**k, e))
+    }
+
     /// The entries whose keys start with `prefix`, in key order.
     pub fn with_prefix<'a>(
         &'a self,

@@ -150,6 +150,11 @@ fn transcripts_of_evicted_sessions_are_archived_unless_still_referenced() {
     plant(&dir.join("sa.jsonl"), 10, Duration::ZERO);
     plant(&dir.join("sa-topic-7.jsonl"), 10, Duration::ZERO);
     plant(&dir.join("sb.jsonl"), 10, Duration::ZERO);
+    // The write lock's counters: the evicted session's goes with its transcript, a live
+    // session's stays, and one whose transcript is long gone is cleaned up.
+    plant(&dir.join("sa.jsonl.lock.gen"), 21, Duration::ZERO);
+    plant(&dir.join("sb.jsonl.lock.gen"), 21, Duration::ZERO);
+    plant(&dir.join("gone.jsonl.lock.gen"), 21, Duration::ZERO);
     let report = store.maintain(false).unwrap();
     assert_eq!(report.pruned, ["a", "b1", "c"]);
     let mut archived: Vec<String> = report
@@ -162,6 +167,15 @@ fn transcripts_of_evicted_sessions_are_archived_unless_still_referenced() {
     let names = dir.names();
     assert!(names.contains(&"sb.jsonl".to_owned()), "{names:?}");
     assert!(!names.contains(&"sa.jsonl".to_owned()), "{names:?}");
+    assert!(names.contains(&"sb.jsonl.lock.gen".to_owned()), "{names:?}");
+    assert!(
+        !names.contains(&"sa.jsonl.lock.gen".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"gone.jsonl.lock.gen".to_owned()),
+        "{names:?}"
+    );
     let archives: Vec<&String> = names.iter().filter(|n| n.contains(".deleted.")).collect();
     assert_eq!(archives.len(), 2, "{names:?}");
     assert!(archives.iter().all(|n| n.starts_with("sa")), "{names:?}");
