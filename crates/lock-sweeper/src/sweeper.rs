@@ -67,7 +67,7 @@ impl Default for Config {
             env_stale_ms: None,
             clock: None,
             lookup: Arc::new(ProcLookup),
-            concurrency: 4,
+            concurrency: 8,
             batch: 64,
             ours: None,
             foreign_owners_stale: false,
@@ -234,7 +234,7 @@ impl SweeperBuilder {
 
     /// How many directories the async sweep works on at once.
     ///
-    /// By default, 4.
+    /// By default, 8.
     pub fn concurrency(&mut self, dirs: usize) -> &mut Self {
         self.sweeper.config.concurrency = dirs;
         self
@@ -478,15 +478,14 @@ impl Run {
     fn judge_file(&self, path: PathBuf, symlink: bool) -> SweepEntry {
         // A regular file whose content is not a lock record is another program's file with a
         // `.lock` name: report it, never touch it.
-        let judged = match self.locker.inspect_lock_file(&path) {
-            Ok(inspection) if self.dry_run || (inspection.not_a_record && !symlink) => {
-                Ok((inspection, false))
-            }
-            Ok(inspection) => self
-                .locker
-                .remove_judged(&path, &inspection)
-                .map(|removed| (inspection, removed)),
-            Err(e) => Err(e),
+        let judged = if self.dry_run {
+            self.locker
+                .inspect_lock_file(&path)
+                .map(|inspection| (inspection, false))
+        } else {
+            // One observation per file: judged under its OS lock, removed only if unchanged.
+            self.locker
+                .remove_if_stale_once(&path, |i| i.not_a_record && !symlink)
         };
         match judged {
             Ok((inspection, removed)) => {

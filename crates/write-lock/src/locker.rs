@@ -651,9 +651,47 @@ impl Locker {
     pub fn inspect_lock_file(&self, lock_path: &Path) -> Result<Inspection> {
         let ctx = Ctx::new(Operation::Inspect, lock_path);
         let seen = observe(lock_path).map_err(|e| ctx.io("read the lock file", lock_path, e))?;
+        // Dropping `seen` closes the file, which gives back the OS lock inspect may have taken.
+        Ok(self.inspection_of(seen.as_ref(), lock_path))
+    }
+
+    /// Judges the lock file at `lock_path` once and, if it is stale and `spare` does not
+    /// object, removes it if it is unchanged: one observation instead of the two of
+    /// [`inspect_lock_file`](Locker::inspect_lock_file) then
+    /// [`remove_judged`](Locker::remove_judged). The judgement is made while holding the
+    /// file's OS lock where it can be taken, and the removal still checks, right before the
+    /// unlink, that the file has the identity and bytes that were judged. For sweeps over many
+    /// files.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be read or removed.
+    pub fn remove_if_stale_once(
+        &self,
+        lock_path: &Path,
+        spare: impl FnOnce(&Inspection) -> bool,
+    ) -> Result<(Inspection, bool)> {
+        let ctx = Ctx::new(Operation::RemoveStale, lock_path);
+        let seen = observe(lock_path).map_err(|e| ctx.io("read the lock file", lock_path, e))?;
+        let inspection = self.inspection_of(seen.as_ref(), lock_path);
+        let Some(seen) = seen else {
+            return Ok((inspection, false));
+        };
+        // Someone holds the OS lock after all, or the file vanished: not ours to remove.
+        if !inspection.removable
+            || (seen.file.is_none() && seen.os_lock_free.is_some())
+            || spare(&inspection)
+        {
+            return Ok((inspection, false));
+        }
+        let removed = self.remove_if_unchanged(ctx, lock_path, &seen, &inspection.reasons)?;
+        Ok((inspection, removed))
+    }
+
+    fn inspection_of(&self, seen: Option<&Seen>, lock_path: &Path) -> Inspection {
         let held_here = registry().holder(lock_path).is_some();
         let Some(seen) = seen else {
-            return Ok(Inspection {
+            return Inspection {
                 lock_path: lock_path.to_path_buf(),
                 status: Status::Free,
                 reasons: Vec::new(),
@@ -665,13 +703,12 @@ impl Locker {
                 held_here,
                 waiters_here: registry().waiters(lock_path),
                 not_a_record: false,
-            });
+            };
         };
-        let verdict = self.judge_seen(&seen, lock_path, Context::Observe);
-        // Dropping `seen` closes the file, which gives back the OS lock inspect may have taken.
+        let verdict = self.judge_seen(seen, lock_path, Context::Observe);
         let not_a_record = seen.regular && seen.payload == Payload::Unparsable;
-        let (record, past_max_hold) = owner_of(seen.payload, verdict.age);
-        Ok(Inspection {
+        let (record, past_max_hold) = owner_of(seen.payload.clone(), verdict.age);
+        Inspection {
             lock_path: lock_path.to_path_buf(),
             status: verdict.status,
             removable: verdict.status == Status::Stale,
@@ -683,7 +720,7 @@ impl Locker {
             held_here,
             waiters_here: registry().waiters(lock_path),
             not_a_record,
-        })
+        }
     }
 
     /// Removes the lock file at `lock_path` if it is stale now and unchanged between the
