@@ -5,17 +5,21 @@ use std::path::PathBuf;
 
 /// The usage text printed by `--help` and after a bad argument.
 pub const USAGE: &str = "\
-usage: sessionkit-bench <atomic|lock|all> [--quick] [--iters N] [--dir PATH]
+usage: sessionkit-bench <atomic|lock|sweep|store|all> [--quick] [--iters N] [--dir PATH]
 
 suites:
   atomic       atomic whole-file writes side by side, then the tokio stall probe
   lock         the write lock: uncontended cost, hand-off latency, contended throughput
-  all          every suite: atomic, then lock
+  sweep        a startup sweep of stale locks, ours against the original's way, with a ticker
+  store        the session registry at its cap: ours, the original's way, SQLite
+  all          every suite: atomic, then lock, then sweep, then store
 
 options:
   --quick      the smoke run: few iterations, well under a minute
   --iters N    atomic: writes per thread per implementation in every cell;
-               lock: acquires per implementation and hand-offs per row
+               lock: acquires per implementation and hand-offs per row;
+               sweep: rounds (every row sweeps once per round);
+               store: rounds (every row runs once per round)
                (overrides the mode's counts)
   --dir PATH   run in a fresh temp dir inside PATH instead of the system temp dir
 ";
@@ -25,6 +29,8 @@ options:
 pub(crate) enum Suite {
     Atomic,
     Lock,
+    Sweep,
+    Store,
     All,
 }
 
@@ -37,6 +43,16 @@ impl Suite {
     /// Whether this suite runs the `lock` suite.
     pub(crate) fn runs_lock(self) -> bool {
         matches!(self, Suite::Lock | Suite::All)
+    }
+
+    /// Whether this suite runs the `sweep` suite.
+    pub(crate) fn runs_sweep(self) -> bool {
+        matches!(self, Suite::Sweep | Suite::All)
+    }
+
+    /// Whether this suite runs the `store` suite.
+    pub(crate) fn runs_store(self) -> bool {
+        matches!(self, Suite::Store | Suite::All)
     }
 }
 
@@ -101,16 +117,19 @@ pub(crate) fn parse(args: &[OsString]) -> Result<Parsed, String> {
             }
             "atomic" if suite.is_none() => suite = Some(Suite::Atomic),
             "lock" if suite.is_none() => suite = Some(Suite::Lock),
+            "sweep" if suite.is_none() => suite = Some(Suite::Sweep),
+            "store" if suite.is_none() => suite = Some(Suite::Store),
             "all" if suite.is_none() => suite = Some(Suite::All),
             other if other.starts_with('-') => return Err(format!("unknown option `{other}`")),
             other => {
                 return Err(format!(
-                    "unknown suite `{other}`; the suites are atomic, lock, all"
+                    "unknown suite `{other}`; the suites are atomic, lock, sweep, store, all"
                 ));
             }
         }
     }
-    let suite = suite.ok_or("name a suite first; the suites are atomic, lock, all")?;
+    let suite =
+        suite.ok_or("name a suite first; the suites are atomic, lock, sweep, store, all")?;
     Ok(Parsed::Run(Options {
         suite,
         quick,
@@ -164,6 +183,19 @@ mod tests {
     }
 
     #[test]
+    fn sweep_is_a_suite_and_all_runs_it() {
+        let Ok(Parsed::Run(options)) = parse_words(&["sweep", "--quick"]) else {
+            panic!("`sweep` should parse");
+        };
+        assert_eq!(options.suite, Suite::Sweep);
+        assert!(options.quick);
+        assert!(options.suite.runs_sweep());
+        assert!(!options.suite.runs_atomic() && !options.suite.runs_lock());
+        assert!(Suite::All.runs_sweep());
+        assert!(!Suite::Atomic.runs_sweep() && !Suite::Lock.runs_sweep());
+    }
+
+    #[test]
     fn the_child_role_takes_the_rest_unparsed() {
         assert_eq!(
             parse_words(&["lock-child", "churn", "--quick"]),
@@ -183,6 +215,7 @@ mod tests {
         assert!(parse_words(&["atomic", "--fast"]).is_err());
         assert!(parse_words(&["atomic", "atomic"]).is_err());
         assert!(parse_words(&["atomic", "lock"]).is_err());
+        assert!(parse_words(&["sweep", "sweep"]).is_err());
         assert!(parse_words(&["locks"]).is_err());
     }
 

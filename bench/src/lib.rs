@@ -1,6 +1,6 @@
 //! Side-by-side benchmarks for sessionkit, run as `cargo xtask bench <suite>`.
 //!
-//! There are two suites, and `all` runs both, `atomic` first:
+//! There are four suites, and `all` runs them all, in this order:
 //!
 //! - `atomic` measures whole-file atomic replacement against a hand-written floor and two
 //!   other crates, all in one run and interleaved in rounds, then probes whether the async API
@@ -9,6 +9,12 @@
 //!   fast a release hands the lock to a waiter in the same process and in another one, and the
 //!   throughput and fairness of eight contending processes. Its contenders are this binary,
 //!   started again with the hidden first argument `lock-child`.
+//! - `sweep` plants 10,000 stale and live lock sidecars and sweeps them with
+//!   `sessionkit-lock-sweeper` and with a model of the original sweep, each with a 1 ms and a
+//!   real `/proc` owner lookup, while a 1 ms ticker runs on the same runtime.
+//! - `store` runs 64 tasks creating sessions against a registry at its cap: ours, a model of
+//!   the original and SQLite, each row in a child process (this binary with
+//!   `SESSIONKIT_BENCH_STORE_CHILD` set).
 //!
 //! Everything a suite prints on stdout is Markdown, so a run can be pasted into
 //! `docs/benchmarks.md`; progress goes to stderr. See `docs/benchmarks.md` for what each
@@ -34,6 +40,10 @@ mod machine;
 mod stall;
 #[cfg(unix)]
 mod stats;
+#[cfg(unix)]
+mod store;
+#[cfg(unix)]
+mod sweep;
 #[cfg(unix)]
 mod table;
 
@@ -70,6 +80,12 @@ fn run_suite(options: &args::Options, args: &[OsString]) -> io::Result<()> {
     if options.suite.runs_lock() {
         lock::run_suite(options, args)?;
     }
+    if options.suite.runs_sweep() {
+        sweep::run_suite(options, args)?;
+    }
+    if options.suite.runs_store() {
+        store::run_suite(options, args)?;
+    }
     Ok(())
 }
 
@@ -82,6 +98,12 @@ fn run_suite(options: &args::Options, args: &[OsString]) -> io::Result<()> {
     }
     if options.suite.runs_lock() {
         println!("SKIP: lock benchmark: the write lock supports Linux only");
+    }
+    if options.suite.runs_sweep() {
+        println!("SKIP: sweep benchmark: owner lookups need Linux's /proc");
+    }
+    if options.suite.runs_store() {
+        println!("SKIP: store benchmark: it reads /proc for memory and I/O");
     }
     Ok(())
 }

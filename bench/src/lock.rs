@@ -1682,7 +1682,7 @@ fn print_ticker(result: &TickerResult) {
         "| alone (baseline) | {} | 0 | 0.5 | {:.2} | {:.2} |",
         result.idle.len(),
         millis(max(&result.idle)),
-        millis(percentile(&result.idle, 0.99))
+        millis(percentile(&result.idle, 99.0))
     );
     println!(
         "| with 64 tasks on 8 locks | {} | {} | {:.1} | {:.2} | {:.2} |",
@@ -1690,7 +1690,7 @@ fn print_ticker(result: &TickerResult) {
         result.sections,
         result.wall.as_secs_f64(),
         millis(max(&result.busy)),
-        millis(percentile(&result.busy, 0.99))
+        millis(percentile(&result.busy, 99.0))
     );
     println!();
     println!("check: every counter ended at its number of sections (no overlapping sections): yes");

@@ -19,16 +19,19 @@ usage: cargo xtask <command> [args...]
 commands:
   ci [--skip-slow]                         run every CI check in order, stop at the first failure, print a summary;
                                            --skip-slow leaves out the quick torture and benchmark runs
-  torture [atomic|lock|all] [--quick] [args...] run the torture suite (default all); without --quick it is the long soak
-  bench <atomic|lock|all> [--quick] [args...] run the benchmark suite
+  torture [atomic|lock|store|all] [--quick] [args...] run the torture suite (default all); without --quick it is the long soak
+  bench <atomic|lock|sweep|store|all> [--quick] [args...] run the benchmark suite (all: every suite)
   tidy                                     check that every .rs file starts with //! and has no forbidden macros or attributes
   help                                     print this text
 
 Extra arguments after the suite are passed to the torture or benchmark binary unchanged.
 ";
 
-/// The suites the torture and benchmark binaries accept.
-const SUITES: [&str; 3] = ["atomic", "lock", "all"];
+/// The suites the torture binary accepts.
+const TORTURE_SUITES: [&str; 4] = ["atomic", "lock", "store", "all"];
+
+/// The suites the benchmark binary accepts; `all` runs every other one.
+const BENCH_SUITES: [&str; 5] = ["atomic", "lock", "sweep", "store", "all"];
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -109,35 +112,40 @@ fn parse(args: &[OsString]) -> Result<Task, String> {
         "tidy" if rest.is_empty() => Ok(Task::Tidy),
         "tidy" => Err(format!("`tidy` takes no arguments, not {}", listed(rest))),
         "torture" => {
-            let (suite, rest) = suite(rest, Some("all"))?;
+            let (suite, rest) = suite(rest, &TORTURE_SUITES, Some("all"))?;
             Ok(Task::Torture { suite, rest })
         }
         "bench" => {
-            let (suite, rest) = suite(rest, None)?;
+            let (suite, rest) = suite(rest, &BENCH_SUITES, None)?;
             Ok(Task::Bench { suite, rest })
         }
         other => Err(format!("unknown command `{other}`")),
     }
 }
 
-/// Splits off the suite name; an argument starting with `-` is an option, so the suite was left out.
-fn suite(args: &[OsString], default: Option<&str>) -> Result<(String, Vec<OsString>), String> {
+/// Splits off the suite name, one of `suites`; an argument starting with `-` is an option, so the
+/// suite was left out.
+fn suite(
+    args: &[OsString],
+    suites: &[&str],
+    default: Option<&str>,
+) -> Result<(String, Vec<OsString>), String> {
     let named = args
         .first()
         .filter(|arg| !arg.to_string_lossy().starts_with('-'));
     match (named, default) {
-        (Some(name), _) => match SUITES.iter().find(|&&suite| name == suite) {
+        (Some(name), _) => match suites.iter().find(|&&suite| name == suite) {
             Some(suite) => Ok((suite.to_string(), args[1..].to_vec())),
             None => Err(format!(
                 "unknown suite `{}`; the suites are {}",
                 name.to_string_lossy(),
-                SUITES.join(", ")
+                suites.join(", ")
             )),
         },
         (None, Some(default)) => Ok((default.to_owned(), args.to_vec())),
         (None, None) => Err(format!(
             "name a suite first; the suites are {}",
-            SUITES.join(", ")
+            suites.join(", ")
         )),
     }
 }
@@ -244,6 +252,21 @@ mod tests {
         );
         assert!(parse_words(&["bench"]).is_err());
         assert!(parse_words(&["bench", "--quick"]).is_err());
+    }
+
+    #[test]
+    fn sweep_is_a_bench_suite_only() {
+        assert_eq!(
+            parse_words(&["bench", "sweep", "--quick"]),
+            Ok(Task::Bench {
+                suite: "sweep".to_owned(),
+                rest: os(&["--quick"])
+            })
+        );
+        let err = parse_words(&["torture", "sweep"]).expect_err("no sweep torture suite");
+        assert!(err.contains("atomic, lock, store, all"), "{err}");
+        let err = parse_words(&["bench", "swep"]).expect_err("a typo is not a suite");
+        assert!(err.contains("atomic, lock, sweep, store, all"), "{err}");
     }
 
     #[test]
