@@ -230,6 +230,21 @@ impl AtomicWriter {
     ///
     /// As [`write`](AtomicWriter::write); the temp file is removed on failure.
     pub fn prepare(&self, path: impl AsRef<Path>, contents: &[u8]) -> Result<PendingWrite> {
+        self.prepare_with(path, |out| out.write_all(contents))
+    }
+
+    /// As [`prepare`](AtomicWriter::prepare), but the contents are written by `fill`, in as
+    /// many pieces as it likes, so that a large file need not be built in memory first.
+    ///
+    /// # Errors
+    ///
+    /// As [`prepare`](AtomicWriter::prepare); an error returned by `fill` fails the write step
+    /// (and removes the temp file) too.
+    pub fn prepare_with(
+        &self,
+        path: impl AsRef<Path>,
+        fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+    ) -> Result<PendingWrite> {
         let path = path.as_ref();
         let ctx = Ctx::new(Operation::Replace, path);
         let fs = &*self.fs;
@@ -257,8 +272,12 @@ impl AtomicWriter {
             done: false,
         };
 
-        fs::write_all(fs, &mut file, &pending.temp, contents)
-            .map_err(|e| pending.fail(Step::Write, e))?;
+        let written = fill(&mut TempOut {
+            fs,
+            file: &mut file,
+            path: &pending.temp,
+        });
+        written.map_err(|e| pending.fail(Step::Write, e))?;
         // `O_CREAT` applies the umask; only a mode the umask clipped needs an explicit chmod.
         if sys::mode_after_umask(mode) != mode {
             fs.set_mode(&file, &pending.temp, mode)
@@ -275,6 +294,25 @@ impl AtomicWriter {
         }
         drop(file);
         Ok(pending)
+    }
+}
+
+/// The temp file as `prepare_with`'s `fill` sees it: every write goes through the file-system
+/// seam whole (short writes are looped over).
+struct TempOut<'a> {
+    fs: &'a dyn FileSystem,
+    file: &'a mut File,
+    path: &'a Path,
+}
+
+impl io::Write for TempOut<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        fs::write_all(self.fs, self.file, self.path, buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

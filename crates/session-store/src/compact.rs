@@ -16,6 +16,7 @@
 //! the new snapshot with the whole old journal. A crash before the first rename leaves the
 //! old files. Nothing acknowledged is lost at any point.
 
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,14 +50,22 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         )
     };
     shared.refresh()?;
-    let (bytes, journal, offset, entries) = encode_in_slices(shared);
+    let (journal, offset) = {
+        let view = shared.read();
+        (view.journal.clone(), view.offset)
+    };
     let writer = {
         let mut w = AtomicWriter::new();
         w.durability(Durability::Durable);
         w
     };
+    let mut entries = 0;
+    let mut snapshot_len = 0;
     let snapshot = writer
-        .prepare(&shared.snapshot_path, &bytes)
+        .prepare_with(&shared.snapshot_path, |out| {
+            (entries, snapshot_len) = encode_in_slices(shared, out)?;
+            Ok(())
+        })
         .map_err(atomic("write the new snapshot"))?;
 
     let _batch = lock(&shared.batch_lock);
@@ -104,11 +113,11 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         let mut view = shared.write();
         if view.journal.id != journal.id {
             drop(view);
-            let report = report_of(entries, &bytes, journal_before, &next, started);
+            let report = report_of(entries, snapshot_len, journal_before, &next, started);
             drop(locked);
             shared.count(|c| {
                 c.compactions += 1;
-                c.snapshot_bytes += bytes.len() as u64;
+                c.snapshot_bytes += snapshot_len;
             });
             return Ok(report);
         }
@@ -129,13 +138,13 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         view.offset = next.len() as u64;
         view.lines = 1 + tail[..whole].iter().filter(|&&b| b == b'\n').count();
         view.epoch = epoch + 1;
-        view.snapshot_bytes = bytes.len() as u64;
+        view.snapshot_bytes = snapshot_len;
     }
-    let report = report_of(entries, &bytes, journal_before, &next, started);
+    let report = report_of(entries, snapshot_len, journal_before, &next, started);
     drop(locked);
     shared.count(|c| {
         c.compactions += 1;
-        c.snapshot_bytes += bytes.len() as u64;
+        c.snapshot_bytes += snapshot_len;
     });
     tracing::info!(
         entries,
@@ -150,14 +159,14 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
 
 fn report_of(
     entries: usize,
-    snapshot: &[u8],
+    snapshot_len: u64,
     journal_before: u64,
     journal_after: &[u8],
     locked_since: Instant,
 ) -> CompactReport {
     CompactReport {
         entries,
-        snapshot_bytes: snapshot.len() as u64,
+        snapshot_bytes: snapshot_len,
         journal_bytes_before: journal_before,
         journal_bytes_after: journal_after.len() as u64,
         locked_micros: u64::try_from(locked_since.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -168,25 +177,21 @@ fn report_of(
 /// Entries encoded per read lock: a slice takes well under a millisecond.
 const SLICE: usize = 512;
 
-/// Encodes the snapshot in slices of [`SLICE`] keys, each under its own read lock, and
-/// returns the bytes, the journal and offset the encoding started at, and the entry count.
-fn encode_in_slices(shared: &Shared) -> (Vec<u8>, Arc<JournalFile>, u64, usize) {
-    let (journal, offset, capacity) = {
-        let view = shared.read();
-        let bytes = usize::try_from(view.state.stats().bytes).unwrap_or(0);
-        (view.journal.clone(), view.offset, bytes * 5 / 4 + 16)
-    };
-    let mut out = String::with_capacity(capacity);
+/// Encodes the snapshot in slices of [`SLICE`] keys, each under its own read lock, and writes
+/// each slice to `out` with no lock held; returns the entry count and the bytes written. Only
+/// one slice is ever in memory.
+fn encode_in_slices(shared: &Shared, out: &mut dyn Write) -> io::Result<(usize, u64)> {
+    let mut buf = String::new();
     let mut first = true;
     let mut entries = 0;
+    let mut written = 0;
     let mut last: Option<String> = None;
     loop {
         let view = shared.read();
-        let before = out.len();
         let mut n = 0;
         let mut next_last = None;
         push_entries(
-            &mut out,
+            &mut buf,
             &mut first,
             view.state
                 .after(last.as_deref())
@@ -199,11 +204,16 @@ fn encode_in_slices(shared: &Shared) -> (Vec<u8>, Arc<JournalFile>, u64, usize) 
         let next_last = next_last.map(str::to_owned);
         drop(view);
         entries += n;
-        if n < SLICE || out.len() == before {
+        if n < SLICE {
             break;
         }
+        out.write_all(buf.as_bytes())?;
+        written += buf.len() as u64;
+        buf.clear();
         last = next_last;
     }
-    finish_snapshot(&mut out, first);
-    (out.into_bytes(), journal, offset, entries)
+    finish_snapshot(&mut buf, first);
+    out.write_all(buf.as_bytes())?;
+    written += buf.len() as u64;
+    Ok((entries, written))
 }

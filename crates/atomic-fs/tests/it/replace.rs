@@ -1,6 +1,7 @@
 //! Atomic replace: modes, parents, symlinks, directories, and the exact order of calls.
 
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::fs::symlink;
 use std::sync::Arc;
 
@@ -313,4 +314,37 @@ fn error_messages_name_step_and_paths() {
     assert!(msg.contains(".sktmp`"), "names the temp file: {msg}");
     assert_eq!(err.step(), Some(Step::Rename));
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
+}
+
+#[test]
+fn prepare_with_writes_the_pieces_and_a_failing_fill_leaves_nothing() {
+    let dir = Scratch::new("prepare-with");
+    let target = dir.join("big.json");
+    fs::write(&target, b"old").unwrap();
+    let writer = AtomicWriter::new();
+    let pending = writer
+        .prepare_with(&target, |out| {
+            for piece in [&b"{"[..], b"\"a\":", b"1}"] {
+                out.write_all(piece)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(fs::read(&target).unwrap(), b"old");
+    pending.commit().unwrap();
+    assert_eq!(fs::read(&target).unwrap(), b"{\"a\":1}");
+
+    let err = writer
+        .prepare_with(&target, |out| {
+            out.write_all(b"half")?;
+            Err(std::io::Error::other("the encoder gave up"))
+        })
+        .unwrap_err();
+    assert_eq!(err.step(), Some(Step::Write), "{err}");
+    assert_eq!(fs::read(&target).unwrap(), b"{\"a\":1}");
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(names.iter().all(|n| !is_temp_file_name(n)), "{names:?}");
 }
