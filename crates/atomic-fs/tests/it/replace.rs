@@ -1,7 +1,6 @@
 //! Atomic replace: modes, parents, symlinks, directories, and the exact order of calls.
 
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::symlink;
 use std::sync::Arc;
 
