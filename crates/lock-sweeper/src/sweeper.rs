@@ -232,7 +232,8 @@ impl SweeperBuilder {
         self
     }
 
-    /// How many directories the async sweep works on at once.
+    /// How many directories the async sweep works on at once, and how many batches of files
+    /// it has on blocking threads at once (the batches of one directory also run side by side).
     ///
     /// By default, 8.
     pub fn concurrency(&mut self, dirs: usize) -> &mut Self {

@@ -17,7 +17,8 @@ impl Sweeper {
     /// Up to [`concurrency`](crate::SweeperBuilder::concurrency) directories are swept at
     /// once. Each directory is listed on a blocking thread, then its sidecars are judged and
     /// removed on blocking threads, [`batch_size`](crate::SweeperBuilder::batch_size) files per
-    /// `spawn_blocking` call, with a yield to the runtime between batches. The report is the
+    /// `spawn_blocking` call, with at most `concurrency` batches in flight across the sweep and
+    /// a yield to the runtime after starting each. The report is the
     /// same as the sync sweep's: entries in the order of `dirs`, each directory sorted by name,
     /// and one [`MemoLookup`](crate::MemoLookup) across all directories.
     ///
@@ -35,16 +36,17 @@ impl Sweeper {
         let started = Instant::now();
         let run = Arc::new(self.start(dirs.len())?);
         let limit = Arc::new(Semaphore::new(self.config.concurrency));
+        let blocking = Arc::new(Semaphore::new(self.config.concurrency));
         let batch = self.config.batch;
         // A `JoinSet` aborts its tasks when dropped, so dropping this future stops the sweep.
         let mut tasks = tokio::task::JoinSet::new();
         for (index, dir) in dirs.iter().enumerate() {
             let dir = dir.as_ref().to_path_buf();
             let run = run.clone();
-            let limit = limit.clone();
+            let (limit, blocking) = (limit.clone(), blocking.clone());
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                (index, sweep_dir(run, dir, batch).await)
+                (index, sweep_dir(run, dir, batch, blocking).await)
             });
         }
         let mut results: Vec<Option<DirResult>> = dirs.iter().map(|_| None).collect();
@@ -56,7 +58,12 @@ impl Sweeper {
     }
 }
 
-async fn sweep_dir(run: Arc<Run>, dir: PathBuf, batch: usize) -> Result<DirResult> {
+async fn sweep_dir(
+    run: Arc<Run>,
+    dir: PathBuf,
+    batch: usize,
+    blocking: Arc<Semaphore>,
+) -> Result<DirResult> {
     let mut out = DirResult::default();
     let listed = {
         let (run, listed_dir) = (run.clone(), dir.clone());
@@ -66,22 +73,35 @@ async fn sweep_dir(run: Arc<Run>, dir: PathBuf, batch: usize) -> Result<DirResul
     };
     match listed {
         Ok(candidates) => {
+            // The batches of a directory run side by side too (its unlinks queue on the
+            // directory in the kernel, but the reads and judgements around them overlap),
+            // bounded by the sweep's limit on blocking tasks.
+            let mut batches = tokio::task::JoinSet::new();
             let mut rest = candidates;
+            let mut index = 0;
             while !rest.is_empty() {
                 let tail = rest.split_off(rest.len().min(batch));
                 let chunk = std::mem::replace(&mut rest, tail);
                 let run = run.clone();
-                let done = tokio::task::spawn_blocking(move || {
-                    chunk
+                let permit = blocking.clone().acquire_owned().await;
+                batches.spawn_blocking(move || {
+                    let _permit = permit;
+                    let done = chunk
                         .into_iter()
                         .map(|(path, link)| run.sweep_file(path, link))
-                        .collect::<Vec<_>>()
-                })
-                .await
-                .map_err(|e| task_error(&dir, &e))?;
-                out.entries.extend(done);
+                        .collect::<Vec<_>>();
+                    (index, done)
+                });
+                index += 1;
                 tokio::task::yield_now().await;
             }
+            let mut done = Vec::with_capacity(index);
+            while let Some(joined) = batches.join_next().await {
+                done.push(joined.map_err(|e| task_error(&dir, &e))?);
+            }
+            done.sort_by_key(|(i, _)| *i);
+            out.entries
+                .extend(done.into_iter().flat_map(|(_, entries)| entries));
         }
         Err(e) => {
             out.error = Some(crate::report::DirError {
