@@ -471,7 +471,9 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     if let Some(age) = config.prune_after {
         let cutoff = now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
         for (key, _) in state.updated_before(cutoff) {
-            let entry = state.get(key).expect("indexed keys have entries");
+            let Some(entry) = state.get(key) else {
+                continue;
+            };
             if is_active(key, entry) || is_protected(key, entry) {
                 continue;
             }
@@ -616,7 +618,9 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                     if gone.contains(key) {
                         continue;
                     }
-                    let entry = state.get(key).expect("indexed keys have entries");
+                    let Some(entry) = state.get(key) else {
+                        continue;
+                    };
                     if is_active(key, entry) || is_protected(key, entry) {
                         kept += 1;
                         continue;
@@ -671,7 +675,9 @@ fn pick_oldest<'s>(
         if gone.contains(key) {
             continue;
         }
-        let entry = state.get(key).expect("indexed keys have entries");
+        let Some(entry) = state.get(key) else {
+            continue;
+        };
         if is_active(key, entry) {
             skipped += 1;
         } else if is_protected(key, entry) {

@@ -411,19 +411,21 @@ fn maybe_compact(shared: &Arc<Shared>) {
     {
         return;
     }
-    let shared = shared.clone();
+    let owner = shared.clone();
     let spawned = thread::Builder::new()
         .name("sessionkit-store-compact".to_owned())
         .spawn(move || {
-            if let Err(e) = crate::compact::compact(&shared) {
-                tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
+            // Cleared however the compaction ends, a panic included, so the next can start.
+            let _running = ClearOnDrop(&owner.compacting);
+            if let Err(e) = crate::compact::compact(&owner) {
+                tracing::warn!(path = %owner.snapshot_path.display(), error = %e,
                     "background compaction failed; it will be tried again");
             }
-            shared
-                .compacting
-                .store(false, std::sync::atomic::Ordering::Release);
         });
     if let Err(e) = spawned {
+        shared
+            .compacting
+            .store(false, std::sync::atomic::Ordering::Release);
         tracing::warn!(error = %e, "could not start a compaction thread");
     }
 }
@@ -450,17 +452,27 @@ fn maybe_maintain(shared: &Arc<Shared>, periodic: bool) {
         return;
     }
     *lock(&shared.last_maintenance) = Some(Instant::now());
-    let shared = shared.clone();
+    let owner = shared.clone();
     let spawned = thread::Builder::new()
         .name("sessionkit-store-maintain".to_owned())
         .spawn(move || {
-            if let Err(e) = crate::maintain::run(&shared, false) {
-                tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
+            let _running = ClearOnDrop(&owner.maintaining);
+            if let Err(e) = crate::maintain::run(&owner, false) {
+                tracing::warn!(path = %owner.snapshot_path.display(), error = %e,
                     "a maintenance pass failed; the next one tries again");
             }
-            shared.maintaining.store(false, Ordering::Release);
         });
     if let Err(e) = spawned {
+        shared.maintaining.store(false, Ordering::Release);
         tracing::warn!(error = %e, "could not start a maintenance thread");
+    }
+}
+
+/// Clears a "running" flag when dropped.
+struct ClearOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
     }
 }
