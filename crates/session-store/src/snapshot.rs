@@ -244,16 +244,42 @@ pub fn quarantine_at(path: impl AsRef<Path>, at: SystemTime) -> Result<PathBuf> 
 pub(crate) fn compact_utc(at: SystemTime) -> String {
     let ms = at
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let days = i64::try_from(ms / 86_400_000).unwrap_or(i64::MAX / 2);
-    let in_day = ms % 86_400_000;
-    let (year, month, day) = civil_from_days(days);
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let (date, time) = utc_parts(ms);
     format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day % 3_600_000 / 60_000,
-        in_day % 60_000 / 1_000,
-        in_day % 1_000
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
+        date.0, date.1, date.2, time.0, time.1, time.2, time.3
+    )
+}
+
+/// An `updatedAt` (milliseconds since the Unix epoch, any `i64`) as JavaScript's
+/// `Date.prototype.toISOString()` writes it, `2026-11-21T07:30:12.123Z`, for tools that show
+/// entries. Years outside 0..=9999 are written with as many digits as they need.
+pub fn iso_time_ms(ms: i64) -> String {
+    let (date, time) = utc_parts(ms);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        date.0, date.1, date.2, time.0, time.1, time.2, time.3
+    )
+}
+
+/// A UTC date: year, month, day.
+type Date = (i64, u32, u32);
+/// A UTC time of day: hour, minute, second, millisecond.
+type TimeOfDay = (i64, i64, i64, i64);
+
+/// The UTC date and time of day of `ms` milliseconds since the Unix epoch.
+fn utc_parts(ms: i64) -> (Date, TimeOfDay) {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    (
+        civil_from_days(days),
+        (
+            in_day / 3_600_000,
+            in_day % 3_600_000 / 60_000,
+            in_day % 60_000 / 1_000,
+            in_day % 1_000,
+        ),
     )
 }
 

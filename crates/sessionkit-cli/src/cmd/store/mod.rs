@@ -118,38 +118,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
     Ok(json)
 }
 
-/// A time in milliseconds since the Unix epoch as ISO 8601 in UTC with milliseconds, as
-/// JavaScript's `toISOString` writes it: `2026-11-21T07:30:12.123Z`.
+/// An `updatedAt` as JavaScript's `toISOString` writes it.
 fn iso_time(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day % 3_600_000 / 60_000,
-        in_day % 60_000 / 1_000,
-        in_day % 1_000
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+    sessionkit::store::iso_time_ms(ms)
 }
 
 #[cfg(test)]
