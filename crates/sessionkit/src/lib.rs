@@ -16,12 +16,22 @@
 //! - [`sweeper`] (`sessionkit-lock-sweeper`): sweeps directories for stale locks, judged by the
 //!   lock's own rules, with one owner lookup per pid per sweep.
 //! - [`store`] (`sessionkit-session-store`): the session registry, `sessions.json` updated
-//!   through a journal with group commit and background compaction.
+//!   through a journal with group commit, background compaction and maintenance (caps,
+//!   pruning, transcripts of evicted sessions, orphans, a disk budget), and fenced transcripts.
+//! - [`service`] (`sessionkit-service`): [`StateDir`], one call that opens a service's state
+//!   directory: a startup sweep in the background, the registry with maintenance on, and
+//!   tracked transcript handles; configured by a builder or `SESSIONKIT_*` variables (the
+//!   table is in [`service`]).
 //!
 //! # Features
 //!
-//! - `tokio` (on by default): async entry points that run each whole blocking operation on one
-//!   `spawn_blocking` call, so no async worker ever waits on the disk.
+//! All on by default; turn the default off to leave parts out.
+//!
+//! - `tokio`: async entry points that run each blocking step on a blocking thread and wait
+//!   for locks asynchronously, so no async worker ever waits on the disk.
+//! - `lock`: [`lock`]. `sweeper`: [`sweeper`] (needs `lock`). `store`: [`store`] (needs
+//!   `lock`). `service`: [`service`] and [`StateDir`] (needs `store` and `sweeper`).
+//!   [`atomic_fs`] is always there.
 //!
 //! # Platform behavior
 //!
@@ -50,14 +60,23 @@
 
 #[doc(inline)]
 pub use sessionkit_atomic_fs as atomic_fs;
+#[cfg(feature = "sweeper")]
 #[doc(inline)]
 pub use sessionkit_lock_sweeper as sweeper;
+#[cfg(feature = "service")]
+#[doc(inline)]
+pub use sessionkit_service as service;
+#[cfg(feature = "service")]
+#[doc(no_inline)]
+pub use sessionkit_service::{StateDir, StateDirBuilder};
+#[cfg(feature = "store")]
 #[doc(inline)]
 pub use sessionkit_session_store as store;
+#[cfg(feature = "lock")]
 #[doc(inline)]
 pub use sessionkit_write_lock as lock;
 
 // The workspace README's examples compile as doc tests, so they cannot drift from the API.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "service"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
