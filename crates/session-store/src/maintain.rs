@@ -67,6 +67,9 @@ pub enum TranscriptDisposal {
 /// Decides whether an entry is protected from the cap and from pruning.
 pub type Protection = Arc<dyn Fn(&str, &Entry) -> bool + Send + Sync>;
 
+/// Called with the report of each pass that changed something ([`Maintenance::on_pass`]).
+pub type PassHook = Arc<dyn Fn(&MaintenanceReport) + Send + Sync>;
+
 /// The maintenance settings of a store ([`StoreBuilder::maintenance`]); every setter says its
 /// default.
 ///
@@ -85,6 +88,7 @@ pub struct Maintenance {
     pub(crate) interval: Option<Duration>,
     pub(crate) background: bool,
     pub(crate) protect: Option<Protection>,
+    pub(crate) on_pass: Option<PassHook>,
 }
 
 impl fmt::Debug for Maintenance {
@@ -102,6 +106,7 @@ impl fmt::Debug for Maintenance {
             .field("interval", &self.interval)
             .field("background", &self.background)
             .field("protect", &self.protect.is_some())
+            .field("on_pass", &self.on_pass.is_some())
             .finish()
     }
 }
@@ -121,6 +126,7 @@ impl Default for Maintenance {
             interval: Some(DEFAULT_INTERVAL),
             background: true,
             protect: None,
+            on_pass: None,
         }
     }
 }
@@ -247,6 +253,17 @@ impl Maintenance {
     /// By default, nothing is protected but active entries.
     pub fn protect(mut self, rule: impl Fn(&str, &Entry) -> bool + Send + Sync + 'static) -> Self {
         self.protect = Some(Arc::new(rule));
+        self
+    }
+
+    /// Calls `hook` with the report of every pass that evicted, archived or removed something
+    /// (background passes and [`Store::maintain`](crate::Store::maintain) alike; not dry runs
+    /// or warn mode), on the thread that ran the pass, after the pass is done. For metrics, or
+    /// for a caller that must know which keys were evicted.
+    ///
+    /// By default, there is no hook; each such pass is logged through `tracing` either way.
+    pub fn on_pass(mut self, hook: impl Fn(&MaintenanceReport) + Send + Sync + 'static) -> Self {
+        self.on_pass = Some(Arc::new(hook));
         self
     }
 
@@ -936,6 +953,9 @@ pub(crate) fn run(
             elapsed_ms = report.elapsed_ms,
             "session store maintenance pass"
         );
+        if let Some(hook) = config.on_pass.as_ref().filter(|_| !report.dry_run) {
+            hook(&report);
+        }
     }
     Ok(report)
 }

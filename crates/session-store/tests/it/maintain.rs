@@ -350,3 +350,70 @@ fn reaching_the_cap_starts_a_background_pass() {
     assert!(store.get("k00").unwrap().is_none());
     assert!(store.get("k21").unwrap().is_some());
 }
+
+/// A hook that records the keys each heard pass evicted for the cap.
+#[allow(clippy::type_complexity)]
+fn hearing() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+    impl Fn(&sessionkit_session_store::MaintenanceReport) + Send + Sync + 'static,
+) {
+    let heard: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>> = Default::default();
+    let sink = std::sync::Arc::clone(&heard);
+    (
+        heard,
+        move |r: &sessionkit_session_store::MaintenanceReport| {
+            sink.lock().unwrap().push(r.capped.clone())
+        },
+    )
+}
+
+#[test]
+fn the_pass_hook_hears_background_passes() {
+    let dir = Scratch::new("hook-bg");
+    let (heard, hook) = hearing();
+    let store = open(
+        &dir,
+        Maintenance::new()
+            .max_entries(Some(20))
+            .interval(None)
+            .on_pass(hook),
+    );
+    for i in 0..22 {
+        store
+            .upsert(
+                format!("k{i:02}"),
+                entry("s", Duration::from_secs(100 - i), ""),
+            )
+            .unwrap();
+    }
+    // The hook runs on the pass's thread once the pass is done; wait for what it heard.
+    for _ in 0..2000 {
+        if heard.lock().unwrap().concat().len() >= 2 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(heard.lock().unwrap().concat(), ["k00", "k01"]);
+    assert_eq!(store.count().unwrap(), 20);
+}
+
+#[test]
+fn the_pass_hook_hears_explicit_passes_but_not_dry_runs_or_idle_ones() {
+    let dir = Scratch::new("hook");
+    let (heard, hook) = hearing();
+    let store = open(&dir, on_demand().max_entries(Some(20)).on_pass(hook));
+    for i in 0..22 {
+        store
+            .upsert(
+                format!("k{i:02}"),
+                entry("s", Duration::from_secs(100 - i), ""),
+            )
+            .unwrap();
+    }
+    let dry = store.maintain(true).unwrap();
+    assert_eq!(dry.capped, ["k00", "k01"]);
+    assert!(heard.lock().unwrap().is_empty(), "a dry run was heard");
+    store.maintain(false).unwrap();
+    store.maintain(false).unwrap();
+    assert_eq!(*heard.lock().unwrap(), [vec!["k00", "k01"]]);
+}
