@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::cmd::append::AppendArgs;
 use crate::cmd::lock::LockArgs;
 use crate::cmd::locks::LocksArgs;
+use crate::cmd::simulate::SimulateArgs;
 use crate::cmd::store::StoreArgs;
 use crate::cmd::sweep::SweepArgs;
 use crate::cmd::write::WriteArgs;
@@ -18,8 +19,9 @@ use crate::cmd::write::WriteArgs;
 /// Exit status: 0 success, 1 no such entry (`store get`), 2 usage error, 65 bad input data
 /// or a corrupt file, 74 I/O error, 75 temporary failure (a lock timeout or revocation);
 /// `lock run` passes on its command's status; `sweep` exits 74 when some files could not be
-/// judged or removed, and `store check` 65 when it found problems. See docs/cli.md for
-/// details.
+/// judged or removed, `store check` 65 when it found problems, and `simulate` 70 when a
+/// promise was broken (an update lost, an orphan, a torn file, a lock left). See docs/cli.md
+/// for details.
 #[derive(Debug, Parser)]
 #[command(name = "sessionkit", version)]
 pub(crate) struct Cli {
@@ -43,6 +45,9 @@ pub(crate) enum Command {
     Sweep(SweepArgs),
     /// Read, change, compact or check a session store (sessions.json and its journal).
     Store(StoreArgs),
+    /// Run the load that broke the original system (agents, cron storms, hung holders,
+    /// killed workers, a registry at its cap) and report what happened.
+    Simulate(SimulateArgs),
 }
 
 #[cfg(test)]

@@ -22,6 +22,11 @@ pub(crate) const USAGE: u8 = 2;
 /// also uses it when it found problems (they are listed).
 pub(crate) const DATA_ERR: u8 = 65;
 
+/// Internal software error (`EX_SOFTWARE`): `simulate` ran, and its report shows a broken
+/// promise (an acknowledged update lost, an orphan transcript, a torn file, a lock left
+/// behind, a hung holder not revoked).
+pub(crate) const SOFTWARE: u8 = 70;
+
 /// An input or output error (`EX_IOERR`): every other failure of the library, including a
 /// target that is a directory or whose parent is missing, a failed `fsync`, and a failure to
 /// read standard input. `sweep` also uses it when the sweep completed but some lock files or

@@ -68,6 +68,8 @@ pub(crate) enum Failure {
     },
     /// A `store` report could not be written as JSON (a path that is not UTF-8, say).
     StoreJson(serde_json::Error),
+    /// `simulate` could not set up, run or check its workload (the step and why).
+    Simulate(String),
     /// The lock was revoked by the watchdog while the command given to `lock run` ran.
     Revoked {
         /// The path the user named.
@@ -114,7 +116,8 @@ impl Failure {
             | Failure::Lock(_)
             | Failure::Sweep(_)
             | Failure::Store(_)
-            | Failure::Wait { .. } => exit::IO_ERR,
+            | Failure::Wait { .. }
+            | Failure::Simulate(_) => exit::IO_ERR,
         }
     }
 
@@ -192,6 +195,7 @@ impl fmt::Display for Failure {
             Failure::Wait { program, .. } => {
                 write!(f, "failed to wait for `{}`", program.to_string_lossy())
             }
+            Failure::Simulate(what) => write!(f, "simulate failed to {what}"),
             Failure::Revoked {
                 path,
                 max_hold,
@@ -230,7 +234,7 @@ impl StdError for Failure {
             Failure::Stdin(err) | Failure::Stdout(err) => Some(err),
             Failure::Json { source, .. } => Some(source),
             Failure::Spawn { source, .. } | Failure::Wait { source, .. } => Some(source),
-            Failure::Revoked { .. } => None,
+            Failure::Revoked { .. } | Failure::Simulate(_) => None,
         }
     }
 }

@@ -3,6 +3,7 @@
 pub(crate) mod append;
 pub(crate) mod lock;
 pub(crate) mod locks;
+pub(crate) mod simulate;
 pub(crate) mod store;
 pub(crate) mod sweep;
 pub(crate) mod write;
@@ -24,6 +25,7 @@ pub(crate) fn run(command: Command) -> Result<u8, Failure> {
         Command::Locks(args) => locks::run(&args).map(|()| exit::SUCCESS),
         Command::Sweep(args) => sweep::run(&args),
         Command::Store(args) => store::run(args),
+        Command::Simulate(args) => simulate::run(&args),
     }
 }
 

@@ -12,6 +12,8 @@ mod lock_run;
 mod lock_show;
 /// `sessionkit locks`: planted locks listed as held, stale and malformed; nothing removed.
 mod locks;
+/// `sessionkit simulate`: the quick run in one and three processes, and the naive baseline.
+mod simulate;
 /// `sessionkit store`: every subcommand, corrupt files left alone, and `check`'s problems.
 mod store;
 /// `sessionkit sweep`: dry runs, removals, the summary line, JSON and usage errors.
