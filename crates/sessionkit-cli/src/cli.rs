@@ -6,20 +6,22 @@
 use clap::{Parser, Subcommand};
 
 use crate::cmd::append::AppendArgs;
+use crate::cmd::doctor::DoctorArgs;
 use crate::cmd::lock::LockArgs;
 use crate::cmd::locks::LocksArgs;
 use crate::cmd::store::StoreArgs;
 use crate::cmd::sweep::SweepArgs;
 use crate::cmd::write::WriteArgs;
 
-/// Atomic file writes, JSONL appends, write locks, lock sweeps and session stores for
-/// sessionkit state on disk.
+/// Atomic file writes, JSONL appends, write locks, lock sweeps, session stores and a doctor
+/// for sessionkit state on disk.
 ///
 /// Exit status: 0 success, 1 no such entry (`store get`), 2 usage error, 65 bad input data
 /// or a corrupt file, 74 I/O error, 75 temporary failure (a lock timeout or revocation);
 /// `lock run` passes on its command's status; `sweep` exits 74 when some files could not be
-/// judged or removed, and `store check` 65 when it found problems. See docs/cli.md for
-/// details.
+/// judged or removed, and `store check` 65 when it found problems; `doctor` exits 0 when
+/// nothing is left to fix, 65 when problems are left (always without --fix, if it found any)
+/// and 74 after an I/O error. See docs/cli.md for details.
 #[derive(Debug, Parser)]
 #[command(name = "sessionkit", version)]
 pub(crate) struct Cli {
@@ -43,6 +45,9 @@ pub(crate) enum Command {
     Sweep(SweepArgs),
     /// Read, change, compact or check a session store (sessions.json and its journal).
     Store(StoreArgs),
+    /// Report on a state directory (locks, registry, transcripts, temp files, disk use) and
+    /// with --fix repair it, printing each action.
+    Doctor(DoctorArgs),
 }
 
 #[cfg(test)]

@@ -68,6 +68,15 @@ pub(crate) enum Failure {
     },
     /// A `store` report could not be written as JSON (a path that is not UTF-8, say).
     StoreJson(serde_json::Error),
+    /// `doctor` could not look at its state directory: missing, not a directory, unlistable.
+    Doctor {
+        /// The directory the user named.
+        dir: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A `doctor` report could not be written as JSON (a path that is not UTF-8, say).
+    DoctorJson(serde_json::Error),
     /// The lock was revoked by the watchdog while the command given to `lock run` ran.
     Revoked {
         /// The path the user named.
@@ -106,7 +115,8 @@ impl Failure {
             Failure::Json { .. }
             | Failure::ReportJson(_)
             | Failure::BadInput { .. }
-            | Failure::StoreJson(_) => exit::DATA_ERR,
+            | Failure::StoreJson(_)
+            | Failure::DoctorJson(_) => exit::DATA_ERR,
             Failure::Spawn { .. } => exit::CANNOT_RUN,
             Failure::Library(_)
             | Failure::Stdin(_)
@@ -114,6 +124,7 @@ impl Failure {
             | Failure::Lock(_)
             | Failure::Sweep(_)
             | Failure::Store(_)
+            | Failure::Doctor { .. }
             | Failure::Wait { .. } => exit::IO_ERR,
         }
     }
@@ -186,6 +197,14 @@ impl fmt::Display for Failure {
                 path.display()
             ),
             Failure::StoreJson(_) => f.write_str("failed to write the store report as JSON"),
+            Failure::Doctor { dir, .. } => {
+                write!(
+                    f,
+                    "failed to examine the state directory `{}`",
+                    dir.display()
+                )
+            }
+            Failure::DoctorJson(_) => f.write_str("failed to write the doctor report as JSON"),
             Failure::Spawn { program, .. } => {
                 write!(f, "could not run `{}`", program.to_string_lossy())
             }
@@ -224,7 +243,8 @@ impl StdError for Failure {
             Failure::Sweep(err) => err.source(),
             Failure::Store(err) => err.source(),
             Failure::BadInput { source, .. } => Some(&**source),
-            Failure::StoreJson(source) => Some(source),
+            Failure::StoreJson(source) | Failure::DoctorJson(source) => Some(source),
+            Failure::Doctor { source, .. } => Some(source),
             Failure::NoEntry { .. } => None,
             Failure::ReportJson(source) => Some(source),
             Failure::Stdin(err) | Failure::Stdout(err) => Some(err),
