@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::cmd::append::AppendArgs;
+use crate::cmd::doctor::DoctorArgs;
 use crate::cmd::lock::LockArgs;
 use crate::cmd::locks::LocksArgs;
 use crate::cmd::simulate::SimulateArgs;
@@ -13,15 +14,16 @@ use crate::cmd::store::StoreArgs;
 use crate::cmd::sweep::SweepArgs;
 use crate::cmd::write::WriteArgs;
 
-/// Atomic file writes, JSONL appends, write locks, lock sweeps and session stores for
-/// sessionkit state on disk.
+/// Atomic file writes, JSONL appends, write locks, lock sweeps, session stores and a doctor
+/// for sessionkit state on disk.
 ///
 /// Exit status: 0 success, 1 no such entry (`store get`), 2 usage error, 65 bad input data
 /// or a corrupt file, 74 I/O error, 75 temporary failure (a lock timeout or revocation);
 /// `lock run` passes on its command's status; `sweep` exits 74 when some files could not be
-/// judged or removed, `store check` 65 when it found problems, and `simulate` 70 when a
-/// promise was broken (an update lost, an orphan, a torn file, a lock left). See docs/cli.md
-/// for details.
+/// judged or removed, `store check` 65 when it found problems, `simulate` 70 when a promise
+/// was broken (an update lost, an orphan, a torn file, a lock left), and `doctor` 0 when
+/// nothing is left to fix, 65 when problems are left (always without --fix, if it found any)
+/// and 74 after an I/O error. See docs/cli.md for details.
 #[derive(Debug, Parser)]
 #[command(name = "sessionkit", version)]
 pub(crate) struct Cli {
@@ -48,6 +50,9 @@ pub(crate) enum Command {
     /// Run the load that broke the original system (agents, cron storms, hung holders,
     /// killed workers, a registry at its cap) and report what happened.
     Simulate(SimulateArgs),
+    /// Report on a state directory (locks, registry, transcripts, temp files, disk use) and
+    /// with --fix repair it, printing each action.
+    Doctor(DoctorArgs),
 }
 
 #[cfg(test)]

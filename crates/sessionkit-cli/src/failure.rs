@@ -70,6 +70,15 @@ pub(crate) enum Failure {
     StoreJson(serde_json::Error),
     /// `simulate` could not set up, run or check its workload (the step and why).
     Simulate(String),
+    /// `doctor` could not look at its state directory: missing, not a directory, unlistable.
+    Doctor {
+        /// The directory the user named.
+        dir: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A `doctor` report could not be written as JSON (a path that is not UTF-8, say).
+    DoctorJson(serde_json::Error),
     /// The lock was revoked by the watchdog while the command given to `lock run` ran.
     Revoked {
         /// The path the user named.
@@ -108,7 +117,8 @@ impl Failure {
             Failure::Json { .. }
             | Failure::ReportJson(_)
             | Failure::BadInput { .. }
-            | Failure::StoreJson(_) => exit::DATA_ERR,
+            | Failure::StoreJson(_)
+            | Failure::DoctorJson(_) => exit::DATA_ERR,
             Failure::Spawn { .. } => exit::CANNOT_RUN,
             Failure::Library(_)
             | Failure::Stdin(_)
@@ -116,6 +126,7 @@ impl Failure {
             | Failure::Lock(_)
             | Failure::Sweep(_)
             | Failure::Store(_)
+            | Failure::Doctor { .. }
             | Failure::Wait { .. }
             | Failure::Simulate(_) => exit::IO_ERR,
         }
@@ -189,6 +200,14 @@ impl fmt::Display for Failure {
                 path.display()
             ),
             Failure::StoreJson(_) => f.write_str("failed to write the store report as JSON"),
+            Failure::Doctor { dir, .. } => {
+                write!(
+                    f,
+                    "failed to examine the state directory `{}`",
+                    dir.display()
+                )
+            }
+            Failure::DoctorJson(_) => f.write_str("failed to write the doctor report as JSON"),
             Failure::Spawn { program, .. } => {
                 write!(f, "could not run `{}`", program.to_string_lossy())
             }
@@ -228,7 +247,8 @@ impl StdError for Failure {
             Failure::Sweep(err) => err.source(),
             Failure::Store(err) => err.source(),
             Failure::BadInput { source, .. } => Some(&**source),
-            Failure::StoreJson(source) => Some(source),
+            Failure::StoreJson(source) | Failure::DoctorJson(source) => Some(source),
+            Failure::Doctor { source, .. } => Some(source),
             Failure::NoEntry { .. } => None,
             Failure::ReportJson(source) => Some(source),
             Failure::Stdin(err) | Failure::Stdout(err) => Some(err),

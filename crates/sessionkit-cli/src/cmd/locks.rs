@@ -106,7 +106,7 @@ fn line(entry: &SweepEntry) -> String {
 
 /// A lock's age for people: as [`duration::human`] under 100 s, then whole minutes, hours or
 /// days, rounded down (`5 min`, `2 h`, `2191 d`).
-fn age(d: Duration) -> String {
+pub(super) fn age(d: Duration) -> String {
     let s = d.as_secs();
     if s < 100 {
         duration::human(d)

@@ -1,6 +1,7 @@
 //! The commands, one module each, and the helpers they share.
 
 pub(crate) mod append;
+pub(crate) mod doctor;
 pub(crate) mod lock;
 pub(crate) mod locks;
 pub(crate) mod simulate;
@@ -15,8 +16,8 @@ use crate::exit;
 use crate::failure::Failure;
 
 /// Runs one parsed command and returns its exit status: 0, except that `lock run` passes on
-/// its command's status, `sweep` returns 74 when some files could not be handled and
-/// `store check` 65 when it found problems.
+/// its command's status, `sweep` returns 74 when some files could not be handled,
+/// `store check` 65 when it found problems, and `doctor` 65 or 74 when problems are left.
 pub(crate) fn run(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Write(args) => write::run(&args).map(|()| exit::SUCCESS),
@@ -26,6 +27,7 @@ pub(crate) fn run(command: Command) -> Result<u8, Failure> {
         Command::Sweep(args) => sweep::run(&args),
         Command::Store(args) => store::run(args),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
     }
 }
 

@@ -6,6 +6,8 @@
 mod append;
 /// Parsing, help, version and usage errors.
 mod cli;
+/// `sessionkit doctor`: every kind of damage reported and repaired, and each kind alone.
+mod doctor;
 /// `sessionkit lock run`: the command's status, contention, revocation and settings.
 mod lock_run;
 /// `sessionkit lock show`: free, held, stale and malformed locks, for people and as JSON.

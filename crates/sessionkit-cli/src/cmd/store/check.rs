@@ -47,7 +47,7 @@ pub(crate) struct CheckArgs {
 /// What kind of problem was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-enum Kind {
+pub(crate) enum Kind {
     /// The snapshot cannot be read as a registry.
     SnapshotCorrupt,
     /// The journal was written by a newer format version; its records were not checked.
@@ -64,7 +64,7 @@ enum Kind {
 
 impl Kind {
     /// The name as the JSON form writes it.
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::SnapshotCorrupt => "snapshot-corrupt",
             Kind::JournalUnsupported => "journal-unsupported",
@@ -79,18 +79,18 @@ impl Kind {
 /// One problem found.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Problem {
-    kind: Kind,
+pub(crate) struct Problem {
+    pub(crate) kind: Kind,
     /// The file the problem is in: the snapshot, the journal or a transcript.
-    file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The 1-based line of the damage, if it is in a line.
-    line: Option<usize>,
+    pub(crate) line: Option<usize>,
     /// The byte offset of the damage in the journal, if it is there.
-    offset: Option<u64>,
+    pub(crate) offset: Option<u64>,
     /// The session key whose transcript it is, for a transcript problem.
-    key: Option<String>,
+    pub(crate) key: Option<String>,
     /// The problem in words.
-    message: String,
+    pub(crate) message: String,
 }
 
 impl Problem {
@@ -123,13 +123,34 @@ struct Report<'a> {
     problems: Vec<Problem>,
 }
 
-/// Checks the store and prints the report; returns 0 if it is clean, 65 if not.
-pub(super) fn run(args: &CheckArgs) -> Result<u8, Failure> {
-    let path = args.path.as_path();
+/// What reading a store's two files found, before any transcript is looked at.
+#[derive(Debug)]
+pub(crate) struct Examined {
+    /// The journal's path.
+    pub(crate) journal: PathBuf,
+    /// The snapshot's entries; empty if there is no snapshot or it is corrupt.
+    pub(crate) snapshot: State,
+    /// The journal's valid records, in file order.
+    pub(crate) records: Vec<JournalRecord>,
+    /// The snapshot's size in bytes (0 if there is none).
+    pub(crate) snapshot_bytes: u64,
+    /// The journal's size in bytes, a torn tail included (0 if there is none).
+    pub(crate) journal_bytes: u64,
+    /// Every problem of the two files.
+    pub(crate) problems: Vec<Problem>,
+}
+
+/// Reads the snapshot and the journal as `get` does (under a shared lock, never repaired) and
+/// checks them piece by piece, so that every problem is found, not just the first.
+///
+/// # Errors
+///
+/// The library's error if neither file exists or one cannot be read.
+pub(crate) fn examine(path: &Path) -> Result<Examined, Failure> {
     let journal = journal_path(path);
     let files = store::read_store_files(path)?;
     let mut problems = Vec::new();
-    let mut state = match &files.snapshot {
+    let snapshot = match &files.snapshot {
         None => State::new(),
         Some(bytes) => match parse_snapshot(path, bytes) {
             Ok(state) => state,
@@ -147,6 +168,27 @@ pub(super) fn run(args: &CheckArgs) -> Result<u8, Failure> {
         Some(bytes) => check_journal(&journal, bytes, &mut problems),
         None => Vec::new(),
     };
+    let len = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(0, |b| b.len() as u64);
+    Ok(Examined {
+        journal,
+        snapshot,
+        records,
+        snapshot_bytes: len(&files.snapshot),
+        journal_bytes: len(&files.journal),
+        problems,
+    })
+}
+
+/// Checks the store and prints the report; returns 0 if it is clean, 65 if not.
+pub(super) fn run(args: &CheckArgs) -> Result<u8, Failure> {
+    let path = args.path.as_path();
+    let Examined {
+        journal,
+        snapshot: mut state,
+        records,
+        mut problems,
+        ..
+    } = examine(path)?;
     let journal_records = state.replay(&records, &mut SeqTracker::new()).applied;
     let transcripts = check_transcripts(path, &state, &mut problems);
     let report = Report {
@@ -326,7 +368,7 @@ fn look_at(transcript: &Path) -> Option<(Kind, String)> {
 }
 
 /// An error's message followed by each of its sources', joined with `": "`.
-fn chain(err: &dyn StdError) -> String {
+pub(crate) fn chain(err: &dyn StdError) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(err) = source {
@@ -338,7 +380,7 @@ fn chain(err: &dyn StdError) -> String {
 }
 
 /// `n` and the noun, plural unless `n` is 1: `1 entry`, `2 entries`, `0 transcripts`.
-fn count(n: usize, noun: &str) -> String {
+pub(crate) fn count(n: usize, noun: &str) -> String {
     match (n, noun.strip_suffix('y')) {
         (1, _) => format!("1 {noun}"),
         (_, Some(stem)) => format!("{n} {stem}ies"),

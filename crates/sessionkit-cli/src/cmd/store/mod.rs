@@ -8,7 +8,7 @@
 //! through the library, which cuts a torn journal tail (and says so here, on standard error) but
 //! never touches a corrupt file: the command fails with exit status 65 instead.
 
-mod check;
+pub(crate) mod check;
 mod read;
 mod write;
 

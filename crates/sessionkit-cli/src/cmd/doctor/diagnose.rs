@@ -1,0 +1,792 @@
+//! The read-only half of `doctor`: what is in the state directory and what is wrong with it.
+//!
+//! Nothing here writes: locks are judged by a dry-run sweep, the registry is read as `store
+//! check` reads it, transcripts are read (only their last byte, unless it shows a torn tail),
+//! and the rest is one directory listing.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read as _, Seek as _, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use sessionkit::atomic_fs;
+use sessionkit::store::{SeqTracker, State, journal_path_for};
+use sessionkit::sweeper::{Status, SweepReport, Sweeper};
+
+use super::{
+    DiskUse, Finding, Headers, Kind, RegistryInfo, Report, SNAPSHOT, Section, Settings, Summary,
+    human_age, quoted,
+};
+use crate::cmd::store::check::{self, Examined};
+use crate::cmd::sweep::{reasons, sweep_error};
+use crate::failure::Failure;
+
+/// What kind of file a directory entry is, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    /// `sessions.json` or its journal.
+    Registry,
+    /// `<sessionId>.jsonl` or `<sessionId>-topic-<thread>.jsonl`.
+    Transcript,
+    /// `*.jsonl.deleted.*`, `*.jsonl.reset.*`, `sessions.json.bak.*`.
+    Archive,
+    /// `sessions.json.corrupt.*`, `sessions.json.journal.corrupt.*`.
+    Quarantined,
+    /// `*.lock` and `*.lock.gen`.
+    Lock,
+    /// An atomic-fs temp file.
+    Temp,
+    /// Not sessionkit's.
+    Other,
+}
+
+/// One regular file of the directory.
+#[derive(Clone, Debug)]
+pub(crate) struct FileInfo {
+    pub(crate) path: PathBuf,
+    pub(crate) name: String,
+    pub(crate) kind: FileKind,
+    pub(crate) len: u64,
+    /// Since it was last modified (zero for a file dated in the future).
+    pub(crate) age: Duration,
+}
+
+/// The session a transcript's file name belongs to, by maintenance's rule: the name without
+/// `.jsonl`, and without `-topic-<thread>`.
+pub(crate) fn transcript_session(name: &str) -> Option<&str> {
+    let stem = name.strip_suffix(".jsonl")?;
+    let session = stem.split_once("-topic-").map_or(stem, |(s, _)| s);
+    (!session.is_empty()).then_some(session)
+}
+
+/// Classifies a file name of the state directory.
+pub(crate) fn classify(name: &str) -> FileKind {
+    let journal = format!("{SNAPSHOT}.journal");
+    if name == SNAPSHOT || name == journal {
+        FileKind::Registry
+    } else if atomic_fs::is_temp_file_name(name.as_ref()) {
+        FileKind::Temp
+    } else if name.ends_with(".lock") || name.ends_with(".lock.gen") {
+        FileKind::Lock
+    } else if transcript_session(name).is_some() {
+        FileKind::Transcript
+    } else if name.contains(".jsonl.deleted.")
+        || name.contains(".jsonl.reset.")
+        || name.starts_with(&format!("{SNAPSHOT}.bak."))
+    {
+        FileKind::Archive
+    } else if name.starts_with(&format!("{SNAPSHOT}.corrupt."))
+        || name.starts_with(&format!("{journal}.corrupt."))
+    {
+        FileKind::Quarantined
+    } else {
+        FileKind::Other
+    }
+}
+
+/// The regular files of `dir`, sorted by name; symlinks and subdirectories are skipped.
+fn list(dir: &Path) -> Result<Vec<FileInfo>, Failure> {
+    let failure = |source| Failure::Doctor {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let now = SystemTime::now();
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(failure)? {
+        let entry = entry.map_err(failure)?;
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            // Removed since the listing: nothing to report.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(failure(e)),
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or(Duration::ZERO);
+        files.push(FileInfo {
+            kind: classify(&name),
+            path: entry.path(),
+            name,
+            len: meta.len(),
+            age,
+        });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// What the registry looks like to `--fix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegistryState {
+    /// Neither file exists.
+    Missing,
+    /// It can be opened (with `recover`, if it is damaged).
+    Present,
+    /// A newer version wrote the journal, or the files could not be read: leave it alone.
+    Untouchable,
+}
+
+/// Examines `dir` and returns the report, without changing anything.
+pub(crate) fn diagnose(dir: &Path, settings: &Settings) -> Result<Report, Failure> {
+    let mut findings = Vec::new();
+    let mut headers = Headers::default();
+    let sweep = sweep_dry(dir, settings)?;
+    locks(&sweep, &mut findings, &mut headers);
+    let files = list(dir)?;
+    let (registry, state) = registry(dir, &files, &mut findings, &mut headers);
+    let held = held_locks(&sweep);
+    transcripts(
+        &files,
+        state.as_ref(),
+        &held,
+        settings,
+        &mut findings,
+        &mut headers,
+    );
+    temps(&sweep, settings, &mut findings, &mut headers);
+    let disk = disk(&files, settings, &mut findings, &mut headers);
+    Ok(Report {
+        dir: dir.to_path_buf(),
+        fix: false,
+        headers,
+        registry,
+        disk,
+        findings,
+        actions: Vec::new(),
+        summary: Summary::default(),
+    })
+}
+
+/// The sweeper as `locks` and `sweep --dry-run` use it, with the temp age of this run.
+pub(crate) fn sweeper(settings: &Settings, dry_run: bool) -> Result<Sweeper, Failure> {
+    let mut builder = Sweeper::builder();
+    builder
+        .dry_run(dry_run)
+        .temp_older_than(Some(settings.temp_older_than))
+        .from_env();
+    builder.build().map_err(sweep_error)
+}
+
+fn sweep_dry(dir: &Path, settings: &Settings) -> Result<SweepReport, Failure> {
+    sweeper(settings, true)?.sweep(&[dir]).map_err(sweep_error)
+}
+
+/// The live holders of the locks, by lock file.
+fn held_locks(sweep: &SweepReport) -> HashMap<PathBuf, Option<u32>> {
+    sweep
+        .entries
+        .iter()
+        .filter(|e| e.status == Some(Status::Held))
+        .map(|e| (e.path.clone(), e.pid))
+        .collect()
+}
+
+/// The lock section: one finding per lock file, from the dry-run sweep.
+fn locks(sweep: &SweepReport, findings: &mut Vec<Finding>, headers: &mut Headers) {
+    let (mut held, mut stale, mut malformed) = (0, 0, 0);
+    for entry in &sweep.entries {
+        let path = entry.path.as_path();
+        let age = entry.age_ms.map(Duration::from_millis);
+        let age_text = age.map_or_else(String::new, |a| format!(", age {}", human_age(a)));
+        let pid_text = entry
+            .pid
+            .map_or_else(|| "no pid".to_owned(), |p| format!("pid {p}"));
+        let finding = match entry.status {
+            Some(Status::Held) => {
+                held += 1;
+                let mut message = format!("{} is held by {pid_text}{age_text}", quoted(path));
+                if !entry.reasons.is_empty() {
+                    // Too old or past its max hold: reported, but a live owner is never robbed.
+                    message.push_str(&format!(" ({})", reasons(entry)));
+                }
+                Finding::info(Section::Locks, Kind::HeldLock, Some(path), message)
+            }
+            Some(Status::Stale) => {
+                stale += 1;
+                Finding::problem(
+                    Section::Locks,
+                    Kind::StaleLock,
+                    Some(path),
+                    format!(
+                        "{} is stale ({}), {pid_text}{age_text}",
+                        quoted(path),
+                        reasons(entry)
+                    ),
+                    Some("removes it".to_owned()),
+                )
+            }
+            Some(_) => {
+                malformed += 1;
+                Finding::info(
+                    Section::Locks,
+                    Kind::MalformedLock,
+                    Some(path),
+                    format!(
+                        "{} holds no valid owner record yet{age_text}: kept for the grace \
+                         period, its owner may be writing it",
+                        quoted(path)
+                    ),
+                )
+            }
+            None => Finding::error(
+                Section::Locks,
+                Kind::LockError,
+                Some(path),
+                format!(
+                    "{} could not be judged: {}",
+                    quoted(path),
+                    entry.error.as_deref().unwrap_or("unknown error")
+                ),
+            ),
+        };
+        findings.push(finding.pid(entry.pid).age(age));
+    }
+    for dir in &sweep.dir_errors {
+        findings.push(Finding::error(
+            Section::Locks,
+            Kind::LockError,
+            Some(&dir.path),
+            format!("{} could not be listed: {}", quoted(&dir.path), dir.error),
+        ));
+    }
+    headers.locks = format!(
+        "locks: {} ({held} held, {stale} stale, {malformed} malformed)",
+        sweep.entries.len()
+    );
+}
+
+/// The registry section; returns the registry's sizes and, if the entries are known, the
+/// state `--fix` will see once it has opened the store (a corrupt snapshot without its
+/// entries, a corrupt journal cut before its first bad line).
+fn registry(
+    dir: &Path,
+    files: &[FileInfo],
+    findings: &mut Vec<Finding>,
+    headers: &mut Headers,
+) -> (RegistryInfo, Option<State>) {
+    let path = dir.join(SNAPSHOT);
+    let mut info = RegistryInfo {
+        journal_path: journal_path_for(&path),
+        path: path.clone(),
+        ..RegistryInfo::default()
+    };
+    let examined = match check::examine(&path) {
+        Ok(examined) => examined,
+        Err(Failure::Store(err)) if err.is_not_found() => {
+            headers.registry = format!("registry: none in {}", quoted(dir));
+            findings.push(Finding::info(
+                Section::Registry,
+                Kind::NoRegistry,
+                Some(&path),
+                format!(
+                    "no registry: neither {} nor {} exists; transcripts are not judged as \
+                     orphans",
+                    quoted(&path),
+                    quoted(&info.journal_path)
+                ),
+            ));
+            quarantined(files, findings);
+            return (info, None);
+        }
+        Err(err) => {
+            info.exists = true;
+            headers.registry = format!("registry: {}", quoted(&path));
+            findings.push(Finding::error(
+                Section::Registry,
+                Kind::RegistryError,
+                Some(&path),
+                err.message(),
+            ));
+            quarantined(files, findings);
+            return (info, None);
+        }
+    };
+    info.exists = true;
+    let Examined {
+        journal,
+        snapshot,
+        records,
+        snapshot_bytes,
+        journal_bytes,
+        problems,
+    } = examined;
+    info.snapshot_bytes = snapshot_bytes;
+    info.journal_bytes = journal_bytes;
+    let mut state = Some(snapshot);
+    let mut cut_at = None;
+    let corrupt: Vec<_> = problems
+        .iter()
+        .filter(|p| p.kind == check::Kind::JournalCorrupt)
+        .collect();
+    for problem in &problems {
+        let file = problem.file.as_path();
+        match problem.kind {
+            check::Kind::SnapshotCorrupt => findings.push(Finding::problem(
+                Section::Registry,
+                Kind::SnapshotCorrupt,
+                Some(file),
+                problem.message.clone(),
+                Some(format!(
+                    "quarantines it (renames it to {}, where its entries stay for an operator; \
+                     the registry goes on without them)",
+                    quoted(&aside(file))
+                )),
+            )),
+            check::Kind::JournalUnsupported => {
+                state = None;
+                findings.push(Finding::problem(
+                    Section::Registry,
+                    Kind::JournalUnsupported,
+                    Some(file),
+                    format!(
+                        "{}; use the sessionkit version that wrote it",
+                        problem.message
+                    ),
+                    None,
+                ));
+            }
+            check::Kind::JournalTornTail => {
+                let offset = problem.offset.unwrap_or(journal_bytes);
+                let len = journal_bytes.saturating_sub(offset);
+                findings.push(
+                    Finding::problem(
+                        Section::Registry,
+                        Kind::JournalTornTail,
+                        Some(file),
+                        format!(
+                            "{} ends in a torn tail of {len} bytes at byte offset {offset}: an \
+                             append was cut short by a crash",
+                            quoted(file)
+                        ),
+                        Some("cuts it, under the journal's lock".to_owned()),
+                    )
+                    .bytes(len),
+                );
+            }
+            // Several corrupt lines are one problem: `--fix` quarantines the file once.
+            check::Kind::JournalCorrupt => {}
+            check::Kind::TranscriptMissing | check::Kind::TranscriptError => {}
+        }
+    }
+    if let Some(first) = corrupt.first() {
+        let offset = first.offset.unwrap_or(0);
+        cut_at = Some(offset);
+        let kept = records.iter().filter(|r| r.offset < offset).count();
+        let more = match corrupt.len() {
+            1 => String::new(),
+            n => format!(" ({n} problems in all)"),
+        };
+        findings.push(Finding::problem(
+            Section::Registry,
+            Kind::JournalCorrupt,
+            Some(&journal),
+            format!("{}{more}", first.message),
+            Some(format!(
+                "quarantines it (renames it to {}) and keeps the {} before the damage",
+                quoted(&aside(&journal)),
+                check::count(kept, "whole record")
+            )),
+        ));
+    }
+    if let Some(state) = state.as_mut() {
+        let kept: Vec<_> = records
+            .into_iter()
+            .filter(|r| cut_at.is_none_or(|at| r.offset < at))
+            .collect();
+        info.journal_records = state.replay(&kept, &mut SeqTracker::new()).applied;
+        info.entries = Some(state.len());
+    }
+    let entries = match info.entries {
+        Some(n) => check::count(n, "entry"),
+        None => "unknown entries".to_owned(),
+    };
+    headers.registry = format!(
+        "registry: {}: {entries}, snapshot {} bytes, journal {} bytes with {}",
+        quoted(&path),
+        info.snapshot_bytes,
+        info.journal_bytes,
+        check::count(info.journal_records, "record")
+    );
+    if state.is_some() && info.journal_records > 0 {
+        let mut compact = Finding::info(
+            Section::Registry,
+            Kind::Registry,
+            Some(&journal),
+            format!(
+                "{} holds {} since the last compaction",
+                quoted(&journal),
+                check::count(info.journal_records, "record")
+            ),
+        );
+        compact.fix = Some("compacts it into the snapshot".to_owned());
+        findings.push(compact.bytes(info.journal_bytes));
+    }
+    quarantined(files, findings);
+    (info, state)
+}
+
+/// `path` with `suffix` added to its name.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The name a damaged file is quarantined under, with the time left as a placeholder.
+fn aside(path: &Path) -> PathBuf {
+    with_suffix(path, ".corrupt.<UTC time>")
+}
+
+/// Quarantined files: information, since nothing ever deletes them.
+fn quarantined(files: &[FileInfo], findings: &mut Vec<Finding>) {
+    for f in files.iter().filter(|f| f.kind == FileKind::Quarantined) {
+        findings.push(
+            Finding::info(
+                Section::Registry,
+                Kind::QuarantinedFile,
+                Some(&f.path),
+                format!(
+                    "{} ({} bytes) is a damaged file renamed aside {} ago; nothing removes it: \
+                     look at it, then delete it",
+                    quoted(&f.path),
+                    f.len,
+                    human_age(f.age)
+                ),
+            )
+            .age(Some(f.age))
+            .bytes(f.len),
+        );
+    }
+}
+
+/// What the registry state says about the registry for `--fix`.
+pub(crate) fn registry_state(report: &Report) -> RegistryState {
+    let untouchable = report.findings.iter().any(|f| {
+        f.section == Section::Registry
+            && (f.kind == Kind::JournalUnsupported || f.kind == Kind::RegistryError)
+    });
+    if untouchable {
+        RegistryState::Untouchable
+    } else if report.registry.exists {
+        RegistryState::Present
+    } else {
+        RegistryState::Missing
+    }
+}
+
+/// The transcripts section: torn tails, and orphans when the entries are known.
+fn transcripts(
+    files: &[FileInfo],
+    state: Option<&State>,
+    held: &HashMap<PathBuf, Option<u32>>,
+    settings: &Settings,
+    findings: &mut Vec<Finding>,
+    headers: &mut Headers,
+) {
+    let grace = human_age(settings.orphan_grace);
+    let (mut count, mut bytes, mut archives) = (0, 0, 0);
+    for f in files {
+        if f.kind == FileKind::Archive {
+            archives += 1;
+        }
+        if f.kind != FileKind::Transcript {
+            continue;
+        }
+        count += 1;
+        bytes += f.len;
+        let path = f.path.as_path();
+        match torn_tail(path, f.len) {
+            Ok(None) => {}
+            Ok(Some(tail)) => {
+                let holder = held.get(&with_suffix(path, ".lock"));
+                let message = format!(
+                    "{} ends in a torn tail of {} bytes at byte offset {}: an append was cut \
+                     short by a crash",
+                    quoted(path),
+                    tail.len,
+                    tail.offset
+                );
+                let finding = match holder {
+                    Some(pid) => {
+                        let by =
+                            pid.map_or_else(|| "a live owner".to_owned(), |p| format!("pid {p}"));
+                        Finding::problem(
+                            Section::Transcripts,
+                            Kind::TranscriptTornTail,
+                            Some(path),
+                            format!("{message}; its lock is held by {by}"),
+                            None,
+                        )
+                        .pid(*pid)
+                    }
+                    None => Finding::problem(
+                        Section::Transcripts,
+                        Kind::TranscriptTornTail,
+                        Some(path),
+                        message,
+                        Some("cuts it, under the transcript's write lock".to_owned()),
+                    ),
+                };
+                findings.push(finding.bytes(tail.len));
+            }
+            Err(e) => findings.push(Finding::error(
+                Section::Transcripts,
+                Kind::TranscriptError,
+                Some(path),
+                format!("{} could not be read: {e}", quoted(path)),
+            )),
+        }
+        let Some(state) = state else {
+            continue;
+        };
+        let referenced = transcript_session(&f.name).is_some_and(|s| state.session_refs(s) > 0);
+        if referenced {
+            continue;
+        }
+        let what = format!(
+            "{} ({} bytes) is referenced by no entry and was last modified {} ago",
+            quoted(path),
+            f.len,
+            human_age(f.age)
+        );
+        let finding = if f.age > settings.orphan_grace {
+            Finding::problem(
+                Section::Transcripts,
+                Kind::OrphanTranscript,
+                Some(path),
+                format!("{what}, past the grace of {grace}"),
+                Some(format!(
+                    "archives it as {}",
+                    quoted(&with_suffix(path, ".deleted.<UTC time>"))
+                )),
+            )
+        } else {
+            Finding::info(
+                Section::Transcripts,
+                Kind::RecentOrphanTranscript,
+                Some(path),
+                format!("{what}, within the grace of {grace}: kept, its entry may be on the way"),
+            )
+        };
+        findings.push(finding.age(Some(f.age)).bytes(f.len));
+    }
+    headers.transcripts = format!("transcripts: {count} ({bytes} bytes), {archives} archives");
+}
+
+/// The torn tail of a transcript `len` bytes long, if it has one: only the last byte is read
+/// unless it is not a newline.
+fn torn_tail(path: &Path, len: u64) -> io::Result<Option<atomic_fs::TornTail>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(None);
+    }
+    match atomic_fs::read_records(path) {
+        Ok(records) => Ok(records.torn_tail),
+        Err(e) => Err(io::Error::other(e)),
+    }
+}
+
+/// The temp-file section, from the dry-run sweep.
+fn temps(
+    sweep: &SweepReport,
+    settings: &Settings,
+    findings: &mut Vec<Finding>,
+    headers: &mut Headers,
+) {
+    let older = human_age(settings.temp_older_than);
+    let Some(temps) = &sweep.temps else {
+        headers.temps = "temp files: not looked at".to_owned();
+        return;
+    };
+    for temp in &temps.removed {
+        let age = Duration::from_millis(temp.age_ms);
+        findings.push(
+            Finding::problem(
+                Section::Temps,
+                Kind::TempFile,
+                Some(&temp.path),
+                format!(
+                    "{} ({} bytes) was last modified {} ago, more than {older}: a write that \
+                     never finished",
+                    quoted(&temp.path),
+                    temp.len,
+                    human_age(age)
+                ),
+                Some("removes it".to_owned()),
+            )
+            .age(Some(age))
+            .bytes(temp.len),
+        );
+    }
+    if temps.kept_young > 0 {
+        findings.push(Finding::info(
+            Section::Temps,
+            Kind::RecentTempFiles,
+            None,
+            format!(
+                "{} temp files younger than {older} kept: a write may be in flight",
+                temps.kept_young
+            ),
+        ));
+    }
+    for error in &temps.errors {
+        findings.push(Finding::error(
+            Section::Temps,
+            Kind::TempError,
+            Some(&error.path),
+            format!("{}: {}", quoted(&error.path), error.error),
+        ));
+    }
+    headers.temps = format!(
+        "temp files: {} ({} older than {older})",
+        temps.removed.len() as u64 + temps.kept_young,
+        temps.removed.len()
+    );
+}
+
+/// The disk section: the bytes of the sessionkit files by kind, against the budget.
+fn disk(
+    files: &[FileInfo],
+    settings: &Settings,
+    findings: &mut Vec<Finding>,
+    headers: &mut Headers,
+) -> DiskUse {
+    let mut use_ = DiskUse {
+        max_bytes: settings.max_disk_bytes,
+        high_water_bytes: settings
+            .max_disk_bytes
+            .map(|max| (max as f64 * sessionkit::store::DEFAULT_HIGH_WATER) as u64),
+        ..DiskUse::default()
+    };
+    for f in files {
+        let slot = match f.kind {
+            FileKind::Registry => &mut use_.registry_bytes,
+            FileKind::Transcript => &mut use_.transcript_bytes,
+            FileKind::Archive => &mut use_.archive_bytes,
+            FileKind::Quarantined => &mut use_.quarantined_bytes,
+            FileKind::Lock => &mut use_.lock_bytes,
+            FileKind::Temp => &mut use_.temp_bytes,
+            FileKind::Other => {
+                use_.other_bytes += f.len;
+                continue;
+            }
+        };
+        *slot += f.len;
+        use_.bytes += f.len;
+        use_.files += 1;
+    }
+    let breakdown = format!(
+        "registry {}, transcripts {}, archives {}, quarantined {}, locks {}, temp files {}; \
+         other files {}",
+        use_.registry_bytes,
+        use_.transcript_bytes,
+        use_.archive_bytes,
+        use_.quarantined_bytes,
+        use_.lock_bytes,
+        use_.temp_bytes,
+        use_.other_bytes
+    );
+    let total = use_.bytes;
+    headers.disk = match (use_.max_bytes, use_.high_water_bytes) {
+        (Some(max), Some(high)) => {
+            let percent = total.saturating_mul(100) / max.max(1);
+            if total > max {
+                findings.push(
+                    Finding::problem(
+                        Section::Disk,
+                        Kind::OverBudget,
+                        None,
+                        format!(
+                            "{total} bytes are over the budget of {max} bytes; `sessionkit store \
+                             maintain --max-disk-bytes {max}` frees space down to {high} bytes, \
+                             evicting the oldest entries if it must"
+                        ),
+                        None,
+                    )
+                    .bytes(total),
+                );
+            } else if total > high {
+                findings.push(
+                    Finding::info(
+                        Section::Disk,
+                        Kind::OverHighWater,
+                        None,
+                        format!(
+                            "{total} bytes are above the high water mark of {high} bytes (80 % of \
+                             the budget)"
+                        ),
+                    )
+                    .bytes(total),
+                );
+            }
+            format!(
+                "disk: {total} of {max} bytes ({percent} %) in {} files: {breakdown}",
+                use_.files
+            )
+        }
+        _ => format!(
+            "disk: {total} bytes in {} files, no budget: {breakdown}",
+            use_.files
+        ),
+    };
+    use_
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_classified_as_maintenance_sees_them() {
+        for (name, kind) in [
+            ("sessions.json", FileKind::Registry),
+            ("sessions.json.journal", FileKind::Registry),
+            ("0b7e.jsonl", FileKind::Transcript),
+            ("0b7e-topic-9.jsonl", FileKind::Transcript),
+            ("0b7e.jsonl.deleted.20261121T073012.123Z", FileKind::Archive),
+            (
+                "0b7e.jsonl.reset.2026-11-21T07-30-12.123Z",
+                FileKind::Archive,
+            ),
+            ("sessions.json.bak.3", FileKind::Archive),
+            (
+                "sessions.json.corrupt.20261121T073012.123Z",
+                FileKind::Quarantined,
+            ),
+            (
+                "sessions.json.journal.corrupt.20261121T073012.123Z.1",
+                FileKind::Quarantined,
+            ),
+            ("0b7e.jsonl.lock", FileKind::Lock),
+            ("sessions.json.lock", FileKind::Lock),
+            ("0b7e.jsonl.lock.gen", FileKind::Lock),
+            (".sessions.json.4242.00c0ffee00c0ffee.sktmp", FileKind::Temp),
+            (".jsonl", FileKind::Other),
+            ("notes.txt", FileKind::Other),
+            ("sessions.json.tmp", FileKind::Other),
+        ] {
+            assert_eq!(classify(name), kind, "{name}");
+        }
+    }
+
+    #[test]
+    fn topics_belong_to_their_session() {
+        assert_eq!(transcript_session("s1.jsonl"), Some("s1"));
+        assert_eq!(transcript_session("s1-topic-42.jsonl"), Some("s1"));
+        assert_eq!(transcript_session("-topic-42.jsonl"), None);
+        assert_eq!(transcript_session("s1.json"), None);
+    }
+}
