@@ -22,10 +22,11 @@ enum Step {
     Tidy,
     Torture,
     Bench,
+    Readme,
 }
 
 impl Step {
-    const ALL: [Step; 7] = [
+    const ALL: [Step; 8] = [
         Step::Fmt,
         Step::Clippy,
         Step::Test,
@@ -33,6 +34,7 @@ impl Step {
         Step::Tidy,
         Step::Torture,
         Step::Bench,
+        Step::Readme,
     ];
 
     fn name(self) -> &'static str {
@@ -44,12 +46,13 @@ impl Step {
             Step::Tidy => "tidy",
             Step::Torture => "torture --quick",
             Step::Bench => "bench --quick",
+            Step::Readme => "readme",
         }
     }
 
     /// Whether `--skip-slow` leaves the step out: these build in release mode and then run for a while.
     fn is_slow(self) -> bool {
-        matches!(self, Step::Torture | Step::Bench)
+        matches!(self, Step::Torture | Step::Bench | Step::Readme)
     }
 }
 
@@ -161,6 +164,22 @@ impl Ci<'_> {
                 args.extend(["all", "--quick"]);
                 self.tee(&args)
             }
+            Step::Readme => {
+                // The README's set-up commands run exactly as written, so they cannot rot; the
+                // test command is this very run, so it is only checked to be there.
+                let readme = std::fs::read_to_string(self.root.join("README.md"))
+                    .map_err(|err| format!("failed to read README.md: {err}"))?;
+                let commands = setup_commands(&readme)?;
+                if !commands.iter().any(|c| c == "cargo xtask ci") {
+                    return Err("the README's set-up block does not give `cargo xtask ci`".into());
+                }
+                for line in commands.iter().filter(|c| *c != "cargo xtask ci") {
+                    let mut command = Command::new("sh");
+                    command.current_dir(self.root).args(["-c", line]);
+                    self.tee_command(command)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -230,6 +249,30 @@ impl Ci<'_> {
             Err(format!("`{shown}` failed ({status})"))
         }
     }
+}
+
+/// The commands of the README's set-up block: the first `sh` code block after the heading that
+/// starts with `## Set-up`, one command per line.
+fn setup_commands(readme: &str) -> Result<Vec<String>, String> {
+    let after = readme
+        .split("\n## Set-up")
+        .nth(1)
+        .ok_or("README.md has no `## Set-up` section")?;
+    let block = after
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .ok_or("the README's set-up section has no ```sh block")?;
+    let commands: Vec<String> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    if commands.is_empty() {
+        return Err("the README's set-up block is empty".into());
+    }
+    Ok(commands)
 }
 
 /// Copies `input` to `output` a line at a time and appends each new line starting with `SKIP:`
@@ -334,6 +377,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_setup_commands_are_the_first_sh_block_of_the_setup_section() {
+        let readme = "# x\n\n```sh\nnot this\n```\n\n## Set-up: two commands\n\ntext\n\n```sh\ncargo run -- simulate\n\n# a comment\ncargo xtask ci\n```\n\n```sh\nnor this\n```\n";
+        assert_eq!(
+            setup_commands(readme).unwrap(),
+            ["cargo run -- simulate", "cargo xtask ci"]
+        );
+        assert!(setup_commands("# x\n```sh\nls\n```\n").is_err());
+        assert!(setup_commands("## Set-up\nno block\n").is_err());
+    }
+
+    #[test]
+    fn the_readme_gives_the_two_setup_commands() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        assert_eq!(
+            setup_commands(&readme).unwrap(),
+            [
+                "cargo run --release -p sessionkit-cli -- simulate",
+                "cargo xtask ci"
+            ]
+        );
+    }
+
+    #[test]
     fn copy_lines_echoes_everything_and_keeps_skip_lines() {
         let input =
             "table row\nSKIP: O_DIRECT is not supported here\n  SKIP: indented\nSKIP: no newline";
@@ -389,7 +456,7 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.ends_with("\nci: 7 passed, 0 failed\n"), "{text}");
+        assert!(text.ends_with("\nci: 8 passed, 0 failed\n"), "{text}");
         assert!(!text.contains("--skip-slow"), "{text}");
     }
 

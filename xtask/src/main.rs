@@ -18,7 +18,7 @@ usage: cargo xtask <command> [args...]
 
 commands:
   ci [--skip-slow]                         run every CI check in order, stop at the first failure, print a summary;
-                                           --skip-slow leaves out the quick torture and benchmark runs
+                                           --skip-slow leaves out the quick torture and benchmark runs and the README run
   torture [atomic|lock|store|all] [--quick] [args...] run the torture suite (default all); without --quick it is the long soak
   bench <atomic|lock|sweep|store|all> [--quick] [args...] run the benchmark suite (all: every suite)
   tidy                                     check that every .rs file starts with //! and has no forbidden macros or attributes
