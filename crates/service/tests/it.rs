@@ -106,9 +106,12 @@ fn variables_reach_the_registry_and_the_sweep() {
         let entry = Entry::parse(&format!(r#"{{"sessionId":"s{n}"}}"#)).unwrap();
         state.store().upsert(format!("k{n}"), entry).unwrap();
     }
-    // The cap of 2 holds once a pass ran (the background one may have run already).
+    // The cap of 2 holds once a pass ran; a background pass may have run first, and the cap's
+    // hysteresis (1 entry of slack at this size) lets a pass leave 3. The default cap would
+    // keep all 5.
     state.store().maintain(false).unwrap();
-    assert_eq!(state.store().count().unwrap(), 2);
+    let count = state.store().count().unwrap();
+    assert!((2..=3).contains(&count), "{count} entries");
 }
 
 #[test]
