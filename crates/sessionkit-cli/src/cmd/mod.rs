@@ -32,7 +32,7 @@ pub(crate) fn run(command: Command) -> Result<u8, Failure> {
 }
 
 /// Reads all of standard input as bytes; nothing is decoded, so binary data passes through.
-fn read_stdin() -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_stdin() -> Result<Vec<u8>, Failure> {
     let mut bytes = Vec::new();
     io::stdin()
         .lock()

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::plan::{Fire, Plan};
 use super::report::{Event, Report, Tally};
 use super::{
-    Sink, WorkerSpec, base_report, failure, finish, hung_keys, ours, progress, read_stdin, runtime,
+    Sink, WorkerSpec, base_report, failure, finish, hung_keys, ours, progress, runtime,
     state_builder,
 };
 use crate::exit;
@@ -197,8 +197,8 @@ pub(crate) fn run_processes(
 
 /// The worker process: reads its spec, runs its fires, prints events and a summary.
 pub(crate) fn worker_main() -> Result<u8, Failure> {
-    let spec: WorkerSpec =
-        serde_json::from_slice(&read_stdin()?).map_err(|e| failure("read the worker's plan", e))?;
+    let spec: WorkerSpec = serde_json::from_slice(&crate::cmd::read_stdin()?)
+        .map_err(|e| failure("read the worker's plan", e))?;
     let plan = Arc::new(spec.plan);
     let builder = state_builder(&plan, None)?;
     let rt = runtime()?;

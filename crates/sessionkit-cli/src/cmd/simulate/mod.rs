@@ -20,7 +20,7 @@ mod plan;
 mod report;
 
 use std::collections::HashSet;
-use std::io::{self, IsTerminal as _, Read as _, Write as _};
+use std::io::{self, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -384,14 +384,31 @@ fn run_naive(plan: &Arc<Plan>, dir: &Path) -> Result<Report, Failure> {
     Ok(report)
 }
 
-/// Reads all of standard input (a worker's spec).
-fn read_stdin() -> Result<Vec<u8>, Failure> {
-    let mut bytes = Vec::new();
-    io::stdin()
-        .lock()
-        .read_to_end(&mut bytes)
-        .map_err(Failure::Stdin)?;
-    Ok(bytes)
+/// Runs each fire as a task that starts at its time after `start`, reporting its start and
+/// its outcome; returns once all are done.
+pub(crate) async fn schedule<F, Fut>(
+    fires: Vec<Fire>,
+    start: Instant,
+    sink: &Arc<Sink>,
+    done: &Arc<AtomicUsize>,
+    run: F,
+) where
+    F: Fn(Fire, Arc<Sink>) -> Fut,
+    Fut: std::future::Future<Output = report::RunOutcome> + Send + 'static,
+{
+    let mut runs = tokio::task::JoinSet::new();
+    for fire in fires {
+        let sink = Arc::clone(sink);
+        let done = Arc::clone(done);
+        let outcome = run(fire, Arc::clone(&sink));
+        runs.spawn(async move {
+            tokio::time::sleep_until((start + Duration::from_millis(fire.at_ms)).into()).await;
+            sink.emit(Event::Started { key: fire.key() });
+            sink.emit(Event::Done(outcome.await));
+            done.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    while runs.join_next().await.is_some() {}
 }
 
 /// What a worker process is given on stdin.

@@ -325,18 +325,11 @@ pub(crate) async fn run_fires(
     let startup_blocked_us = u64::try_from(blocked.elapsed().as_micros()).unwrap_or(u64::MAX);
     let start = Instant::now();
 
-    let mut runs = tokio::task::JoinSet::new();
-    for fire in fires {
-        let (naive, sink, done) = (Arc::clone(&naive), Arc::clone(&sink), Arc::clone(&done));
-        runs.spawn(async move {
-            tokio::time::sleep_until((start + Duration::from_millis(fire.at_ms)).into()).await;
-            sink.emit(Event::Started { key: fire.key() });
-            let outcome = run_one(&naive, &fire, &sink).await;
-            sink.emit(Event::Done(outcome));
-            done.fetch_add(1, Ordering::Relaxed);
-        });
-    }
-    while runs.join_next().await.is_some() {}
+    super::schedule(fires, start, &sink, &done, |fire, sink| {
+        let naive = Arc::clone(&naive);
+        async move { run_one(&naive, &fire, &sink).await }
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let ticker_max_us = ticker.await.unwrap_or(u64::MAX);
     let _ = watchdog.await;

@@ -50,23 +50,11 @@ pub(crate) async fn run_fires(
         recover(&state, &fire, &sink).await;
     }
 
-    let mut runs = tokio::task::JoinSet::new();
-    for fire in fires {
-        let (state, plan, sink, done) = (
-            Arc::clone(&state),
-            Arc::clone(&plan),
-            Arc::clone(&sink),
-            Arc::clone(&done),
-        );
-        runs.spawn(async move {
-            tokio::time::sleep_until((start + Duration::from_millis(fire.at_ms)).into()).await;
-            sink.emit(Event::Started { key: fire.key() });
-            let outcome = run_one(&state, &plan, &fire, &sink).await;
-            sink.emit(Event::Done(outcome));
-            done.fetch_add(1, Ordering::Relaxed);
-        });
-    }
-    while runs.join_next().await.is_some() {}
+    super::schedule(fires, start, &sink, &done, |fire, sink| {
+        let (state, plan) = (Arc::clone(&state), Arc::clone(&plan));
+        async move { run_one(&state, &plan, &fire, &sink).await }
+    })
+    .await;
 
     stop.store(true, Ordering::Relaxed);
     let ticker_max_us = ticker.await.unwrap_or(u64::MAX);
@@ -94,8 +82,15 @@ pub(crate) async fn ticker(stop: Arc<AtomicBool>) -> u64 {
     u64::try_from(worst.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn failed(mut outcome: RunOutcome, step: &str, e: impl std::fmt::Display) -> RunOutcome {
-    outcome.failed = Some(format!("{step}: {e}"));
+fn failed(mut outcome: RunOutcome, step: &str, e: impl std::error::Error) -> RunOutcome {
+    // The whole chain: "could not append" says little without "fenced: revoked".
+    let mut why = format!("{step}: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        why.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    outcome.failed = Some(why);
     outcome
 }
 
