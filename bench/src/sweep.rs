@@ -326,9 +326,9 @@ fn print_header(plan: &Plan, options: &Options, args: &[OsString], base: &Path, 
          tasks, a pool does blocking file work); the 1 ms ticker and the sweep are tasks on it"
     );
     println!(
-        "- ours: `Sweeper::sweep_async` with the default settings (4 directories at once, 64 \
-         files per `spawn_blocking` batch, a yield between batches, one lookup per pid per \
-         sweep), spawned as a task"
+        "- ours: `Sweeper::sweep_async` with the default settings (8 directories at once, 64 \
+         files per `spawn_blocking` batch, at most 8 batches in flight, a yield after starting \
+         each, one lookup per pid per sweep), spawned as a task"
     );
     println!(
         "- naive: a model of the original, spawned as one task that never awaits: directory \

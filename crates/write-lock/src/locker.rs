@@ -3,6 +3,7 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,36 +160,60 @@ struct Seen {
     os_lock_free: Option<bool>,
 }
 
-/// Looks at a lock file. `Ok(None)` if it does not exist.
-fn observe(lock_path: &Path) -> io::Result<Option<Seen>> {
-    let meta = match fs::symlink_metadata(lock_path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    if !meta.file_type().is_file() {
-        // A symlink or anything else is never followed or locked; it has no record.
-        return Ok(Some(Seen {
+impl Seen {
+    /// A symlink, FIFO, socket or device: never followed, read or locked; it has no record.
+    fn special(meta: &fs::Metadata) -> Seen {
+        Seen {
             regular: false,
             file: None,
             bytes: Vec::new(),
-            identity: sessionkit_atomic_fs::file_identity(&meta),
+            identity: sessionkit_atomic_fs::file_identity(meta),
             payload: Payload::Unparsable,
-            mtime,
+            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             os_lock_free: None,
-        }));
+        }
     }
-    let mut file = match File::open(lock_path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
+}
+
+/// Looks at a lock file. `Ok(None)` if it does not exist.
+///
+/// A regular file costs five system calls: an open that refuses symlinks, an fstat for its
+/// identity, one read, the OS lock attempt and, when the caller is done, the close.
+fn observe(lock_path: &Path) -> io::Result<Option<Seen>> {
+    let mut retried = false;
+    loop {
+        // A symlink fails the open (never followed); a FIFO opens without waiting for a writer
+        // and is closed again unread.
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(sys::OPEN_NOFOLLOW_NONBLOCK)
+            .open(lock_path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => match fs::symlink_metadata(lock_path) {
+                Ok(meta) if !meta.file_type().is_file() => return Ok(Some(Seen::special(&meta))),
+                // A symlink swapped for a regular file between the open and the lstat: once more.
+                Ok(_) if !retried && sys::is_not_openable_kind(&e) => {
+                    retried = true;
+                    continue;
+                }
+                Err(gone) if gone.kind() == io::ErrorKind::NotFound => return Ok(None),
+                // A regular file that cannot be opened (permissions): the open's error.
+                _ => return Err(e),
+            },
+        };
+        return observe_open(file);
+    }
+}
+
+/// [`observe`] once the lock file is open.
+fn observe_open(file: File) -> io::Result<Option<Seen>> {
     let meta = file.metadata()?;
-    let mut bytes = Vec::new();
-    (&mut file)
-        .take(MAX_RECORD_BYTES + 1)
-        .read_to_end(&mut bytes)?;
+    if !meta.file_type().is_file() {
+        return Ok(Some(Seen::special(&meta)));
+    }
+    let bytes = read_small(&file, meta.len())?;
     let payload = if bytes.len() as u64 > MAX_RECORD_BYTES {
         Payload::Unparsable
     } else {
@@ -206,9 +231,41 @@ fn observe(lock_path: &Path) -> io::Result<Option<Seen>> {
         bytes,
         identity: sessionkit_atomic_fs::file_identity(&meta),
         payload,
-        mtime: meta.modified().unwrap_or(mtime),
+        mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         os_lock_free,
     }))
+}
+
+/// Reads a regular file that fstat said is `len` bytes long, up to `MAX_RECORD_BYTES + 1`.
+///
+/// The buffer has room for one byte more than `len`, so an unchanged file is read with one
+/// call: a regular file reads short only at its end. A file that grew fills the buffer and is
+/// read on; one that shrank reads on to the end.
+fn read_small(mut file: &File, len: u64) -> io::Result<Vec<u8>> {
+    let limit = MAX_RECORD_BYTES as usize + 1;
+    let mut bytes = vec![0; (len as usize).min(limit - 1) + 1];
+    let mut filled = 0;
+    loop {
+        if filled == bytes.len() {
+            if filled >= limit {
+                break;
+            }
+            bytes.resize((filled * 2).min(limit), 0);
+        }
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled as u64 == len {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
 }
 
 /// What one cross-process attempt found.
@@ -610,10 +667,8 @@ impl Locker {
         };
         let unchanged = still
             && match &seen.file {
-                Some(file) => {
-                    reread(file).map_err(|e| ctx.io("re-read the lock file", lock_path, e))?
-                        == seen.bytes
-                }
+                Some(file) => unchanged_bytes(file, &seen.bytes)
+                    .map_err(|e| ctx.io("re-read the lock file", lock_path, e))?,
                 // A symlink or special file has no bytes to compare; its identity must do.
                 None => true,
             };
@@ -825,12 +880,25 @@ pub(crate) fn in_process_holder(lock_path: &Path) -> Option<Holder> {
     })
 }
 
-/// Reads a whole small file again from its start.
-fn reread(mut file: &File) -> io::Result<Vec<u8>> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
-    Ok(bytes)
+/// True if `file` still holds exactly `bytes`: one positioned read of a byte more than that.
+///
+/// A regular file reads short only at its end, so `bytes.len()` bytes back means the same
+/// length; a longer file fills the extra byte. Of a file too big to be a record only the part
+/// that was read (`MAX_RECORD_BYTES + 1`) is compared, as it was judged on that part.
+fn unchanged_bytes(file: &File, bytes: &[u8]) -> io::Result<bool> {
+    let room = if bytes.len() as u64 > MAX_RECORD_BYTES {
+        bytes.len()
+    } else {
+        bytes.len() + 1
+    };
+    let mut now = vec![0; room];
+    loop {
+        match file.read_at(&mut now, 0) {
+            Ok(n) => return Ok(now[..n] == *bytes),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The owner record of a lock file, if it has one, and whether a lock of age `age` is past

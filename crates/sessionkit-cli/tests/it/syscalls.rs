@@ -1,14 +1,29 @@
-//! The real system calls of a write, counted under `strace -f` (reliability.md, R1).
+//! The real system calls of a write, counted under `strace -f` (reliability.md, R1), and of a
+//! sweep, per lock file.
 //!
 //! The library's own tests assert the call order through its file-system seam; this checks the
 //! same order against the kernel, and that `--no-fsync` and `--fsync` really change the syncs.
 
+use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use std::io::Write as _;
+use crate::locks::Planted;
 
 /// The traced calls of one `sessionkit` run, in order, as `name(first argument…`.
 fn traced(args: &[&str], stdin: &[u8]) -> Option<Vec<String>> {
+    traced_as(
+        &[
+            "-e",
+            "trace=openat,write,fsync,fdatasync,rename,renameat,renameat2",
+        ],
+        args,
+        stdin,
+    )
+}
+
+/// [`traced`] with `filter` as strace's options instead of the write calls.
+fn traced_as(filter: &[&str], args: &[&str], stdin: &[u8]) -> Option<Vec<String>> {
     if Command::new("strace")
         .arg("-V")
         .stdout(Stdio::null())
@@ -19,15 +34,9 @@ fn traced(args: &[&str], stdin: &[u8]) -> Option<Vec<String>> {
         return None;
     }
     let mut child = Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=openat,write,fsync,fdatasync,rename,renameat,renameat2",
-            "-o",
-            "/dev/stderr",
-            "--",
-        ])
+        .args(["-f", "-qq"])
+        .args(filter)
+        .args(["-o", "/dev/stderr", "--"])
         .arg(env!("CARGO_BIN_EXE_sessionkit"))
         .args(args)
         .stdin(Stdio::piped())
@@ -140,4 +149,67 @@ fn append_syncs_data_only_when_asked() {
         .collect();
     assert_eq!(writes.len(), 1, "{synced:#?}");
     assert_eq!(std::fs::read(&path).unwrap(), b"{}\n{}\n");
+}
+
+/// The calls that name `path`, or a descriptor open on it (strace's `-y`), by name, with the
+/// names that differ between architectures and C libraries made one.
+fn calls_on(lines: &[String], path: &Path) -> Vec<String> {
+    let path = path.to_str().unwrap();
+    lines
+        .iter()
+        // std checks in debug builds that a descriptor is still open before closing it.
+        .filter(|l| l.contains(path) && !l.contains("F_GETFD"))
+        .map(|l| {
+            match l.split('(').next().unwrap() {
+                "newfstatat" | "fstat" | "statx" | "lstat" | "stat" => "stat",
+                "unlinkat" => "unlink",
+                "pread64" => "pread",
+                name => name,
+            }
+            .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_sweep_makes_eight_calls_per_stale_lock_and_five_per_kept_one() {
+    let planted = Planted::new();
+    let dir = planted.path().to_str().unwrap();
+    let filter = ["-y", "-e", "trace=%file,%desc"];
+    let Some(lines) = traced_as(&filter, &["sweep", dir], b"") else {
+        return;
+    };
+    let dead = calls_on(&lines, &planted.lock("dead.jsonl.lock"));
+    // Open without following a symlink, fstat, one read, the OS lock; then, right before the
+    // unlink, the path's identity and the bytes again (one positioned read); then the close.
+    assert_eq!(
+        dead,
+        [
+            "openat", "stat", "read", "flock", "stat", "pread", "unlink", "close"
+        ],
+        "{lines:#?}"
+    );
+    let opened = lines
+        .iter()
+        .find(|l| l.starts_with("openat(") && l.contains("dead.jsonl.lock"))
+        .unwrap();
+    assert!(opened.contains("O_NOFOLLOW"), "{opened}");
+    assert!(opened.contains("O_NONBLOCK"), "{opened}");
+    // A live owner's lock and a fresh malformed one are judged and kept: no second look.
+    for kept in ["live.jsonl.lock", "fresh.lock"] {
+        assert_eq!(
+            calls_on(&lines, &planted.lock(kept)),
+            ["openat", "stat", "read", "flock", "close"],
+            "{kept}: {lines:#?}"
+        );
+    }
+    // The file that is no lock is never opened.
+    assert_eq!(
+        calls_on(&lines, &planted.lock("notes.txt")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        crate::util::names(planted.path()),
+        ["fresh.lock", "live.jsonl.lock", "notes.txt"]
+    );
 }

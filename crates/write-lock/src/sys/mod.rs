@@ -1,8 +1,8 @@
 //! Platform code: the same functions on every platform, one file per platform.
 //!
-//! Linux is the tested platform: it answers process questions from `/proc` (no `unsafe`, no
-//! libc). The fallback keeps the crate compiling elsewhere; it cannot probe processes, so locks
-//! there are judged only by their OS-lock promise and their age.
+//! Linux is the tested platform: it answers process questions from `/proc` (no `unsafe`; libc
+//! only for constants). The fallback keeps the crate compiling elsewhere; it cannot probe
+//! processes, so locks there are judged only by their OS-lock promise and their age.
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -17,9 +17,20 @@ pub(crate) use other::*;
 use std::collections::hash_map::RandomState;
 use std::fs::File;
 use std::hash::BuildHasher;
+use std::io;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The open flags for looking at a lock file: never through a symlink (the open fails with
+/// `ELOOP`), never waiting for a FIFO's writer, never taking a terminal as the controlling one.
+pub(crate) const OPEN_NOFOLLOW_NONBLOCK: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+
+/// True for the errors of an [`OPEN_NOFOLLOW_NONBLOCK`] open that mean the path is no regular
+/// file: a symlink (`ELOOP`) or a socket (`ENXIO`).
+pub(crate) fn is_not_openable_kind(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO))
+}
 
 /// 32 lowercase hex characters from 16 bytes of `/dev/urandom`, or from [`fallback_token`] where
 /// that cannot be read (no such device, or a sandbox that hides it).

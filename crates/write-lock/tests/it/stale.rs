@@ -3,6 +3,7 @@
 //! Where our semantics differ from OpenClaw's on purpose, the test says so.
 
 use std::fs;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -402,4 +403,79 @@ fn a_lock_recreated_between_judgement_and_removal_survives() {
     assert_eq!(inspection.status, Status::Stale);
     assert!(!removed, "the re-created lock must survive");
     assert_eq!(fs::read_to_string(&lock).unwrap(), replacement);
+}
+
+/// Judges the stale lock of `target` once and lets `change` act on the file between the
+/// judgement and the removal; returns whether it was removed.
+fn remove_once_changed_by(target: &Path, change: impl Fn(&Path) + Send + Sync + 'static) -> bool {
+    let locker = Locker::new();
+    locker.set_removal_hook(change);
+    let (inspection, removed) = locker
+        .remove_if_stale_once(&lock_of(target), |_| false)
+        .unwrap();
+    assert_eq!(inspection.status, Status::Stale);
+    removed
+}
+
+#[test]
+fn a_lock_rewritten_in_place_between_judgement_and_removal_survives() {
+    let dir = Scratch::new("inplace");
+    let target = dir.join("t");
+    plant_legacy(&target, Some(dead_pid()), Some(60 * MIN), None, None);
+    let before = fs::read(lock_of(&target)).unwrap();
+    // Same file, same length, one byte different: only the bytes tell.
+    let removed = remove_once_changed_by(&target, |path| {
+        let mut file = fs::OpenOptions::new().write(true).open(path).unwrap();
+        std::io::Write::write_all(&mut file, b"[").unwrap();
+    });
+    assert!(!removed, "a lock changed in place must survive");
+    let after = fs::read(lock_of(&target)).unwrap();
+    assert_eq!(after.len(), before.len());
+    assert_eq!(after[0], b'[');
+}
+
+#[test]
+fn a_lock_appended_to_between_judgement_and_removal_survives() {
+    let dir = Scratch::new("append");
+    let target = dir.join("t");
+    plant_legacy(&target, Some(dead_pid()), Some(60 * MIN), None, None);
+    let before = fs::read(lock_of(&target)).unwrap();
+    // The judged bytes are still the file's first bytes; only its length changed.
+    let removed = remove_once_changed_by(&target, |path| {
+        let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
+        std::io::Write::write_all(&mut file, b"\n").unwrap();
+    });
+    assert!(!removed, "a lock that grew must survive");
+    assert_eq!(fs::read(lock_of(&target)).unwrap().len(), before.len() + 1);
+}
+
+#[test]
+fn an_unchanged_stale_lock_is_removed_once_judged() {
+    let dir = Scratch::new("unchanged");
+    let target = dir.join("t");
+    plant_legacy(&target, Some(dead_pid()), Some(60 * MIN), None, None);
+    // The control for the two tests above: the same path with a hook that changes nothing.
+    assert!(remove_once_changed_by(&target, |_| {}));
+    assert!(!lock_of(&target).exists());
+}
+
+#[test]
+fn a_fifo_as_lock_file_is_judged_without_waiting_for_a_writer() {
+    let dir = Scratch::new("fifo");
+    let target = dir.join("t");
+    let status = std::process::Command::new("mkfifo")
+        .arg(lock_of(&target))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // An open that waited for a writer would hang here.
+    assert_eq!(inspect(&target).0, Status::Malformed);
+    let (_, removed) = Locker::new().remove_if_stale(&lock_of(&target)).unwrap();
+    assert!(!removed, "young: kept");
+    assert!(
+        fs::symlink_metadata(lock_of(&target))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
 }
