@@ -461,15 +461,25 @@ fn maybe_compact(shared: &Arc<Shared>) {
     }
 }
 
-/// One background compaction, on the compaction thread.
-pub(crate) fn compact_job(shared: &Arc<Shared>) {
+/// One background compaction, on the compaction thread; true if it finished, which frees its
+/// scratch memory (rare: once per journal's length of updates).
+pub(crate) fn compact_job(shared: &Arc<Shared>) -> bool {
     // Cleared however the compaction ends, a panic included, so the next can start.
     let _running = ClearOnDrop(&shared.compacting);
-    if let Err(e) = crate::compact::compact(shared) {
-        tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
-            "background compaction failed; it will be tried again");
+    match crate::compact::compact(shared) {
+        Ok(report) => !report.superseded,
+        Err(e) => {
+            tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
+                "background compaction failed; it will be tried again");
+            false
+        }
     }
 }
+
+/// A maintenance pass that evicts at least this many entries is worth handing freed memory
+/// back to the kernel for; a small pass (at a cap of 500, one every few dozen sessions) is not
+/// worth the walk over the allocator's arenas, which holds up other threads' allocations.
+const TRIM_AFTER_EVICTIONS: usize = 1024;
 
 /// Starts a background maintenance pass if the cap is exceeded or (when `periodic`) the
 /// interval has passed, and no pass is running in this process.
@@ -499,11 +509,17 @@ fn maybe_maintain(shared: &Arc<Shared>, periodic: bool) {
 }
 
 /// One background maintenance pass, on the maintenance thread.
-pub(crate) fn maintain_job(shared: &Arc<Shared>) {
+/// One background maintenance pass, on the maintenance thread; true if it evicted enough to
+/// free much memory.
+pub(crate) fn maintain_job(shared: &Arc<Shared>) -> bool {
     let _running = ClearOnDrop(&shared.maintaining);
-    if let Err(e) = crate::maintain::run(shared, false) {
-        tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
-            "a maintenance pass failed; the next one tries again");
+    match crate::maintain::run(shared, false) {
+        Ok(report) => report.evicted() >= TRIM_AFTER_EVICTIONS,
+        Err(e) => {
+            tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
+                "a maintenance pass failed; the next one tries again");
+            false
+        }
     }
 }
 
@@ -513,12 +529,13 @@ pub(crate) fn maintain_job(shared: &Arc<Shared>) {
 /// spreading it over fresh threads, and the thread's priority is lowered once.
 pub(crate) struct Background {
     name: &'static str,
-    job: fn(&Arc<Shared>),
+    /// Runs the job once; true if it freed enough memory to hand back to the kernel.
+    job: fn(&Arc<Shared>) -> bool,
     tx: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 impl Background {
-    pub(crate) fn new(name: &'static str, job: fn(&Arc<Shared>)) -> Background {
+    pub(crate) fn new(name: &'static str, job: fn(&Arc<Shared>) -> bool) -> Background {
         Background {
             name,
             job,
@@ -547,11 +564,13 @@ impl Background {
                     let Some(shared) = owner.upgrade() else {
                         break;
                     };
-                    job(&shared);
+                    let freed_much = job(&shared);
                     drop(shared);
-                    // A pass frees what it evicted and its own scratch memory; give the pages
-                    // back rather than let the allocator keep them resident.
-                    crate::sys::return_free_memory();
+                    // A large pass frees what it evicted and its scratch memory; give the
+                    // pages back rather than let the allocator keep them resident.
+                    if freed_much {
+                        crate::sys::return_free_memory();
+                    }
                 }
             });
         match spawned {
