@@ -454,7 +454,7 @@ fn maybe_compact(shared: &Arc<Shared>) {
     {
         return;
     }
-    if !shared.compactor.kick(shared) {
+    if !shared.background.kick(shared, Job::Compact) {
         shared
             .compacting
             .store(false, std::sync::atomic::Ordering::Release);
@@ -463,7 +463,7 @@ fn maybe_compact(shared: &Arc<Shared>) {
 
 /// One background compaction, on the compaction thread; true if it finished, which frees its
 /// scratch memory (rare: once per journal's length of updates).
-pub(crate) fn compact_job(shared: &Arc<Shared>) -> bool {
+fn compact_job(shared: &Arc<Shared>) -> bool {
     // Cleared however the compaction ends, a panic included, so the next can start.
     let _running = ClearOnDrop(&shared.compacting);
     match crate::compact::compact(shared) {
@@ -503,7 +503,7 @@ fn maybe_maintain(shared: &Arc<Shared>, periodic: bool) {
         return;
     }
     *lock(&shared.last_maintenance) = Some(Instant::now());
-    if !shared.maintainer.kick(shared) {
+    if !shared.background.kick(shared, Job::Maintain) {
         shared.maintaining.store(false, Ordering::Release);
     }
 }
@@ -511,7 +511,7 @@ fn maybe_maintain(shared: &Arc<Shared>, periodic: bool) {
 /// One background maintenance pass, on the maintenance thread.
 /// One background maintenance pass, on the maintenance thread; true if it evicted enough to
 /// free much memory.
-pub(crate) fn maintain_job(shared: &Arc<Shared>) -> bool {
+fn maintain_job(shared: &Arc<Shared>) -> bool {
     let _running = ClearOnDrop(&shared.maintaining);
     match crate::maintain::run(shared, false) {
         Ok(report) => report.evicted() >= TRIM_AFTER_EVICTIONS,
@@ -523,48 +523,53 @@ pub(crate) fn maintain_job(shared: &Arc<Shared>) -> bool {
     }
 }
 
-/// A long-lived background thread that runs one kind of job (a compaction, a maintenance
-/// pass) each time it is kicked. One thread per kind for the store's life, instead of one per
-/// pass: the allocator then keeps one arena for the job's scratch memory rather than
-/// spreading it over fresh threads, and the thread's priority is lowered once.
+/// What the background thread is asked to do.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Job {
+    Compact,
+    Maintain,
+}
+
+/// The store's one long-lived background thread: it runs compactions and maintenance passes
+/// one at a time, as they are kicked. One thread for the store's life instead of one per pass:
+/// the allocator keeps one arena for the passes' scratch memory rather than spreading it over
+/// fresh threads, the scratch of a compaction and of a pass never add up, and the thread's
+/// priority is lowered once. (Each kind has its running flag, so at most one of each is
+/// queued; a pass queued behind a compaction waits for it, which the cap's slack absorbs.)
 pub(crate) struct Background {
-    name: &'static str,
-    /// Runs the job once; true if it freed enough memory to hand back to the kernel.
-    job: fn(&Arc<Shared>) -> bool,
-    tx: Mutex<Option<mpsc::Sender<()>>>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
 }
 
 impl Background {
-    pub(crate) fn new(name: &'static str, job: fn(&Arc<Shared>) -> bool) -> Background {
+    pub(crate) fn new() -> Background {
         Background {
-            name,
-            job,
             tx: Mutex::new(None),
         }
     }
 
-    /// Queues one run of the job, starting the thread if there is none (or it ended with a
-    /// panic). The caller has set the job's running flag, so at most one run is queued.
-    /// False if no thread could be started.
-    pub(crate) fn kick(&self, shared: &Arc<Shared>) -> bool {
+    /// Queues `job`, starting the thread if there is none (or it ended with a panic). The
+    /// caller has set the job's running flag. False if no thread could be started.
+    pub(crate) fn kick(&self, shared: &Arc<Shared>, job: Job) -> bool {
         let mut tx = lock(&self.tx);
-        if tx.as_ref().is_some_and(|sender| sender.send(()).is_ok()) {
+        if tx.as_ref().is_some_and(|sender| sender.send(job).is_ok()) {
             return true;
         }
-        let (sender, rx) = mpsc::channel::<()>();
+        let (sender, rx) = mpsc::channel::<Job>();
         // Weak, so that the thread does not keep the store alive: once the last handle and the
         // writer are gone, the sender goes with `Shared` and the thread ends.
         let owner = Arc::downgrade(shared);
-        let job = self.job;
         let spawned = thread::Builder::new()
-            .name(self.name.to_owned())
+            .name("sessionkit-store-background".to_owned())
             .spawn(move || {
                 crate::sys::lower_this_thread_priority();
-                while rx.recv().is_ok() {
+                while let Ok(job) = rx.recv() {
                     let Some(shared) = owner.upgrade() else {
                         break;
                     };
-                    let freed_much = job(&shared);
+                    let freed_much = match job {
+                        Job::Compact => compact_job(&shared),
+                        Job::Maintain => maintain_job(&shared),
+                    };
                     drop(shared);
                     // A large pass frees what it evicted and its scratch memory; give the
                     // pages back rather than let the allocator keep them resident.
@@ -575,12 +580,12 @@ impl Background {
             });
         match spawned {
             Ok(_) => {
-                let queued = sender.send(()).is_ok();
+                let queued = sender.send(job).is_ok();
                 *tx = Some(sender);
                 queued
             }
             Err(e) => {
-                tracing::warn!(error = %e, thread = self.name, "could not start a background thread");
+                tracing::warn!(error = %e, "could not start the store's background thread");
                 false
             }
         }
@@ -589,9 +594,7 @@ impl Background {
 
 impl fmt::Debug for Background {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Background")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("Background").finish_non_exhaustive()
     }
 }
 
