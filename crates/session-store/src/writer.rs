@@ -454,7 +454,7 @@ fn maybe_compact(shared: &Arc<Shared>) {
     {
         return;
     }
-    if !shared.background.kick(shared, Job::Compact) {
+    if !shared.compactor.kick(shared) {
         shared
             .compacting
             .store(false, std::sync::atomic::Ordering::Release);
@@ -503,7 +503,7 @@ fn maybe_maintain(shared: &Arc<Shared>, periodic: bool) {
         return;
     }
     *lock(&shared.last_maintenance) = Some(Instant::now());
-    if !shared.background.kick(shared, Job::Maintain) {
+    if !shared.maintainer.kick(shared) {
         shared.maintaining.store(false, Ordering::Release);
     }
 }
@@ -523,53 +523,78 @@ fn maintain_job(shared: &Arc<Shared>) -> bool {
     }
 }
 
-/// What the background thread is asked to do.
+/// What a background thread runs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Job {
     Compact,
     Maintain,
 }
 
-/// The store's one long-lived background thread: it runs compactions and maintenance passes
-/// one at a time, as they are kicked. One thread for the store's life instead of one per pass:
-/// the allocator keeps one arena for the passes' scratch memory rather than spreading it over
-/// fresh threads, the scratch of a compaction and of a pass never add up, and the thread's
-/// priority is lowered once. (Each kind has its running flag, so at most one of each is
-/// queued; a pass queued behind a compaction waits for it, which the cap's slack absorbs.)
+impl Job {
+    fn thread_name(self) -> &'static str {
+        match self {
+            Job::Compact => "sessionkit-store-compact",
+            Job::Maintain => "sessionkit-store-maintain",
+        }
+    }
+
+    /// Compaction is bulk work with no deadline, so it yields the CPU to everything else.
+    /// Maintenance keeps the normal priority: it is what holds the registry at its cap, and
+    /// at nice 10 under a saturated CPU the count ran to ten times a cap of 500 between passes.
+    fn lower_priority(self) -> bool {
+        matches!(self, Job::Compact)
+    }
+
+    /// Runs the job once; true if it freed enough memory to hand back to the kernel.
+    fn run(self, shared: &Arc<Shared>) -> bool {
+        match self {
+            Job::Compact => compact_job(shared),
+            Job::Maintain => maintain_job(shared),
+        }
+    }
+}
+
+/// A long-lived background thread that runs one kind of job (compactions, or maintenance
+/// passes) each time it is kicked. One thread per kind for the store's life instead of one per
+/// pass: the allocator keeps one arena for the job's scratch memory rather than spreading it
+/// over fresh threads, and the thread's priority is set once.
 pub(crate) struct Background {
-    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    job: Job,
+    tx: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 impl Background {
-    pub(crate) fn new() -> Background {
+    pub(crate) fn new(job: Job) -> Background {
         Background {
+            job,
             tx: Mutex::new(None),
         }
     }
 
-    /// Queues `job`, starting the thread if there is none (or it ended with a panic). The
-    /// caller has set the job's running flag. False if no thread could be started.
-    pub(crate) fn kick(&self, shared: &Arc<Shared>, job: Job) -> bool {
+    /// Queues one run of the job, starting the thread if there is none (or it ended with a
+    /// panic). The caller has set the job's running flag, so at most one run is queued.
+    /// False if no thread could be started.
+    pub(crate) fn kick(&self, shared: &Arc<Shared>) -> bool {
         let mut tx = lock(&self.tx);
-        if tx.as_ref().is_some_and(|sender| sender.send(job).is_ok()) {
+        if tx.as_ref().is_some_and(|sender| sender.send(()).is_ok()) {
             return true;
         }
-        let (sender, rx) = mpsc::channel::<Job>();
+        let (sender, rx) = mpsc::channel::<()>();
         // Weak, so that the thread does not keep the store alive: once the last handle and the
         // writer are gone, the sender goes with `Shared` and the thread ends.
         let owner = Arc::downgrade(shared);
+        let job = self.job;
         let spawned = thread::Builder::new()
-            .name("sessionkit-store-background".to_owned())
+            .name(job.thread_name().to_owned())
             .spawn(move || {
-                crate::sys::lower_this_thread_priority();
-                while let Ok(job) = rx.recv() {
+                if job.lower_priority() {
+                    crate::sys::lower_this_thread_priority();
+                }
+                while rx.recv().is_ok() {
                     let Some(shared) = owner.upgrade() else {
                         break;
                     };
-                    let freed_much = match job {
-                        Job::Compact => compact_job(&shared),
-                        Job::Maintain => maintain_job(&shared),
-                    };
+                    let freed_much = job.run(&shared);
                     drop(shared);
                     // A large pass frees what it evicted and its scratch memory; give the
                     // pages back rather than let the allocator keep them resident.
@@ -580,12 +605,13 @@ impl Background {
             });
         match spawned {
             Ok(_) => {
-                let queued = sender.send(job).is_ok();
+                let queued = sender.send(()).is_ok();
                 *tx = Some(sender);
                 queued
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not start the store's background thread");
+                tracing::warn!(error = %e, thread = job.thread_name(),
+                    "could not start a background thread of the store");
                 false
             }
         }
@@ -594,7 +620,9 @@ impl Background {
 
 impl fmt::Debug for Background {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Background").finish_non_exhaustive()
+        f.debug_struct("Background")
+            .field("job", &self.job)
+            .finish_non_exhaustive()
     }
 }
 

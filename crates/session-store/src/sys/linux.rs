@@ -1,6 +1,6 @@
 //! Linux: per-thread nice values, and glibc's `malloc_trim`.
 
-/// Background threads run at nice 10, so that a thread of the caller's (an async runtime's
+/// The compaction thread runs at nice 10, so that a thread of the caller's (an async runtime's
 /// worker, the writer) gets a CPU first when both want one.
 const BACKGROUND_NICE: libc::c_int = 10;
 
