@@ -83,18 +83,20 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         });
     }
     let journal_before = journal.len().map_err(|e| io("stat", e))?;
-    let tail = journal.read_from(offset).map_err(|e| io("read", e))?;
-    // Only whole lines move to the new journal; a torn tail is a crash leftover.
-    let whole = tail
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |last| last + 1);
     let epoch = shared.read().epoch;
-    let mut next = JournalHeader::new(epoch + 1).encode_line().into_bytes();
-    next.extend_from_slice(&tail[..whole]);
+    let header = JournalHeader::new(epoch + 1).encode_line().into_bytes();
+    // The records appended since `offset` are copied file to file in chunks: a slow
+    // compaction may have many megabytes of them, which need not sit in memory.
+    let mut copied = (0, 0);
     let new_journal = writer
-        .prepare(&shared.journal_path, &next)
+        .prepare_with(&shared.journal_path, |out| {
+            out.write_all(&header)?;
+            copied = journal.copy_lines_from(offset, out)?;
+            Ok(())
+        })
         .map_err(atomic("write the new journal"))?;
+    let (tail_len, tail_lines) = copied;
+    let next_len = header.len() as u64 + tail_len;
     // Opened under its temp name, so that the view follows this very file even if another
     // process replaces it again right after the rename.
     let reopened = JournalFile::open_as(new_journal.temp_path(), &shared.journal_path, false)
@@ -113,7 +115,7 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         let mut view = shared.write();
         if view.journal.id != journal.id {
             drop(view);
-            let report = report_of(entries, snapshot_len, journal_before, &next, started);
+            let report = report_of(entries, snapshot_len, journal_before, next_len, started);
             drop(locked);
             shared.count(|c| {
                 c.compactions += 1;
@@ -135,12 +137,12 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         let view = &mut *view;
         view.state.replay(&parsed.records, &mut view.seqs);
         view.journal = reopened;
-        view.offset = next.len() as u64;
-        view.lines = 1 + tail[..whole].iter().filter(|&&b| b == b'\n').count();
+        view.offset = next_len;
+        view.lines = 1 + tail_lines;
         view.epoch = epoch + 1;
         view.snapshot_bytes = snapshot_len;
     }
-    let report = report_of(entries, snapshot_len, journal_before, &next, started);
+    let report = report_of(entries, snapshot_len, journal_before, next_len, started);
     drop(locked);
     shared.count(|c| {
         c.compactions += 1;
@@ -161,14 +163,14 @@ fn report_of(
     entries: usize,
     snapshot_len: u64,
     journal_before: u64,
-    journal_after: &[u8],
+    journal_after: u64,
     locked_since: Instant,
 ) -> CompactReport {
     CompactReport {
         entries,
         snapshot_bytes: snapshot_len,
         journal_bytes_before: journal_before,
-        journal_bytes_after: journal_after.len() as u64,
+        journal_bytes_after: journal_after,
         locked_micros: u64::try_from(locked_since.elapsed().as_micros()).unwrap_or(u64::MAX),
         superseded: false,
     }

@@ -111,6 +111,41 @@ impl JournalFile {
         }
     }
 
+    /// Copies the whole lines from `offset` on (up to and including the last `\n`; bytes after
+    /// it are a torn tail) to `out`, 64 KiB at a time; returns the bytes and lines copied.
+    pub(crate) fn copy_lines_from(
+        &self,
+        offset: u64,
+        out: &mut dyn Write,
+    ) -> io::Result<(u64, usize)> {
+        let mut chunk = vec![0; 64 * 1024];
+        let mut cut = offset;
+        let mut end = self.len()?;
+        while end > offset {
+            let start = end.saturating_sub(chunk.len() as u64).max(offset);
+            let buf = &mut chunk[..usize::try_from(end - start).unwrap_or(0)];
+            self.file.read_exact_at(buf, start)?;
+            if let Some(last) = buf.iter().rposition(|&b| b == b'\n') {
+                cut = start + last as u64 + 1;
+                break;
+            }
+            end = start;
+        }
+        let mut at = offset;
+        let mut lines = 0;
+        while at < cut {
+            let n = usize::try_from(cut - at)
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
+            let buf = &mut chunk[..n];
+            self.file.read_exact_at(buf, at)?;
+            lines += buf.iter().filter(|&&b| b == b'\n').count();
+            out.write_all(buf)?;
+            at += n as u64;
+        }
+        Ok((cut - offset, lines))
+    }
+
     /// Appends `bytes` with one `write` where the kernel allows (and more only after a short
     /// write).
     pub(crate) fn append(&self, bytes: &[u8]) -> io::Result<()> {
@@ -131,4 +166,37 @@ impl JournalFile {
 /// Flushes a directory, so that a rename or a new name in it survives a power loss.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_lines_from_stops_at_the_last_whole_line() {
+        let dir = std::env::temp_dir().join(format!("sk-files-copy-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j");
+        // A torn tail longer than one chunk, so the search for the last newline crosses chunks.
+        let mut text = b"a\nbb\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 70_000));
+        fs::write(&path, &text).unwrap();
+        let journal = JournalFile::open(&path, false).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(journal.copy_lines_from(0, &mut out).unwrap(), (5, 2));
+        assert_eq!(out, b"a\nbb\n");
+        out.clear();
+        assert_eq!(journal.copy_lines_from(2, &mut out).unwrap(), (3, 1));
+        assert_eq!(out, b"bb\n");
+        out.clear();
+        assert_eq!(journal.copy_lines_from(5, &mut out).unwrap(), (0, 0));
+        assert!(out.is_empty());
+        // Lines longer than a chunk are copied whole.
+        let long: Vec<u8> = std::iter::repeat_n(b'y', 150_000).chain(*b"\nz").collect();
+        fs::write(&path, &long).unwrap();
+        let journal = JournalFile::open(&path, false).unwrap();
+        assert_eq!(journal.copy_lines_from(0, &mut out).unwrap(), (150_001, 1));
+        assert_eq!(out, &long[..150_001]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

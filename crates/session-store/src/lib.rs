@@ -86,6 +86,7 @@ mod readonly;
 mod snapshot;
 mod state;
 mod store;
+mod sys;
 #[cfg(feature = "tokio")]
 mod tokio;
 mod transcript;

@@ -352,10 +352,21 @@ pub(crate) enum Kind {
 #[derive(Clone, Debug)]
 pub(crate) struct FileInfo {
     pub(crate) path: PathBuf,
-    pub(crate) name: String,
     pub(crate) kind: Kind,
     pub(crate) len: u64,
     pub(crate) modified: SystemTime,
+}
+
+impl FileInfo {
+    /// The file's name; empty if it is not UTF-8 (such a file is [`Kind::Other`], never
+    /// touched). Derived from the path rather than stored: a directory of many transcripts
+    /// lists 100,000 files and more.
+    pub(crate) fn name(&self) -> &str {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    }
 }
 
 /// The session a transcript file name belongs to.
@@ -420,16 +431,18 @@ pub(crate) fn list_dir(dir: &Path, snapshot_name: &str) -> io::Result<Vec<FileIn
         let Ok(meta) = entry.metadata() else {
             continue;
         };
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let mut path = entry.path();
+        path.shrink_to_fit();
+        let name = path.file_name().and_then(|n| n.to_str());
         out.push(FileInfo {
-            kind: classify(&name, snapshot_name),
-            path: entry.path(),
-            name,
+            kind: name.map_or(Kind::Other, |name| classify(name, snapshot_name)),
+            path,
             len: meta.len(),
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    // Names in a directory are unique, so the in-place sort gives the one order.
+    out.sort_unstable_by(|a, b| a.name().cmp(b.name()));
     Ok(out)
 }
 
@@ -536,7 +549,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     let mut taken: HashSet<&Path> = HashSet::new();
     // 3. Transcripts of sessions no entry references any more.
     for f in files.iter().filter(|f| f.kind == Kind::Transcript) {
-        if transcript_session(&f.name).is_some_and(|s| released_now.contains(s)) {
+        if transcript_session(f.name()).is_some_and(|s| released_now.contains(s)) {
             taken.insert(&f.path);
             plan.transcripts.push((f.path.clone(), delete_transcripts));
         }
@@ -555,7 +568,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
         if taken.contains(f.path.as_path()) {
             continue;
         }
-        let Some(session) = transcript_session(&f.name) else {
+        let Some(session) = transcript_session(f.name()) else {
             continue;
         };
         if !referenced_after(session, &released_now) && age_of(f) > config.orphan_grace {
@@ -587,7 +600,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                 .filter(|f| match f.kind {
                     Kind::Archive => !plan.archives.contains(&f.path),
                     Kind::Transcript => {
-                        let orphan = transcript_session(&f.name)
+                        let orphan = transcript_session(f.name())
                             .is_some_and(|s| !referenced_after(s, &released_now));
                         orphan
                             && plan
@@ -600,7 +613,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                     Kind::Other => false,
                 })
                 .collect();
-            cheap.sort_by_key(|f| (f.modified, f.name.clone()));
+            cheap.sort_by(|a, b| (a.modified, a.name()).cmp(&(b.modified, b.name())));
             for f in cheap {
                 if total <= high {
                     break;
@@ -622,7 +635,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                 let by_session: BTreeMap<&str, Vec<&FileInfo>> = files
                     .iter()
                     .filter(|f| f.kind == Kind::Transcript)
-                    .filter_map(|f| transcript_session(&f.name).map(|s| (s, f)))
+                    .filter_map(|f| transcript_session(f.name()).map(|s| (s, f)))
                     .fold(BTreeMap::new(), |mut m, (s, f)| {
                         m.entry(s).or_insert_with(Vec::new).push(f);
                         m
@@ -833,30 +846,37 @@ pub(crate) fn run(
 
     // Evictions first, as one batch, each only if the entry is unchanged since the plan.
     if !plan.evict.is_empty() {
-        let mut answers = Vec::new();
+        let (tx, rx) = std::sync::mpsc::channel();
         let batch: Vec<Request> = plan
             .evict
             .iter()
-            .map(|(key, reason)| {
-                let (tx, rx) = std::sync::mpsc::channel();
-                answers.push((key.clone(), *reason, rx));
+            .enumerate()
+            .map(|(index, (key, reason))| {
                 Request::new(
                     Update::Delete {
                         key: key.clone(),
                         reason: Some(*reason),
                         if_updated_at: Some(updated_at.get(key).copied().flatten()),
                     },
-                    Reply::Sync(tx),
+                    Reply::Indexed(tx.clone(), index),
                 )
             })
             .collect();
+        drop(tx);
         writer::commit(shared, batch);
-        for (key, reason, rx) in answers {
-            match rx.recv() {
-                Ok(Ok(ack)) if ack.seq > 0 => push_key(&mut report, key, reason),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => report.errors.push(format!("evict {key}: {e}")),
-                Err(_) => report
+        let mut answers: Vec<Option<crate::Result<crate::Ack>>> =
+            plan.evict.iter().map(|_| None).collect();
+        for (index, answer) in rx {
+            if let Some(slot) = answers.get_mut(index) {
+                *slot = Some(answer);
+            }
+        }
+        for ((key, reason), answer) in plan.evict.iter().zip(answers) {
+            match answer {
+                Some(Ok(ack)) if ack.seq > 0 => push_key(&mut report, key.clone(), *reason),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => report.errors.push(format!("evict {key}: {e}")),
+                None => report
                     .errors
                     .push(format!("evict {key}: no answer from the writer")),
             }
@@ -914,9 +934,12 @@ pub(crate) fn run(
     }
     // Lock counters whose transcript is gone (left by earlier passes or other tools).
     for f in &files {
-        if let Some(transcript) = f.name.strip_suffix(".lock.gen")
+        // `files` is sorted by name: a binary search, not a scan per counter.
+        if let Some(transcript) = f.name().strip_suffix(".lock.gen")
             && transcript_session(transcript).is_some()
-            && !files.iter().any(|g| g.name == transcript)
+            && files
+                .binary_search_by(|g| g.name().cmp(transcript))
+                .is_err()
         {
             forget_lock_counter(&dir.join(transcript));
         }

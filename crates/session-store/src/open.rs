@@ -31,6 +31,17 @@ pub(crate) fn journal_identity(path: &Path) -> Result<Option<(FileId, u64)>> {
 }
 
 pub(crate) fn open(config: StoreBuilder, snapshot_path: &Path) -> Result<Store> {
+    let path = snapshot_path.to_path_buf();
+    let (tx, report) = writer::start(snapshot_path, move || open_on_writer(config, &path))?;
+    Ok(Store {
+        shared: tx.shared().clone(),
+        tx: Arc::new(tx),
+        report: Arc::new(report),
+    })
+}
+
+/// Everything [`open`] does, on the writer thread.
+fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Shared>, OpenReport)> {
     let journal_path = journal_path_for(snapshot_path);
     let mut report = OpenReport::default();
     let snapshot_exists = snapshot_path.exists();
@@ -81,20 +92,17 @@ pub(crate) fn open(config: StoreBuilder, snapshot_path: &Path) -> Result<Store> 
         batch_lock: Mutex::new(()),
         seq: AtomicU64::new(0),
         compacting: AtomicBool::new(false),
+        compactor: writer::Background::new(writer::Job::Compact),
         counters: Mutex::new(IoCounters::default()),
         maintaining: AtomicBool::new(false),
+        maintainer: writer::Background::new(writer::Job::Maintain),
         last_maintenance: Mutex::new(None),
         active: Mutex::new(Default::default()),
         dirty_since: Mutex::new(None),
     });
     tracing::debug!(path = %snapshot_path.display(), epoch, entries = report.snapshot_entries,
         records = report.journal_records, "opened session store");
-    let tx = writer::start(shared.clone())?;
-    Ok(Store {
-        shared,
-        tx: Arc::new(tx),
-        report: Arc::new(report),
-    })
+    Ok((shared, report))
 }
 
 /// Loads the snapshot and the journal (whose OS lock the caller holds), repairing and

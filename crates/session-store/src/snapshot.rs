@@ -5,8 +5,9 @@
 //! `JSON.stringify(store, null, 2)`; [`encode_snapshot`] writes the same layout, keys sorted,
 //! each entry's field values with their bytes as they were read.
 
+use std::borrow::Cow;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,12 +18,12 @@ use crate::state::State;
 
 /// Loads the snapshot at `path` into a [`State`].
 ///
-/// A missing file is an empty registry. The whole file is read, then parsed into entries, so
-/// peak memory is the file's bytes plus the state being built; the bytes are freed before
-/// this returns. The state is smaller than twice the file (for 10,000 entries of about 600
-/// bytes, measured at 1.4 times the pretty-printed file, including the indexes; larger entries
-/// do better), so the peak stays under three times the file. If a key appears twice, the last
-/// entry wins (as with `JSON.parse`).
+/// A missing file is an empty registry. The file is read in chunks of 64 KiB and each entry
+/// is parsed as soon as it is whole, so peak memory is the state being built plus about one
+/// chunk, never the whole file besides the state. (For 100,000 entries of about 600 bytes the
+/// state is about 1.2 times the pretty-printed file, indexes included.) A file that does not
+/// parse this way is read again whole and judged by [`parse_snapshot`], so every error is the
+/// same as from the bytes. If a key appears twice, the last entry wins (as with `JSON.parse`).
 ///
 /// # Errors
 ///
@@ -31,12 +32,182 @@ use crate::state::State;
 /// overwrite it with an empty registry.
 pub fn load_snapshot(path: impl AsRef<Path>) -> Result<State> {
     let path = path.as_ref();
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
+    let read_error = |e| Error::io(Operation::LoadSnapshot, "read", path, path, e);
+    let mut file = match File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::new()),
-        Err(e) => return Err(Error::io(Operation::LoadSnapshot, "read", path, path, e)),
+        Err(e) => return Err(read_error(e)),
     };
+    if let Some(state) = stream_snapshot(&mut file) {
+        return Ok(state);
+    }
+    // Damage, or a read error: the strict parser over the same file says what and where.
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(read_error)?;
     parse_snapshot(path, &bytes)
+}
+
+/// How much of the snapshot is read at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// Parses a well-formed snapshot entry by entry as it is read; `None` for anything else (a read
+/// error, invalid JSON, an entry that is not an object), which the caller hands to the strict
+/// parser. Only the top level (`{`, keys, `:`, `,`, `}`) is checked here; keys and entries are
+/// parsed by serde_json, as [`parse_snapshot`] parses them.
+fn stream_snapshot(file: &mut File) -> Option<State> {
+    let mut input = Chunked {
+        file,
+        buf: Vec::with_capacity(2 * CHUNK),
+        pos: 0,
+        eof: false,
+    };
+    let mut state = State::new();
+    if input.skip_ws()? != b'{' {
+        return None;
+    }
+    input.pos += 1;
+    let mut next = input.skip_ws()?;
+    if next == b'}' {
+        input.pos += 1;
+        return input.at_end().then_some(state);
+    }
+    loop {
+        input.drop_consumed();
+        if next != b'"' {
+            return None;
+        }
+        let key_start = input.pos;
+        let key_end = input.string_end(key_start)?;
+        input.pos = key_end;
+        if input.skip_ws()? != b':' {
+            return None;
+        }
+        input.pos += 1;
+        if input.skip_ws()? != b'{' {
+            return None;
+        }
+        let value_start = input.pos;
+        let value_end = input.object_end(value_start)?;
+        input.pos = value_end;
+        let key_bytes = &input.buf[key_start..key_end];
+        let key: Cow<'_, str> = match serde_json::from_slice::<&str>(key_bytes) {
+            Ok(key) => Cow::Borrowed(key),
+            Err(_) => Cow::Owned(serde_json::from_slice::<String>(key_bytes).ok()?),
+        };
+        let value = std::str::from_utf8(&input.buf[value_start..value_end]).ok()?;
+        let Ok(Parsed::Object(fields)) = raw::parse_object(value) else {
+            return None;
+        };
+        let entry = Entry::from_fields(&fields);
+        state.insert(&key, entry);
+        match input.skip_ws()? {
+            b',' => {
+                input.pos += 1;
+                next = input.skip_ws()?;
+            }
+            b'}' => {
+                input.pos += 1;
+                return input.at_end().then_some(state);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// A file read in chunks, with a cursor into the bytes not yet dropped.
+struct Chunked<'a> {
+    file: &'a mut File,
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+}
+
+impl Chunked<'_> {
+    /// The byte at index `i` of the buffer, reading more as needed; `None` past the end of the
+    /// file or on a read error.
+    fn byte(&mut self, i: usize) -> Option<u8> {
+        while i >= self.buf.len() {
+            if self.eof {
+                return None;
+            }
+            let old = self.buf.len();
+            self.buf.resize(old + CHUNK, 0);
+            let n = loop {
+                match self.file.read(&mut self.buf[old..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        self.buf.truncate(old);
+                        return None;
+                    }
+                }
+            };
+            self.buf.truncate(old + n);
+            self.eof = n == 0;
+        }
+        Some(self.buf[i])
+    }
+
+    /// Drops the bytes before the cursor once they fill a chunk, so the buffer stays small.
+    fn drop_consumed(&mut self) {
+        if self.pos >= CHUNK {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+
+    /// Moves the cursor past JSON whitespace and returns the byte there.
+    fn skip_ws(&mut self) -> Option<u8> {
+        loop {
+            match self.byte(self.pos)? {
+                b' ' | b'\t' | b'\n' | b'\r' => self.pos += 1,
+                b => return Some(b),
+            }
+        }
+    }
+
+    /// True if only whitespace follows the cursor.
+    fn at_end(&mut self) -> bool {
+        self.skip_ws().is_none() && self.eof
+    }
+
+    /// The index just past the string that starts (with its `"`) at `start`.
+    fn string_end(&mut self, start: usize) -> Option<usize> {
+        let mut i = start + 1;
+        loop {
+            match self.byte(i)? {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+    }
+
+    /// The index just past the object or array that starts at `start`, by counting brackets
+    /// outside strings (whether they match is left to the parser).
+    fn object_end(&mut self, start: usize) -> Option<usize> {
+        let mut depth = 0usize;
+        let mut i = start;
+        loop {
+            match self.byte(i)? {
+                b'"' => {
+                    i = self.string_end(i)?;
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
 }
 
 /// Parses snapshot bytes into a [`State`]. `path` only names the file in errors.

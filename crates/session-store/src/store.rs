@@ -337,9 +337,13 @@ pub(crate) struct Shared {
     pub(crate) batch_lock: Mutex<()>,
     pub(crate) seq: AtomicU64,
     pub(crate) compacting: AtomicBool,
+    /// The thread that runs background compactions.
+    pub(crate) compactor: crate::writer::Background,
     pub(crate) counters: Mutex<IoCounters>,
     /// True while a background maintenance pass runs.
     pub(crate) maintaining: AtomicBool,
+    /// The thread that runs background maintenance passes.
+    pub(crate) maintainer: crate::writer::Background,
     /// When the last background maintenance pass started.
     pub(crate) last_maintenance: Mutex<Option<Instant>>,
     /// Keys marked active in this process ([`Store::mark_active`]), with how many marks.

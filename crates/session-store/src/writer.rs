@@ -3,9 +3,11 @@
 //! write and (in durable mode) one fsync under the journal's OS lock, and then answers each
 //! caller.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::fmt;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
@@ -42,6 +44,9 @@ pub(crate) enum Update {
 #[derive(Debug)]
 pub(crate) enum Reply {
     Sync(mpsc::Sender<Result<Ack>>),
+    /// One of many answers on one channel, with the request's index (maintenance's evictions:
+    /// a channel each would cost a few KiB per evicted entry).
+    Indexed(mpsc::Sender<(usize, Result<Ack>)>, usize),
     #[cfg(feature = "tokio")]
     Async(tokio::sync::oneshot::Sender<Result<Ack>>),
 }
@@ -52,6 +57,9 @@ impl Reply {
         match self {
             Reply::Sync(tx) => {
                 let _ = tx.send(answer);
+            }
+            Reply::Indexed(tx, index) => {
+                let _ = tx.send((index, answer));
             }
             #[cfg(feature = "tokio")]
             Reply::Async(tx) => {
@@ -82,6 +90,10 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     pub(crate) fn send(&self, request: Request) -> Result<()> {
         self.tx.send(request).map_err(|_| stopped(&self.shared))
     }
@@ -94,24 +106,44 @@ pub(crate) fn stopped(shared: &Shared) -> Error {
     }
 }
 
-/// Starts the writer thread of `shared`; it stops once every [`Sender`] is dropped and the
-/// queue is empty.
-pub(crate) fn start(shared: Arc<Shared>) -> Result<Sender> {
+/// Starts the writer thread, which first runs `open` (loading the store) and then, if that
+/// succeeded, commits the updates sent to it; returns what `open` returned and the sending
+/// side. The thread stops once every [`Sender`] is dropped and the queue is empty.
+///
+/// The writer builds the state itself because it is the thread that later replaces and
+/// evicts entries: with glibc's per-thread arenas, memory freed by an eviction is then
+/// reused by the entries the writer creates next, instead of staying behind in the arena of
+/// whichever thread happened to open the store.
+pub(crate) fn start<T: Send + 'static>(
+    path: &std::path::Path,
+    open: impl FnOnce() -> Result<(Arc<Shared>, T)> + Send + 'static,
+) -> Result<(Sender, T)> {
     let (tx, rx) = mpsc::channel();
-    let thread_shared = shared.clone();
+    let (ready_tx, ready_rx) = mpsc::channel();
     thread::Builder::new()
         .name("sessionkit-store-writer".to_owned())
-        .spawn(move || run(&thread_shared, &rx))
+        .spawn(move || {
+            let opened = open();
+            let shared = opened.as_ref().ok().map(|(shared, _)| shared.clone());
+            let _ = ready_tx.send(opened);
+            if let Some(shared) = shared {
+                run(&shared, &rx);
+            }
+        })
         .map_err(|e| {
             Error::io(
                 Operation::Open,
                 "start the writer thread for",
-                &shared.snapshot_path,
-                &shared.snapshot_path,
+                path,
+                path,
                 e,
             )
         })?;
-    Ok(Sender { tx, shared })
+    // No answer means the thread panicked while opening.
+    let (shared, opened) = ready_rx.recv().map_err(|_| Error::WriterStopped {
+        path: path.to_path_buf(),
+    })??;
+    Ok((Sender { tx, shared }, opened))
 }
 
 fn run(shared: &Arc<Shared>, rx: &Receiver<Request>) {
@@ -267,16 +299,24 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Outcome>,
     {
         let view = shared.read();
         // Later updates of one batch see the earlier ones.
-        let mut pending: HashMap<&str, Option<Entry>> = HashMap::new();
+        // The entries as the batch leaves them so far, borrowed where possible: an eviction
+        // batch of thousands of keys copies no entry.
+        let mut pending: HashMap<&str, Option<Cow<'_, Entry>>> = HashMap::new();
         for request in batch {
-            let current = |key: &str| match pending.get(key) {
-                Some(entry) => entry.clone(),
-                None => view.state.get(key).cloned(),
+            let current = |key: &str| -> Option<&Entry> {
+                match pending.get(key) {
+                    Some(entry) => entry.as_deref(),
+                    None => view.state.get(key),
+                }
             };
             let (key, outcome, after) = match &request.update {
                 Update::Upsert { key, entry } => {
                     let record = Record::upsert(next_seq(shared), shared.writer, key, entry);
-                    (key, Outcome::Write(record), Some(Some(entry.clone())))
+                    (
+                        key,
+                        Outcome::Write(record),
+                        Some(Some(Cow::Borrowed(entry))),
+                    )
                 }
                 Update::Patch {
                     key,
@@ -284,18 +324,21 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Outcome>,
                     activity,
                 } => {
                     let existing = current(key);
-                    let resolved = patch.resolve(existing.as_ref(), now, *activity);
-                    let next = existing.unwrap_or_else(Entry::empty).merge_patch(&resolved);
+                    let resolved = patch.resolve(existing, now, *activity);
+                    let next = match existing {
+                        Some(existing) => existing.merge_patch(&resolved),
+                        None => Entry::empty().merge_patch(&resolved),
+                    };
                     let record = Record::patch(next_seq(shared), shared.writer, key, resolved);
-                    (key, Outcome::Write(record), Some(Some(next)))
+                    (key, Outcome::Write(record), Some(Some(Cow::Owned(next))))
                 }
                 Update::Touch { key } => match current(key) {
                     Some(existing) => {
                         let resolved =
-                            Patch::empty().resolve(Some(&existing), now, Activity::Advance);
+                            Patch::empty().resolve(Some(existing), now, Activity::Advance);
                         let next = existing.merge_patch(&resolved);
                         let record = Record::patch(next_seq(shared), shared.writer, key, resolved);
-                        (key, Outcome::Write(record), Some(Some(next)))
+                        (key, Outcome::Write(record), Some(Some(Cow::Owned(next))))
                     }
                     None => (
                         key,
@@ -411,24 +454,32 @@ fn maybe_compact(shared: &Arc<Shared>) {
     {
         return;
     }
-    let owner = shared.clone();
-    let spawned = thread::Builder::new()
-        .name("sessionkit-store-compact".to_owned())
-        .spawn(move || {
-            // Cleared however the compaction ends, a panic included, so the next can start.
-            let _running = ClearOnDrop(&owner.compacting);
-            if let Err(e) = crate::compact::compact(&owner) {
-                tracing::warn!(path = %owner.snapshot_path.display(), error = %e,
-                    "background compaction failed; it will be tried again");
-            }
-        });
-    if let Err(e) = spawned {
+    if !shared.compactor.kick(shared) {
         shared
             .compacting
             .store(false, std::sync::atomic::Ordering::Release);
-        tracing::warn!(error = %e, "could not start a compaction thread");
     }
 }
+
+/// One background compaction, on the compaction thread; true if it finished, which frees its
+/// scratch memory (rare: once per journal's length of updates).
+fn compact_job(shared: &Arc<Shared>) -> bool {
+    // Cleared however the compaction ends, a panic included, so the next can start.
+    let _running = ClearOnDrop(&shared.compacting);
+    match crate::compact::compact(shared) {
+        Ok(report) => !report.superseded,
+        Err(e) => {
+            tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
+                "background compaction failed; it will be tried again");
+            false
+        }
+    }
+}
+
+/// A maintenance pass that evicts at least this many entries is worth handing freed memory
+/// back to the kernel for; a small pass (at a cap of 500, one every few dozen sessions) is not
+/// worth the walk over the allocator's arenas, which holds up other threads' allocations.
+const TRIM_AFTER_EVICTIONS: usize = 1024;
 
 /// Starts a background maintenance pass if the cap is exceeded or (when `periodic`) the
 /// interval has passed, and no pass is running in this process.
@@ -452,19 +503,126 @@ fn maybe_maintain(shared: &Arc<Shared>, periodic: bool) {
         return;
     }
     *lock(&shared.last_maintenance) = Some(Instant::now());
-    let owner = shared.clone();
-    let spawned = thread::Builder::new()
-        .name("sessionkit-store-maintain".to_owned())
-        .spawn(move || {
-            let _running = ClearOnDrop(&owner.maintaining);
-            if let Err(e) = crate::maintain::run(&owner, false) {
-                tracing::warn!(path = %owner.snapshot_path.display(), error = %e,
-                    "a maintenance pass failed; the next one tries again");
-            }
-        });
-    if let Err(e) = spawned {
+    if !shared.maintainer.kick(shared) {
         shared.maintaining.store(false, Ordering::Release);
-        tracing::warn!(error = %e, "could not start a maintenance thread");
+    }
+}
+
+/// One background maintenance pass, on the maintenance thread.
+/// One background maintenance pass, on the maintenance thread; true if it evicted enough to
+/// free much memory.
+fn maintain_job(shared: &Arc<Shared>) -> bool {
+    let _running = ClearOnDrop(&shared.maintaining);
+    match crate::maintain::run(shared, false) {
+        Ok(report) => report.evicted() >= TRIM_AFTER_EVICTIONS,
+        Err(e) => {
+            tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
+                "a maintenance pass failed; the next one tries again");
+            false
+        }
+    }
+}
+
+/// What a background thread runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Job {
+    Compact,
+    Maintain,
+}
+
+impl Job {
+    fn thread_name(self) -> &'static str {
+        match self {
+            Job::Compact => "sessionkit-store-compact",
+            Job::Maintain => "sessionkit-store-maintain",
+        }
+    }
+
+    /// Compaction is bulk work with no deadline, so it yields the CPU to everything else.
+    /// Maintenance keeps the normal priority: it is what holds the registry at its cap, and
+    /// at nice 10 under a saturated CPU the count ran to ten times a cap of 500 between passes.
+    fn lower_priority(self) -> bool {
+        matches!(self, Job::Compact)
+    }
+
+    /// Runs the job once; true if it freed enough memory to hand back to the kernel.
+    fn run(self, shared: &Arc<Shared>) -> bool {
+        match self {
+            Job::Compact => compact_job(shared),
+            Job::Maintain => maintain_job(shared),
+        }
+    }
+}
+
+/// A long-lived background thread that runs one kind of job (compactions, or maintenance
+/// passes) each time it is kicked. One thread per kind for the store's life instead of one per
+/// pass: the allocator keeps one arena for the job's scratch memory rather than spreading it
+/// over fresh threads, and the thread's priority is set once.
+pub(crate) struct Background {
+    job: Job,
+    tx: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Background {
+    pub(crate) fn new(job: Job) -> Background {
+        Background {
+            job,
+            tx: Mutex::new(None),
+        }
+    }
+
+    /// Queues one run of the job, starting the thread if there is none (or it ended with a
+    /// panic). The caller has set the job's running flag, so at most one run is queued.
+    /// False if no thread could be started.
+    pub(crate) fn kick(&self, shared: &Arc<Shared>) -> bool {
+        let mut tx = lock(&self.tx);
+        if tx.as_ref().is_some_and(|sender| sender.send(()).is_ok()) {
+            return true;
+        }
+        let (sender, rx) = mpsc::channel::<()>();
+        // Weak, so that the thread does not keep the store alive: once the last handle and the
+        // writer are gone, the sender goes with `Shared` and the thread ends.
+        let owner = Arc::downgrade(shared);
+        let job = self.job;
+        let spawned = thread::Builder::new()
+            .name(job.thread_name().to_owned())
+            .spawn(move || {
+                if job.lower_priority() {
+                    crate::sys::lower_this_thread_priority();
+                }
+                while rx.recv().is_ok() {
+                    let Some(shared) = owner.upgrade() else {
+                        break;
+                    };
+                    let freed_much = job.run(&shared);
+                    drop(shared);
+                    // A large pass frees what it evicted and its scratch memory; give the
+                    // pages back rather than let the allocator keep them resident.
+                    if freed_much {
+                        crate::sys::return_free_memory();
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                let queued = sender.send(()).is_ok();
+                *tx = Some(sender);
+                queued
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, thread = job.thread_name(),
+                    "could not start a background thread of the store");
+                false
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Background {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Background")
+            .field("job", &self.job)
+            .finish_non_exhaustive()
     }
 }
 

@@ -121,3 +121,65 @@ fn a_loaded_registry_stays_under_twice_the_snapshot() {
     drop(state);
     assert!(live() - before <= 0, "bytes leaked: {}", live() - before);
 }
+
+#[test]
+fn loading_a_file_holds_about_one_chunk_besides_the_state() {
+    let n = 10_000;
+    let bytes = big_snapshot(n);
+    let file = bytes.len() as isize;
+    let scratch = crate::util::Scratch::new("memory-load");
+    let path = scratch.join("sessions.json");
+    std::fs::write(&path, &bytes).unwrap();
+    drop(bytes);
+    let before = reset_peak();
+    let state = load_snapshot(&path).unwrap();
+    let retained = live() - before;
+    let peak_during_load = peak() - before;
+    assert_eq!(state.len(), n);
+    assert_eq!(
+        state,
+        parse_snapshot("big".as_ref(), &std::fs::read(&path).unwrap()).unwrap()
+    );
+    // The file is read in chunks of 64 KiB: what the load holds besides the state at its
+    // peak is a chunk or two and the entry being parsed, not the file (a whole-file read
+    // would add all of `file`).
+    let transient = peak_during_load - retained;
+    assert!(
+        transient < file / 8,
+        "loading held {transient} bytes besides the state for a {file}-byte snapshot"
+    );
+}
+
+#[test]
+fn a_damaged_file_is_judged_by_the_strict_parser() {
+    let scratch = crate::util::Scratch::new("memory-damaged");
+    let path = scratch.join("sessions.json");
+    for text in [
+        "",
+        "{\"a\": {}} x",
+        "{\"a\": 1}",
+        "{\"a\": {\"b\": 1},}",
+        "{\"a\": {\"b\": [1}}",
+        "[{}]",
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let streamed = load_snapshot(&path)
+            .map(|s| s.len())
+            .map_err(|e| e.to_string());
+        let strict = parse_snapshot(&path, text.as_bytes())
+            .map(|s| s.len())
+            .map_err(|e| e.to_string());
+        assert_eq!(streamed, strict, "{text:?}");
+        assert!(streamed.is_err(), "{text:?}");
+    }
+    // Escaped keys, duplicates (the last wins), whitespace everywhere.
+    let text = " {\n \"a\\u0062\" : { \"x\" : \"}\\\"{\" } , \"ab\": {\"y\": [1, {\"z\": 2}]} }\n";
+    std::fs::write(&path, text).unwrap();
+    let streamed = load_snapshot(&path).unwrap();
+    assert_eq!(streamed, parse_snapshot(&path, text.as_bytes()).unwrap());
+    assert_eq!(streamed.len(), 1);
+    assert_eq!(
+        streamed.get("ab").unwrap().as_str(),
+        r#"{"y":[1, {"z": 2}]}"#
+    );
+}
