@@ -369,8 +369,18 @@ impl FileInfo {
     }
 }
 
-/// The session a transcript file name belongs to.
-pub(crate) fn transcript_session(name: &str) -> Option<&str> {
+/// The session a transcript's file name belongs to, by the rule maintenance uses to find
+/// orphans: `<sessionId>.jsonl`, or `<sessionId>-topic-<thread>.jsonl` for a thread of it.
+/// `None` for any other name (archives such as `<file>.jsonl.deleted.<time>` included).
+///
+/// ```
+/// use sessionkit_session_store::transcript_session;
+/// assert_eq!(transcript_session("s1.jsonl"), Some("s1"));
+/// assert_eq!(transcript_session("s1-topic-42.jsonl"), Some("s1"));
+/// assert_eq!(transcript_session("-topic-42.jsonl"), None);
+/// assert_eq!(transcript_session("s1.jsonl.deleted.2026-01-01T00-00-00.000Z"), None);
+/// ```
+pub fn transcript_session(name: &str) -> Option<&str> {
     let stem = name.strip_suffix(".jsonl")?;
     let session = stem.split_once("-topic-").map_or(stem, |(s, _)| s);
     (!session.is_empty()).then_some(session)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sessionkit::atomic_fs;
-use sessionkit::store::{SeqTracker, State, journal_path_for};
+use sessionkit::store::{SeqTracker, State, journal_path_for, transcript_session};
 use sessionkit::sweeper::{Status, SweepReport, Sweeper};
 
 use super::{
@@ -50,14 +50,6 @@ pub(crate) struct FileInfo {
     pub(crate) len: u64,
     /// Since it was last modified (zero for a file dated in the future).
     pub(crate) age: Duration,
-}
-
-/// The session a transcript's file name belongs to, by maintenance's rule: the name without
-/// `.jsonl`, and without `-topic-<thread>`.
-pub(crate) fn transcript_session(name: &str) -> Option<&str> {
-    let stem = name.strip_suffix(".jsonl")?;
-    let session = stem.split_once("-topic-").map_or(stem, |(s, _)| s);
-    (!session.is_empty()).then_some(session)
 }
 
 /// Classifies a file name of the state directory.
@@ -780,13 +772,5 @@ mod tests {
         ] {
             assert_eq!(classify(name), kind, "{name}");
         }
-    }
-
-    #[test]
-    fn topics_belong_to_their_session() {
-        assert_eq!(transcript_session("s1.jsonl"), Some("s1"));
-        assert_eq!(transcript_session("s1-topic-42.jsonl"), Some("s1"));
-        assert_eq!(transcript_session("-topic-42.jsonl"), None);
-        assert_eq!(transcript_session("s1.json"), None);
     }
 }

@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use sessionkit::store::load_store;
+use sessionkit::store::{load_store, transcript_session};
 
 use super::now_ms;
 use super::plan::{Plan, main_key, main_session};
@@ -115,7 +115,7 @@ pub(crate) fn verify(
             .metadata()
             .map_err(|e| format!("cannot stat {name}: {e}"))?;
         bytes += meta.len();
-        if let Some(sid) = name.strip_suffix(".jsonl") {
+        if let Some(sid) = transcript_session(&name) {
             if !referenced.contains(sid) {
                 orphans.push(name.clone());
             }
