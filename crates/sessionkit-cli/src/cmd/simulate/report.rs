@@ -342,7 +342,14 @@ fn rows(r: &Report) -> Vec<(&'static str, String)> {
         ("longest hold", format!("{:.1} ms", r.longest_hold_ms)),
         (
             "hung holders / revoked",
-            format!("{} / {}", r.hangs_planted, r.revocations),
+            if r.hangs_killed == 0 {
+                format!("{} / {}", r.hangs_planted, r.revocations)
+            } else {
+                format!(
+                    "{} / {} ({} killed first)",
+                    r.hangs_planted, r.revocations, r.hangs_killed
+                )
+            },
         ),
         (
             "writes after losing a lock",
