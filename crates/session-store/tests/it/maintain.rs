@@ -331,14 +331,7 @@ fn reaching_the_cap_starts_a_background_pass() {
         &dir,
         Maintenance::new().max_entries(Some(20)).interval(None),
     );
-    for i in 0..22 {
-        store
-            .upsert(
-                format!("k{i:02}"),
-                entry("s", Duration::from_secs(100 - i), ""),
-            )
-            .unwrap();
-    }
+    fill_22(&store);
     // The pass runs on its own thread; wait for its effect (no deadline is asserted).
     for _ in 0..2000 {
         if store.count().unwrap() == 20 {
@@ -349,6 +342,18 @@ fn reaching_the_cap_starts_a_background_pass() {
     assert_eq!(store.count().unwrap(), 20);
     assert!(store.get("k00").unwrap().is_none());
     assert!(store.get("k21").unwrap().is_some());
+}
+
+/// Upserts `k00` to `k21`, oldest first (k00 was updated 100 s ago, k21 79 s ago).
+fn fill_22(store: &Store) {
+    for i in 0..22 {
+        store
+            .upsert(
+                format!("k{i:02}"),
+                entry("s", Duration::from_secs(100 - i), ""),
+            )
+            .unwrap();
+    }
 }
 
 /// A hook that records the keys each heard pass evicted for the cap.
@@ -378,14 +383,7 @@ fn the_pass_hook_hears_background_passes() {
             .interval(None)
             .on_pass(hook),
     );
-    for i in 0..22 {
-        store
-            .upsert(
-                format!("k{i:02}"),
-                entry("s", Duration::from_secs(100 - i), ""),
-            )
-            .unwrap();
-    }
+    fill_22(&store);
     // The hook runs on the pass's thread once the pass is done; wait for what it heard.
     for _ in 0..2000 {
         if heard.lock().unwrap().concat().len() >= 2 {
@@ -402,14 +400,7 @@ fn the_pass_hook_hears_explicit_passes_but_not_dry_runs_or_idle_ones() {
     let dir = Scratch::new("hook");
     let (heard, hook) = hearing();
     let store = open(&dir, on_demand().max_entries(Some(20)).on_pass(hook));
-    for i in 0..22 {
-        store
-            .upsert(
-                format!("k{i:02}"),
-                entry("s", Duration::from_secs(100 - i), ""),
-            )
-            .unwrap();
-    }
+    fill_22(&store);
     let dry = store.maintain(true).unwrap();
     assert_eq!(dry.capped, ["k00", "k01"]);
     assert!(heard.lock().unwrap().is_empty(), "a dry run was heard");

@@ -202,7 +202,8 @@ pub(crate) fn worker_main() -> Result<u8, Failure> {
     let plan = Arc::new(spec.plan);
     let builder = state_builder(&plan, None)?;
     let rt = runtime()?;
-    let sink = Arc::new(Sink::Stdout(Mutex::new(std::io::stdout())));
+    let (sink, printer) = Sink::printer();
+    let sink = Arc::new(sink);
     let opened = Instant::now();
     let state = rt.block_on(builder.open_async(&spec.dir));
     let state = Arc::new(state.map_err(|e| failure("open the state directory", e))?);
@@ -224,5 +225,8 @@ pub(crate) fn worker_main() -> Result<u8, Failure> {
     drop(state);
     drop(rt);
     sink.emit(Event::Summary(summary));
+    // Every clone of the sink is gone with the runtime; dropping this one ends the printer.
+    drop(sink);
+    let _ = printer.join();
     Ok(exit::SUCCESS)
 }

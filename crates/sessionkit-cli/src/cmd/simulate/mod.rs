@@ -83,23 +83,37 @@ pub(crate) enum Baseline {
 #[derive(Debug)]
 pub(crate) enum Sink {
     Memory(Mutex<Tally>),
-    Stdout(Mutex<io::Stdout>),
+    /// Lines for the printer thread ([`Sink::printer`]), so no task writes to a pipe.
+    Stdout(Mutex<std::sync::mpsc::Sender<String>>),
 }
 
 impl Sink {
     pub(crate) fn emit(&self, event: Event) {
         match self {
             Sink::Memory(tally) => tally.lock().unwrap_or_else(|e| e.into_inner()).add(event),
-            Sink::Stdout(out) => {
-                // A line per event, flushed at once: a kill may come at any moment, and what
-                // was printed is what the coordinator counts as acknowledged.
-                let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            Sink::Stdout(lines) => {
                 if let Ok(line) = serde_json::to_string(&event) {
-                    let _ = writeln!(out, "{line}");
-                    let _ = out.flush();
+                    let _ = lines.lock().unwrap_or_else(|e| e.into_inner()).send(line);
                 }
             }
         }
+    }
+
+    /// A stdout sink and its printer thread, which ends once the sink is dropped.
+    ///
+    /// Each line is flushed at once: a kill may come at any moment, and what was printed is
+    /// what the coordinator counts as acknowledged (an acknowledgement not yet printed is
+    /// simply not counted).
+    pub(crate) fn printer() -> (Sink, std::thread::JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let printer = std::thread::spawn(move || {
+            let mut out = io::stdout().lock();
+            for line in rx {
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        });
+        (Sink::Stdout(Mutex::new(tx)), printer)
     }
 }
 

@@ -96,12 +96,34 @@ impl Naive {
     }
 
     /// Takes a lock file the original's way; the hold's "still ours" flag, which only the
-    /// watchdog clears (and nobody checks before writing).
-    async fn lock(&self, target: &Path, timeout: Duration) -> Result<Arc<AtomicBool>, String> {
+    /// watchdog clears (and nobody checks before writing). Each attempt runs on a blocking
+    /// thread; the 50 ms pauses between attempts are async.
+    async fn lock(
+        self: &Arc<Self>,
+        target: &Path,
+        timeout: Duration,
+    ) -> Result<Arc<AtomicBool>, String> {
         let lock = lock_path(target);
         let started = Instant::now();
         loop {
-            match OpenOptions::new().write(true).create_new(true).open(&lock) {
+            let (me, path) = (Arc::clone(self), lock.clone());
+            let attempt = tokio::task::spawn_blocking(move || me.try_lock(&path))
+                .await
+                .map_err(|e| format!("lock task: {e}"))??;
+            if let Some(ours) = attempt {
+                return Ok(ours);
+            }
+            if started.elapsed() >= timeout {
+                return Err("lock timeout".to_owned());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// One attempt: create the lock file, or remove it if its owner is gone and try again.
+    fn try_lock(&self, lock: &Path) -> Result<Option<Arc<AtomicBool>>, String> {
+        loop {
+            match OpenOptions::new().write(true).create_new(true).open(lock) {
                 Ok(mut f) => {
                     let record = format!(
                         r#"{{"pid":{},"createdAt":{}}}"#,
@@ -114,54 +136,64 @@ impl Naive {
                     self.holds
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(lock, (Instant::now(), Arc::clone(&ours)));
-                    return Ok(ours);
+                        .insert(lock.to_path_buf(), (Instant::now(), Arc::clone(&ours)));
+                    return Ok(Some(ours));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let pid = fs::read(&lock).ok().and_then(|b| {
+                    let pid = fs::read(lock).ok().and_then(|b| {
                         serde_json::from_slice::<Value>(&b)
                             .ok()
                             .and_then(|v| v.get("pid").and_then(Value::as_u64))
                     });
-                    if let Some(pid) = pid
-                        && !self.owner_alive(pid)
-                    {
-                        let _ = fs::remove_file(&lock);
-                        continue;
+                    match pid {
+                        Some(pid) if !self.owner_alive(pid) => {
+                            let _ = fs::remove_file(lock);
+                        }
+                        _ => return Ok(None),
                     }
                 }
                 Err(e) => return Err(format!("create lock: {e}")),
             }
-            if started.elapsed() >= timeout {
-                return Err("lock timeout".to_owned());
-            }
-            tokio::time::sleep(POLL).await;
         }
     }
 
-    fn unlock(&self, target: &Path, ours: &AtomicBool) {
-        let lock = lock_path(target);
-        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
-        if ours.load(Ordering::Relaxed) {
-            holds.remove(&lock);
-            let _ = fs::remove_file(&lock);
-        }
+    /// Releases a hold that is still ours, on a blocking thread.
+    async fn unlock(self: &Arc<Self>, target: &Path, ours: Arc<AtomicBool>) {
+        let (me, lock) = (Arc::clone(self), lock_path(target));
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut holds = me.holds.lock().unwrap_or_else(|e| e.into_inner());
+            if ours.load(Ordering::Relaxed) {
+                holds.remove(&lock);
+                let _ = fs::remove_file(&lock);
+            }
+        })
+        .await;
     }
 
     /// The original's watchdog: removes locks held past the max hold, telling nobody.
     pub(crate) async fn watchdog(self: Arc<Self>, stop: Arc<AtomicBool>) {
         while !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(25)).await;
-            let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
-            holds.retain(|lock, (since, ours)| {
-                if since.elapsed() > self.plan.max_hold() {
-                    ours.store(false, Ordering::Relaxed);
-                    let _ = fs::remove_file(lock);
-                    false
-                } else {
-                    true
-                }
-            });
+            let mut expired = Vec::new();
+            self.holds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|lock, (since, ours)| {
+                    let over = since.elapsed() > self.plan.max_hold();
+                    if over {
+                        ours.store(false, Ordering::Relaxed);
+                        expired.push(lock.clone());
+                    }
+                    !over
+                });
+            if !expired.is_empty() {
+                let _ = tokio::task::spawn_blocking(move || {
+                    for lock in expired {
+                        let _ = fs::remove_file(lock);
+                    }
+                })
+                .await;
+            }
         }
     }
 
@@ -391,7 +423,7 @@ async fn run_one(naive: &Arc<Naive>, fire: &Fire, sink: &Sink) -> RunOutcome {
     {
         return failed(outcome, "append", e);
     }
-    naive.unlock(&transcript, &ours);
+    naive.unlock(&transcript, ours).await;
     outcome.longest_hold_us = micros(held.elapsed());
 
     let patch =
@@ -423,12 +455,12 @@ async fn run_one(naive: &Arc<Naive>, fire: &Fire, sink: &Sink) -> RunOutcome {
         // No fence: the late write lands, behind whoever holds the lock now.
         outcome.wrote_after_losing_lock =
             naive.append(&main_session(fire.agent), &note).await.is_ok() && outcome.revoked;
-        naive.unlock(&main, &ours);
+        naive.unlock(&main, ours).await;
     } else {
         if let Err(e) = naive.append(&main_session(fire.agent), &note).await {
             return failed(outcome, "announce", e);
         }
-        naive.unlock(&main, &ours);
+        naive.unlock(&main, ours).await;
         outcome.longest_hold_us = outcome.longest_hold_us.max(micros(held.elapsed()));
     }
     let touch = serde_json::json!({});
