@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
@@ -52,8 +51,22 @@ pub const UPDATED_AT: &str = "updatedAt";
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Entry {
     text: Box<str>,
-    session_id: Option<Arc<str>>,
+    session_id: SessionId,
     updated_at: Option<i64>,
+}
+
+/// Where an entry's `sessionId` is: in most entries a slice of its text, which costs no
+/// allocation of its own (a registry holds 100,000 entries and more).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum SessionId {
+    None,
+    /// The bytes `at..at + len` of the text: the string's contents, which have no escapes.
+    Span {
+        at: u32,
+        len: u32,
+    },
+    /// The decoded string, for a value written with escapes.
+    Decoded(Box<str>),
 }
 
 impl fmt::Debug for Entry {
@@ -79,7 +92,7 @@ impl Entry {
     pub fn empty() -> Entry {
         Entry {
             text: "{}".into(),
-            session_id: None,
+            session_id: SessionId::None,
             updated_at: None,
         }
     }
@@ -125,19 +138,11 @@ impl Entry {
     fn from_canonical(text: String) -> Entry {
         let mut entry = Entry {
             text: text.into_boxed_str(),
-            session_id: None,
+            session_id: SessionId::None,
             updated_at: None,
         };
-        entry.session_id = entry.get(SESSION_ID).and_then(|raw| {
-            serde_json::from_str::<&str>(raw.get())
-                .map(Arc::from)
-                .ok()
-                .or_else(|| {
-                    // A string with escapes cannot be borrowed.
-                    serde_json::from_str::<String>(raw.get())
-                        .ok()
-                        .map(Arc::from)
-                })
+        entry.session_id = entry.get(SESSION_ID).map_or(SessionId::None, |raw| {
+            locate_session_id(&entry.text, raw.get())
         });
         entry.updated_at = entry.get(UPDATED_AT).and_then(|raw| millis(raw.get()));
         entry
@@ -155,11 +160,14 @@ impl Entry {
 
     /// `sessionId`, if the entry has one and it is a string.
     pub fn session_id(&self) -> Option<&str> {
-        self.session_id.as_deref()
-    }
-
-    pub(crate) fn session_id_arc(&self) -> Option<&Arc<str>> {
-        self.session_id.as_ref()
+        match &self.session_id {
+            SessionId::None => None,
+            SessionId::Span { at, len } => {
+                let at = *at as usize;
+                self.text.get(at..at + *len as usize)
+            }
+            SessionId::Decoded(id) => Some(id),
+        }
     }
 
     /// `updatedAt` in milliseconds since the Unix epoch, if the entry has one and it is a whole
@@ -218,12 +226,31 @@ impl Entry {
     pub(crate) fn minified(&self) -> Cow<'_, Entry> {
         match raw::minify(&self.text) {
             Cow::Borrowed(_) => Cow::Borrowed(self),
-            Cow::Owned(text) => Cow::Owned(Entry {
-                text: text.into_boxed_str(),
-                session_id: self.session_id.clone(),
-                updated_at: self.updated_at,
-            }),
+            // Minifying moves the `sessionId` within the text.
+            Cow::Owned(text) => Cow::Owned(Entry::from_canonical(text)),
         }
+    }
+}
+
+/// Where the `sessionId` whose raw JSON value is `value` (a slice of `text`) is, if it is a
+/// string.
+fn locate_session_id(text: &str, value: &str) -> SessionId {
+    let Some(contents) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
+        return SessionId::None;
+    };
+    let at = raw::offset_in(text, contents);
+    let span = u32::try_from(at)
+        .ok()
+        .zip(u32::try_from(contents.len()).ok());
+    match span {
+        Some((at32, len))
+            if !contents.contains('\\') && text.get(at..at + contents.len()) == Some(contents) =>
+        {
+            SessionId::Span { at: at32, len }
+        }
+        _ => serde_json::from_str::<String>(value).map_or(SessionId::None, |id| {
+            SessionId::Decoded(id.into_boxed_str())
+        }),
     }
 }
 

@@ -2,11 +2,12 @@
 //! the disk budget. It runs in the background (coalesced, one pass at a time, with a time
 //! budget), or on demand with [`Store::maintain`](crate::Store::maintain).
 //!
-//! A pass first *plans* from the state and a listing of the store's directory (pure, fast,
-//! under a read lock), then *executes*: evictions go to the journal as one batch of `evict`
-//! records, and only once they are written are transcripts archived or deleted, so a crash in
-//! between leaves orphans (which the next pass removes), never an entry without its
-//! transcript.
+//! A pass *plans* (pure, fast, under a read lock), then *executes*: evictions go to the
+//! journal as one batch of `evict` records, and only once they are written are transcripts
+//! archived or deleted, so a crash in between leaves orphans (which the next pass removes),
+//! never an entry without its transcript. An enforcing pass does this twice: first for the
+//! evictions it can plan from the state alone, then for the files, planned with a listing of
+//! the store's directory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -344,28 +345,74 @@ pub(crate) enum Kind {
     Archive,
     /// An atomic-fs temp file of the store's own files.
     Temp,
+    /// A transcript's write-lock generation counter, `<transcript>.lock.gen`: counted for the
+    /// disk budget, removed only once its transcript is gone.
+    Counter,
     /// Anything else: counted for the disk budget, never touched.
     Other,
 }
 
-/// One regular file of the store's directory.
-#[derive(Clone, Debug)]
+/// One regular file of a [`Listing`].
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct FileInfo {
-    pub(crate) path: PathBuf,
+    /// Where the name starts in [`Listing::names`], and its length.
+    name_at: usize,
+    name_len: u32,
     pub(crate) kind: Kind,
     pub(crate) len: u64,
     pub(crate) modified: SystemTime,
 }
 
-impl FileInfo {
+/// The regular files of the store's directory, sorted by name.
+///
+/// The names live in one string rather than in one allocation each: a directory of many
+/// transcripts lists 100,000 files and more, and a pass's scratch memory counts toward the
+/// process's peak (a path per file made a pass's listing about three times as large).
+#[derive(Debug)]
+pub(crate) struct Listing {
+    dir: PathBuf,
+    names: String,
+    files: Vec<FileInfo>,
+}
+
+impl Listing {
+    /// A listing of no files, for planning from the state alone.
+    pub(crate) fn empty(dir: &Path) -> Listing {
+        Listing {
+            dir: dir.to_path_buf(),
+            names: String::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Every file, in name order.
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, FileInfo> {
+        self.files.iter()
+    }
+
     /// The file's name; empty if it is not UTF-8 (such a file is [`Kind::Other`], never
-    /// touched). Derived from the path rather than stored: a directory of many transcripts
-    /// lists 100,000 files and more.
-    pub(crate) fn name(&self) -> &str {
-        self.path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
+    /// touched).
+    pub(crate) fn name(&self, file: &FileInfo) -> &str {
+        let end = file.name_at + file.name_len as usize;
+        self.names.get(file.name_at..end).unwrap_or_default()
+    }
+
+    /// The file's path.
+    pub(crate) fn path(&self, file: &FileInfo) -> PathBuf {
+        self.dir.join(self.name(file))
+    }
+
+    /// True if a file of this name is listed.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        // Names in a directory are unique and the files are sorted by name.
+        self.files
+            .binary_search_by(|f| self.name(f).cmp(name))
+            .is_ok()
+    }
+
+    /// The sum of the files' sizes.
+    pub(crate) fn total_len(&self) -> u64 {
+        self.files.iter().map(|f| f.len).sum()
     }
 }
 
@@ -386,9 +433,16 @@ pub fn transcript_session(name: &str) -> Option<&str> {
     (!session.is_empty()).then_some(session)
 }
 
+/// The session whose transcript a lock counter `<transcript>.lock.gen` belongs to.
+fn counter_session(name: &str) -> Option<&str> {
+    name.strip_suffix(".lock.gen").and_then(transcript_session)
+}
+
 fn classify(name: &str, snapshot_name: &str) -> Kind {
     if transcript_session(name).is_some() {
         Kind::Transcript
+    } else if counter_session(name).is_some() {
+        Kind::Counter
     } else if name.contains(".jsonl.deleted.")
         || name.contains(".jsonl.reset.")
         || name.starts_with(&format!("{snapshot_name}.bak."))
@@ -408,18 +462,19 @@ fn classify(name: &str, snapshot_name: &str) -> Kind {
 /// [`TEMP_GRACE`] (a compaction cut short by a crash leaves them); returns the paths removed.
 /// Failures are logged and skipped: a leftover temp file costs only disk space.
 pub(crate) fn remove_stale_temps(dir: &Path, snapshot_name: &str) -> Vec<PathBuf> {
-    let Ok(files) = list_dir(dir, snapshot_name) else {
+    let Ok(files) = list_dir(dir, snapshot_name, &mut |_, kind| kind == Kind::Temp) else {
         return Vec::new();
     };
     let now = SystemTime::now();
     files
-        .into_iter()
+        .iter()
         .filter(|f| f.kind == Kind::Temp)
         .filter(|f| now.duration_since(f.modified).unwrap_or(Duration::ZERO) > TEMP_GRACE)
-        .filter_map(|f| match fs::remove_file(&f.path) {
-            Ok(()) => Some(f.path),
+        .map(|f| files.path(f))
+        .filter_map(|path| match fs::remove_file(&path) {
+            Ok(()) => Some(path),
             Err(e) => {
-                tracing::warn!(path = %f.path.display(), error = %e,
+                tracing::warn!(path = %path.display(), error = %e,
                     "could not remove a stale temp file of the store");
                 None
             }
@@ -427,33 +482,48 @@ pub(crate) fn remove_stale_temps(dir: &Path, snapshot_name: &str) -> Vec<PathBuf
         .collect()
 }
 
-/// The regular files of the store's directory (not following symlinks, not recursing).
-pub(crate) fn list_dir(dir: &Path, snapshot_name: &str) -> io::Result<Vec<FileInfo>> {
-    let mut out = Vec::new();
+/// Lists the regular files of the store's directory (not following symlinks, not recursing)
+/// that `want` accepts, by name and kind. Only those are `stat`ed and kept: a pass without a
+/// disk budget needs a few of the directory's files, and a directory of many sessions holds a
+/// transcript and a lock counter for each.
+pub(crate) fn list_dir(
+    dir: &Path,
+    snapshot_name: &str,
+    want: &mut dyn FnMut(&str, Kind) -> bool,
+) -> io::Result<Listing> {
+    let mut listing = Listing::empty(dir);
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let Ok(kind) = entry.file_type() else {
-            continue;
+        let file_name = entry.file_name();
+        let name = file_name.to_str().unwrap_or_default();
+        let name_len = u32::try_from(name.len()).unwrap_or(0);
+        let kind = if name_len > 0 {
+            classify(name, snapshot_name)
+        } else {
+            Kind::Other
         };
-        if !kind.is_file() {
+        if !want(name, kind) || !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
         let Ok(meta) = entry.metadata() else {
             continue;
         };
-        let mut path = entry.path();
-        path.shrink_to_fit();
-        let name = path.file_name().and_then(|n| n.to_str());
-        out.push(FileInfo {
-            kind: name.map_or(Kind::Other, |name| classify(name, snapshot_name)),
-            path,
+        let name_at = listing.names.len();
+        if name_len > 0 {
+            listing.names.push_str(name);
+        }
+        listing.files.push(FileInfo {
+            name_at,
+            name_len,
+            kind,
             len: meta.len(),
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         });
     }
-    // Names in a directory are unique, so the in-place sort gives the one order.
-    out.sort_unstable_by(|a, b| a.name().cmp(b.name()));
-    Ok(out)
+    let mut files = std::mem::take(&mut listing.files);
+    files.sort_unstable_by(|a, b| listing.name(a).cmp(listing.name(b)));
+    listing.files = files;
+    Ok(listing)
 }
 
 /// What a pass will do.
@@ -477,7 +547,12 @@ pub(crate) struct Plan {
 /// Everything the planner looks at.
 pub(crate) struct Inputs<'a> {
     pub(crate) state: &'a State,
-    pub(crate) files: &'a [FileInfo],
+    pub(crate) files: &'a Listing,
+    /// Sessions whose last entries this pass has evicted already: their transcripts go with
+    /// them, as those of sessions this plan evicts do.
+    pub(crate) released: &'a HashSet<String>,
+    /// Whether to plan pruning and the cap (steps 1 and 2); the disk budget is always planned.
+    pub(crate) limits: bool,
     pub(crate) now: SystemTime,
     pub(crate) active: &'a HashSet<String>,
     pub(crate) config: &'a Maintenance,
@@ -494,6 +569,8 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     let Inputs {
         state,
         files,
+        released: released_before,
+        limits,
         now,
         active,
         config,
@@ -508,7 +585,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
         |key: &str, entry: &Entry| config.protect.as_ref().is_some_and(|p| p(key, entry));
 
     // 1. Pruning: by age, never active or protected ones.
-    if let Some(age) = config.prune_after {
+    if let Some(age) = config.prune_after.filter(|_| limits) {
         let cutoff = now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
         for (key, _) in state.updated_before(cutoff) {
             let Some(entry) = state.get(key) else {
@@ -523,7 +600,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     }
 
     // 2. The cap, with hysteresis, oldest first.
-    if let (Some(max), Some(trigger)) = (config.max_entries, config.cap_trigger()) {
+    if let (Some(max), Some(trigger), true) = (config.max_entries, config.cap_trigger(), limits) {
         let remaining = state.len() - gone.len();
         if remaining > trigger {
             let want = remaining - max;
@@ -554,100 +631,102 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     };
     let age_of = |f: &FileInfo| now.duration_since(f.modified).unwrap_or(Duration::ZERO);
     let delete_transcripts = config.transcripts == TranscriptDisposal::Delete;
+    let session_of = |f: &FileInfo| match f.kind {
+        Kind::Transcript => transcript_session(files.name(f)),
+        _ => None,
+    };
+    // Files are named by their index in the listing from here on.
+    let indexed = || files.iter().enumerate();
 
     let mut released_now = released(&gone);
-    let mut taken: HashSet<&Path> = HashSet::new();
-    // 3. Transcripts of sessions no entry references any more.
-    for f in files.iter().filter(|f| f.kind == Kind::Transcript) {
-        if transcript_session(f.name()).is_some_and(|s| released_now.contains(s)) {
-            taken.insert(&f.path);
-            plan.transcripts.push((f.path.clone(), delete_transcripts));
+    let mut taken: HashSet<usize> = HashSet::new();
+    // 3. Transcripts of sessions no entry references any more, by this plan or by the
+    //    evictions earlier in the same pass.
+    for (i, f) in indexed() {
+        if session_of(f).is_some_and(|s| released_now.contains(s) || released_before.contains(s)) {
+            taken.insert(i);
+            plan.transcripts.push((files.path(f), delete_transcripts));
         }
     }
     // 4. Archives past retention.
+    let mut archives: HashSet<usize> = HashSet::new();
     if let Some(retention) = config.archive_retention {
-        for f in files.iter().filter(|f| f.kind == Kind::Archive) {
-            if age_of(f) > retention {
-                taken.insert(&f.path);
-                plan.archives.push(f.path.clone());
+        for (i, f) in indexed() {
+            if f.kind == Kind::Archive && age_of(f) > retention {
+                taken.insert(i);
+                archives.insert(i);
+                plan.archives.push(files.path(f));
             }
         }
     }
     // 5. Orphans past the grace.
-    for f in files.iter().filter(|f| f.kind == Kind::Transcript) {
-        if taken.contains(f.path.as_path()) {
-            continue;
-        }
-        let Some(session) = transcript_session(f.name()) else {
+    for (i, f) in indexed() {
+        let Some(session) = session_of(f) else {
             continue;
         };
-        if !referenced_after(session, &released_now) && age_of(f) > config.orphan_grace {
-            taken.insert(&f.path);
-            plan.orphans.push((f.path.clone(), delete_transcripts));
+        if !taken.contains(&i)
+            && !referenced_after(session, &released_now)
+            && age_of(f) > config.orphan_grace
+        {
+            taken.insert(i);
+            plan.orphans.push((files.path(f), delete_transcripts));
         }
     }
 
     // 6. The disk budget.
     if let Some(max) = config.max_disk_bytes {
-        let total: u64 = files.iter().map(|f| f.len).sum();
+        let total = files.total_len();
         plan.disk_before = Some(total);
         // What the steps above free (archiving frees nothing).
-        let freed: u64 = files
-            .iter()
-            .filter(|f| taken.contains(f.path.as_path()))
-            .filter(|f| {
-                plan.archives.contains(&f.path)
-                    || (delete_transcripts && f.kind == Kind::Transcript)
+        let freed: u64 = indexed()
+            .filter(|(i, f)| {
+                taken.contains(i)
+                    && (archives.contains(i) || (delete_transcripts && f.kind == Kind::Transcript))
             })
-            .map(|f| f.len)
+            .map(|(_, f)| f.len)
             .sum();
         let mut total = total - freed;
         let high = (max as f64 * config.high_water) as u64;
         if total > max {
-            // Archives, orphans (of any age) and old temp files, oldest first.
-            let mut cheap: Vec<&FileInfo> = files
-                .iter()
-                .filter(|f| match f.kind {
-                    Kind::Archive => !plan.archives.contains(&f.path),
+            // Archives, orphans (of any age) and old temp files, oldest first. A transcript
+            // already taken above is a candidate only if it was to be archived, not deleted.
+            let mut cheap: Vec<(usize, &FileInfo)> = indexed()
+                .filter(|(i, f)| match f.kind {
+                    Kind::Archive => !archives.contains(i),
                     Kind::Transcript => {
-                        let orphan = transcript_session(f.name())
-                            .is_some_and(|s| !referenced_after(s, &released_now));
-                        orphan
-                            && plan
-                                .orphans
-                                .iter()
-                                .chain(&plan.transcripts)
-                                .all(|(p, delete)| p != &f.path || !delete)
+                        session_of(f).is_some_and(|s| !referenced_after(s, &released_now))
+                            && (!taken.contains(i) || !delete_transcripts)
                     }
                     Kind::Temp => age_of(f) > TEMP_GRACE,
-                    Kind::Other => false,
+                    Kind::Counter | Kind::Other => false,
                 })
                 .collect();
-            cheap.sort_by(|a, b| (a.modified, a.name()).cmp(&(b.modified, b.name())));
-            for f in cheap {
+            cheap.sort_by(|(_, a), (_, b)| {
+                (a.modified, files.name(a)).cmp(&(b.modified, files.name(b)))
+            });
+            for (_, f) in cheap {
                 if total <= high {
                     break;
                 }
                 total -= f.len;
+                let path = files.path(f);
                 match f.kind {
-                    Kind::Archive => plan.archives.push(f.path.clone()),
-                    Kind::Temp => plan.temps.push(f.path.clone()),
+                    Kind::Archive => plan.archives.push(path),
+                    Kind::Temp => plan.temps.push(path),
                     _ => {
                         // An orphan (or an evicted session's transcript) is deleted outright.
-                        plan.orphans.retain(|(p, _)| p != &f.path);
-                        plan.transcripts.retain(|(p, _)| p != &f.path);
-                        plan.orphans.push((f.path.clone(), true));
+                        plan.orphans.retain(|(p, _)| p != &path);
+                        plan.transcripts.retain(|(p, _)| p != &path);
+                        plan.orphans.push((path, true));
                     }
                 }
             }
             // Then entries, oldest first, with their transcripts deleted.
             if total > high {
-                let by_session: BTreeMap<&str, Vec<&FileInfo>> = files
-                    .iter()
-                    .filter(|f| f.kind == Kind::Transcript)
-                    .filter_map(|f| transcript_session(f.name()).map(|s| (s, f)))
-                    .fold(BTreeMap::new(), |mut m, (s, f)| {
-                        m.entry(s).or_insert_with(Vec::new).push(f);
+                let by_session: BTreeMap<&str, Vec<usize>> = indexed()
+                    .filter_map(|(i, f)| session_of(f).map(|s| (s, i)))
+                    .fold(BTreeMap::new(), |mut m, (s, i)| {
+                        m.entry(s).or_insert_with(Vec::new).push(i);
                         m
                     });
                 let mut kept = 0;
@@ -670,11 +749,11 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                     total = total.saturating_sub((key.len() + entry.len_bytes()) as u64);
                     let newly = released(&gone);
                     for session in newly.difference(&released_now) {
-                        for f in by_session.get(session.as_str()).into_iter().flatten() {
-                            if !taken.contains(f.path.as_path()) {
-                                taken.insert(&f.path);
+                        for &i in by_session.get(session.as_str()).into_iter().flatten() {
+                            if taken.insert(i) {
+                                let f = &files.files[i];
                                 total = total.saturating_sub(f.len);
-                                plan.transcripts.push((f.path.clone(), true));
+                                plan.transcripts.push((files.path(f), true));
                             }
                         }
                     }
@@ -768,12 +847,17 @@ impl Budget {
 }
 
 /// Runs one pass on `shared`: plans, then (unless `dry_run` or warn mode) executes.
+///
+/// An enforcing pass evicts in two rounds. The first plans from the state alone (pruning and
+/// the cap) and evicts at once, so that the count returns to the cap without waiting for the
+/// listing of a large directory, during which new entries keep arriving. The second plans
+/// with the listing: the transcripts of the sessions the first round released, archives,
+/// orphans, the disk budget and anything more to evict.
 pub(crate) fn run(
-    shared: &std::sync::Arc<crate::store::Shared>,
+    shared: &Arc<crate::store::Shared>,
     dry_run: bool,
 ) -> crate::error::Result<MaintenanceReport> {
     use crate::error::{Error, Operation};
-    use crate::writer::{self, Reply, Request, Update};
 
     let Some(config) = shared.config.maintenance.clone() else {
         return Ok(MaintenanceReport {
@@ -792,35 +876,67 @@ pub(crate) fn run(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let files = list_dir(&dir, &snapshot_name)
-        .map_err(|e| Error::io(Operation::Maintain, "list", &shared.snapshot_path, &dir, e))?;
     let now = shared.config.clock.now();
     let active = shared.active_keys();
-    let (plan, updated_at): (Plan, HashMap<String, Option<i64>>) = {
-        let view = shared.read();
-        let plan = plan(&Inputs {
-            state: &view.state,
-            files: &files,
-            now,
-            active: &active,
-            config: &config,
-        });
-        let stamps = plan
-            .evict
-            .iter()
-            .map(|(k, _)| (k.clone(), view.state.get(k).and_then(Entry::updated_at)))
-            .collect();
-        (plan, stamps)
-    };
     let dry = dry_run || config.mode != MaintenanceMode::Enforce;
     let mut report = MaintenanceReport {
         mode: config.mode,
         dry_run: dry,
-        kept_protected: plan.kept_protected,
-        disk_bytes_before: plan.disk_before,
-        disk_bytes_after: plan.disk_after,
         ..MaintenanceReport::default()
     };
+    let plan_with = |files: &Listing, released: &HashSet<String>, limits: bool| {
+        let view = shared.read();
+        let plan = plan(&Inputs {
+            state: &view.state,
+            files,
+            released,
+            limits,
+            now,
+            active: &active,
+            config: &config,
+        });
+        // What each evicted entry was when planned: an eviction applies only to that.
+        let planned: Vec<Planned> = plan
+            .evict
+            .iter()
+            .map(|(key, _)| {
+                let entry = view.state.get(key);
+                Planned {
+                    updated_at: entry.and_then(Entry::updated_at),
+                    session: entry.and_then(Entry::session_id).map(str::to_owned),
+                }
+            })
+            .collect();
+        (plan, planned)
+    };
+
+    let mut released = HashSet::new();
+    if !dry {
+        let (first, planned) = plan_with(&Listing::empty(&dir), &released, true);
+        report.kept_protected += first.kept_protected;
+        released = evict(shared, &first.evict, &planned, &mut report);
+    }
+    // A dry run plans everything from one listing; the disk budget needs every file's size.
+    // Otherwise the listing holds only what the file round may act on: transcripts and lock
+    // counters of sessions no entry references, and archives if they expire.
+    let full = dry || config.max_disk_bytes.is_some();
+    let unreferenced = |session: &str| {
+        released.contains(session) || shared.read().state.session_refs(session) == 0
+    };
+    let mut want = |name: &str, kind: Kind| {
+        full || match kind {
+            Kind::Transcript => transcript_session(name).is_some_and(unreferenced),
+            Kind::Counter => counter_session(name).is_some_and(unreferenced),
+            Kind::Archive => config.archive_retention.is_some(),
+            Kind::Temp | Kind::Other => false,
+        }
+    };
+    let files = list_dir(&dir, &snapshot_name, &mut want)
+        .map_err(|e| Error::io(Operation::Maintain, "list", &shared.snapshot_path, &dir, e))?;
+    let (plan, planned) = plan_with(&files, &released, dry);
+    report.kept_protected += plan.kept_protected;
+    report.disk_bytes_before = plan.disk_before;
+    report.disk_bytes_after = plan.disk_after;
     let file_as = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| {
         if *delete {
             report.deleted.push(path.clone());
@@ -853,45 +969,7 @@ pub(crate) fn run(
         }
         return Ok(report);
     }
-
-    // Evictions first, as one batch, each only if the entry is unchanged since the plan.
-    if !plan.evict.is_empty() {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let batch: Vec<Request> = plan
-            .evict
-            .iter()
-            .enumerate()
-            .map(|(index, (key, reason))| {
-                Request::new(
-                    Update::Delete {
-                        key: key.clone(),
-                        reason: Some(*reason),
-                        if_updated_at: Some(updated_at.get(key).copied().flatten()),
-                    },
-                    Reply::Indexed(tx.clone(), index),
-                )
-            })
-            .collect();
-        drop(tx);
-        writer::commit(shared, batch);
-        let mut answers: Vec<Option<crate::Result<crate::Ack>>> =
-            plan.evict.iter().map(|_| None).collect();
-        for (index, answer) in rx {
-            if let Some(slot) = answers.get_mut(index) {
-                *slot = Some(answer);
-            }
-        }
-        for ((key, reason), answer) in plan.evict.iter().zip(answers) {
-            match answer {
-                Some(Ok(ack)) if ack.seq > 0 => push_key(&mut report, key.clone(), *reason),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => report.errors.push(format!("evict {key}: {e}")),
-                None => report
-                    .errors
-                    .push(format!("evict {key}: no answer from the writer")),
-            }
-        }
-    }
+    evict(shared, &plan.evict, &planned, &mut report);
 
     // Then files, each checked again: a session may have gained an entry meanwhile.
     let stamp = crate::snapshot::compact_utc(now);
@@ -943,15 +1021,16 @@ pub(crate) fn run(
         }
     }
     // Lock counters whose transcript is gone (left by earlier passes or other tools).
-    for f in &files {
-        // `files` is sorted by name: a binary search, not a scan per counter.
-        if let Some(transcript) = f.name().strip_suffix(".lock.gen")
-            && transcript_session(transcript).is_some()
-            && files
-                .binary_search_by(|g| g.name().cmp(transcript))
-                .is_err()
+    for f in files.iter().filter(|f| f.kind == Kind::Counter) {
+        if let Some(transcript) = files.name(f).strip_suffix(".lock.gen")
+            && !files.contains(transcript)
         {
-            forget_lock_counter(&dir.join(transcript));
+            let transcript = dir.join(transcript);
+            // Not listed may also mean that its session gained an entry after the listing.
+            if fs::symlink_metadata(&transcript).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+            {
+                forget_lock_counter(&transcript);
+            }
         }
     }
     for path in plan.archives.iter().chain(&plan.temps) {
@@ -966,10 +1045,11 @@ pub(crate) fn run(
             Err(e) => report.errors.push(format!("{}: {e}", path.display())),
         }
     }
+    drop(files);
     if config.max_disk_bytes.is_some() {
-        report.disk_bytes_after = list_dir(&dir, &snapshot_name)
+        report.disk_bytes_after = list_dir(&dir, &snapshot_name, &mut |_, _| true)
             .ok()
-            .map(|files| files.iter().map(|f| f.len).sum());
+            .map(|files| files.total_len());
     }
     report.elapsed_ms = budget.elapsed_ms();
     if !report.is_empty() || !report.errors.is_empty() {
@@ -993,6 +1073,71 @@ pub(crate) fn run(
     Ok(report)
 }
 
+/// An evicted entry as the plan saw it.
+struct Planned {
+    updated_at: Option<i64>,
+    session: Option<String>,
+}
+
+/// Evicts `keys` as one batch of journal records, each only if its entry is unchanged since
+/// the plan (`planned`, in the same order), and records the outcome in `report`. Returns the
+/// sessions of the evicted entries that no entry references any more.
+fn evict(
+    shared: &Arc<crate::store::Shared>,
+    keys: &[(String, EvictReason)],
+    planned: &[Planned],
+    report: &mut MaintenanceReport,
+) -> HashSet<String> {
+    use crate::writer::{self, Reply, Request, Update};
+
+    if keys.is_empty() {
+        return HashSet::new();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let batch: Vec<Request> = keys
+        .iter()
+        .zip(planned)
+        .enumerate()
+        .map(|(index, ((key, reason), planned))| {
+            Request::new(
+                Update::Delete {
+                    key: key.clone(),
+                    reason: Some(*reason),
+                    if_updated_at: Some(planned.updated_at),
+                },
+                Reply::Indexed(tx.clone(), index),
+            )
+        })
+        .collect();
+    drop(tx);
+    writer::commit(shared, batch);
+    let mut answers: Vec<Option<crate::Result<crate::Ack>>> = keys.iter().map(|_| None).collect();
+    for (index, answer) in rx {
+        if let Some(slot) = answers.get_mut(index) {
+            *slot = Some(answer);
+        }
+    }
+    let mut sessions = Vec::new();
+    for (((key, reason), planned), answer) in keys.iter().zip(planned).zip(answers) {
+        match answer {
+            Some(Ok(ack)) if ack.seq > 0 => {
+                push_key(report, key.clone(), *reason);
+                sessions.extend(planned.session.clone());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => report.errors.push(format!("evict {key}: {e}")),
+            None => report
+                .errors
+                .push(format!("evict {key}: no answer from the writer")),
+        }
+    }
+    let view = shared.read();
+    sessions
+        .into_iter()
+        .filter(|s| view.state.session_refs(s) == 0)
+        .collect()
+}
+
 /// Removes the write lock's generation counter (`<file>.lock.gen`) of a transcript that is
 /// gone, unless its lock is held or left (`<file>.lock`): one is left per session otherwise.
 fn forget_lock_counter(transcript: &Path) {
@@ -1014,5 +1159,94 @@ fn push_key(report: &mut MaintenanceReport, key: String, reason: EvictReason) {
         EvictReason::Prune => report.pruned.push(key),
         EvictReason::Cap => report.capped.push(key),
         _ => report.disk_evicted.push(key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!(
+                "sessionkit-maintain-{tag}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_listing_sorts_classifies_and_filters_by_name_and_kind() {
+        let dir = TempDir::new("listing");
+        let files = [
+            ("s2.jsonl", 3),
+            ("s1.jsonl", 5),
+            ("s1.jsonl.lock.gen", 8),
+            ("s3.jsonl.lock.gen", 8),
+            ("s0.jsonl.deleted.2026-01-01T00-00-00.000Z", 7),
+            ("notes.txt", 11),
+        ];
+        for (name, len) in files {
+            fs::write(dir.0.join(name), vec![b'x'; len]).unwrap();
+        }
+        // Directories are not files of the store, whatever their names.
+        fs::create_dir(dir.0.join("s9.jsonl")).unwrap();
+
+        let all = list_dir(&dir.0, "sessions.json", &mut |_, _| true).unwrap();
+        let seen: Vec<(&str, Kind)> = all.iter().map(|f| (all.name(f), f.kind)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("notes.txt", Kind::Other),
+                ("s0.jsonl.deleted.2026-01-01T00-00-00.000Z", Kind::Archive),
+                ("s1.jsonl", Kind::Transcript),
+                ("s1.jsonl.lock.gen", Kind::Counter),
+                ("s2.jsonl", Kind::Transcript),
+                ("s3.jsonl.lock.gen", Kind::Counter),
+            ]
+        );
+        assert_eq!(all.total_len(), 3 + 5 + 8 + 8 + 7 + 11);
+        assert!(all.contains("s1.jsonl") && !all.contains("s3.jsonl"));
+        assert_eq!(all.path(&all.files[2]), dir.0.join("s1.jsonl"));
+
+        // The filter sees every name with its kind, and only what it accepts is kept.
+        let mut asked = Vec::new();
+        let some = list_dir(&dir.0, "sessions.json", &mut |name, kind| {
+            asked.push(name.to_owned());
+            kind == Kind::Counter && counter_session(name) == Some("s3")
+        })
+        .unwrap();
+        asked.sort();
+        assert_eq!(asked.len(), files.len() + 1);
+        let kept: Vec<&str> = some.iter().map(|f| some.name(f)).collect();
+        assert_eq!(kept, ["s3.jsonl.lock.gen"]);
+        assert_eq!(some.total_len(), 8);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_name_that_is_not_utf8_is_listed_as_other_and_never_named() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+
+        let dir = TempDir::new("non-utf8");
+        fs::write(dir.0.join(OsStr::from_bytes(b"s\xff.jsonl")), b"abc").unwrap();
+        let all = list_dir(&dir.0, "sessions.json", &mut |_, _| true).unwrap();
+        let seen: Vec<(&str, Kind, u64)> =
+            all.iter().map(|f| (all.name(f), f.kind, f.len)).collect();
+        assert_eq!(seen, [("", Kind::Other, 3)]);
     }
 }

@@ -1,7 +1,9 @@
 //! The in-memory registry: entries by key, an index by `updatedAt`, and sessionId reference
 //! counts.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -16,7 +18,10 @@ use crate::journal::{JournalRecord, Op, Record, SeqCheck, SeqTracker, WriterId};
 /// - An index ordered by `(updatedAt, key)` gives the oldest entries in O(log n) each, for caps
 ///   and pruning; entries without `updatedAt` come first (OpenClaw's cap drops them first).
 /// - A count of entries per `sessionId` says whether a transcript is still referenced once an
-///   entry goes.
+///   entry goes. The counts are keyed by a 64-bit hash of the id (SipHash with this process's
+///   random keys) rather than by a copy of it, which saves an allocation per entry. Two ids
+///   with the same hash (about one chance in 10^8 for a million sessions) share a count: either
+///   looks referenced while the other is, so its transcript is kept, never removed early.
 ///
 /// Every change goes through [`apply`](State::apply) with a journal [`Record`], so the state
 /// in memory is always what replaying the journal gives. Applying is idempotent: a record
@@ -28,7 +33,8 @@ use crate::journal::{JournalRecord, Op, Record, SeqCheck, SeqTracker, WriterId};
 pub struct State {
     entries: BTreeMap<Arc<str>, Entry>,
     by_updated: BTreeSet<(Option<i64>, Arc<str>)>,
-    session_refs: HashMap<Arc<str>, usize>,
+    session_refs: HashMap<u64, usize>,
+    session_hasher: RandomState,
     entry_bytes: u64,
 }
 
@@ -169,7 +175,8 @@ impl State {
 
     /// How many entries reference `session_id`.
     pub fn session_refs(&self, session_id: &str) -> usize {
-        self.session_refs.get(session_id).copied().unwrap_or(0)
+        let hash = self.session_hasher.hash_one(session_id);
+        self.session_refs.get(&hash).copied().unwrap_or(0)
     }
 
     /// Sizes of the registry.
@@ -279,8 +286,9 @@ impl State {
 
     fn index(&mut self, key: &Arc<str>, entry: &Entry) {
         self.by_updated.insert((entry.updated_at(), key.clone()));
-        if let Some(id) = entry.session_id_arc() {
-            *self.session_refs.entry(id.clone()).or_insert(0) += 1;
+        if let Some(id) = entry.session_id() {
+            let hash = self.session_hasher.hash_one(id);
+            *self.session_refs.entry(hash).or_insert(0) += 1;
         }
         self.entry_bytes += (key.len() + entry.len_bytes()) as u64;
     }
@@ -290,10 +298,11 @@ impl State {
         self.by_updated.remove(&(entry.updated_at(), key.clone()));
         self.entry_bytes -= (key.len() + entry.len_bytes()) as u64;
         let id = entry.session_id()?;
-        let count = self.session_refs.get_mut(id)?;
+        let hash = self.session_hasher.hash_one(id);
+        let count = self.session_refs.get_mut(&hash)?;
         *count -= 1;
         if *count == 0 {
-            self.session_refs.remove(id);
+            self.session_refs.remove(&hash);
             return Some(id.to_owned());
         }
         None
@@ -302,7 +311,10 @@ impl State {
     /// Checks that the indexes equal a recomputation from the entries.
     #[cfg(test)]
     pub(crate) fn check_indexes(&self) -> std::result::Result<(), String> {
-        let mut rebuilt = State::new();
+        let mut rebuilt = State {
+            session_hasher: self.session_hasher.clone(),
+            ..State::new()
+        };
         for (k, e) in &self.entries {
             rebuilt.index(k, e);
         }
@@ -407,7 +419,8 @@ mod tests {
         let entry = Entry::parse(r#"{"sessionId":"s1","updatedAt":3}"#).unwrap();
         state.apply(&Record::upsert(1, WriterId::new(1), "k", &entry));
         assert_eq!(state.check_indexes(), Ok(()));
-        state.session_refs.insert(Arc::from("s9"), 1);
+        let hash = state.session_hasher.hash_one("s9");
+        state.session_refs.insert(hash, 1);
         assert!(state.check_indexes().is_err());
     }
 }
