@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use sessionkit_lock_sweeper::{SweepReport, Sweeper};
@@ -324,53 +325,88 @@ impl SweepStatus {
 /// The startup sweep's status, shared with its thread.
 #[derive(Debug)]
 pub(crate) struct SweepCell {
-    status: Mutex<SweepStatus>,
+    inner: Mutex<CellInner>,
     done: Condvar,
+}
+
+#[derive(Debug)]
+struct CellInner {
+    status: SweepStatus,
+    /// The tasks awaiting the end of the sweep, woken by [`SweepCell::finish`].
+    wakers: Vec<Waker>,
 }
 
 impl SweepCell {
     fn new(on: bool) -> SweepCell {
         SweepCell {
-            status: Mutex::new(if on {
-                SweepStatus::Running
-            } else {
-                SweepStatus::Off
+            inner: Mutex::new(CellInner {
+                status: if on {
+                    SweepStatus::Running
+                } else {
+                    SweepStatus::Off
+                },
+                wakers: Vec::new(),
             }),
             done: Condvar::new(),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, CellInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn finish(&self, outcome: std::result::Result<Arc<SweepReport>, String>) {
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        *status = match outcome {
-            Ok(report) => SweepStatus::Done(report),
-            Err(reason) => SweepStatus::Failed(reason),
+        let wakers = {
+            let mut inner = self.lock();
+            inner.status = match outcome {
+                Ok(report) => SweepStatus::Done(report),
+                Err(reason) => SweepStatus::Failed(reason),
+            };
+            std::mem::take(&mut inner.wakers)
         };
         self.done.notify_all();
+        for waker in wakers {
+            waker.wake();
+        }
     }
 
     fn get(&self) -> SweepStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.lock().status.clone()
     }
 
     pub(crate) fn wait(&self, timeout: Duration) -> SweepStatus {
         let deadline = Instant::now() + timeout;
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        while !status.is_finished() {
+        let mut inner = self.lock();
+        while !inner.status.is_finished() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            status = self
+            inner = self
                 .done
-                .wait_timeout(status, left)
+                .wait_timeout(inner, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        status.clone()
+        inner.status.clone()
+    }
+
+    /// Ready with the status once the sweep has finished; until then the task is woken by
+    /// [`finish`](SweepCell::finish). The status is checked under the same lock that
+    /// registers the waker, so a sweep that ends in between cannot be missed.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_finished(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<SweepStatus> {
+        let mut inner = self.lock();
+        if inner.status.is_finished() {
+            return std::task::Poll::Ready(inner.status.clone());
+        }
+        if !inner.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            inner.wakers.push(cx.waker().clone());
+        }
+        std::task::Poll::Pending
     }
 }
 
@@ -497,5 +533,60 @@ impl StateDir {
             path: self.dir.clone(),
             source: Box::new(source),
         }
+    }
+}
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    use std::task::Poll;
+
+    use super::*;
+
+    fn waiter(cell: &Arc<SweepCell>) -> tokio::task::JoinHandle<SweepStatus> {
+        let cell = Arc::clone(cell);
+        tokio::spawn(async move { std::future::poll_fn(|cx| cell.poll_finished(cx)).await })
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_task_waiting_for_the_sweep_is_woken_by_its_thread() {
+        let cell = Arc::new(SweepCell::new(true));
+        let waiting = waiter(&cell);
+        // Let the waiter register its waker before the sweep ends.
+        tokio::task::yield_now().await;
+        assert_eq!(lock_wakers(&cell), 1);
+        let finisher = Arc::clone(&cell);
+        std::thread::spawn(move || finisher.finish(Err("gone".to_owned())))
+            .join()
+            .unwrap();
+        assert!(matches!(waiting.await.unwrap(), SweepStatus::Failed(r) if r == "gone"));
+        assert_eq!(lock_wakers(&cell), 0, "finish takes the wakers");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_task_polled_again_registers_one_waker_and_a_finished_sweep_is_ready() {
+        let cell = Arc::new(SweepCell::new(true));
+        let mut polls = 0;
+        let status = std::future::poll_fn(|cx| {
+            polls += 1;
+            match polls {
+                1..=3 => {
+                    assert!(cell.poll_finished(cx).is_pending());
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                _ => Poll::Ready(cell.poll_finished(cx)),
+            }
+        })
+        .await;
+        assert!(status.is_pending());
+        assert_eq!(lock_wakers(&cell), 1, "the same task's waker is kept once");
+        cell.finish(Err("x".to_owned()));
+        let off = SweepCell::new(false);
+        let ready = std::future::poll_fn(|cx| Poll::Ready(off.poll_finished(cx))).await;
+        assert!(matches!(ready, Poll::Ready(SweepStatus::Off)));
+    }
+
+    fn lock_wakers(cell: &SweepCell) -> usize {
+        cell.lock().wakers.len()
     }
 }

@@ -63,15 +63,17 @@ impl StateDir {
         Ok(transcript)
     }
 
-    /// [`wait_startup_sweep`](StateDir::wait_startup_sweep) on a blocking thread.
+    /// Waits up to `timeout` for the startup sweep to finish and returns where it is then,
+    /// as [`wait_startup_sweep`](StateDir::wait_startup_sweep) does, but without holding a
+    /// thread: the task sleeps until the sweep's thread wakes it or the timeout passes.
+    ///
+    /// The timeout needs the runtime's time driver (`enable_time`, or `enable_all`), as
+    /// the lock waits of [`transcript_async`](StateDir::transcript_async) do.
     pub async fn wait_startup_sweep_async(&self, timeout: Duration) -> SweepStatus {
-        if self.sweep.wait(Duration::ZERO).is_finished() {
-            return self.sweep.wait(Duration::ZERO);
-        }
-        let cell = std::sync::Arc::clone(&self.sweep);
-        match tokio::task::spawn_blocking(move || cell.wait(timeout)).await {
+        let finished = std::future::poll_fn(|cx| self.sweep.poll_finished(cx));
+        match tokio::time::timeout(timeout, finished).await {
             Ok(status) => status,
-            Err(e) => SweepStatus::Failed(format!("the wait did not finish: {e}")),
+            Err(_) => self.sweep.wait(Duration::ZERO),
         }
     }
 }

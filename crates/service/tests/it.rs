@@ -206,6 +206,7 @@ fn maintenance_settings_from_the_builder_are_used() {
     assert_eq!(state.store().count().unwrap(), 1);
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test(flavor = "current_thread")]
 async fn the_async_calls_work_on_a_single_worker() {
     let tmp = tempfile::tempdir().unwrap();
