@@ -221,7 +221,9 @@ async fn run_one(state: &StateDir, plan: &Plan, fire: &Fire, sink: &Sink) -> Run
         let refused = main.append_async(note).await.is_err();
         outcome.revoked = refused && revocation.is_some_and(|r| r.is_revoked());
         outcome.wrote_after_losing_lock = !refused;
-        drop(main);
+        // Released on a blocking thread, as every file step of this design; the release of a
+        // revoked hold fails, which is the expected outcome here.
+        let _ = main.release_async().await;
     } else {
         if let Err(e) = main.append_async(note).await {
             return failed(outcome, "announce", e);
