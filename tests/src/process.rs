@@ -1,5 +1,6 @@
 //! Spawning a `child-writer`, reading its acks on a thread, and killing it with SIGKILL.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -13,7 +14,7 @@ use crate::child::ChildArgs;
 /// The signal number of SIGKILL on Linux.
 const SIGKILL: i32 = 9;
 
-/// How long a child may take to print `ready`; far above any real start-up time.
+/// How long a child may take to print its first line (`ready`); far above any real start-up time.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a child printed.
@@ -24,13 +25,10 @@ enum Event {
     Garbage,
 }
 
-/// A running `child-writer`. Dropping it kills and reaps the child, so no writer outlives a
-/// failed harness (or keeps a loop mount busy).
+/// A running `child-writer`. Dropping it kills and reaps the child.
 #[derive(Debug)]
 pub struct WriterProcess {
-    child: Option<Child>,
-    events: Receiver<Event>,
-    reader: Option<JoinHandle<()>>,
+    child: LineChild<Event>,
 }
 
 /// The acks a killed child printed, in order.
@@ -69,9 +67,67 @@ impl WriterProcess {
     ///
     /// Fails if the process cannot be started.
     pub fn spawn(exe: &Path, args: &ChildArgs) -> Result<WriterProcess, String> {
+        let mut argv = vec![OsString::from("child-writer")];
+        argv.extend(args.to_args());
+        Ok(WriterProcess {
+            child: LineChild::spawn("child", exe, argv, parse_event)?,
+        })
+    }
+
+    /// Waits until the child prints `ready`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the child exits, prints something else first, or takes far too long.
+    pub fn wait_ready(&mut self) -> Result<(), String> {
+        match self.child.first()? {
+            Event::Ready => Ok(()),
+            other => Err(format!("child printed {other:?} before ready")),
+        }
+    }
+
+    /// Sends SIGKILL, reaps the child and returns every ack it printed.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the child had already exited on its own (a write error, reported on stderr),
+    /// or printed something that is not an ack.
+    pub fn kill_and_reap(self) -> Result<Reaped, String> {
+        let (events, killed) = self.child.kill_and_reap()?;
+        let mut reaped = Reaped::default();
+        for event in events {
+            match event {
+                Event::Ack(n) => reaped.acks.push(n),
+                other => return Err(format!("child printed {other:?} after ready")),
+            }
+        }
+        killed?;
+        Ok(reaped)
+    }
+}
+
+/// A child process that prints one event per line, read on a thread as they come. Dropping it
+/// kills and reaps the child, so no child outlives a failed harness (or keeps a loop mount
+/// busy).
+#[derive(Debug)]
+pub(crate) struct LineChild<E> {
+    /// What the messages call it.
+    name: &'static str,
+    child: Option<Child>,
+    events: Receiver<E>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl<E: Send + 'static> LineChild<E> {
+    /// Starts `exe <args>` with stdout piped to a thread that parses each whole line.
+    pub(crate) fn spawn(
+        name: &'static str,
+        exe: &Path,
+        args: Vec<OsString>,
+        parse: fn(&[u8]) -> E,
+    ) -> Result<LineChild<E>, String> {
         let mut child = Command::new(exe)
-            .arg("child-writer")
-            .args(args.to_args())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -95,45 +151,43 @@ impl WriterProcess {
                     let Some(text) = line.strip_suffix(b"\n") else {
                         break;
                     };
-                    if tx.send(parse_event(text)).is_err() {
+                    if tx.send(parse(text)).is_err() {
                         break;
                     }
                 }
             })
             .map_err(|e| format!("cannot start the ack reader: {e}"))?;
-        Ok(WriterProcess {
+        Ok(LineChild {
+            name,
             child: Some(child),
             events,
             reader: Some(reader),
         })
     }
 
-    /// Waits until the child prints `ready`.
+    /// The first line the child prints.
     ///
-    /// # Errors
-    ///
-    /// Fails if the child exits, prints something else first, or takes far too long.
-    pub fn wait_ready(&mut self) -> Result<(), String> {
-        match self.events.recv_timeout(READY_TIMEOUT) {
-            Ok(Event::Ready) => Ok(()),
-            Ok(other) => Err(format!("child printed {other:?} before ready")),
-            Err(RecvTimeoutError::Timeout) => {
-                Err(format!("child printed nothing within {READY_TIMEOUT:?}"))
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.child.as_mut().and_then(|c| c.wait().ok());
-                Err(format!("child exited before ready ({status:?})"))
-            }
-        }
+    /// Fails if the child exits without a word or takes far too long.
+    pub(crate) fn first(&mut self) -> Result<E, String> {
+        let name = self.name;
+        self.events
+            .recv_timeout(READY_TIMEOUT)
+            .map_err(|e| match e {
+                RecvTimeoutError::Timeout => {
+                    format!("{name} printed nothing within {READY_TIMEOUT:?}")
+                }
+                RecvTimeoutError::Disconnected => {
+                    let status = self.child.as_mut().and_then(|c| c.wait().ok());
+                    format!("{name} exited before ready ({status:?}); see its stderr")
+                }
+            })
     }
 
-    /// Sends SIGKILL, reaps the child and returns every ack it printed.
+    /// Sends SIGKILL, reaps the child and returns every line it printed after the first.
     ///
-    /// # Errors
-    ///
-    /// Fails if the child had already exited on its own (a write error, reported on stderr),
-    /// or printed something that is not an ack.
-    pub fn kill_and_reap(mut self) -> Result<Reaped, String> {
+    /// The second value is an error if the child had already exited on its own: the caller
+    /// decides whether that is one (a child may exit after reporting a finding).
+    pub(crate) fn kill_and_reap(mut self) -> Result<(Vec<E>, Result<(), String>), String> {
         let mut child = self.child.take().ok_or("child already reaped")?;
         child
             .kill()
@@ -147,23 +201,20 @@ impl WriterProcess {
                 .join()
                 .map_err(|_| "the ack reader panicked".to_string())?;
         }
-        let mut reaped = Reaped::default();
-        for event in self.events.try_iter() {
-            match event {
-                Event::Ack(n) => reaped.acks.push(n),
-                other => return Err(format!("child printed {other:?} after ready")),
-            }
-        }
-        if status.signal() != Some(SIGKILL) {
-            return Err(format!(
-                "child exited on its own ({status}) instead of being killed; see its stderr"
-            ));
-        }
-        Ok(reaped)
+        let events = self.events.try_iter().collect();
+        let killed = if status.signal() == Some(SIGKILL) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} exited on its own ({status}) instead of being killed; see its stderr",
+                self.name
+            ))
+        };
+        Ok((events, killed))
     }
 }
 
-impl Drop for WriterProcess {
+impl<E> Drop for LineChild<E> {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

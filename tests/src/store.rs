@@ -27,19 +27,16 @@
 //! violation: a correct store never fails without a fault.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use sessionkit_session_store::{ListQuery, Store};
 
 use crate::kill9::sweep_orphans;
+use crate::process::LineChild;
 use crate::rng::{SplitMix64, mix64};
 use crate::scratch::ScratchDir;
 use crate::store_child::{
@@ -51,12 +48,6 @@ const MAX_EXAMPLES: usize = 10;
 
 /// How many key-level problems one violation description lists.
 const MAX_PROBLEMS: usize = 4;
-
-/// The signal number of SIGKILL on Linux.
-const SIGKILL: i32 = 9;
-
-/// How long a child may take to print `ready`.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One key's state as compared: the entry's fields without `updatedAt` (which a patch sets from
 /// the clock), or `None` for no entry.
@@ -124,9 +115,7 @@ pub struct Reaped {
 /// A running `store-child`. Dropping it kills and reaps the child.
 #[derive(Debug)]
 pub struct StoreProcess {
-    child: Option<Child>,
-    events: Receiver<Event>,
-    reader: Option<JoinHandle<()>>,
+    child: LineChild<Event>,
 }
 
 impl StoreProcess {
@@ -136,42 +125,10 @@ impl StoreProcess {
     ///
     /// Fails if the process cannot be started.
     pub fn spawn(exe: &Path, args: &StoreChildArgs) -> Result<StoreProcess, String> {
-        let mut child = Command::new(exe)
-            .arg("store-child")
-            .args(args.to_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        let stdout = child.stdout.take().ok_or("child has no stdout pipe")?;
-        let (tx, events) = mpsc::channel();
-        let reader = std::thread::Builder::new()
-            .name("store-ack-reader".into())
-            .spawn(move || {
-                let mut reader = BufReader::new(stdout);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    // A line without its newline was never finished (each line is one write,
-                    // so this does not happen); ignoring it only makes the verdict lenient.
-                    let Some(text) = line.strip_suffix(b"\n") else {
-                        break;
-                    };
-                    if tx.send(parse_event(text)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start the ack reader: {e}"))?;
+        let mut argv = vec![OsString::from("store-child")];
+        argv.extend(args.to_args());
         Ok(StoreProcess {
-            child: Some(child),
-            events,
-            reader: Some(reader),
+            child: LineChild::spawn("store child", exe, argv, parse_event)?,
         })
     }
 
@@ -183,19 +140,10 @@ impl StoreProcess {
     /// Fails if the child exits without a word, prints something else first, or takes far too
     /// long.
     pub fn wait_ready(&mut self) -> Result<Option<String>, String> {
-        match self.events.recv_timeout(READY_TIMEOUT) {
-            Ok(Event::Ready) => Ok(None),
-            Ok(Event::Error(e)) => Ok(Some(e)),
-            Ok(other) => Err(format!("store child printed {other:?} before ready")),
-            Err(RecvTimeoutError::Timeout) => Err(format!(
-                "store child printed nothing within {READY_TIMEOUT:?}"
-            )),
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.child.as_mut().and_then(|c| c.wait().ok());
-                Err(format!(
-                    "store child exited before ready ({status:?}); see its stderr"
-                ))
-            }
+        match self.child.first()? {
+            Event::Ready => Ok(None),
+            Event::Error(e) => Ok(Some(e)),
+            other => Err(format!("store child printed {other:?} before ready")),
         }
     }
 
@@ -205,43 +153,21 @@ impl StoreProcess {
     ///
     /// Fails if the child had already exited on its own without reporting a store error, or
     /// printed something that is neither an ack nor an error.
-    pub fn kill_and_reap(mut self) -> Result<Reaped, String> {
-        let mut child = self.child.take().ok_or("child already reaped")?;
-        child
-            .kill()
-            .map_err(|e| format!("cannot kill child {}: {e}", child.id()))?;
-        let status = child
-            .wait()
-            .map_err(|e| format!("cannot reap child {}: {e}", child.id()))?;
-        if let Some(reader) = self.reader.take() {
-            // The pipe reaches end-of-file once the child is dead, so this cannot hang.
-            reader
-                .join()
-                .map_err(|_| "the ack reader panicked".to_string())?;
-        }
+    pub fn kill_and_reap(self) -> Result<Reaped, String> {
+        let (events, killed) = self.child.kill_and_reap()?;
         let mut reaped = Reaped::default();
-        for event in self.events.try_iter() {
+        for event in events {
             match event {
                 Event::Ack(ack) => reaped.acks.push(ack),
                 Event::Error(e) => reaped.errors.push(e),
                 other => return Err(format!("store child printed {other:?} after ready")),
             }
         }
-        if status.signal() != Some(SIGKILL) && reaped.errors.is_empty() {
-            return Err(format!(
-                "store child exited on its own ({status}) instead of being killed; see its stderr"
-            ));
+        // A child that reported a store error may exit on its own.
+        if reaped.errors.is_empty() {
+            killed?;
         }
         Ok(reaped)
-    }
-}
-
-impl Drop for StoreProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
