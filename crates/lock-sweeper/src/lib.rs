@@ -87,6 +87,13 @@
 //! # }
 //! ```
 //!
+//! # Threads
+//!
+//! [`Sweeper::sweep`] blocks its caller, and shares the files among up to
+//! [`concurrency`](SweeperBuilder::concurrency) threads (8 by default, the caller's included),
+//! so that their waits on the disk overlap: removing a file that is on disk waits for the file
+//! system, and a sweep of thousands of locks is mostly such waits.
+//!
 //! # Async
 //!
 //! With the `tokio` feature, `Sweeper::sweep_async` sweeps directories with bounded

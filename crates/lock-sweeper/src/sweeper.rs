@@ -5,8 +5,8 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use sessionkit_write_lock::{
@@ -232,8 +232,10 @@ impl SweeperBuilder {
         self
     }
 
-    /// How many directories the async sweep works on at once, and how many batches of files
-    /// it has on blocking threads at once (the batches of one directory also run side by side).
+    /// How many batches of files a sweep judges and removes at once: on as many threads for
+    /// [`Sweeper::sweep`], as blocking tasks for the async sweep, which also works on this many
+    /// directories at once (the batches of one directory run side by side too). Removing a
+    /// file waits for the disk, so the waits of several threads overlap.
     ///
     /// By default, 8.
     pub fn concurrency(&mut self, dirs: usize) -> &mut Self {
@@ -241,7 +243,8 @@ impl SweeperBuilder {
         self
     }
 
-    /// How many files the async sweep handles per blocking task before it yields.
+    /// How many files a sweep hands to a thread at a time; the async sweep yields between
+    /// its batches.
     ///
     /// By default, 64.
     pub fn batch_size(&mut self, files: usize) -> &mut Self {
@@ -377,14 +380,19 @@ impl Sweeper {
         })
     }
 
-    /// Sweeps `dirs`, one after the other, and reports every lock sidecar found.
+    /// Sweeps `dirs` and reports every lock sidecar found, blocking the calling thread until
+    /// it is done.
     ///
-    /// For each directory (a missing one is empty, not an error), the sidecars are listed and
-    /// sorted by name, each is judged by write-lock, and the stale ones are removed with
+    /// The directories are listed first (a missing one is empty, not an error), each sorted by
+    /// name. Then each sidecar is judged by write-lock, and the stale ones are removed with
     /// [`Locker::remove_if_stale`] (which removes a file only if it is unchanged since it was
-    /// judged) unless this is a dry run. A file that cannot be judged or removed is reported
-    /// in its entry, a directory that cannot be listed in
+    /// judged) unless this is a dry run: [`batch_size`](SweeperBuilder::batch_size) files at a
+    /// time, on up to [`concurrency`](SweeperBuilder::concurrency) threads, the calling one
+    /// included. Last come the temp files, if asked for. A file that cannot be judged or
+    /// removed is reported in its entry, a directory that cannot be listed in
     /// [`SweepReport::dir_errors`](crate::SweepReport::dir_errors), and the sweep goes on.
+    /// The report lists the entries in the order of `dirs`, each directory sorted by name,
+    /// however the threads shared the work.
     ///
     /// # Errors
     ///
@@ -393,25 +401,78 @@ impl Sweeper {
     pub fn sweep<P: AsRef<Path>>(&self, dirs: &[P]) -> Result<SweepReport> {
         let started = Instant::now();
         let run = self.start(dirs.len())?;
-        let results = dirs.iter().map(|dir| run.sweep_dir(dir.as_ref())).collect();
+        let mut results: Vec<DirResult> = Vec::with_capacity(dirs.len());
+        let mut batches = Vec::new();
+        for (index, dir) in dirs.iter().enumerate() {
+            let mut out = DirResult::default();
+            match run.list(dir.as_ref()) {
+                Ok(mut rest) => {
+                    while !rest.is_empty() {
+                        let tail = rest.split_off(rest.len().min(self.config.batch));
+                        batches.push((index, std::mem::replace(&mut rest, tail)));
+                    }
+                }
+                Err(e) => out.error = Some(dir_error(&e)),
+            }
+            results.push(out);
+        }
+        for (index, entries) in run.sweep_batches(batches, self.config.concurrency) {
+            results[index].entries.extend(entries);
+        }
+        for (out, dir) in results.iter_mut().zip(dirs) {
+            out.temps = run.temps(dir.as_ref());
+        }
         Ok(run.report(results, started))
     }
 }
 
+/// Files to judge, tagged with the index of their directory.
+type Batch = (usize, Vec<(PathBuf, bool)>);
+
 impl Run {
-    fn sweep_dir(&self, dir: &Path) -> DirResult {
-        let mut out = DirResult::default();
-        match self.list(dir) {
-            Ok(candidates) => {
-                out.entries = candidates
+    /// Judges (and removes) the files of `batches` on up to `threads` threads, the calling one
+    /// included, and returns each batch's entries in the order of `batches`.
+    fn sweep_batches(&self, batches: Vec<Batch>, threads: usize) -> Vec<(usize, Vec<SweepEntry>)> {
+        let count = batches.len();
+        let queue = Mutex::new(batches.into_iter().enumerate());
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                // The guard is held only to take a batch; were it poisoned, the queue is whole.
+                let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+                let Some((order, (index, files))) = next else {
+                    return done;
+                };
+                let entries = files
                     .into_iter()
                     .map(|(path, symlink)| self.sweep_file(path, symlink))
-                    .collect();
+                    .collect::<Vec<_>>();
+                done.push((order, index, entries));
             }
-            Err(e) => out.error = Some(dir_error(&e)),
-        }
-        out.temps = self.temps(dir);
-        out
+        };
+        let mut done = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads.min(count))
+                .map_while(|_| {
+                    // A thread that cannot be started leaves its share to the others.
+                    std::thread::Builder::new()
+                        .name("sessionkit-sweep".to_owned())
+                        .spawn_scoped(scope, work)
+                        .ok()
+                })
+                .collect();
+            let mut done = work();
+            for helper in helpers {
+                match helper.join() {
+                    Ok(more) => done.extend(more),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            done
+        });
+        done.sort_unstable_by_key(|(order, _, _)| *order);
+        done.into_iter()
+            .map(|(_, index, entries)| (index, entries))
+            .collect()
     }
 
     /// The lock sidecars in `dir`, sorted by name, each with whether it is a symlink.

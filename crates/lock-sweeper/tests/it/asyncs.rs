@@ -2,29 +2,9 @@
 
 use std::time::Duration;
 
-use sessionkit_lock_sweeper::{SweepReport, Sweeper};
+use sessionkit_lock_sweeper::Sweeper;
 
-use crate::util::{FRESH, HOUR, Scratch, Sleeper, openclaw};
-
-/// What must agree between two sweeps (ages and timings differ).
-fn outline(report: &SweepReport) -> Vec<String> {
-    report
-        .entries
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {:?} {:?} {:?} {:?} {} {:?}",
-                e.path.display(),
-                e.pid,
-                e.liveness,
-                e.status,
-                e.reasons,
-                e.removed,
-                e.kept_because
-            )
-        })
-        .collect()
-}
+use crate::util::{FRESH, HOUR, Scratch, Sleeper, openclaw, outline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_async_sweep_matches_the_sync_sweep() {

@@ -8,4 +8,5 @@ mod outcomes;
 mod owners;
 mod pidns;
 mod safety;
+mod threads;
 mod util;

@@ -161,5 +161,25 @@ pub(crate) fn names(report: &sessionkit_lock_sweeper::SweepReport) -> Vec<String
         .collect()
 }
 
+/// What must agree between two sweeps of the same files (ages and timings differ).
+pub(crate) fn outline(report: &sessionkit_lock_sweeper::SweepReport) -> Vec<String> {
+    report
+        .entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {:?} {:?} {:?} {:?} {} {:?}",
+                e.path.display(),
+                e.pid,
+                e.liveness,
+                e.status,
+                e.reasons,
+                e.removed,
+                e.kept_because
+            )
+        })
+        .collect()
+}
+
 pub(crate) const FRESH: Duration = Duration::ZERO;
 pub(crate) const HOUR: Duration = Duration::from_secs(3600);
