@@ -54,6 +54,10 @@ const WARMUP_LOCKS: usize = 60;
 /// The worker threads of every runtime in the suite: one, as the original's single event loop
 /// (see [`runtime`]).
 const WORKERS: usize = 1;
+/// Files per `spawn_blocking` call of the removal-alone row: our sweep's default batch size.
+const UNLINK_BATCH: usize = 64;
+/// Batches in flight at once in the removal-alone row: our sweep's default concurrency.
+const UNLINK_IN_FLIGHT: usize = 8;
 
 /// How the run is sized.
 #[derive(Clone, Copy, Debug)]
@@ -116,25 +120,29 @@ enum Lookup {
     Proc,
 }
 
-/// One row of the table: a sweep with a lookup, or the ticker alone.
+/// One row of the table: a sweep with a lookup, the removals alone, or the ticker alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Row {
     Idle,
+    /// No sweep: only the dead owners' locks unlinked, as fast as our sweep could ([`unlink`]).
+    Unlink,
     Sweep(Sweep, Lookup),
 }
 
 impl Row {
-    const ALL: [Row; 5] = [
+    const ALL: [Row; 6] = [
         Row::Sweep(Sweep::Ours, Lookup::Slow),
         Row::Sweep(Sweep::Naive, Lookup::Slow),
         Row::Sweep(Sweep::Ours, Lookup::Proc),
         Row::Sweep(Sweep::Naive, Lookup::Proc),
+        Row::Unlink,
         Row::Idle,
     ];
 
     fn sweep_label(self) -> &'static str {
         match self {
             Row::Idle => "none (the ticker alone, baseline)",
+            Row::Unlink => "none: only unlink the dead owners' locks (baseline)",
             Row::Sweep(Sweep::Ours, _) => "ours: `sweep_async`",
             Row::Sweep(Sweep::Naive, _) => "naive: a lookup per lock, no yield, on the worker",
         }
@@ -142,7 +150,7 @@ impl Row {
 
     fn lookup_label(self) -> &'static str {
         match self {
-            Row::Idle => "—",
+            Row::Idle | Row::Unlink => "—",
             Row::Sweep(_, Lookup::Slow) => "1 ms + `/proc`",
             Row::Sweep(_, Lookup::Proc) => "`/proc`",
         }
@@ -233,12 +241,16 @@ pub(crate) fn run_suite(options: &Options, args: &[OsString]) -> io::Result<()> 
     let owners = Owners::start()?;
     let mut runs = 0;
     // Each sweep gets fresh directories, so that none inherits another's deleted entries.
-    let mut sweep_once = |locks: usize, sweep: Sweep, lookup: Lookup| -> io::Result<Outcome> {
+    let mut sweep_once = |locks: usize, row: Row| -> io::Result<Outcome> {
         runs += 1;
         let run = root.path().join(format!("run{runs}"));
-        let dirs = plant(locks, &owners, &run)?;
-        let outcome = measure(sweep, lookup, &dirs)?;
-        check(locks, Row::Sweep(sweep, lookup), &outcome, &dirs)?;
+        let planted = plant(locks, &owners, &run)?;
+        let outcome = match row {
+            Row::Sweep(sweep, lookup) => measure(sweep, lookup, &planted.dirs)?,
+            Row::Unlink => unlink(&planted)?,
+            Row::Idle => return Err(io::Error::other("the ticker alone plants no locks")),
+        };
+        check(locks, row, &outcome, &planted.dirs)?;
         fs::remove_dir_all(&run).map_err(|e| context(e, format!("remove {}", run.display())))?;
         Ok(outcome)
     };
@@ -246,8 +258,12 @@ pub(crate) fn run_suite(options: &Options, args: &[OsString]) -> io::Result<()> 
     progress("warm-up");
     // The first sweep in a process pays for first use (code paged in, the blocking pool's
     // threads, lazy statics); a service pays it once too, but not once per round.
-    for sweep in [Sweep::Ours, Sweep::Naive] {
-        sweep_once(WARMUP_LOCKS, sweep, Lookup::Proc)?;
+    for row in [
+        Row::Sweep(Sweep::Ours, Lookup::Proc),
+        Row::Sweep(Sweep::Naive, Lookup::Proc),
+        Row::Unlink,
+    ] {
+        sweep_once(WARMUP_LOCKS, row)?;
     }
 
     let mut results: Vec<RowResult> = Row::ALL
@@ -265,12 +281,12 @@ pub(crate) fn run_suite(options: &Options, args: &[OsString]) -> io::Result<()> 
             let result = &mut results[(round + k) % n];
             let outcome = match result.row {
                 Row::Idle => idle(plan.idle / plan.rounds as u32)?,
-                Row::Sweep(sweep, lookup) => {
-                    let outcome = sweep_once(plan.locks, sweep, lookup)?;
+                row => {
+                    let outcome = sweep_once(plan.locks, row)?;
                     progress(&format!(
                         "{}, {}: {} ms, {} lookups, ticker max lateness {:.2} ms",
-                        result.row.sweep_label(),
-                        result.row.lookup_label(),
+                        row.sweep_label(),
+                        row.lookup_label(),
                         fmt_wall(outcome.wall),
                         outcome.lookups,
                         millis(outcome.max_lateness())
@@ -334,6 +350,12 @@ fn print_header(plan: &Plan, options: &Options, args: &[OsString], base: &Path, 
         "- naive: a model of the original, spawned as one task that never awaits: directory \
          after directory, read and parse every `*.lock`, look up its owner (every lock, no \
          memo), remove it if the owner is dead or its pid recycled"
+    );
+    println!(
+        "- only unlink: no sweep, a baseline for the disk: the dead owners' locks, known from \
+         the planting, unlinked {UNLINK_BATCH} per `spawn_blocking` batch with at most \
+         {UNLINK_IN_FLIGHT} batches in flight, as our sweep removes them; nothing is listed, \
+         read or judged"
     );
     println!(
         "- owner lookups: `ProcLookup` (`/proc/<pid>/stat`) behind a counter; the 1 ms one \
@@ -433,10 +455,18 @@ fn spawn_owner() -> io::Result<(Child, Owner)> {
     }
 }
 
-/// Plants `locks` locks in `DIRS` new directories inside `run`, flushes them to disk, and
-/// returns the directories.
-fn plant(locks: usize, owners: &Owners, run: &Path) -> io::Result<Vec<PathBuf>> {
+/// The locks planted for one sweep.
+struct Planted {
+    /// The directories, `DIRS` of them.
+    dirs: Vec<PathBuf>,
+    /// The dead owners' locks, which a sweep must remove.
+    dead: Vec<PathBuf>,
+}
+
+/// Plants `locks` locks in `DIRS` new directories inside `run` and flushes them to disk.
+fn plant(locks: usize, owners: &Owners, run: &Path) -> io::Result<Planted> {
     let dirs: Vec<PathBuf> = (0..DIRS).map(|d| run.join(format!("d{d}"))).collect();
+    let mut dead = Vec::new();
     for dir in &dirs {
         fs::create_dir_all(dir).map_err(|e| context(e, format!("create {}", dir.display())))?;
     }
@@ -453,6 +483,9 @@ fn plant(locks: usize, owners: &Owners, run: &Path) -> io::Result<Vec<PathBuf>> 
             owner.pid, owner.starttime
         );
         fs::write(&path, record).map_err(|e| context(e, format!("write {}", path.display())))?;
+        if !live {
+            dead.push(path);
+        }
     }
     // Removing a file whose blocks are still unallocated (ext4's delayed allocation) is several
     // times cheaper than removing one on disk; locks left by earlier processes are on disk.
@@ -467,7 +500,7 @@ fn plant(locks: usize, owners: &Owners, run: &Path) -> io::Result<Vec<PathBuf>> 
             run.display()
         )));
     }
-    Ok(dirs)
+    Ok(Planted { dirs, dead })
 }
 
 /// An ISO-8601 UTC time with milliseconds, as JavaScript's `Date.prototype.toISOString` writes.
@@ -680,6 +713,63 @@ fn measure(sweep: Sweep, lookup: Lookup, dirs: &[PathBuf]) -> io::Result<Outcome
     })
 }
 
+/// Unlinks the dead owners' planted locks beside the ticker on a fresh runtime, in batches on
+/// blocking threads as our sweep does, but with nothing listed, read or judged: what removing
+/// them costs on this disk, the floor under any sweep's wall time.
+fn unlink(planted: &Planted) -> io::Result<Outcome> {
+    let batches: Vec<Vec<PathBuf>> = planted
+        .dead
+        .chunks(UNLINK_BATCH)
+        .map(<[PathBuf]>::to_vec)
+        .collect();
+    let runtime = runtime()?;
+    let (swept, lateness) = runtime.block_on(async {
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = tokio::spawn(stall::tick_until(done.clone()));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let task = tokio::spawn(async move {
+            let start = Instant::now();
+            let mut in_flight = tokio::task::JoinSet::new();
+            let mut removed = 0;
+            for batch in batches {
+                if in_flight.len() == UNLINK_IN_FLIGHT
+                    && let Some(joined) = in_flight.join_next().await
+                {
+                    removed += joined.map_err(io::Error::other)??;
+                }
+                in_flight.spawn_blocking(move || {
+                    for path in &batch {
+                        fs::remove_file(path)
+                            .map_err(|e| context(e, format!("remove {}", path.display())))?;
+                    }
+                    Ok::<_, io::Error>(batch.len() as u64)
+                });
+                tokio::task::yield_now().await;
+            }
+            while let Some(joined) = in_flight.join_next().await {
+                removed += joined.map_err(io::Error::other)??;
+            }
+            Ok::<_, io::Error>((start.elapsed(), removed))
+        });
+        let swept = task.await.map_err(io::Error::other).and_then(|r| r);
+        done.store(true, Ordering::Relaxed);
+        let lateness = ticker.await.map_err(io::Error::other)?;
+        Ok::<_, io::Error>((swept, lateness))
+    })?;
+    let (wall, removed) = swept?;
+    let mut left = 0;
+    for dir in &planted.dirs {
+        left += fs::read_dir(dir)?.count() as u64;
+    }
+    Ok(Outcome {
+        wall,
+        lookups: 0,
+        removed,
+        kept: left,
+        lateness,
+    })
+}
+
 /// The ticker alone for `duration`, on a fresh runtime.
 fn idle(duration: Duration) -> io::Result<Outcome> {
     let runtime = runtime()?;
@@ -743,6 +833,12 @@ fn print_report(plan: &Plan, results: &[RowResult]) {
                     "—".to_owned(),
                     "—".to_owned(),
                 ),
+                Row::Unlink => (
+                    plan.locks.to_string(),
+                    fmt_wall(r.wall()),
+                    "—".to_owned(),
+                    dead.to_string(),
+                ),
                 Row::Sweep(..) => (
                     plan.locks.to_string(),
                     fmt_wall(r.wall()),
@@ -785,10 +881,11 @@ fn print_report(plan: &Plan, results: &[RowResult]) {
         live_locks(plan.locks)
     );
     let find = |row: Row| results.iter().find(|r| r.row == row);
-    let (Some(ours_slow), Some(ours_proc), Some(naive_slow)) = (
+    let (Some(ours_slow), Some(ours_proc), Some(naive_slow), Some(unlinks)) = (
         find(Row::Sweep(Sweep::Ours, Lookup::Slow)),
         find(Row::Sweep(Sweep::Ours, Lookup::Proc)),
         find(Row::Sweep(Sweep::Naive, Lookup::Slow)),
+        find(Row::Unlink),
     ) else {
         return;
     };
@@ -809,13 +906,18 @@ fn print_report(plan: &Plan, results: &[RowResult]) {
         millis(late_slow),
         millis(late_proc)
     );
-    let speedup = naive_slow.wall().as_secs_f64() / ours_slow.wall().as_secs_f64().max(1e-9);
+    let naive = naive_slow.wall().as_secs_f64();
+    let speedup = naive / ours_slow.wall().as_secs_f64().max(1e-9);
+    // The removals alone bound any sweep's speed-up on this disk; the line says how far.
+    let bound = naive / unlinks.wall().as_secs_f64().max(1e-9);
     println!(
         "goal: ours at least {GOAL_SPEEDUP:.0}x faster than the naive sweep with the 1 ms \
-         lookup: {} ({speedup:.0}x: {} ms against {} ms)",
+         lookup: {} ({speedup:.0}x: {} ms against {} ms; only unlinking the {dead} dead \
+         owners' locks took {} ms, {bound:.0}x)",
         yes_no(speedup >= GOAL_SPEEDUP),
         fmt_wall(ours_slow.wall()),
-        fmt_wall(naive_slow.wall())
+        fmt_wall(naive_slow.wall()),
+        fmt_wall(unlinks.wall())
     );
     println!();
 }
@@ -859,14 +961,29 @@ mod tests {
             (Sweep::Ours, Lookup::Slow),
         ];
         for (k, (sweep, lookup)) in rows.into_iter().enumerate() {
-            let dirs = plant(40, &owners, &root.path().join(format!("run{k}"))).unwrap();
-            let outcome = measure(sweep, lookup, &dirs).unwrap();
-            check(40, Row::Sweep(sweep, lookup), &outcome, &dirs).unwrap();
+            let planted = plant(40, &owners, &root.path().join(format!("run{k}"))).unwrap();
+            let outcome = measure(sweep, lookup, &planted.dirs).unwrap();
+            check(40, Row::Sweep(sweep, lookup), &outcome, &planted.dirs).unwrap();
             let expected = match sweep {
                 Sweep::Ours => (LIVE_OWNERS + DEAD_OWNERS) as u64,
                 Sweep::Naive => 40,
             };
             assert_eq!(outcome.lookups, expected, "{sweep:?}");
         }
+    }
+
+    #[test]
+    fn the_unlink_baseline_removes_exactly_the_dead_owners_locks() {
+        let root = tempfile::tempdir().unwrap();
+        let owners = Owners::start().unwrap();
+        // More dead locks than one batch holds, and not a multiple of it.
+        let locks = 3 * UNLINK_BATCH + 7;
+        let planted = plant(locks, &owners, root.path()).unwrap();
+        let dead = (locks - live_locks(locks)) as u64;
+        assert_eq!(planted.dead.len() as u64, dead);
+        let outcome = unlink(&planted).unwrap();
+        check(locks, Row::Unlink, &outcome, &planted.dirs).unwrap();
+        assert_eq!((outcome.removed, outcome.lookups), (dead, 0));
+        assert!(planted.dead.iter().all(|p| !p.exists()));
     }
 }
