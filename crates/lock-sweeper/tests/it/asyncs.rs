@@ -4,24 +4,14 @@ use std::time::Duration;
 
 use sessionkit_lock_sweeper::Sweeper;
 
-use crate::util::{FRESH, HOUR, Scratch, Sleeper, openclaw, outline};
+use crate::util::{Scratch, Sleeper, mixed_dirs, outline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_async_sweep_matches_the_sync_sweep() {
     let scratch = Scratch::new("async");
     let live = Sleeper::spawn();
-    let (dead, dead_start) = Sleeper::spawn().kill();
-    let dirs: Vec<_> = (0..5).map(|d| scratch.dir(&format!("d{d}"))).collect();
-    for (d, dir) in dirs.iter().enumerate() {
-        for i in 0..150 {
-            let name = dir.join(format!("{i:03}.jsonl.lock"));
-            if (i + d) % 3 == 0 {
-                openclaw(&name, dead, dead_start, HOUR);
-            } else {
-                openclaw(&name, live.pid, live.starttime, FRESH);
-            }
-        }
-    }
+    let dead = Sleeper::spawn().kill();
+    let dirs = mixed_dirs(&scratch, &live, dead, 5, 150);
     let mut all = dirs.clone();
     all.push(scratch.join("missing"));
 

@@ -5,24 +5,14 @@ use std::time::Duration;
 
 use sessionkit_lock_sweeper::Sweeper;
 
-use crate::util::{FRESH, HOUR, Scratch, Sleeper, names, openclaw, outline};
+use crate::util::{HOUR, Scratch, Sleeper, mixed_dirs, names, openclaw, outline};
 
 #[test]
 fn the_report_is_the_same_on_one_thread_and_on_many() {
     let scratch = Scratch::new("threads");
     let live = Sleeper::spawn();
-    let (dead, dead_start) = Sleeper::spawn().kill();
-    let dirs: Vec<_> = (0..4).map(|d| scratch.dir(&format!("d{d}"))).collect();
-    for (d, dir) in dirs.iter().enumerate() {
-        for i in 0..40 {
-            let name = dir.join(format!("{i:02}.jsonl.lock"));
-            if (i + d) % 3 == 0 {
-                openclaw(&name, dead, dead_start, HOUR);
-            } else {
-                openclaw(&name, live.pid, live.starttime, FRESH);
-            }
-        }
-    }
+    let dead = Sleeper::spawn().kill();
+    let dirs = mixed_dirs(&scratch, &live, dead, 4, 40);
     let mut all = dirs.clone();
     all.insert(1, scratch.join("missing"));
     let sweeper = |dry_run: bool, threads: usize| {
@@ -40,7 +30,7 @@ fn the_report_is_the_same_on_one_thread_and_on_many() {
     assert_eq!(one.totals, many.totals);
     assert_eq!((one.lookups, many.lookups), (2, 2));
     // Every directory in the order given, each sorted by name.
-    let first: Vec<String> = (0..40).map(|i| format!("{i:02}.jsonl.lock")).collect();
+    let first: Vec<String> = (0..40).map(|i| format!("{i:03}.jsonl.lock")).collect();
     assert_eq!(names(&one)[..40], first[..]);
     assert_eq!(one.totals.scanned, 160);
     let stale = one.totals.stale;

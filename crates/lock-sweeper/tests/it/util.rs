@@ -161,6 +161,30 @@ pub(crate) fn names(report: &sessionkit_lock_sweeper::SweepReport) -> Vec<String
         .collect()
 }
 
+/// Fills `dirs` new directories `d0`, `d1`, ... with `per_dir` OpenClaw-format locks each,
+/// `000.jsonl.lock` on: a dead owner's, an hour old, wherever `(i + d) % 3 == 0`, else a fresh
+/// one of `live`. Returns the directories.
+pub(crate) fn mixed_dirs(
+    scratch: &Scratch,
+    live: &Sleeper,
+    (dead, dead_start): (u32, u64),
+    dirs: usize,
+    per_dir: usize,
+) -> Vec<PathBuf> {
+    let dirs: Vec<_> = (0..dirs).map(|d| scratch.dir(&format!("d{d}"))).collect();
+    for (d, dir) in dirs.iter().enumerate() {
+        for i in 0..per_dir {
+            let name = dir.join(format!("{i:03}.jsonl.lock"));
+            if (i + d) % 3 == 0 {
+                openclaw(&name, dead, dead_start, HOUR);
+            } else {
+                openclaw(&name, live.pid, live.starttime, FRESH);
+            }
+        }
+    }
+    dirs
+}
+
 /// What must agree between two sweeps of the same files (ages and timings differ).
 pub(crate) fn outline(report: &sessionkit_lock_sweeper::SweepReport) -> Vec<String> {
     report
