@@ -365,13 +365,119 @@ impl fmt::Display for PowerReport {
     }
 }
 
-/// The result of the power-loss part.
+/// The result of a power-loss part: this one's report, or another suite's.
 #[derive(Clone, Debug)]
-pub enum PowerOutcome {
+pub enum PowerOutcome<R = PowerReport> {
     /// The machine cannot run it; the reason goes on a `SKIP:` line.
     Skipped(String),
     /// It ran.
-    Ran(PowerReport),
+    Ran(R),
+}
+
+/// What every power-loss part runs on: the tools, a disk-backed directory for the images and
+/// a RAM-backed one (where there is one) for copies of them.
+pub(crate) struct Rig {
+    pub(crate) tools: Tools,
+    image_base: PathBuf,
+    copies: ScratchDir,
+}
+
+impl Rig {
+    /// Finds the tools and the directories; `Ok(Err(reason))` when this machine cannot make
+    /// power-loss images at all. `label` names the scratch directories.
+    pub(crate) fn new(base_dir: &Path, label: &str) -> Result<Result<Rig, String>, String> {
+        let tools = match prerequisites() {
+            Ok(tools) => tools,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let image_base = match disk_dir(base_dir) {
+            Ok(dir) => dir,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let shm = Path::new("/dev/shm");
+        let copy_base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let copies = ScratchDir::new(&copy_base, &format!("{label}copies"))
+            .map_err(|e| format!("cannot create a dir for image copies: {e}"))?;
+        Ok(Ok(Rig {
+            tools,
+            image_base,
+            copies,
+        }))
+    }
+
+    /// A path in the copies' directory.
+    pub(crate) fn copy_path(&self, name: &str) -> PathBuf {
+        self.copies.path().join(name)
+    }
+
+    /// Calls `each` with every item of `plan` and its index, each on a freshly made and
+    /// mounted image, which is unmounted and removed afterwards whatever came of it.
+    /// `Ok(Err(reason))` if the first image cannot be mounted: the machine cannot do it at
+    /// all.
+    pub(crate) fn on_fresh_images<T, R>(
+        &self,
+        label: &str,
+        plan: impl IntoIterator<Item = T>,
+        mut each: impl FnMut(usize, T, &Mounted) -> Result<R, String>,
+    ) -> Result<Result<Vec<R>, String>, String> {
+        let mut results = Vec::new();
+        for (index, item) in plan.into_iter().enumerate() {
+            let scratch = ScratchDir::new(&self.image_base, &format!("{label}image"))
+                .map_err(|e| format!("cannot create a dir for the image: {e}"))?;
+            let mounted = match Mounted::new(&self.tools, scratch.path()) {
+                Ok(m) => m,
+                // The first mount proves whether this machine can do it at all.
+                Err(reason) if index == 0 => {
+                    return Ok(Err(format!("cannot mount an ext4 loop image: {reason}")));
+                }
+                Err(e) => return Err(e),
+            };
+            let result = each(index, item, &mounted);
+            // Unmount before the scratch dir goes, whatever the result.
+            drop(mounted);
+            drop(scratch);
+            results.push(result?);
+        }
+        Ok(Ok(results))
+    }
+
+    /// Copies the mounted image to `copy` with `cp --sparse=always` (only what ext4 has
+    /// submitted to the device: the disk after a power cut now) and replays the copy's
+    /// journal with `e2fsck -fy`. Then `judge` looks at the copy, unless `e2fsck` found it
+    /// beyond repair, which `corrupt` turns into a verdict. The copy is removed afterwards,
+    /// whatever came of it.
+    pub(crate) fn judge_copy<V>(
+        &self,
+        mounted: &Mounted,
+        copy: &Path,
+        corrupt: impl FnOnce(String) -> V,
+        judge: impl FnOnce() -> Result<V, String>,
+    ) -> Result<V, String> {
+        run_ok(
+            &self.tools.cp,
+            &[
+                "--sparse=always".as_ref(),
+                mounted.image.as_os_str(),
+                copy.as_os_str(),
+            ],
+        )?;
+        let verdict =
+            run_tool(&self.tools.e2fsck, &["-fy".as_ref(), copy.as_os_str()]).and_then(|fsck| {
+                match fsck.status.code() {
+                    Some(0 | 1) => judge(),
+                    other => Ok(corrupt(format!(
+                        "e2fsck -fy exited with {other:?}: {}",
+                        String::from_utf8_lossy(&fsck.stdout).trim()
+                    ))),
+                }
+            });
+        std::fs::remove_file(copy).map_err(|e| format!("cannot remove {}: {e}", copy.display()))?;
+        verdict
+    }
 }
 
 /// Runs the correct writer, then each fsync mutant, each on a fresh image.
@@ -382,66 +488,40 @@ pub enum PowerOutcome {
 /// violations are counted in the report instead.
 pub fn run(config: &PowerConfig) -> Result<PowerOutcome, String> {
     let started = Instant::now();
-    let tools = match prerequisites() {
-        Ok(tools) => tools,
+    let rig = match Rig::new(&config.base_dir, "")? {
+        Ok(rig) => rig,
         Err(reason) => return Ok(PowerOutcome::Skipped(reason)),
     };
-    let image_base = match disk_dir(&config.base_dir) {
-        Ok(dir) => dir,
-        Err(reason) => return Ok(PowerOutcome::Skipped(reason)),
-    };
-    let shm = Path::new("/dev/shm");
-    let copy_base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let copies = ScratchDir::new(&copy_base, "copies")
-        .map_err(|e| format!("cannot create a dir for image copies: {e}"))?;
-
     let plan = [
         (Variant::Correct, config.correct_images, false),
         (Variant::NoTempFsync, config.mutant_cap, true),
         (Variant::NoDirFsync, config.mutant_cap, true),
     ];
     let mut next_seq = 1;
-    let mut variants = Vec::new();
-    for (index, (variant, images, stop_when_caught)) in plan.into_iter().enumerate() {
-        let scratch = ScratchDir::new(&image_base, "image")
-            .map_err(|e| format!("cannot create a dir for the image: {e}"))?;
-        let mounted = match Mounted::new(&tools, scratch.path()) {
-            Ok(m) => m,
-            // The first mount proves whether this machine can do it at all.
-            Err(reason) if index == 0 => {
-                return Ok(PowerOutcome::Skipped(format!(
-                    "cannot mount an ext4 loop image: {reason}"
-                )));
-            }
-            Err(e) => return Err(e),
-        };
+    let variants = rig.on_fresh_images("", plan, |index, planned, mounted| {
+        let (variant, images, stop_when_caught) = planned;
         let mut rng = SplitMix64::new(mix64(config.seed ^ ((index as u64 + 1) << 40)));
         let run = Run {
             config,
-            tools: &tools,
-            mounted: &mounted,
-            copy: copies.path().join("copy.img"),
+            rig: &rig,
+            mounted,
+            copy: rig.copy_path("copy.img"),
         };
-        let report = run.variant(variant, images, stop_when_caught, &mut rng, &mut next_seq);
-        // Unmount before the scratch dir goes, whatever the result.
-        drop(mounted);
-        drop(scratch);
-        variants.push(report?);
-    }
-    Ok(PowerOutcome::Ran(PowerReport {
-        variants,
-        elapsed: started.elapsed(),
-    }))
+        run.variant(variant, images, stop_when_caught, &mut rng, &mut next_seq)
+    })?;
+    Ok(match variants {
+        Ok(variants) => PowerOutcome::Ran(PowerReport {
+            variants,
+            elapsed: started.elapsed(),
+        }),
+        Err(reason) => PowerOutcome::Skipped(reason),
+    })
 }
 
 /// One variant's run on one mounted image.
 struct Run<'a> {
     config: &'a PowerConfig,
-    tools: &'a Tools,
+    rig: &'a Rig,
     mounted: &'a Mounted,
     copy: PathBuf,
 }
@@ -473,7 +553,7 @@ impl Run<'_> {
         AtomicWriter::new()
             .write(&target, &sequenced_payload(initial_seq, 100))
             .map_err(|e| format!("cannot write the initial payload: {e}"))?;
-        run_ok(&self.tools.sync, &["-f".as_ref(), target.as_os_str()])?;
+        run_ok(&self.rig.tools.sync, &["-f".as_ref(), target.as_os_str()])?;
         let mut required = initial_seq;
 
         let mut report = VariantReport {
@@ -546,34 +626,19 @@ impl Run<'_> {
 
     /// Copies the image, replays its journal and judges the target it holds.
     fn check_image(&self, required: u64, newest_possible: u64) -> Result<Verdict, String> {
-        let copy = &self.copy;
-        run_ok(
-            &self.tools.cp,
-            &[
-                "--sparse=always".as_ref(),
-                self.mounted.image.as_os_str(),
-                copy.as_os_str(),
-            ],
-        )?;
-        let verdict = self.judge_copy(required, newest_possible);
-        std::fs::remove_file(copy).map_err(|e| format!("cannot remove {}: {e}", copy.display()))?;
-        verdict
+        self.rig
+            .judge_copy(self.mounted, &self.copy, Verdict::Corrupt, || {
+                self.judge_target(required, newest_possible)
+            })
     }
 
-    fn judge_copy(&self, required: u64, newest_possible: u64) -> Result<Verdict, String> {
+    fn judge_target(&self, required: u64, newest_possible: u64) -> Result<Verdict, String> {
         let copy = self.copy.as_os_str();
-        let fsck = run_tool(&self.tools.e2fsck, &["-fy".as_ref(), copy])?;
-        match fsck.status.code() {
-            Some(0 | 1) => {}
-            other => {
-                return Ok(Verdict::Corrupt(format!(
-                    "e2fsck -fy exited with {other:?}: {}",
-                    String::from_utf8_lossy(&fsck.stdout).trim()
-                )));
-            }
-        }
         let cat = format!("cat /{TARGET_NAME}");
-        let out = run_tool(&self.tools.debugfs, &["-R".as_ref(), cat.as_ref(), copy])?;
+        let out = run_tool(
+            &self.rig.tools.debugfs,
+            &["-R".as_ref(), cat.as_ref(), copy],
+        )?;
         if !out.status.success() {
             return Ok(Verdict::Corrupt(format!(
                 "debugfs failed ({}): {}",

@@ -18,15 +18,14 @@
 //! runs on its own fresh image until an image shows it lost an acknowledged update.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sessionkit_session_store::Store;
 
 use crate::kill9::sweep_orphans;
-use crate::power::{Mounted, Tools, disk_dir, prerequisites, run_ok, run_tool};
+use crate::power::{Mounted, PowerOutcome, Rig, run_ok, run_tool};
 use crate::rng::{SplitMix64, mix64};
-use crate::scratch::ScratchDir;
 use crate::store::{InFlight, Model, StoreProcess, Verdict, journal_epoch, list_store};
 use crate::store_child::{StoreChildArgs, StoreVariant, snapshot_path};
 
@@ -200,13 +199,7 @@ impl fmt::Display for StorePowerReport {
 }
 
 /// The result of the power-loss part.
-#[derive(Clone, Debug)]
-pub enum StorePowerOutcome {
-    /// The machine cannot run it; the reason goes on a `SKIP:` line.
-    Skipped(String),
-    /// It ran.
-    Ran(StorePowerReport),
-}
+pub type StorePowerOutcome = PowerOutcome<StorePowerReport>;
 
 /// Runs the correct writer, then the no-fsync mutant, each on a fresh image.
 ///
@@ -216,65 +209,39 @@ pub enum StorePowerOutcome {
 /// violations are counted in the report instead.
 pub fn run(config: &StorePowerConfig) -> Result<StorePowerOutcome, String> {
     let started = Instant::now();
-    let tools = match prerequisites() {
-        Ok(tools) => tools,
-        Err(reason) => return Ok(StorePowerOutcome::Skipped(reason)),
+    let rig = match Rig::new(&config.base_dir, "store-")? {
+        Ok(rig) => rig,
+        Err(reason) => return Ok(PowerOutcome::Skipped(reason)),
     };
-    let image_base = match disk_dir(&config.base_dir) {
-        Ok(dir) => dir,
-        Err(reason) => return Ok(StorePowerOutcome::Skipped(reason)),
-    };
-    let shm = Path::new("/dev/shm");
-    let copy_base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let copies = ScratchDir::new(&copy_base, "store-copies")
-        .map_err(|e| format!("cannot create a dir for image copies: {e}"))?;
-
     let plan = [
         (StoreVariant::Correct, config.correct_images, false),
         (StoreVariant::NoFsync, config.mutant_cap, true),
     ];
-    let mut variants = Vec::new();
-    for (index, (variant, images, stop_when_caught)) in plan.into_iter().enumerate() {
-        let scratch = ScratchDir::new(&image_base, "store-image")
-            .map_err(|e| format!("cannot create a dir for the image: {e}"))?;
-        let mounted = match Mounted::new(&tools, scratch.path()) {
-            Ok(m) => m,
-            // The first mount proves whether this machine can do it at all.
-            Err(reason) if index == 0 => {
-                return Ok(StorePowerOutcome::Skipped(format!(
-                    "cannot mount an ext4 loop image: {reason}"
-                )));
-            }
-            Err(e) => return Err(e),
-        };
+    let variants = rig.on_fresh_images("store-", plan, |index, planned, mounted| {
+        let (variant, images, stop_when_caught) = planned;
         let mut rng = SplitMix64::new(mix64(config.seed ^ ((index as u64 + 1) << 44) ^ 0x5707e));
         let run = Run {
             config,
-            tools: &tools,
-            mounted: &mounted,
-            copy: copies.path().join("copy.img"),
-            dump: copies.path().join("dump"),
+            rig: &rig,
+            mounted,
+            copy: rig.copy_path("copy.img"),
+            dump: rig.copy_path("dump"),
         };
-        let report = run.variant(variant, images, stop_when_caught, &mut rng);
-        // Unmount before the scratch dir goes, whatever the result.
-        drop(mounted);
-        drop(scratch);
-        variants.push(report?);
-    }
-    Ok(StorePowerOutcome::Ran(StorePowerReport {
-        variants,
-        elapsed: started.elapsed(),
-    }))
+        run.variant(variant, images, stop_when_caught, &mut rng)
+    })?;
+    Ok(match variants {
+        Ok(variants) => PowerOutcome::Ran(StorePowerReport {
+            variants,
+            elapsed: started.elapsed(),
+        }),
+        Err(reason) => PowerOutcome::Skipped(reason),
+    })
 }
 
 /// One variant's run on one mounted image.
 struct Run<'a> {
     config: &'a StorePowerConfig,
-    tools: &'a Tools,
+    rig: &'a Rig,
     mounted: &'a Mounted,
     copy: PathBuf,
     dump: PathBuf,
@@ -332,7 +299,7 @@ impl Run<'_> {
                 std::fs::create_dir(&dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 // The directory itself must be durable before any image can be judged.
-                run_ok(&self.tools.sync, &["-f".as_ref(), dir.as_os_str()])?;
+                run_ok(&self.rig.tools.sync, &["-f".as_ref(), dir.as_os_str()])?;
                 model = Model::new();
                 gen_ = 0;
                 epoch = None;
@@ -453,17 +420,11 @@ impl Run<'_> {
         model: &Model,
         in_flight: &InFlight,
     ) -> Result<ImageVerdict, String> {
-        let copy = &self.copy;
-        run_ok(
-            &self.tools.cp,
-            &[
-                "--sparse=always".as_ref(),
-                self.mounted.image.as_os_str(),
-                copy.as_os_str(),
-            ],
-        )?;
-        let verdict = self.judge_copy(name, model, in_flight);
-        std::fs::remove_file(copy).map_err(|e| format!("cannot remove {}: {e}", copy.display()))?;
+        let verdict = self
+            .rig
+            .judge_copy(self.mounted, &self.copy, ImageVerdict::Corrupt, || {
+                self.judge_store(name, model, in_flight)
+            });
         if self.dump.exists() {
             std::fs::remove_dir_all(&self.dump)
                 .map_err(|e| format!("cannot remove {}: {e}", self.dump.display()))?;
@@ -471,27 +432,20 @@ impl Run<'_> {
         verdict
     }
 
-    fn judge_copy(
+    fn judge_store(
         &self,
         name: &str,
         model: &Model,
         in_flight: &InFlight,
     ) -> Result<ImageVerdict, String> {
         let copy = self.copy.as_os_str();
-        let fsck = run_tool(&self.tools.e2fsck, &["-fy".as_ref(), copy])?;
-        match fsck.status.code() {
-            Some(0 | 1) => {}
-            other => {
-                return Ok(ImageVerdict::Corrupt(format!(
-                    "e2fsck -fy exited with {other:?}: {}",
-                    String::from_utf8_lossy(&fsck.stdout).trim()
-                )));
-            }
-        }
         std::fs::create_dir(&self.dump)
             .map_err(|e| format!("cannot create {}: {e}", self.dump.display()))?;
         let rdump = format!("rdump /{name} {}", self.dump.display());
-        let out = run_tool(&self.tools.debugfs, &["-R".as_ref(), rdump.as_ref(), copy])?;
+        let out = run_tool(
+            &self.rig.tools.debugfs,
+            &["-R".as_ref(), rdump.as_ref(), copy],
+        )?;
         if !out.status.success() {
             return Ok(ImageVerdict::Corrupt(format!(
                 "debugfs rdump failed ({}): {}",
