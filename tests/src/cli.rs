@@ -1,6 +1,7 @@
 //! The command line of `sessionkit-torture` (hand-parsed, std only) and the suite runner.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use crate::power::{self, PowerConfig, PowerOutcome};
 use crate::rng::{mix64, seed_from_clock};
 use crate::store::{self, StoreKill9Config};
 use crate::store_child::{StoreChildArgs, StoreVariant};
-use crate::store_power::{self, StorePowerConfig, StorePowerOutcome};
+use crate::store_power::{self, StorePowerConfig};
 
 /// Kills in a `--quick` run, the CI floor of the plan's R5 quick tier.
 pub const QUICK_KILLS: u64 = 2_000;
@@ -304,17 +305,10 @@ fn run_atomic(
     ));
     let mut config = Kill9Config::new(exe.to_path_buf(), kills, seed, options.kill9_writer);
     config.base_dir = base_dir.to_path_buf();
-    match kill9::run(&config) {
-        Ok(report) => {
-            say(&report.to_string());
-            if report.violations > 0 {
-                failures.push(format!("kill -9: {} violations", report.violations));
-            }
-        }
-        Err(e) => {
-            say(&format!("ERROR: kill -9 torture could not run: {e}"));
-            failures.push(format!("kill -9 harness error: {e}"));
-        }
+    if let Some(report) = reported("kill -9 torture", kill9::run(&config), failures)
+        && report.violations > 0
+    {
+        failures.push(format!("kill -9: {} violations", report.violations));
     }
 
     say(&format!(
@@ -328,16 +322,8 @@ fn run_atomic(
         mutant_cap: MUTANT_IMAGE_CAP,
         seed,
     };
-    match power::run(&config) {
-        Ok(PowerOutcome::Skipped(reason)) => say(&format!("SKIP: power-loss images: {reason}")),
-        Ok(PowerOutcome::Ran(report)) => {
-            say(&report.to_string());
-            failures.extend(report.failures());
-        }
-        Err(e) => {
-            say(&format!("ERROR: power-loss images could not run: {e}"));
-            failures.push(format!("power-loss harness error: {e}"));
-        }
+    if let Some(report) = reported_images("power-loss images", power::run(&config), failures) {
+        failures.extend(report.failures());
     }
 }
 
@@ -369,25 +355,18 @@ fn run_lock(
         config.min_kills,
         config.min_holder_stops,
     ));
-    match lockcheck::run(&config) {
-        Ok(report) => {
-            say(&report.to_string());
-            if report.violations() > 0 {
-                failures.push(format!(
-                    "lock-set checker: {} violations",
-                    report.violations()
-                ));
-            }
-            if report.fell_short {
-                failures.push(format!(
-                    "lock-set checker: only {} of {sections} sections within {:?}",
-                    report.verdict.sections, config.time_limit
-                ));
-            }
+    if let Some(report) = reported("lock-set checker", lockcheck::run(&config), failures) {
+        if report.violations() > 0 {
+            failures.push(format!(
+                "lock-set checker: {} violations",
+                report.violations()
+            ));
         }
-        Err(e) => {
-            say(&format!("ERROR: lock-set checker could not run: {e}"));
-            failures.push(format!("lock-set checker harness error: {e}"));
+        if report.fell_short {
+            failures.push(format!(
+                "lock-set checker: only {} of {sections} sections within {:?}",
+                report.verdict.sections, config.time_limit
+            ));
         }
     }
 
@@ -405,24 +384,16 @@ fn run_lock(
         config.workers,
         config.pause.as_millis(),
     ));
-    match lockcheck::run(&config) {
-        Ok(report) => {
-            say(&report.to_string());
-            if report.caught() {
-                say(&format!(
-                    "mutant caught: {} lost updates, {} overlaps",
-                    report.verdict.lost_updates, report.verdict.overlaps
-                ));
-            } else {
-                failures.push(
-                    "lock-set checker: the steal mutant showed no lost update or overlap"
-                        .to_owned(),
-                );
-            }
-        }
-        Err(e) => {
-            say(&format!("ERROR: lock-set mutant run could not run: {e}"));
-            failures.push(format!("lock-set mutant harness error: {e}"));
+    if let Some(report) = reported("lock-set mutant run", lockcheck::run(&config), failures) {
+        if report.caught() {
+            say(&format!(
+                "mutant caught: {} lost updates, {} overlaps",
+                report.verdict.lost_updates, report.verdict.overlaps
+            ));
+        } else {
+            failures.push(
+                "lock-set checker: the steal mutant showed no lost update or overlap".to_owned(),
+            );
         }
     }
 }
@@ -471,17 +442,10 @@ fn run_store(
         config.fresh_every,
         config.pair_every,
     ));
-    match store::run_kill9(&config) {
-        Ok(report) => {
-            say(&report.to_string());
-            if report.violations > 0 {
-                failures.push(format!("store kill -9: {} violations", report.violations));
-            }
-        }
-        Err(e) => {
-            say(&format!("ERROR: store kill -9 torture could not run: {e}"));
-            failures.push(format!("store kill -9 harness error: {e}"));
-        }
+    if let Some(report) = reported("store kill -9 torture", store::run_kill9(&config), failures)
+        && report.violations > 0
+    {
+        failures.push(format!("store kill -9: {} violations", report.violations));
     }
 
     if options.store_writer != StoreVariant::Correct {
@@ -504,20 +468,45 @@ fn run_store(
          every {} images ==",
         config.fresh_every
     ));
-    match store_power::run(&config) {
-        Ok(StorePowerOutcome::Skipped(reason)) => {
-            say(&format!("SKIP: store power-loss images: {reason}"));
-        }
-        Ok(StorePowerOutcome::Ran(report)) => {
+    let outcome = store_power::run(&config);
+    if let Some(report) = reported_images("store power-loss images", outcome, failures) {
+        failures.extend(report.failures());
+    }
+}
+
+/// Prints a part's report and returns it; or says that the part could not run, and counts
+/// that as a failure.
+fn reported<R: fmt::Display>(
+    what: &str,
+    result: Result<R, String>,
+    failures: &mut Vec<String>,
+) -> Option<R> {
+    match result {
+        Ok(report) => {
             say(&report.to_string());
-            failures.extend(report.failures());
+            Some(report)
         }
         Err(e) => {
-            say(&format!(
-                "ERROR: store power-loss images could not run: {e}"
-            ));
-            failures.push(format!("store power-loss harness error: {e}"));
+            say(&format!("ERROR: {what} could not run: {e}"));
+            failures.push(format!("{what}: harness error: {e}"));
+            None
         }
+    }
+}
+
+/// As [`reported`], for a power-loss part, which says `SKIP:` where the machine cannot run it.
+fn reported_images<R: fmt::Display>(
+    what: &str,
+    result: Result<PowerOutcome<R>, String>,
+    failures: &mut Vec<String>,
+) -> Option<R> {
+    match result {
+        Ok(PowerOutcome::Skipped(reason)) => {
+            say(&format!("SKIP: {what}: {reason}"));
+            None
+        }
+        Ok(PowerOutcome::Ran(report)) => reported(what, Ok(report), failures),
+        Err(e) => reported(what, Err(e), failures),
     }
 }
 
