@@ -18,10 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use sessionkit_lock_sweeper::{Liveness, OwnerLookup, ProcLookup, ProcessProbe, Sweeper};
-use sessionkit_write_lock::parse_record;
+use sessionkit_write_lock::{format_created_at, parse_record};
 use tokio::runtime::Runtime;
 
 use crate::args::Options;
@@ -471,8 +471,8 @@ fn plant(locks: usize, owners: &Owners, run: &Path) -> io::Result<Planted> {
         fs::create_dir_all(dir).map_err(|e| context(e, format!("create {}", dir.display())))?;
     }
     let now = SystemTime::now();
-    let fresh = iso_ms(now);
-    let old = iso_ms(now - DEAD_LOCK_AGE);
+    let fresh = format_created_at(now);
+    let old = format_created_at(now - DEAD_LOCK_AGE);
     for i in 0..locks {
         let (owner, live) = owners.of(i);
         let created = if live { &fresh } else { &old };
@@ -501,31 +501,6 @@ fn plant(locks: usize, owners: &Owners, run: &Path) -> io::Result<Planted> {
         )));
     }
     Ok(Planted { dirs, dead })
-}
-
-/// An ISO-8601 UTC time with milliseconds, as JavaScript's `Date.prototype.toISOString` writes.
-fn iso_ms(t: SystemTime) -> String {
-    let ms = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Howard Hinnant's `civil_from_days`.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3_600_000,
-        rest / 60_000 % 60,
-        rest / 1000 % 60,
-        rest % 1000
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -935,13 +910,6 @@ fn fmt_wall(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn iso_times_are_javascripts() {
-        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        assert_eq!(iso_ms(t), "2023-11-14T22:13:20.123Z");
-        assert_eq!(iso_ms(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-    }
 
     #[test]
     fn live_locks_follow_the_owners_turns() {

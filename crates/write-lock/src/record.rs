@@ -8,10 +8,22 @@
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{Map, Value};
 
-use crate::time::{format_iso8601_ms, parse_iso8601_ms};
+use std::time::SystemTime;
+
+use crate::time::{format_iso8601_ms, parse_iso8601_ms, system_time_ms};
 
 /// The format version this library writes in the `sessionkit` field.
 pub const RECORD_FORMAT: u32 = 1;
+
+/// The text of a record's `createdAt` for `t`, as JavaScript's `Date.prototype.toISOString()`
+/// writes it and OpenClaw stores it: `2026-05-01T10:00:00.123Z`, UTC, always three fraction
+/// digits. A time before 1970 is written as `1970-01-01T00:00:00.000Z`.
+///
+/// For programs and tests that write records of other formats (OpenClaw's) themselves;
+/// [`OwnerRecord::to_bytes`] formats `createdAt` this way too.
+pub fn format_created_at(t: SystemTime) -> String {
+    format_iso8601_ms(system_time_ms(t))
+}
 
 /// JavaScript's `Number.MAX_SAFE_INTEGER`: the largest integral float accepted as an integer.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
@@ -235,4 +247,26 @@ fn json_uint(value: &Value) -> Option<u64> {
     let f = n.as_f64()?;
     // `-0.0` passes and becomes 0, as JavaScript would read it.
     (f.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(&f)).then_some(f as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn created_at_is_written_as_javascript_writes_it() {
+        // `new Date(1700000000123).toISOString()`
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(format_created_at(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(format_created_at(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(format_created_at(before), "1970-01-01T00:00:00.000Z");
+        let text = format_created_at(t);
+        let parsed = parse_record(format!(r#"{{"createdAt": "{text}"}}"#).as_bytes());
+        assert_eq!(
+            parsed.record().and_then(|r| r.created_at_ms),
+            Some(1_700_000_000_123)
+        );
+    }
 }

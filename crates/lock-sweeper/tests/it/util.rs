@@ -104,30 +104,9 @@ impl Drop for Sleeper {
     }
 }
 
-/// An ISO-8601 UTC time with milliseconds, `ago` in the past, as JavaScript writes it.
+/// An OpenClaw record's `createdAt`, `ago` in the past.
 pub(crate) fn iso_ago(ago: Duration) -> String {
-    let ms = (SystemTime::now() - ago)
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3_600_000,
-        rest / 60_000 % 60,
-        rest / 1000 % 60,
-        rest % 1000
-    )
+    sessionkit_write_lock::format_created_at(SystemTime::now() - ago)
 }
 
 /// Writes an OpenClaw-format record (no `sessionkit` key).
