@@ -96,8 +96,10 @@
 //! Linux is the tested platform. The OS lock is [`std::fs::File::lock`] (`flock`); liveness,
 //! start times and command lines come from `/proc`. On network file systems that do not
 //! support `flock`, the OS lock cannot be taken or tested, and records are judged by the pid
-//! rules alone (scoped by host name); this is reported, not hidden. Other platforms compile but
-//! are not supported yet.
+//! rules alone (scoped by host name); this is reported, not hidden. Looking at a lock file
+//! (inspect, a contender's judgement, a sweep) opens it with `O_NOATIME`, so it does not dirty
+//! the inode with a new access time; on a file of another user, which Linux refuses that flag
+//! for, it opens it again without. Other platforms compile but are not supported yet.
 //!
 //! # Async
 //!

@@ -184,11 +184,7 @@ fn observe(lock_path: &Path) -> io::Result<Option<Seen>> {
     loop {
         // A symlink fails the open (never followed); a FIFO opens without waiting for a writer
         // and is closed again unread.
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(sys::OPEN_NOFOLLOW_NONBLOCK)
-            .open(lock_path)
-        {
+        let file = match sys::open_to_observe(lock_path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => match fs::symlink_metadata(lock_path) {

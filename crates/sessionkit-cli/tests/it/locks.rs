@@ -179,3 +179,63 @@ fn usage_errors_exit_2() {
     let line = assert_error_line(&output, USAGE);
     assert!(line.contains("SESSIONKIT_LOCK_STALE_MS"), "{line}");
 }
+
+/// `setpriv` arguments that run a command as user and group 65534 (`nobody`).
+const AS_NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+
+#[test]
+fn another_users_locks_are_read_without_the_noatime_flag() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Linux refuses `O_NOATIME` on a file of another user (`EPERM`); the look must open the
+    // file again without it rather than report an error.
+    let can_switch = Command::new("setpriv")
+        .args(AS_NOBODY)
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can_switch {
+        println!("SKIP: another user's locks: setpriv cannot run as user 65534 (needs root)");
+        return;
+    }
+    let planted = Planted::new();
+    let open = fs::Permissions::from_mode(0o755);
+    fs::set_permissions(planted.path(), open.clone()).expect("open the directory to all");
+    for name in ["dead.jsonl.lock", "live.jsonl.lock", "fresh.lock"] {
+        fs::set_permissions(planted.lock(name), fs::Permissions::from_mode(0o644))
+            .expect("make the lock readable by all");
+    }
+    // The built binary may sit under a directory user 65534 cannot enter: give it a link (or
+    // a copy) in the planted directory, where it is not a lock and is never looked at.
+    let binary = planted.path().join("sessionkit-binary");
+    if fs::hard_link(env!("CARGO_BIN_EXE_sessionkit"), &binary).is_err() {
+        fs::copy(env!("CARGO_BIN_EXE_sessionkit"), &binary).expect("copy the binary");
+    }
+    fs::set_permissions(&binary, open).expect("make the binary runnable by all");
+    let output = Command::new("setpriv")
+        .args(AS_NOBODY)
+        .arg(&binary)
+        .args(["locks", "--json"])
+        .arg(planted.path())
+        .output()
+        .expect("run sessionkit as user 65534");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(json["totals"]["scanned"], 3, "{out}");
+    assert_eq!(json["totals"]["errors"], 0, "{out}");
+    assert_eq!(json["totals"]["stale"], 1, "{out}");
+    let dead = json["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["path"] == planted.lock("dead.jsonl.lock").to_str().expect("UTF-8"))
+        .unwrap_or_else(|| panic!("no entry for the dead owner's lock: {out}"));
+    assert_eq!(dead["pid"], planted.dead_pid, "{out}");
+    fs::remove_file(&binary).expect("remove the binary's link");
+    assert_eq!(names(planted.path()), Planted::all_names());
+}

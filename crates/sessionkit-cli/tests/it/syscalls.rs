@@ -180,8 +180,9 @@ fn a_sweep_makes_eight_calls_per_stale_lock_and_five_per_kept_one() {
         return;
     };
     let dead = calls_on(&lines, &planted.lock("dead.jsonl.lock"));
-    // Open without following a symlink, fstat, one read, the OS lock; then, right before the
-    // unlink, the path's identity and the bytes again (one positioned read); then the close.
+    // Open without following a symlink or touching the access time, fstat, one read, the OS
+    // lock; then, right before the unlink, the path's identity and the bytes again (one
+    // positioned read); then the close.
     assert_eq!(
         dead,
         [
@@ -195,6 +196,8 @@ fn a_sweep_makes_eight_calls_per_stale_lock_and_five_per_kept_one() {
         .unwrap();
     assert!(opened.contains("O_NOFOLLOW"), "{opened}");
     assert!(opened.contains("O_NONBLOCK"), "{opened}");
+    // Looking does not dirty the inode with a new access time (we own the file here).
+    assert!(opened.contains("O_NOATIME"), "{opened}");
     // A live owner's lock and a fresh malformed one are judged and kept: no second look.
     for kept in ["live.jsonl.lock", "fresh.lock"] {
         assert_eq!(

@@ -6,6 +6,9 @@ use std::sync::OnceLock;
 
 use crate::lookup::{Liveness, ProcessProbe};
 
+/// The open flag that leaves a file's access time alone.
+pub(crate) const OPEN_NOATIME: i32 = libc::O_NOATIME;
+
 /// `ESRCH`: reading a `/proc/<pid>` file whose process was reaped after the open.
 const ESRCH: i32 = 3;
 

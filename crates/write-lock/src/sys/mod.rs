@@ -15,16 +15,37 @@ mod other;
 pub(crate) use other::*;
 
 use std::collections::hash_map::RandomState;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::hash::BuildHasher;
 use std::io;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The open flags for looking at a lock file: never through a symlink (the open fails with
 /// `ELOOP`), never waiting for a FIFO's writer, never taking a terminal as the controlling one.
 pub(crate) const OPEN_NOFOLLOW_NONBLOCK: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+
+/// Opens a lock file to look at it, with [`OPEN_NOFOLLOW_NONBLOCK`], and where the platform
+/// allows without updating its access time ([`OPEN_NOATIME`]): looking, as a sweep of
+/// thousands of locks does, should not dirty each file's inode.
+///
+/// Linux refuses `O_NOATIME` with `EPERM` on a file of another user (unless privileged); such
+/// a file is opened again without it.
+pub(crate) fn open_to_observe(path: &Path) -> io::Result<File> {
+    let open = |extra: i32| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(OPEN_NOFOLLOW_NONBLOCK | extra)
+            .open(path)
+    };
+    match open(OPEN_NOATIME) {
+        Err(e) if OPEN_NOATIME != 0 && e.raw_os_error() == Some(libc::EPERM) => open(0),
+        opened => opened,
+    }
+}
 
 /// True for the errors of an [`OPEN_NOFOLLOW_NONBLOCK`] open that mean the path is no regular
 /// file: a symlink (`ELOOP`) or a socket (`ENXIO`).

@@ -6,6 +6,9 @@ use std::sync::OnceLock;
 
 use crate::lookup::ProcessProbe;
 
+/// No open flag leaves the access time alone here.
+pub(crate) const OPEN_NOATIME: i32 = 0;
+
 /// Not supported on this platform: always an [`Unsupported`](io::ErrorKind::Unsupported) error,
 /// which callers read as "unknown, keep the lock".
 pub(crate) fn process_probe(_pid: u32) -> io::Result<ProcessProbe> {

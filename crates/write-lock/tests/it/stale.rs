@@ -479,3 +479,44 @@ fn a_fifo_as_lock_file_is_judged_without_waiting_for_a_writer() {
             .is_fifo()
     );
 }
+
+#[test]
+fn looking_at_a_lock_leaves_its_access_time_alone() {
+    let dir = Scratch::new("atime");
+    let target = dir.join("t");
+    let live = LiveProcess::spawn();
+    plant_legacy(
+        &target,
+        Some(live.pid()),
+        Some(MIN),
+        Some(live.start_time),
+        None,
+    );
+    let lock = lock_of(&target);
+    // An access time older than the modification time is one `relatime` would update on read.
+    let long_ago = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let set_atime = || {
+        fs::File::open(&lock)
+            .unwrap()
+            .set_times(fs::FileTimes::new().set_accessed(long_ago))
+            .unwrap();
+    };
+    let atime = || fs::metadata(&lock).unwrap().accessed().unwrap();
+    set_atime();
+    fs::read(&lock).unwrap();
+    if atime() == long_ago {
+        println!("SKIP: access times: this file system does not update them on read");
+        return;
+    }
+    set_atime();
+    assert_eq!(inspect(&target).0, Status::Held);
+    let (_, removed) = Locker::new()
+        .remove_if_stale_once(&lock, |_| false)
+        .unwrap();
+    assert!(!removed, "a live owner's lock is kept");
+    assert_eq!(
+        atime(),
+        long_ago,
+        "inspecting and judging read the lock file"
+    );
+}
