@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use sessionkit_atomic_fs::AtomicWriter;
 use sessionkit_atomic_fs::Durability;
+use sessionkit_test_support::is_root;
 
 use crate::child::{ChildArgs, PayloadKind, TARGET_NAME, Variant, target_path};
 use crate::kill9::sweep_orphans;
@@ -55,19 +56,6 @@ fn find_tool(name: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-}
-
-/// True if the effective user id is 0, read from `/proc/self/status` (no libc needed).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }
 
 /// Checks that this machine can build power-loss images.

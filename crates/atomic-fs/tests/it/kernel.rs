@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sessionkit_atomic_fs::{AtomicWriter, Step, append_record};
+use sessionkit_test_support::is_root;
 
-use crate::util::{Scratch, can_mount};
+use crate::util::Scratch;
 
 /// A mount that is undone on drop.
 struct Mount(PathBuf);
@@ -30,7 +31,7 @@ impl Drop for Mount {
 }
 
 fn skip(why: &str) -> bool {
-    if can_mount() {
+    if is_root() {
         return false;
     }
     println!("SKIP: atomic-fs kernel errors: {why}");

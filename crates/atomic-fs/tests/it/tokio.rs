@@ -191,7 +191,7 @@ async fn at_most_the_blocking_limit_runs_at_once() {
     let tasks: Vec<_> = (0..6)
         .map(|i| {
             let writer = writer.clone();
-            let target = dir.join(&format!("t{i}"));
+            let target = dir.join(format!("t{i}"));
             tokio::spawn(async move { writer.write_async(target, b"x".to_vec()).await })
         })
         .collect();

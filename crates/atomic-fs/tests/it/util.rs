@@ -1,4 +1,5 @@
-//! Shared helpers: scratch directories, a fault-injecting file system and a recording one.
+//! Shared helpers: a fault-injecting file system and a recording one (scratch directories come
+//! from `sessionkit-test-support`).
 
 use std::fs::{self, File, Metadata};
 use std::io;
@@ -8,54 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::ThreadId;
 
 use sessionkit_atomic_fs::{FileSystem, RealFs};
-
-/// A scratch directory removed on drop.
-#[derive(Debug)]
-pub(crate) struct Scratch {
-    path: PathBuf,
-}
-
-impl Scratch {
-    pub(crate) fn new(tag: &str) -> Scratch {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "sk-afs-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        Scratch { path }
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(crate) fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// The names in the directory, sorted.
-    pub(crate) fn names(&self) -> Vec<String> {
-        names_in(&self.path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-pub(crate) fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
+pub(crate) use sessionkit_test_support::{Scratch, names_in};
 
 #[cfg(unix)]
 pub(crate) fn mode_of(path: &Path) -> u32 {
@@ -282,20 +236,4 @@ impl FileSystem for RecordingFs {
         self.note(Call::SetLen, path);
         RealFs.set_len(file, path, len)
     }
-}
-
-/// True when the process may mount file systems (root); tests that need it print `SKIP:`.
-/// Setting `SESSIONKIT_TEST_NO_ROOT` exercises the skip path even as root.
-pub(crate) fn can_mount() -> bool {
-    if std::env::var_os("SESSIONKIT_TEST_NO_ROOT").is_some() {
-        return false;
-    }
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|v| v.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }

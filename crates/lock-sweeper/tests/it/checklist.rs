@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sessionkit_lock_sweeper::{StaleReason, Status, Sweeper};
 
-use crate::util::{FRESH, HOUR, Scratch, Sleeper, age, names, openclaw};
+use crate::util::{FRESH, HOUR, Scratch, Sleeper, names, openclaw, set_modified_ago};
 
 #[test]
 fn three_locks_dead_old_fresh_live_old_live() {
@@ -22,14 +22,14 @@ fn three_locks_dead_old_fresh_live_old_live() {
     openclaw(
         &dir.join("c-old-live.jsonl.lock"),
         live.pid,
-        live.starttime,
+        live.start_time,
         HOUR,
     );
     openclaw(&dir.join("a-dead-old.jsonl.lock"), dead, dead_start, HOUR);
     openclaw(
         &dir.join("b-fresh-live.jsonl.lock"),
         live.pid,
-        live.starttime,
+        live.start_time,
         FRESH,
     );
 
@@ -73,7 +73,7 @@ fn the_stale_age_setting_is_honoured_and_hold_exceeded_never_appears() {
         format!(
             "{{\"pid\": {}, \"starttime\": {}, \"createdAt\": \"{}\", \"maxHoldMs\": 1000}}",
             live.pid,
-            live.starttime,
+            live.start_time,
             crate::util::iso_ago(Duration::from_secs(60))
         ),
     )
@@ -99,7 +99,7 @@ fn a_fresh_empty_object_reports_both_malformed_reasons_and_is_kept() {
     let scratch = Scratch::new("fresh-empty");
     let dir = scratch.dir("d");
     fs::write(dir.join("e.jsonl.lock"), "{}").unwrap();
-    age(&dir.join("e.jsonl.lock"), Duration::from_secs(10));
+    set_modified_ago(&dir.join("e.jsonl.lock"), Duration::from_secs(10));
     let report = Sweeper::builder().build().unwrap().sweep(&[&dir]).unwrap();
     assert_eq!(
         report.entries[0].reasons,
@@ -114,7 +114,7 @@ fn a_two_minute_old_empty_object_is_removed_when_the_stale_age_is_ten_seconds() 
     let scratch = Scratch::new("old-empty");
     let dir = scratch.dir("d");
     fs::write(dir.join("e.jsonl.lock"), "{}").unwrap();
-    age(&dir.join("e.jsonl.lock"), Duration::from_secs(120));
+    set_modified_ago(&dir.join("e.jsonl.lock"), Duration::from_secs(120));
     let report = Sweeper::builder()
         .stale_after(Duration::from_secs(10))
         .build()
@@ -134,7 +134,7 @@ fn memoisation_five_locks_of_one_pid_cost_one_lookup() {
         openclaw(
             &dir.join(format!("{i}.jsonl.lock")),
             live.pid,
-            live.starttime,
+            live.start_time,
             FRESH,
         );
     }

@@ -61,14 +61,14 @@ fn memo_caches_answers_and_counts_real_lookups() {
 fn eighteen_hundred_locks_of_three_live_owners_cost_three_lookups() {
     let scratch = Scratch::new("memo");
     let owners: Vec<Sleeper> = (0..3).map(|_| Sleeper::spawn()).collect();
-    let dirs: Vec<_> = (0..6).map(|d| scratch.dir(&format!("d{d}"))).collect();
+    let dirs: Vec<_> = (0..6).map(|d| scratch.dir(format!("d{d}"))).collect();
     for (d, dir) in dirs.iter().enumerate() {
         for i in 0..300 {
             let owner = &owners[(d * 300 + i) % 3];
             openclaw(
                 &dir.join(format!("s{i:04}.jsonl.lock")),
                 owner.pid,
-                owner.starttime,
+                owner.start_time,
                 FRESH,
             );
         }
@@ -169,7 +169,7 @@ fn each_sweep_starts_with_an_empty_memo() {
         openclaw(
             &dir.join(format!("{i}.lock")),
             owner.pid,
-            owner.starttime,
+            owner.start_time,
             FRESH,
         );
     }

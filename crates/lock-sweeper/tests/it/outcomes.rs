@@ -6,7 +6,7 @@ use std::time::Duration;
 use sessionkit_lock_sweeper::{Liveness, StaleReason, Status, Sweeper};
 use sessionkit_write_lock::Locker;
 
-use crate::util::{FRESH, HOUR, Scratch, Sleeper, age, names, openclaw};
+use crate::util::{FRESH, HOUR, Scratch, Sleeper, names, openclaw, set_modified_ago};
 
 fn sweeper() -> Sweeper {
     Sweeper::builder().build().unwrap()
@@ -42,7 +42,7 @@ fn a_recycled_pid_is_removed() {
     let dir = scratch.dir("d");
     let live = Sleeper::spawn();
     // The pid is alive but started at another time: the record's owner is gone.
-    openclaw(&dir.join("r.lock"), live.pid, live.starttime + 1, FRESH);
+    openclaw(&dir.join("r.lock"), live.pid, live.start_time + 1, FRESH);
     let report = sweeper().sweep(&[&dir]).unwrap();
     assert_eq!(report.entries[0].reasons, vec![StaleReason::RecycledPid]);
     assert!(report.entries[0].removed);
@@ -54,7 +54,7 @@ fn malformed_records_are_kept_while_fresh_and_removed_when_old() {
     let dir = scratch.dir("d");
     fs::write(dir.join("fresh.lock"), "{}").unwrap();
     fs::write(dir.join("old.lock"), "{}").unwrap();
-    age(&dir.join("old.lock"), Duration::from_secs(120));
+    set_modified_ago(&dir.join("old.lock"), Duration::from_secs(120));
     fs::write(dir.join("empty.lock"), "").unwrap();
     let report = sweeper().sweep(&[&dir]).unwrap();
     assert_eq!(names(&report), ["empty.lock", "fresh.lock", "old.lock"]);
@@ -82,7 +82,7 @@ fn a_foreign_lock_named_file_and_other_files_are_never_touched() {
     openclaw(&dir.join("x.jsonl.lock.gen"), pid, start, HOUR);
     openclaw(&dir.join("x.lock.bak"), pid, start, HOUR);
     fs::write(dir.join("notes.txt"), "hello").unwrap();
-    age(&dir.join("notes.txt"), HOUR);
+    set_modified_ago(&dir.join("notes.txt"), HOUR);
     fs::create_dir(dir.join("sub.lock")).unwrap();
 
     let report = sweeper().sweep(&[&dir]).unwrap();
@@ -97,7 +97,7 @@ fn a_foreign_lock_named_file_and_other_files_are_never_touched() {
         assert!(dir.join(kept).exists(), "{kept}");
     }
     // Old, it is still not a lock record: reported, never touched.
-    age(&dir.join("notes.lock"), HOUR);
+    set_modified_ago(&dir.join("notes.lock"), HOUR);
     let report = sweeper().sweep(&[&dir]).unwrap();
     assert!(!report.entries[0].removed);
     assert!(
@@ -148,7 +148,7 @@ fn our_own_held_lock_is_held_and_judged_without_a_lookup() {
     let scratch = Scratch::new("ours");
     let target = scratch.join("t.jsonl");
     let guard = Locker::new().acquire(&target).unwrap();
-    let report = sweeper().sweep(&[&scratch.path]).unwrap();
+    let report = sweeper().sweep(&[&scratch.path()]).unwrap();
     assert_eq!(names(&report), ["t.jsonl.lock"]);
     assert_eq!(report.entries[0].status, Some(Status::Held));
     assert!(!report.entries[0].removed);
@@ -172,7 +172,7 @@ fn a_dry_run_removes_nothing_and_reports_what_it_would() {
     let (pid, start) = Sleeper::spawn().kill();
     openclaw(&dir.join("dead.lock"), pid, start, HOUR);
     let live = Sleeper::spawn();
-    openclaw(&dir.join("live.lock"), live.pid, live.starttime, FRESH);
+    openclaw(&dir.join("live.lock"), live.pid, live.start_time, FRESH);
     let report = Sweeper::builder()
         .dry_run(true)
         .build()
@@ -203,7 +203,7 @@ fn orphan_temps_are_removed_only_when_asked_and_reported_apart() {
     let young = dir.join(".sessions.json.4242.00c0ffee00c0ffef.sktmp");
     fs::write(&old, "x").unwrap();
     fs::write(&young, "y").unwrap();
-    age(&old, HOUR);
+    set_modified_ago(&old, HOUR);
 
     let report = sweeper().sweep(&[&dir]).unwrap();
     assert!(report.temps.is_none());

@@ -201,7 +201,7 @@ fn real_processes_are_judged_by_their_real_command_lines() {
     openclaw(
         &dir.join("s.jsonl.lock"),
         sleeper.pid,
-        sleeper.starttime,
+        sleeper.start_time,
         FRESH,
     );
     let sweep_with = |rule: OwnerRule| {

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use sessionkit_lock_sweeper::{Liveness, StaleReason, Status, Sweeper};
+use sessionkit_test_support::{NO_ROOT_VAR, is_root};
 
 use crate::util::{FRESH, Scratch, Sleeper, names, openclaw};
 
@@ -21,20 +22,6 @@ const CHILD: &str = "SK_SW_TEST_PIDNS";
 const SAYS: &str = "PIDNS-CHILD";
 const TEST: &str = "pidns::pid_namespace_recycled_pids_are_swept_and_live_owners_kept";
 
-fn is_root() -> bool {
-    if std::env::var_os("SESSIONKIT_TEST_NO_ROOT").is_some() {
-        return false;
-    }
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|v| v.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn pid_namespace_recycled_pids_are_swept_and_live_owners_kept() {
     if let Some(dir) = std::env::var_os(CHILD) {
@@ -42,7 +29,7 @@ fn pid_namespace_recycled_pids_are_swept_and_live_owners_kept() {
         return;
     }
     if !is_root() {
-        let why = if std::env::var_os("SESSIONKIT_TEST_NO_ROOT").is_some() {
+        let why = if std::env::var_os(NO_ROOT_VAR).is_some() {
             "SESSIONKIT_TEST_NO_ROOT is set"
         } else {
             "not running as root"
@@ -55,7 +42,7 @@ fn pid_namespace_recycled_pids_are_swept_and_live_owners_kept() {
         .args(["--pid", "--fork", "--mount-proc", "--"])
         .arg(std::env::current_exe().unwrap())
         .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, &scratch.path)
+        .env(CHILD, scratch.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -120,7 +107,7 @@ fn child_side(scratch: &Path) {
     openclaw(
         &d2.join("other.jsonl.lock"),
         other.pid,
-        other.starttime,
+        other.start_time,
         FRESH,
     );
 
@@ -140,15 +127,15 @@ fn child_side(scratch: &Path) {
     let reuser = Sleeper::spawn();
     assert_eq!(reuser.pid, pid, "ns_last_pid did not hand out the same pid");
     assert_ne!(
-        reuser.starttime, dead_start,
+        reuser.start_time, dead_start,
         "the new process shares the dead one's start time"
     );
     println!(
         "{SAYS} reused pid {pid}: start time {dead_start} -> {}",
-        reuser.starttime
+        reuser.start_time
     );
     // The new process's own lock: same pid, same start time.
-    openclaw(&d1.join("reuser.jsonl.lock"), pid, reuser.starttime, FRESH);
+    openclaw(&d1.join("reuser.jsonl.lock"), pid, reuser.start_time, FRESH);
 
     let report = Sweeper::builder()
         .build()

@@ -201,7 +201,7 @@ fn quarantine_renames_aside_with_a_utc_stamp_and_never_overwrites() {
         let next = quarantine_at(&path, at).unwrap();
         assert_eq!(
             next,
-            dir.join(&format!(
+            dir.join(format!(
                 "sessions.json.corrupt.20261121T073012.123Z.{}",
                 i + 1
             ))

@@ -2,12 +2,13 @@
 //! sessions, archives past retention, orphans, the disk budget, warn mode, and the background
 //! trigger. Every outcome is asserted exactly.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sessionkit_session_store::{Entry, Maintenance, MaintenanceMode, Store, TranscriptDisposal};
+use sessionkit_test_support::set_modified_ago;
 
 use crate::util::Scratch;
 
@@ -32,12 +33,7 @@ fn entry(sid: &str, ago: Duration, extra: &str) -> Entry {
 /// Writes a file and sets its modification time `ago` in the past.
 fn plant(path: &Path, bytes: usize, ago: Duration) {
     fs::write(path, vec![b'x'; bytes]).unwrap();
-    File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(SystemTime::now() - ago)
-        .unwrap();
+    set_modified_ago(path, ago);
 }
 
 /// Maintenance that runs only when asked, so tests see each pass.
@@ -258,7 +254,7 @@ fn the_disk_budget_frees_archives_and_orphans_first_then_oldest_entries() {
                 entry(&format!("s{i}"), Duration::from_secs(600 - i * 60), ""),
             )
             .unwrap();
-        plant(&dir.join(&format!("s{i}.jsonl")), 3000, Duration::ZERO);
+        plant(&dir.join(format!("s{i}.jsonl")), 3000, Duration::ZERO);
     }
     let _active = store.mark_active("k0");
     plant(

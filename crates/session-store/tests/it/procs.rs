@@ -183,8 +183,8 @@ fn run_children(test: &str, role: &str, dir: &Scratch) -> Vec<ChildLog> {
             .args([test, "--exact", "--nocapture", "--test-threads=1"])
             .env(role, dir.path())
             .env(CHILD_NUMBER, n.to_string())
-            .stdout(File::create(dir.join(&format!("stdout-{n}"))).unwrap())
-            .stderr(File::create(dir.join(&format!("stderr-{n}"))).unwrap())
+            .stdout(File::create(dir.join(format!("stdout-{n}"))).unwrap())
+            .stderr(File::create(dir.join(format!("stderr-{n}"))).unwrap())
             .spawn()
             .unwrap();
         children.0.push(child);
@@ -200,7 +200,7 @@ fn run_children(test: &str, role: &str, dir: &Scratch) -> Vec<ChildLog> {
         );
     }
     (0..PROCESSES)
-        .map(|n| parse_log(&fs::read_to_string(dir.join(&format!("log-{n}"))).unwrap()))
+        .map(|n| parse_log(&fs::read_to_string(dir.join(format!("log-{n}"))).unwrap()))
         .collect()
 }
 

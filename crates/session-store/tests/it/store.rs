@@ -181,7 +181,7 @@ fn modes_without_fsync_acknowledge_before_syncing() {
         ("never", SyncMode::Never),
         ("interval", SyncMode::Interval(Duration::from_secs(3600))),
     ] {
-        let path = dir.join(&format!("{name}.json"));
+        let path = dir.join(format!("{name}.json"));
         let store = Store::builder().sync(mode).open(&path).unwrap();
         let ack = store
             .upsert("k", entry(r#"{"sessionId":"s","updatedAt":1}"#))

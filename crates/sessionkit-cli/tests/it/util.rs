@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread;
 
+// `names` lists a directory, sorted, so a test can see that no temp file was left behind.
+pub(crate) use sessionkit_test_support::{dead_pid, names_in as names};
+
 /// The exit statuses the binary promises; the tests spell them out rather than import them.
 pub(crate) const USAGE: i32 = 2;
 pub(crate) const DATA_ERR: i32 = 65;
@@ -99,35 +102,6 @@ pub(crate) fn assert_error_line(output: &Output, code: i32) -> String {
     assert!(!line.contains('\n'), "more than one line: {stderr:?}");
     assert!(line.starts_with("sessionkit: error: "), "{line}");
     line.to_owned()
-}
-
-/// The names in `dir`, sorted, so a test can see that no temp file was left behind.
-pub(crate) fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("list the test directory")
-        .map(|entry| {
-            entry
-                .expect("read a directory entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    names.sort();
-    names
-}
-
-/// The pid of a process that has exited and been reaped, so that no process has it (until the
-/// kernel hands it out again, which takes a full turn of the pid space).
-pub(crate) fn dead_pid() -> u32 {
-    let mut child = Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .expect("spawn sleep");
-    let pid = child.id();
-    child.kill().expect("kill sleep");
-    child.wait().expect("reap sleep");
-    pid
 }
 
 /// Plants an old-format lock record (OpenClaw's: pid and creation time only) at `lock_path`,

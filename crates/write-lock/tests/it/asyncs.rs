@@ -38,14 +38,14 @@ async fn attempts_run_off_the_runtime_thread() {
     let runtime_thread = std::thread::current().id();
     for i in 0..5 {
         let guard = locker
-            .acquire_async(dir.join(&format!("t{i}")))
+            .acquire_async(dir.join(format!("t{i}")))
             .await
             .unwrap();
         guard.release().unwrap();
     }
     // A contended acquire: the stale judgement reads the clock too.
     std::fs::write(lock_of(&dir.join("s")), b"{}").unwrap();
-    crate::util::age(&lock_of(&dir.join("s")), Duration::from_secs(120));
+    crate::util::set_modified_ago(&lock_of(&dir.join("s")), Duration::from_secs(120));
     locker.acquire_async(dir.join("s")).await.unwrap();
     let threads = clock.0.lock().unwrap().clone();
     assert!(threads.len() >= 6, "{}", threads.len());
@@ -115,7 +115,7 @@ async fn dropping_an_acquire_waiting_on_another_process_leaves_its_lock_alone() 
 async fn many_tasks_on_few_locks_never_lose_an_update() {
     let dir = Scratch::new("async-many");
     let locker = quick_locker(Duration::from_secs(120));
-    let counters: Vec<_> = (0..8).map(|i| dir.join(&format!("counter{i}"))).collect();
+    let counters: Vec<_> = (0..8).map(|i| dir.join(format!("counter{i}"))).collect();
     for c in &counters {
         std::fs::write(c, b"0").unwrap();
     }

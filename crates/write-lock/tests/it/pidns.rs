@@ -6,25 +6,12 @@
 use std::process::Command;
 use std::time::Duration;
 
+use sessionkit_test_support::is_root;
 use sessionkit_write_lock::{Locker, OwnerLookup, ProcLookup, StaleReason, Status};
 
 use crate::util::{Scratch, plant_legacy};
 
 const CHILD: &str = "SK_WL_TEST_PIDNS";
-
-fn is_root() -> bool {
-    if std::env::var_os("SESSIONKIT_TEST_NO_ROOT").is_some() {
-        return false;
-    }
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|v| v.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 #[test]
 fn pid_namespace_recycled_pid_is_judged_stale() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sessionkit_write_lock::{LockConfig, Locker, OwnerRule, StaleReason as R, Status};
 
 use crate::util::{
-    ChildHolder, LiveProcess, Scratch, age, dead_pid, lock_of, plant_legacy, quick_locker,
+    ChildHolder, Scratch, Sleeper, dead_pid, lock_of, plant_legacy, quick_locker, set_modified_ago,
 };
 
 const MIN: Duration = Duration::from_secs(60);
@@ -59,14 +59,14 @@ fn empty_lock_grace_follows_the_acquire_timeout() {
     // 10 s old with a 500 ms timeout: the grace is 5 s, so it is reclaimed.
     let a = dir.join("a");
     fs::write(lock_of(&a), b"").unwrap();
-    age(&lock_of(&a), Duration::from_secs(10));
+    set_modified_ago(&lock_of(&a), Duration::from_secs(10));
     quick_locker(Duration::from_millis(500))
         .acquire(&a)
         .unwrap();
     // 10 s old with a 30 s timeout: the grace is 30 s, so it is kept.
     let b = dir.join("b");
     fs::write(lock_of(&b), b"").unwrap();
-    age(&lock_of(&b), Duration::from_secs(10));
+    set_modified_ago(&lock_of(&b), Duration::from_secs(10));
     assert!(
         quick_locker(Duration::from_secs(30))
             .try_acquire(&b)
@@ -76,7 +76,7 @@ fn empty_lock_grace_follows_the_acquire_timeout() {
     // 35 s old with a 30 s timeout: reclaimed at once.
     let c = dir.join("c");
     fs::write(lock_of(&c), b"").unwrap();
-    age(&lock_of(&c), Duration::from_secs(35));
+    set_modified_ago(&lock_of(&c), Duration::from_secs(35));
     quick_locker(Duration::from_secs(30))
         .try_acquire(&c)
         .unwrap()
@@ -90,7 +90,7 @@ fn two_minute_old_empty_object_is_reclaimed_when_stale_is_ten_seconds() {
     let dir = Scratch::new("shortstale");
     let target = dir.join("t");
     fs::write(lock_of(&target), b"{}").unwrap();
-    age(&lock_of(&target), 2 * MIN);
+    set_modified_ago(&lock_of(&target), 2 * MIN);
     let locker = Locker::with_config(
         LockConfig::builder()
             .stale_after(Duration::from_secs(10))
@@ -106,11 +106,11 @@ fn two_minute_old_empty_object_is_reclaimed_when_stale_is_ten_seconds() {
 #[test]
 fn hold_exceeded_is_reported_to_a_contender_but_never_robs_a_live_holder() {
     let dir = Scratch::new("holdexceeded");
-    let live = LiveProcess::spawn();
+    let live = Sleeper::spawn();
     let target = dir.join("t");
     plant_legacy(
         &target,
-        Some(live.pid()),
+        Some(live.pid),
         Some(Duration::from_secs(30)),
         Some(live.start_time),
         Some(10_000),
@@ -129,7 +129,7 @@ fn hold_exceeded_is_reported_to_a_contender_but_never_robs_a_live_holder() {
     // Fresh against a 60 s max hold: nothing to report.
     plant_legacy(
         &target,
-        Some(live.pid()),
+        Some(live.pid),
         Some(Duration::ZERO),
         Some(live.start_time),
         Some(60_000),
@@ -143,11 +143,11 @@ fn hold_exceeded_is_reported_to_a_contender_but_never_robs_a_live_holder() {
 #[test]
 fn too_old_live_owner_is_kept_and_reported() {
     let dir = Scratch::new("tooold");
-    let live = LiveProcess::spawn();
+    let live = Sleeper::spawn();
     let target = dir.join("t");
     plant_legacy(
         &target,
-        Some(live.pid()),
+        Some(live.pid),
         Some(120 * MIN),
         Some(live.start_time),
         None,
@@ -165,11 +165,11 @@ fn too_old_live_owner_is_kept_and_reported() {
 #[test]
 fn a_live_foreign_owner_is_stale_only_with_the_non_owner_rule() {
     let dir = Scratch::new("foreign");
-    let live = LiveProcess::spawn();
+    let live = Sleeper::spawn();
     let target = dir.join("t");
     plant_legacy(
         &target,
-        Some(live.pid()),
+        Some(live.pid),
         Some(Duration::ZERO),
         Some(live.start_time),
         None,
@@ -212,11 +212,11 @@ fn a_live_foreign_owner_is_stale_only_with_the_non_owner_rule() {
 #[test]
 fn recycled_pid_is_reclaimed() {
     let dir = Scratch::new("recycled");
-    let live = LiveProcess::spawn();
+    let live = Sleeper::spawn();
     let target = dir.join("t");
     plant_legacy(
         &target,
-        Some(live.pid()),
+        Some(live.pid),
         Some(Duration::ZERO),
         Some(live.start_time + 1),
         None,
@@ -263,14 +263,14 @@ fn own_pid_orphans() {
 #[test]
 fn our_record_is_judged_by_its_os_lock_whatever_its_pid() {
     let dir = Scratch::new("oslock");
-    let live = LiveProcess::spawn();
+    let live = Sleeper::spawn();
     let target = dir.join("t");
     // A record of ours naming a live process, but nobody holds its OS lock: the owner is gone.
     fs::write(
         lock_of(&target),
         format!(
             "{{\"pid\": {}, \"starttime\": {}, \"createdAt\": \"{}\", \"sessionkit\": 1, \"osLock\": true}}",
-            live.pid(),
+            live.pid,
             live.start_time,
             crate::util::iso_ago(Duration::ZERO)
         ),
@@ -369,7 +369,7 @@ fn openclaw_fixtures_are_judged_by_openclaw_rules() {
         )
         .unwrap();
         assert_eq!(inspect(&target).0, expected, "{name}");
-        age(&lock_of(&target), 2 * MIN);
+        set_modified_ago(&lock_of(&target), 2 * MIN);
         assert_eq!(inspect(&target).0, Status::Stale, "{name} past the grace");
     }
 }
@@ -381,11 +381,10 @@ fn a_lock_recreated_between_judgement_and_removal_survives() {
     let lock = lock_of(&target);
     plant_legacy(&target, Some(dead_pid()), Some(60 * MIN), None, None);
     let locker = Locker::new();
-    let live = LiveProcess::spawn();
+    let live = Sleeper::spawn();
     let replacement = format!(
         "{{\"pid\": {}, \"starttime\": {}}}",
-        live.pid(),
-        live.start_time
+        live.pid, live.start_time
     );
     let replacement2 = replacement.clone();
     // In the window, another process (a shell, as an OpenClaw process would) removes the
@@ -484,10 +483,10 @@ fn a_fifo_as_lock_file_is_judged_without_waiting_for_a_writer() {
 fn looking_at_a_lock_leaves_its_access_time_alone() {
     let dir = Scratch::new("atime");
     let target = dir.join("t");
-    let live = LiveProcess::spawn();
+    let live = Sleeper::spawn();
     plant_legacy(
         &target,
-        Some(live.pid()),
+        Some(live.pid),
         Some(MIN),
         Some(live.start_time),
         None,

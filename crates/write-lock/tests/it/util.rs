@@ -1,63 +1,22 @@
-//! Shared helpers: scratch directories, planted lock records, live and dead pids, and a child
-//! process that holds a lock (this test binary, run again in a child role).
+//! Shared helpers: planted lock records and a child process that holds a lock (this test
+//! binary, run again in a child role), beside the workspace's own (scratch directories, file
+//! ages, live and dead pids), re-exported.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use sessionkit_write_lock::{LockConfig, Locker, OwnerLookup, ProcLookup};
+use sessionkit_write_lock::{LockConfig, Locker};
 
-/// A scratch directory removed on drop.
-#[derive(Debug)]
-pub(crate) struct Scratch {
-    path: PathBuf,
-}
-
-impl Scratch {
-    pub(crate) fn new(tag: &str) -> Scratch {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "sk-wl-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        // Resolve symlinks in the temp dir itself, so paths compare with the lock's real paths.
-        Scratch {
-            path: fs::canonicalize(path).unwrap(),
-        }
-    }
-
-    pub(crate) fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
+pub(crate) use sessionkit_test_support::{Scratch, Sleeper, dead_pid, set_modified_ago};
 
 /// `<target>.lock`.
 pub(crate) fn lock_of(target: &Path) -> PathBuf {
     let mut p = target.as_os_str().to_owned();
     p.push(".lock");
     PathBuf::from(p)
-}
-
-/// Sets a file's modification time `ago` in the past.
-pub(crate) fn age(path: &Path, ago: Duration) {
-    File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(SystemTime::now() - ago)
-        .unwrap();
 }
 
 /// An ISO-8601 time `ago` in the past, as JavaScript writes it.
@@ -100,54 +59,6 @@ pub(crate) fn plant_legacy(
         fields.push(format!("  \"maxHoldMs\": {max}"));
     }
     fs::write(lock_of(target), format!("{{\n{}\n}}", fields.join(",\n"))).unwrap();
-}
-
-/// A live process (`sleep 600`) and its start time; killed on drop.
-pub(crate) struct LiveProcess {
-    pub(crate) child: Child,
-    pub(crate) start_time: u64,
-}
-
-impl LiveProcess {
-    pub(crate) fn spawn() -> LiveProcess {
-        let child = Command::new("sleep").arg("600").spawn().unwrap();
-        // The parent may run on before the child's exec has set up its arguments, and until
-        // then `/proc/<pid>/cmdline` is empty; wait for the real one.
-        for tries in 0.. {
-            if let Ok(Some(argv)) = ProcLookup.cmdline(child.id())
-                && argv.first().is_some_and(|a| a == "sleep")
-            {
-                break;
-            }
-            assert!(
-                tries < 5000,
-                "child {} never showed its command line",
-                child.id()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        let start_time = ProcLookup.probe(child.id()).unwrap().start_time.unwrap();
-        LiveProcess { child, start_time }
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for LiveProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The pid of a process that has exited and been reaped.
-pub(crate) fn dead_pid() -> u32 {
-    let mut child = Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    pid
 }
 
 /// A locker without the watchdog thread, with a short acquire timeout.

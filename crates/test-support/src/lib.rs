@@ -1,0 +1,274 @@
+//! Helpers shared by the test suites of sessionkit's crates: scratch directories that remove
+//! themselves, file ages, live and dead child processes, and whether the tests run as root.
+//!
+//! It depends on std alone, so the tests of any crate in the workspace can use it without a
+//! dependency pointing back up (atomic-fs's tests included). It is not published.
+//!
+//! The helpers panic on any failure: they set up tests, and a set-up that fails is a failed
+//! test, with the panic's message saying which step.
+//!
+//! # Platform behavior
+//!
+//! Linux: [`Sleeper`] reads its child's start time from `/proc/<pid>/stat`, and [`is_root`]
+//! reads the effective user id from `/proc/self/status`.
+//!
+//! # Example
+//!
+//! ```
+//! use sessionkit_test_support::{Scratch, set_modified_ago};
+//! use std::time::Duration;
+//!
+//! let scratch = Scratch::new("doc");
+//! std::fs::write(scratch.join("a.lock"), "{}").unwrap();
+//! set_modified_ago(&scratch.join("a.lock"), Duration::from_secs(60));
+//! assert_eq!(scratch.names(), ["a.lock"]);
+//! let dir = scratch.path().to_path_buf();
+//! drop(scratch);
+//! assert!(!dir.exists());
+//! ```
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// The environment variable that makes [`is_root`] answer `false`, to run the tests' skip
+/// paths as root.
+pub const NO_ROOT_VAR: &str = "SESSIONKIT_TEST_NO_ROOT";
+
+/// A fresh, empty directory under the system temp dir, removed with everything in it on drop.
+#[derive(Debug)]
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    /// Creates `<temp dir>/sk-<tag>-<pid>-<n>`, where `n` counts the scratch directories of
+    /// this process, so parallel tests never share one. A leftover of an earlier process with
+    /// the same pid is removed first.
+    ///
+    /// The path is canonical (symlinks in the temp dir resolved), so it compares equal with
+    /// the paths that code under test resolves on its own.
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "sk-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("create scratch dir {}: {e}", path.display()));
+        let path = fs::canonicalize(&path)
+            .unwrap_or_else(|e| panic!("resolve scratch dir {}: {e}", path.display()));
+        Scratch { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `name` inside the directory (not created).
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The subdirectory `name`, created if missing.
+    pub fn dir(&self, name: impl AsRef<Path>) -> PathBuf {
+        let dir = self.join(name);
+        fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("create directory {}: {e}", dir.display()));
+        dir
+    }
+
+    /// The names in the directory, sorted.
+    pub fn names(&self) -> Vec<String> {
+        names_in(&self.path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The names of the entries in `dir`, sorted (lossily converted to UTF-8).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Sets the modification time of the file at `path` to `ago` before now.
+pub fn set_modified_ago(path: &Path, ago: Duration) {
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(SystemTime::now() - ago))
+        .unwrap_or_else(|e| panic!("set the modification time of {}: {e}", path.display()));
+}
+
+/// True when the tests run as root (effective user id 0) and [`NO_ROOT_VAR`] is not set.
+///
+/// Tests that need root (mounts, PID namespaces, another user) print `SKIP:` when this is
+/// false.
+pub fn is_root() -> bool {
+    if std::env::var_os(NO_ROOT_VAR).is_some() {
+        return false;
+    }
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .map(|ids| ids.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The pid of a process that has exited and been reaped (a `true` child).
+///
+/// Linux gives pids out in turn, so the pid stays dead for a while; a test that must be sure
+/// checks the start time too (see [`Sleeper::kill`]).
+pub fn dead_pid() -> u32 {
+    let mut child = Command::new("true")
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn true: {e}"));
+    let pid = child.id();
+    child
+        .wait()
+        .unwrap_or_else(|e| panic!("wait for true ({pid}): {e}"));
+    pid
+}
+
+/// A `sleep 600` child, alive until [`kill`](Sleeper::kill)ed or dropped (then killed and
+/// reaped).
+#[derive(Debug)]
+pub struct Sleeper {
+    child: Child,
+    /// The child's pid.
+    pub pid: u32,
+    /// The child's start time, in clock ticks since boot, as `/proc/<pid>/stat` gives it.
+    pub start_time: u64,
+}
+
+impl Sleeper {
+    /// Spawns the child and returns once its command line reads `sleep 600`: before its exec,
+    /// a child's `/proc/<pid>/cmdline` is its parent's, and tests judge command lines.
+    pub fn spawn() -> Sleeper {
+        let child = Command::new("sleep")
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn sleep: {e}"));
+        let pid = child.id();
+        for tries in 0.. {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline == b"sleep\x00600\x00" {
+                break;
+            }
+            assert!(tries < 5000, "sleep {pid} never showed its command line");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let start_time = start_time_of(pid);
+        Sleeper {
+            child,
+            pid,
+            start_time,
+        }
+    }
+
+    /// Kills and reaps the child, and returns its pid and start time, now a dead owner's.
+    pub fn kill(mut self) -> (u32, u64) {
+        self.child
+            .kill()
+            .unwrap_or_else(|e| panic!("kill sleep {}: {e}", self.pid));
+        self.child
+            .wait()
+            .unwrap_or_else(|e| panic!("reap sleep {}: {e}", self.pid));
+        (self.pid, self.start_time)
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`, counted after the command name's closing parenthesis (the
+/// name may hold spaces and parentheses).
+fn start_time_of(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+    let after_name = &stat[stat.rfind(')').expect("a stat line names its command") + 1..];
+    after_name
+        .split_whitespace()
+        .nth(19)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or_else(|| panic!("no start time in /proc/{pid}/stat: {stat}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_dirs_differ_and_are_removed() {
+        let (a, b) = (Scratch::new("t"), Scratch::new("t"));
+        assert_ne!(a.path(), b.path());
+        fs::write(a.dir("sub").join("f"), "x").unwrap();
+        assert_eq!(a.names(), ["sub"]);
+        let path = a.path().to_path_buf();
+        drop(a);
+        assert!(!path.exists());
+        assert!(b.path().is_dir());
+    }
+
+    #[test]
+    fn modification_times_move_back() {
+        let scratch = Scratch::new("t");
+        let file = scratch.join("f");
+        fs::write(&file, "x").unwrap();
+        set_modified_ago(&file, Duration::from_secs(3600));
+        let age = SystemTime::now()
+            .duration_since(fs::metadata(&file).unwrap().modified().unwrap())
+            .unwrap();
+        assert!(age >= Duration::from_secs(3600), "{age:?}");
+        assert!(age < Duration::from_secs(3700), "{age:?}");
+    }
+
+    #[test]
+    fn a_sleeper_lives_until_killed_and_keeps_its_start_time() {
+        let sleeper = Sleeper::spawn();
+        let (pid, start) = (sleeper.pid, sleeper.start_time);
+        assert_eq!(start, start_time_of(pid));
+        assert!(
+            start >= start_time_of(std::process::id()),
+            "a child starts after its parent"
+        );
+        assert_eq!(sleeper.kill(), (pid, start));
+        assert!(!Path::new(&format!("/proc/{pid}/stat")).exists());
+    }
+
+    #[test]
+    fn a_reaped_pid_is_dead() {
+        let pid = dead_pid();
+        assert!(!Path::new(&format!("/proc/{pid}/stat")).exists());
+    }
+}
