@@ -174,8 +174,7 @@ mod tests {
 
     #[test]
     fn copy_lines_from_stops_at_the_last_whole_line() {
-        let dir = std::env::temp_dir().join(format!("sk-files-copy-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = sessionkit_test_support::Scratch::new("files-copy");
         let path = dir.join("j");
         // A torn tail longer than one chunk, so the search for the last newline crosses chunks.
         let mut text = b"a\nbb\n".to_vec();
@@ -197,6 +196,5 @@ mod tests {
         let journal = JournalFile::open(&path, false).unwrap();
         assert_eq!(journal.copy_lines_from(0, &mut out).unwrap(), (150_001, 1));
         assert_eq!(out, &long[..150_001]);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1166,31 +1166,11 @@ fn push_key(report: &mut MaintenanceReport, key: String, reason: EvictReason) {
 mod tests {
     use super::*;
 
-    /// A fresh directory under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!(
-                "sessionkit-maintain-{tag}-{}-{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use sessionkit_test_support::Scratch;
 
     #[test]
     fn a_listing_sorts_classifies_and_filters_by_name_and_kind() {
-        let dir = TempDir::new("listing");
+        let dir = Scratch::new("maintain-listing");
         let files = [
             ("s2.jsonl", 3),
             ("s1.jsonl", 5),
@@ -1200,12 +1180,12 @@ mod tests {
             ("notes.txt", 11),
         ];
         for (name, len) in files {
-            fs::write(dir.0.join(name), vec![b'x'; len]).unwrap();
+            fs::write(dir.join(name), vec![b'x'; len]).unwrap();
         }
         // Directories are not files of the store, whatever their names.
-        fs::create_dir(dir.0.join("s9.jsonl")).unwrap();
+        fs::create_dir(dir.join("s9.jsonl")).unwrap();
 
-        let all = list_dir(&dir.0, "sessions.json", &mut |_, _| true).unwrap();
+        let all = list_dir(dir.path(), "sessions.json", &mut |_, _| true).unwrap();
         let seen: Vec<(&str, Kind)> = all.iter().map(|f| (all.name(f), f.kind)).collect();
         assert_eq!(
             seen,
@@ -1220,11 +1200,11 @@ mod tests {
         );
         assert_eq!(all.total_len(), 3 + 5 + 8 + 8 + 7 + 11);
         assert!(all.contains("s1.jsonl") && !all.contains("s3.jsonl"));
-        assert_eq!(all.path(&all.files[2]), dir.0.join("s1.jsonl"));
+        assert_eq!(all.path(&all.files[2]), dir.join("s1.jsonl"));
 
         // The filter sees every name with its kind, and only what it accepts is kept.
         let mut asked = Vec::new();
-        let some = list_dir(&dir.0, "sessions.json", &mut |name, kind| {
+        let some = list_dir(dir.path(), "sessions.json", &mut |name, kind| {
             asked.push(name.to_owned());
             kind == Kind::Counter && counter_session(name) == Some("s3")
         })
@@ -1242,9 +1222,9 @@ mod tests {
         use std::ffi::OsStr;
         use std::os::unix::ffi::OsStrExt;
 
-        let dir = TempDir::new("non-utf8");
-        fs::write(dir.0.join(OsStr::from_bytes(b"s\xff.jsonl")), b"abc").unwrap();
-        let all = list_dir(&dir.0, "sessions.json", &mut |_, _| true).unwrap();
+        let dir = Scratch::new("maintain-non-utf8");
+        fs::write(dir.join(OsStr::from_bytes(b"s\xff.jsonl")), b"abc").unwrap();
+        let all = list_dir(dir.path(), "sessions.json", &mut |_, _| true).unwrap();
         let seen: Vec<(&str, Kind, u64)> =
             all.iter().map(|f| (all.name(f), f.kind, f.len)).collect();
         assert_eq!(seen, [("", Kind::Other, 3)]);
