@@ -124,6 +124,7 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
             return Ok(report);
         }
         let rest = journal.read_from(view.offset).map_err(|e| io("read", e))?;
+        shared.count(|c| c.journal_bytes_read += rest.len() as u64);
         let cut = rest
             .iter()
             .rposition(|&b| b == b'\n')

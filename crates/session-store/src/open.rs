@@ -241,6 +241,7 @@ pub(crate) fn catch_up(shared: &Shared, view: &mut View) -> Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }
+    shared.count(|c| c.journal_bytes_read += bytes.len() as u64);
     // A torn tail here is an append in flight (or a crash leftover the writer will cut); only
     // whole lines count.
     let parsed =

@@ -306,6 +306,9 @@ pub struct IoCounters {
     pub snapshot_bytes: u64,
     /// Times this process reloaded the whole store after another process compacted it.
     pub reloads: u64,
+    /// Journal bytes read back after opening, to catch up with what other processes (or other
+    /// handles) appended. This process's own batches are applied as written, never read back.
+    pub journal_bytes_read: u64,
 }
 
 /// The in-memory view of the store, as of `offset` bytes into the journal `journal`.

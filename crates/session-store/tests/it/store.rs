@@ -171,6 +171,8 @@ fn concurrent_callers_share_batches_and_every_batch_is_fsynced_once() {
     // One fsync per batch, never per update; and batches are never more than updates.
     assert_eq!(c.fsyncs, c.batches);
     assert!(c.batches <= c.updates, "{c:?}");
+    // The writer applies its batches as it wrote them; nothing is read back.
+    assert_eq!(c.journal_bytes_read, 0, "{c:?}");
     assert_eq!(store.count().unwrap(), 800);
 }
 
@@ -367,6 +369,12 @@ fn two_handles_see_each_others_writes_through_the_journal() {
     one.upsert("a", entry(r#"{"sessionId":"s","updatedAt":1}"#))
         .unwrap();
     assert!(two.get("a").unwrap().is_some());
+    // The other handle read exactly the record the first appended; the first read nothing.
+    assert_eq!(
+        two.counters().journal_bytes_read,
+        one.counters().journal_bytes
+    );
+    assert_eq!(one.counters().journal_bytes_read, 0);
     two.patch("a", Patch::parse(r#"{"n":2}"#).unwrap(), Activity::Preserve)
         .unwrap();
     assert_eq!(
