@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::sys;
+use crate::turn::in_turn_of_parent;
 
 /// The file-system calls this crate makes, one method per step.
 ///
@@ -29,17 +30,21 @@ pub trait FileSystem: fmt::Debug + Send + Sync {
 
     /// Creates one directory with `mode`.
     fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
-        sys::create_dir(path, mode)
+        in_turn_of_parent(path, || sys::create_dir(path, mode))
     }
 
     /// Creates `path` exclusively (`O_CREAT | O_EXCL`), never following a symlink.
     fn create_new(&self, path: &Path, mode: u32) -> io::Result<File> {
-        sys::create_new(path, mode)
+        in_turn_of_parent(path, || sys::create_new(path, mode))
     }
 
     /// Opens `path` for appending (`O_APPEND`), creating it with `mode` if `create`.
     fn open_append(&self, path: &Path, mode: u32, create: bool) -> io::Result<File> {
-        sys::open_append(path, mode, create)
+        if create {
+            in_turn_of_parent(path, || sys::open_append(path, mode, create))
+        } else {
+            sys::open_append(path, mode, create)
+        }
     }
 
     /// One `write(2)` call; it may write fewer bytes than given.
@@ -74,7 +79,8 @@ pub trait FileSystem: fmt::Debug + Send + Sync {
 
     /// Renames `from` over `to` (atomic on the same file system).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        fs::rename(from, to)
+        // This crate renames within one directory; the target's directory names the turn.
+        in_turn_of_parent(to, || fs::rename(from, to))
     }
 
     /// Flushes the entries of directory `dir`.
@@ -84,7 +90,7 @@ pub trait FileSystem: fmt::Debug + Send + Sync {
 
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        fs::remove_file(path)
+        in_turn_of_parent(path, || fs::remove_file(path))
     }
 
     /// Truncates an open file to `len` bytes.

@@ -39,6 +39,11 @@
 //! makes no durability claim; Windows and macOS support will be claimed once they are tested.
 //! All file-system calls go through the [`FileSystem`] trait, so tests can inject faults.
 //!
+//! Within one process, the creations, renames and removals of entries in one directory are
+//! made one at a time ([`in_directory_turn`]): the kernel serializes them on the directory's
+//! lock anyway, and on Linux threads waiting there spin on their CPUs, while a thread waiting
+//! for its turn here sleeps.
+//!
 //! # Async
 //!
 //! With the `tokio` feature, [`tokio`] has an async version of every operation.
@@ -88,6 +93,7 @@ mod sys;
 mod temp;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+mod turn;
 
 pub use crate::error::{Error, Operation, Refusal, Result, Step};
 pub use crate::fs::{FileSystem, RealFs};
@@ -103,6 +109,7 @@ pub use crate::replace::{
 pub use crate::temp::{
     OrphanReport, RemovedTemp, TEMP_SUFFIX, TempFailure, is_temp_file_name, remove_orphan_temps,
 };
+pub use crate::turn::{directory_turns_taken, in_directory_turn, in_turn_of_parent};
 
 /// The identity of a file (device and inode on Unix), for telling a replaced file from the
 /// original. Other crates use it to check that a file is still the one they opened.

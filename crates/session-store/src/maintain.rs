@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use sessionkit_atomic_fs::in_turn_of_parent;
+
 use crate::entry::Entry;
 use crate::journal::EvictReason;
 use crate::state::State;
@@ -471,7 +473,7 @@ pub(crate) fn remove_stale_temps(dir: &Path, snapshot_name: &str) -> Vec<PathBuf
         .filter(|f| f.kind == Kind::Temp)
         .filter(|f| now.duration_since(f.modified).unwrap_or(Duration::ZERO) > TEMP_GRACE)
         .map(|f| files.path(f))
-        .filter_map(|path| match fs::remove_file(&path) {
+        .filter_map(|path| match remove_file(&path) {
             Ok(()) => Some(path),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e,
@@ -983,11 +985,12 @@ pub(crate) fn run(
     };
     let dispose = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| -> bool {
         let done = if *delete {
-            fs::remove_file(path)
+            remove_file(path)
         } else {
             let mut aside = path.as_os_str().to_owned();
             aside.push(format!(".deleted.{stamp}"));
-            fs::rename(path, PathBuf::from(aside))
+            let aside = PathBuf::from(aside);
+            in_turn_of_parent(path, || fs::rename(path, &aside))
         };
         match done {
             Ok(()) => {
@@ -1038,7 +1041,7 @@ pub(crate) fn run(
             report.incomplete = true;
             break;
         }
-        match fs::remove_file(path) {
+        match remove_file(path) {
             Ok(()) if plan.temps.contains(path) => report.temps_removed.push(path.clone()),
             Ok(()) => report.archives_removed.push(path.clone()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -1138,6 +1141,12 @@ fn evict(
         .collect()
 }
 
+/// Removes a file in its directory's turn: a pass removes thousands, beside the sessions'
+/// own file creations.
+fn remove_file(path: &Path) -> io::Result<()> {
+    in_turn_of_parent(path, || fs::remove_file(path))
+}
+
 /// Removes the write lock's generation counter (`<file>.lock.gen`) of a transcript that is
 /// gone, unless its lock is held or left (`<file>.lock`): one is left per session otherwise.
 fn forget_lock_counter(transcript: &Path) {
@@ -1147,7 +1156,7 @@ fn forget_lock_counter(transcript: &Path) {
         PathBuf::from(name)
     };
     if !with(".lock").exists()
-        && let Err(e) = fs::remove_file(with(".lock.gen"))
+        && let Err(e) = remove_file(&with(".lock.gen"))
         && e.kind() != io::ErrorKind::NotFound
     {
         tracing::debug!(path = %transcript.display(), error = %e, "kept a lock counter");

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use sessionkit_atomic_fs::{Appended, AtomicWriter, RecordAppender};
+use sessionkit_atomic_fs::{Appended, AtomicWriter, RecordAppender, in_turn_of_parent};
 
 use crate::clock::Clock;
 use crate::error::{Ctx, Error, FenceFailure, Operation, Result};
@@ -241,7 +241,8 @@ impl Held {
         // remove someone else's in between; then close, which drops the OS lock.
         let result = match std::fs::symlink_metadata(&self.lock_path) {
             Ok(meta) if sessionkit_atomic_fs::file_identity(&meta) == self.identity => {
-                match std::fs::remove_file(&self.lock_path) {
+                let lock_path = &self.lock_path;
+                match in_turn_of_parent(lock_path, || std::fs::remove_file(lock_path)) {
                     Ok(()) => Ok(()),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(ctx.io("remove the lock file", &self.lock_path, e)),

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
+use sessionkit_atomic_fs::in_turn_of_parent;
 
 use crate::config::LockConfig;
 use crate::error::{Ctx, Error, Holder, Operation, Result};
@@ -512,12 +513,14 @@ impl Locker {
     ) -> Result<Attempt> {
         let ctx = Ctx::new(Operation::Acquire, target);
         let lock_path = &paths.lock_path;
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(lock_path)
-        {
+        let created = in_turn_of_parent(lock_path, || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(lock_path)
+        });
+        match created {
             Ok(file) => self.take_new(ctx, paths, file, holder, *floor),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let Some(seen) =
@@ -559,7 +562,7 @@ impl Locker {
         let lock_path = &paths.lock_path;
         let undo = |file: File, e: Error| {
             // We created it and hold it: nobody else can have replaced it.
-            let _ = fs::remove_file(lock_path);
+            let _ = in_turn_of_parent(lock_path, || fs::remove_file(lock_path));
             drop(file);
             e
         };
@@ -672,7 +675,7 @@ impl Locker {
             tracing::debug!(path = %lock_path.display(), "stale lock changed before removal; kept");
             return Ok(false);
         }
-        match fs::remove_file(lock_path) {
+        match in_turn_of_parent(lock_path, || fs::remove_file(lock_path)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(ctx.io("remove the stale lock file", lock_path, e)),
@@ -937,13 +940,16 @@ pub(crate) fn generation_path(lock_path: &Path) -> PathBuf {
 /// Only the holder of the lock calls this, so the read-modify-write needs no lock of its own.
 fn next_generation(lock_path: &Path, floor: u64, sync: bool) -> io::Result<u64> {
     let path = generation_path(lock_path);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)?;
+    // `O_CREAT` may create the counter: a change to the directory.
+    let mut file = in_turn_of_parent(&path, || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+    })?;
     let mut text = String::new();
     (&mut file).take(64).read_to_string(&mut text).ok();
     let last = text.trim().parse::<u64>().unwrap_or_else(|_| {

@@ -6,11 +6,26 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use sessionkit_atomic_fs::{
-    Durability, Error, RecordAppender, Refusal, append_record, read_jsonl, read_records,
-    read_records_from, repair_torn_tail,
+    Durability, Error, RecordAppender, Refusal, append_record, directory_turns_taken, read_jsonl,
+    read_records, read_records_from, repair_torn_tail,
 };
 
 use crate::util::{Call, RecordingFs, Scratch, mode_of};
+
+#[test]
+fn only_changes_to_the_directory_take_its_turn() {
+    let dir = Scratch::new("turns");
+    let path = dir.join("s.jsonl");
+    let before = directory_turns_taken();
+    append_record(&path, b"{}").unwrap();
+    // The first append creates the file; the next only writes to it.
+    assert_eq!(directory_turns_taken() - before, 1);
+    append_record(&path, b"{}").unwrap();
+    assert_eq!(directory_turns_taken() - before, 1);
+    // A replace creates its temp file and renames it over the target.
+    sessionkit_atomic_fs::write(dir.join("t.json"), b"{}").unwrap();
+    assert_eq!(directory_turns_taken() - before, 3);
+}
 
 #[test]
 fn append_returns_offsets_and_creates_0600() {

@@ -5,9 +5,32 @@ use std::os::unix::fs::symlink;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sessionkit_atomic_fs::directory_turns_taken;
 use sessionkit_write_lock::{Locker, Payload, Status, parse_record};
 
 use crate::util::{Scratch, lock_of, quick_locker};
+
+#[test]
+fn taking_and_releasing_a_lock_changes_its_directory_in_three_turns() {
+    // The lock file's creation, the generation counter's open with `O_CREAT` and the lock
+    // file's removal each wait for this process's turn in the directory, asleep, rather than
+    // for the directory's lock in the kernel, spinning.
+    let dir = Scratch::new("turns");
+    let target = dir.join("t.jsonl");
+    let locker = quick_locker(Duration::from_secs(5));
+    let before = directory_turns_taken();
+    let guard = locker.acquire(&target).unwrap();
+    assert_eq!(directory_turns_taken() - before, 2);
+    guard.release().unwrap();
+    assert_eq!(directory_turns_taken() - before, 3);
+    // A stale lock in the way costs four: the creation that fails, the stale file's removal,
+    // then the creation and the counter.
+    fs::write(lock_of(&target), b"").unwrap();
+    crate::util::set_modified_ago(&lock_of(&target), Duration::from_secs(3600));
+    let guard = locker.acquire(&target).unwrap();
+    assert_eq!(directory_turns_taken() - before, 7);
+    drop(guard);
+}
 
 #[test]
 fn acquire_writes_a_record_and_release_removes_it() {
