@@ -1,15 +1,19 @@
 //! Directory turns: this process's changes to one directory's entries, one at a time.
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Turns are kept in this many stripes, chosen by a hash of the directory's path.
 const STRIPES: usize = 64;
 
 static TURNS: [Mutex<()>; STRIPES] = [const { Mutex::new(()) }; STRIPES];
-static TAKEN: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Turns taken by this thread: per thread, so that tests running side by side in one
+    /// process count exactly their own.
+    static TAKEN: Cell<u64> = const { Cell::new(0) };
+}
 
 /// Runs `change`, which creates, renames or removes one entry of the directory `dir`, as this
 /// process's only such change in `dir` at that moment; returns what it returns.
@@ -39,14 +43,14 @@ static TAKEN: AtomicU64 = AtomicU64::new(0);
 /// let before = sessionkit_atomic_fs::directory_turns_taken();
 /// sessionkit_atomic_fs::in_directory_turn(&dir, || std::fs::write(&path, b"x"))?;
 /// sessionkit_atomic_fs::in_directory_turn(&dir, || std::fs::remove_file(&path))?;
-/// assert!(sessionkit_atomic_fs::directory_turns_taken() >= before + 2);
+/// assert_eq!(sessionkit_atomic_fs::directory_turns_taken(), before + 2);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn in_directory_turn<T>(dir: &Path, change: impl FnOnce() -> T) -> T {
     let stripe = BuildHasherDefault::<DefaultHasher>::default().hash_one(dir) as usize % STRIPES;
     // A panic in another change leaves nothing to repair: the mutex guards no data.
     let turn = TURNS[stripe].lock().unwrap_or_else(|e| e.into_inner());
-    TAKEN.fetch_add(1, Ordering::Relaxed);
+    TAKEN.set(TAKEN.get() + 1);
     let out = change();
     drop(turn);
     out
@@ -58,17 +62,17 @@ pub fn in_turn_of_parent<T>(path: &Path, change: impl FnOnce() -> T) -> T {
     in_directory_turn(path.parent().unwrap_or(Path::new("")), change)
 }
 
-/// The number of directory turns this process has taken, for tests and benchmarks that count
-/// which calls took one.
+/// The number of directory turns the calling thread has taken, for tests that count which
+/// calls took one.
 pub fn directory_turns_taken() -> u64 {
-    TAKEN.load(Ordering::Relaxed)
+    TAKEN.get()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::thread;
 
     #[test]
