@@ -215,9 +215,29 @@ impl State {
         records: impl IntoIterator<Item = &'r JournalRecord>,
         seqs: &mut SeqTracker,
     ) -> ReplayReport {
+        self.replay_with(records.into_iter().map(|r| (r, None)), seqs)
+    }
+
+    /// [`replay`](State::replay) of records whose patches the caller has merged already: each
+    /// record comes with its key's entry after it, `Some` for a patch (what
+    /// [`apply`](State::apply) would compute, which the writer computed to build the record)
+    /// and `None` otherwise.
+    pub(crate) fn replay_merged<'r>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'r JournalRecord, Option<Entry>)>,
+        seqs: &mut SeqTracker,
+    ) -> ReplayReport {
+        self.replay_with(records, seqs)
+    }
+
+    fn replay_with<'r>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'r JournalRecord, Option<Entry>)>,
+        seqs: &mut SeqTracker,
+    ) -> ReplayReport {
         let mut report = ReplayReport::default();
         let mut released = BTreeSet::new();
-        for read in records {
+        for (read, merged) in records {
             let record = &read.record;
             if let SeqCheck::Duplicate { last } = seqs.observe(record.writer, record.seq) {
                 tracing::warn!(line = read.line, offset = read.offset, writer = %record.writer,
@@ -231,7 +251,11 @@ impl State {
                 });
                 continue;
             }
-            if let Some(id) = self.apply(record).unreferenced {
+            let applied = match (merged, &record.op) {
+                (Some(next), Op::Patch(_)) => self.put(&record.key, next),
+                _ => self.apply(record),
+            };
+            if let Some(id) = applied.unreferenced {
                 released.insert(id);
             }
             report.applied += 1;

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::entry::{Activity, Entry, Patch};
 use crate::error::{Error, Operation, Result};
-use crate::journal::{EvictReason, JournalRecord, Record};
+use crate::journal::{EvictReason, JournalRecord, Op, Record};
 use crate::store::{Ack, Shared, SyncMode, lock};
 
 /// One update as a caller asked for it.
@@ -302,6 +302,8 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
     let now = shared.now_ms();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut offsets = Vec::with_capacity(batch.len());
+    // Each written patch's result, merged once here and applied as is below.
+    let mut merged: Vec<Option<Entry>> = Vec::with_capacity(batch.len());
     let mut text = String::new();
     {
         let view = shared.read();
@@ -377,6 +379,10 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
             if let Outcome::Write(record) = &outcome {
                 offsets.push(start + text.len() as u64);
                 record.encode_line(&mut text);
+                merged.push(match (&record.op, &after) {
+                    (Op::Patch(_), Some(Some(next))) => Some(next.clone().into_owned()),
+                    _ => None,
+                });
             }
             if let Some(after) = after {
                 pending.insert(key.as_str(), after);
@@ -456,7 +462,8 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
             other => other.answer(),
         })
         .collect();
-    view.state.replay(&written, &mut view.seqs);
+    view.state
+        .replay_merged(written.iter().zip(merged), &mut view.seqs);
     view.offset = start + text.len() as u64;
     Ok((answers, durable))
 }
