@@ -105,7 +105,7 @@ pub use crate::maintain::{
 };
 pub use crate::readonly::{LoadedStore, StoreFiles, load_store, read_store_files};
 pub use crate::snapshot::{
-    encode_snapshot, iso_time_ms, load_snapshot, parse_snapshot, quarantine, quarantine_at,
+    encode_snapshot, load_snapshot, parse_snapshot, quarantine, quarantine_at,
 };
 pub use crate::state::{Applied, ReplayReport, Skipped, State, Stats};
 pub use crate::store::{

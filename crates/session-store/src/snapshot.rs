@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::entry::Entry;
 use crate::error::{Error, Operation, Result, SnapshotProblem};
@@ -411,73 +411,16 @@ pub fn quarantine_at(path: impl AsRef<Path>, at: SystemTime) -> Result<PathBuf> 
     ))
 }
 
-/// `YYYYMMDDTHHMMSS.mmmZ` in UTC (times before 1970 count as 1970).
+/// `YYYYMMDDTHHMMSS.mmmZ` in UTC (times before 1970 count as 1970): the ISO form without the
+/// separators a file name does not need.
 pub(crate) fn compact_utc(at: SystemTime) -> String {
-    let ms = at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let (date, time) = utc_parts(ms);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
-        date.0, date.1, date.2, time.0, time.1, time.2, time.3
-    )
-}
-
-/// An `updatedAt` (milliseconds since the Unix epoch, any `i64`) as JavaScript's
-/// `Date.prototype.toISOString()` writes it, `2026-11-21T07:30:12.123Z`, for tools that show
-/// entries. Years outside 0..=9999 are written with as many digits as they need.
-pub fn iso_time_ms(ms: i64) -> String {
-    let (date, time) = utc_parts(ms);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        date.0, date.1, date.2, time.0, time.1, time.2, time.3
-    )
-}
-
-/// A UTC date: year, month, day.
-type Date = (i64, u32, u32);
-/// A UTC time of day: hour, minute, second, millisecond.
-type TimeOfDay = (i64, i64, i64, i64);
-
-/// The UTC date and time of day of `ms` milliseconds since the Unix epoch.
-fn utc_parts(ms: i64) -> (Date, TimeOfDay) {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    (
-        civil_from_days(days),
-        (
-            in_day / 3_600_000,
-            in_day % 3_600_000 / 60_000,
-            in_day % 60_000 / 1_000,
-            in_day % 1_000,
-        ),
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    // Both are small by construction (1-12 and 1-31).
-    (year, month as u32, day as u32)
+    sessionkit_write_lock::format_created_at(at).replace(['-', ':'], "")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn compact_utc_matches_date() {
@@ -488,6 +431,11 @@ mod tests {
         assert_eq!(
             compact_utc(UNIX_EPOCH + Duration::from_millis(951_782_400_000)),
             "20000229T000000.000Z"
+        );
+        // Before 1970 counts as 1970, so a quarantine name never starts with a sign.
+        assert_eq!(
+            compact_utc(UNIX_EPOCH - Duration::from_secs(1)),
+            "19700101T000000.000Z"
         );
     }
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use std::time::SystemTime;
 
-use crate::time::{format_iso8601_ms, parse_iso8601_ms, system_time_ms};
+use crate::time::{format_iso8601_ms_unsigned, parse_iso8601_ms, system_time_ms};
 
 /// The format version this library writes in the `sessionkit` field.
 pub const RECORD_FORMAT: u32 = 1;
@@ -22,7 +22,7 @@ pub const RECORD_FORMAT: u32 = 1;
 /// For programs and tests that write records of other formats (OpenClaw's) themselves;
 /// [`OwnerRecord::to_bytes`] formats `createdAt` this way too.
 pub fn format_created_at(t: SystemTime) -> String {
-    format_iso8601_ms(system_time_ms(t))
+    format_iso8601_ms_unsigned(system_time_ms(t))
 }
 
 /// JavaScript's `Number.MAX_SAFE_INTEGER`: the largest integral float accepted as an integer.
@@ -101,7 +101,7 @@ impl OwnerRecord {
             (
                 "createdAt",
                 self.created_at_ms
-                    .map(|ms| Value::String(format_iso8601_ms(ms))),
+                    .map(|ms| Value::String(format_iso8601_ms_unsigned(ms))),
             ),
             ("starttime", self.starttime.map(Value::from)),
             ("maxHoldMs", self.max_hold_ms.map(Value::from)),

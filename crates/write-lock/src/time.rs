@@ -18,28 +18,45 @@ const EPOCH_SHIFT_DAYS: i64 = 719_468;
 const DAYS_PER_ERA: i64 = 146_097;
 
 /// Formats milliseconds since the Unix epoch exactly as JavaScript's
-/// `Date.prototype.toISOString()` does: `2026-11-21T05:10:56.123Z`, always three fraction digits
-/// and `Z`.
+/// `Date.prototype.toISOString()` does: `2026-11-21T05:10:56.123Z`, UTC, always three fraction
+/// digits and `Z`.
 ///
-/// Years past 9999 use JavaScript's expanded form (`+010000-01-01T00:00:00.000Z`), which
-/// [`parse_iso8601_ms`] does not accept; such a time cannot come from a real clock, and a record
-/// holding one reads back without a `createdAt`. (JavaScript itself refuses times past year
-/// 275760; this function keeps counting.)
-pub(crate) fn format_iso8601_ms(ms_since_epoch: u64) -> String {
-    let days = ms_since_epoch / MS_PER_DAY;
-    let in_day = ms_since_epoch % MS_PER_DAY;
-    // A u64 of milliseconds is at most about 2.1e11 days, far inside i64.
-    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX));
+/// This is the shape OpenClaw writes for a lock's `createdAt` and for tools that show a session's
+/// `updatedAt`. Times before 1970 count backwards (`-1` is `1969-12-31T23:59:59.999Z`), and
+/// years outside 0–9999 use JavaScript's expanded form with a sign and six digits
+/// (`+010000-01-01T00:00:00.000Z`, `-000001-01-01T00:00:00.000Z`), which the parser of lock
+/// records does not accept; such a time cannot come from a real clock. Every `i64` formats
+/// without overflow (JavaScript itself refuses times past year 275760; this function keeps
+/// counting).
+///
+/// # Examples
+///
+/// ```
+/// use sessionkit_write_lock::format_iso8601_ms;
+///
+/// assert_eq!(format_iso8601_ms(1_795_237_856_123), "2026-11-21T05:10:56.123Z");
+/// assert_eq!(format_iso8601_ms(-1), "1969-12-31T23:59:59.999Z");
+/// ```
+pub fn format_iso8601_ms(ms_since_epoch: i64) -> String {
+    let ms_per_day = MS_PER_DAY as i64;
+    let (year, month, day) = civil_from_days(ms_since_epoch.div_euclid(ms_per_day));
+    // `rem_euclid` of a positive divisor is in 0..MS_PER_DAY.
+    let in_day = ms_since_epoch.rem_euclid(ms_per_day).unsigned_abs();
     let hour = in_day / MS_PER_HOUR;
     let minute = in_day % MS_PER_HOUR / MS_PER_MINUTE;
     let second = in_day % MS_PER_MINUTE / MS_PER_SECOND;
     let milli = in_day % MS_PER_SECOND;
-    let year = if year <= 9999 {
-        format!("{year:04}")
-    } else {
-        format!("+{year:06}")
+    let year = match year {
+        0..=9999 => format!("{year:04}"),
+        10_000.. => format!("+{year:06}"),
+        _ => format!("-{:06}", year.unsigned_abs()),
     };
     format!("{year}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+}
+
+/// [`format_iso8601_ms`] of an unsigned count, as lock records hold it.
+pub(crate) fn format_iso8601_ms_unsigned(ms_since_epoch: u64) -> String {
+    format_iso8601_ms(i64::try_from(ms_since_epoch).unwrap_or(i64::MAX))
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS` with an optional fraction of 1 to 9 digits and a zone of `Z` or
@@ -211,7 +228,7 @@ mod tests {
             (MAX_ISO_MS, "9999-12-31T23:59:59.999Z"),
         ];
         for (ms, iso) in vectors {
-            assert_eq!(format_iso8601_ms(ms), iso);
+            assert_eq!(format_iso8601_ms_unsigned(ms), iso);
             assert_eq!(parse_iso8601_ms(iso), Some(ms), "{iso}");
         }
     }
@@ -219,12 +236,31 @@ mod tests {
     #[test]
     fn years_past_9999_use_the_javascript_expanded_form() {
         assert_eq!(
-            format_iso8601_ms(MAX_ISO_MS + 1),
+            format_iso8601_ms_unsigned(MAX_ISO_MS + 1),
             "+010000-01-01T00:00:00.000Z"
         );
         assert_eq!(parse_iso8601_ms("+010000-01-01T00:00:00.000Z"), None);
-        // The largest input must not overflow.
-        assert!(format_iso8601_ms(u64::MAX).starts_with('+'));
+        // The largest inputs must not overflow.
+        assert!(format_iso8601_ms_unsigned(u64::MAX).starts_with('+'));
+        assert!(format_iso8601_ms(i64::MAX).starts_with('+'));
+    }
+
+    #[test]
+    fn times_before_1970_count_backwards_as_javascript_does() {
+        // `new Date(ms).toISOString()` for each.
+        assert_eq!(format_iso8601_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(format_iso8601_ms(-86_400_000), "1969-12-31T00:00:00.000Z");
+        assert_eq!(
+            format_iso8601_ms(-62_167_219_200_000),
+            "0000-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            format_iso8601_ms(-62_167_219_200_001),
+            "-000001-12-31T23:59:59.999Z"
+        );
+        // The smallest input must not overflow.
+        assert!(format_iso8601_ms(i64::MIN).starts_with('-'));
+        assert!(format_iso8601_ms(i64::MIN).ends_with('Z'));
     }
 
     #[test]
@@ -325,7 +361,7 @@ mod tests {
     proptest! {
         #[test]
         fn format_then_parse_is_the_identity(ms in 0..=MAX_ISO_MS) {
-            let iso = format_iso8601_ms(ms);
+            let iso = format_iso8601_ms_unsigned(ms);
             prop_assert_eq!(iso.len(), 24);
             prop_assert_eq!(parse_iso8601_ms(&iso), Some(ms));
         }
@@ -339,7 +375,7 @@ mod tests {
         fn parse_never_panics_on_near_misses(s in "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,10})?(Z|[+-][0-9]{2}:[0-9]{2})?") {
             if let Some(ms) = parse_iso8601_ms(&s) {
                 // Anything accepted formats to a string that parses back to the same instant.
-                prop_assert_eq!(parse_iso8601_ms(&format_iso8601_ms(ms)), Some(ms));
+                prop_assert_eq!(parse_iso8601_ms(&format_iso8601_ms_unsigned(ms)), Some(ms));
             }
         }
     }

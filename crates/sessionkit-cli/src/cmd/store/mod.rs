@@ -120,7 +120,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
 
 /// An `updatedAt` as JavaScript's `toISOString` writes it.
 fn iso_time(ms: i64) -> String {
-    sessionkit::store::iso_time_ms(ms)
+    sessionkit::lock::format_iso8601_ms(ms)
 }
 
 #[cfg(test)]
