@@ -308,6 +308,10 @@ impl Uncontended {
         Ok(samples)
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the bare `flock` is one of the ways compared"
+    )]
     fn once(&self, way: Way) -> io::Result<()> {
         match way {
             Way::CreateUnlink => {
@@ -431,6 +435,10 @@ struct Flock<'a> {
     path: &'a Path,
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the bare `flock` hand-off is the baseline"
+)]
 impl Handoff for Flock<'_> {
     type Held = File;
 

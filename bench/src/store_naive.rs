@@ -149,6 +149,10 @@ impl NaiveStore {
     }
 
     /// Temp file, write, fsync, rename, fsync the directory.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a model of the original's writer, bare calls included"
+    )]
     fn replace(&self, bytes: &[u8]) -> io::Result<()> {
         let n = self.temps.fetch_add(1, Ordering::Relaxed);
         let temp = self

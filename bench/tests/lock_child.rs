@@ -101,6 +101,10 @@ fn handoff_child_takes_turns_with_its_parent() {
 }
 
 #[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test's parent side is a bare `flock`, as the benchmark's baseline"
+)]
 fn flock_handoff_child_takes_turns_with_its_parent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");

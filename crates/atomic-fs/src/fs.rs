@@ -80,7 +80,7 @@ pub trait FileSystem: fmt::Debug + Send + Sync {
     /// Renames `from` over `to` (atomic on the same file system).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         // This crate renames within one directory; the target's directory names the turn.
-        in_turn_of_parent(to, || fs::rename(from, to))
+        in_turn_of_parent(to, || sys::rename(from, to))
     }
 
     /// Flushes the entries of directory `dir`.

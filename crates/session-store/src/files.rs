@@ -37,7 +37,7 @@ impl Drop for Locked {
     fn drop(&mut self) {
         // Closing the file would drop the lock too, but the file stays open for the next
         // batch; unlocking now lets other processes in.
-        let _ = self.journal.file.unlock();
+        let _ = crate::sys::unlock(&self.journal.file);
     }
 }
 
@@ -67,7 +67,7 @@ impl JournalFile {
 
     /// Takes the exclusive OS lock, blocking until it is free.
     pub(crate) fn lock(self: &Arc<Self>) -> io::Result<Locked> {
-        self.file.lock()?;
+        crate::sys::lock(&self.file)?;
         Ok(Locked {
             journal: self.clone(),
         })

@@ -990,7 +990,7 @@ pub(crate) fn run(
             let mut aside = path.as_os_str().to_owned();
             aside.push(format!(".deleted.{stamp}"));
             let aside = PathBuf::from(aside);
-            in_turn_of_parent(path, || fs::rename(path, &aside))
+            in_turn_of_parent(path, || crate::sys::rename(path, &aside))
         };
         match done {
             Ok(()) => {

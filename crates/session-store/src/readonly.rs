@@ -64,8 +64,7 @@ pub fn read_store_files(snapshot_path: impl AsRef<Path>) -> Result<StoreFiles> {
             Err(e) => return Err(failed("open", &journal_path, e)),
         };
         if let Some(file) = &journal {
-            file.lock_shared()
-                .map_err(|e| failed("lock", &journal_path, e))?;
+            crate::sys::lock_shared(file).map_err(|e| failed("lock", &journal_path, e))?;
             if !same_file(file, &journal_path).map_err(|e| failed("stat", &journal_path, e))? {
                 // A compaction put a new journal in place; dropping the file unlocks it.
                 continue;

@@ -392,7 +392,7 @@ pub fn quarantine_at(path: impl AsRef<Path>, at: SystemTime) -> Result<PathBuf> 
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io("reserve", &candidate, e)),
         }
-        if let Err(e) = fs::rename(path, &candidate) {
+        if let Err(e) = crate::sys::rename(path, &candidate) {
             // Give the name back; the damaged file has not moved.
             let _ = fs::remove_file(&candidate);
             return Err(io("rename to", &candidate, e));

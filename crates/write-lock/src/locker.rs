@@ -216,7 +216,7 @@ fn observe_open(file: File) -> io::Result<Option<Seen>> {
     } else {
         parse_record(&bytes)
     };
-    let (file, os_lock_free) = match file.try_lock() {
+    let (file, os_lock_free) = match sys::try_lock(&file) {
         Ok(()) => (Some(file), Some(true)),
         Err(TryLockError::WouldBlock) => (None, Some(false)),
         // No OS locks here (some network file systems): judge by the record alone.
@@ -568,7 +568,7 @@ impl Locker {
         };
         // Lock before writing the record, so a record that promises an OS lock is never seen
         // without the lock held. A contender that opened the empty file may hold it briefly.
-        if let Err(e) = file.lock() {
+        if let Err(e) = sys::lock(&file) {
             return Err(undo(file, ctx.io("take the OS lock on", lock_path, e)));
         }
         // While we waited for the OS lock, a contender that judged the still-empty file stale

@@ -15,6 +15,14 @@ pub(crate) fn open_append(path: &Path, _mode: u32, create: bool) -> io::Result<F
     OpenOptions::new().append(true).create(create).open(path)
 }
 
+/// Renames `from` over `to` with std's rename, which replaces an existing `to` (on Windows,
+/// `MoveFileExW` with `MOVEFILE_REPLACE_EXISTING`); whether readers can see neither file is
+/// not claimed here.
+#[allow(clippy::disallowed_methods, reason = "sys is where the crate renames")]
+pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)
+}
+
 /// Creates one directory; `mode` is ignored.
 pub(crate) fn create_dir(path: &Path, _mode: u32) -> io::Result<()> {
     fs::create_dir(path)

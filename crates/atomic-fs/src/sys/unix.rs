@@ -27,6 +27,12 @@ pub(crate) fn open_append(path: &Path, mode: u32, create: bool) -> io::Result<Fi
         .open(path)
 }
 
+/// Renames `from` over `to`: `rename(2)`, which replaces `to` atomically on one file system.
+#[allow(clippy::disallowed_methods, reason = "sys is where the crate renames")]
+pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)
+}
+
 /// Creates one directory with `mode` (less the umask).
 pub(crate) fn create_dir(path: &Path, mode: u32) -> io::Result<()> {
     fs::DirBuilder::new().mode(mode).create(path)

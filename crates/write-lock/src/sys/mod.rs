@@ -15,7 +15,7 @@ mod other;
 pub(crate) use other::*;
 
 use std::collections::hash_map::RandomState;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::hash::BuildHasher;
 use std::io;
 use std::io::Read;
@@ -45,6 +45,26 @@ pub(crate) fn open_to_observe(path: &Path) -> io::Result<File> {
         Err(e) if OPEN_NOATIME != 0 && e.raw_os_error() == Some(libc::EPERM) => open(0),
         opened => opened,
     }
+}
+
+/// Takes the exclusive OS lock on `file`, waiting for it: std's `File::lock`, which is
+/// `flock(2)` on Linux (held by the open file description, dropped by the kernel when the
+/// last descriptor closes, as at a crash) and `LockFileEx` on Windows.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "sys is where the crate takes OS locks"
+)]
+pub(crate) fn lock(file: &File) -> io::Result<()> {
+    file.lock()
+}
+
+/// Takes the exclusive OS lock on `file` if it is free, as [`lock`] without waiting.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "sys is where the crate takes OS locks"
+)]
+pub(crate) fn try_lock(file: &File) -> Result<(), TryLockError> {
+    file.try_lock()
 }
 
 /// True for the errors of an [`OPEN_NOFOLLOW_NONBLOCK`] open that mean the path is no regular
