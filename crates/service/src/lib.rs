@@ -95,3 +95,8 @@ pub use crate::error::{Error, Result};
 pub use crate::state_dir::{
     DEFAULT_TEMP_OLDER_THAN, REGISTRY_FILE, StateDir, StateDirBuilder, SweepStatus,
 };
+
+// The README's example compiles as a doc test, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

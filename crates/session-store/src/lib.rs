@@ -115,3 +115,8 @@ pub use crate::store::{
 };
 pub use crate::transcript::{SuspendedTranscript, Transcript};
 pub use sessionkit_write_lock::{Clock, ManualClock, SystemClock};
+
+// The README's example compiles as a doc test, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
