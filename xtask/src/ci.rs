@@ -125,21 +125,29 @@ impl Ci<'_> {
                 "warnings",
             ]),
             Step::Test => {
+                let mut command = cmd::cargo(self.root);
+                if std::env::var_os("CI").is_some() {
+                    // On CI a property test's failing case is reported as found, not shrunk:
+                    // shrinking a long history of store operations can outlast the job, and the
+                    // case is printed whole, for a local run to shrink.
+                    command.env("PROPTEST_MAX_SHRINK_ITERS", "0");
+                }
                 if self.has_nextest() {
-                    self.tee(&[
+                    command.args([
                         "nextest",
                         "run",
                         "--workspace",
                         "--all-features",
                         "--profile",
                         "ci",
-                    ])?;
+                    ]);
                 } else {
                     eprintln!(
                         "cargo-nextest is not installed, so the tests run under `cargo test`"
                     );
-                    self.tee(&["test", "--workspace", "--all-features"])?;
+                    command.args(["test", "--workspace", "--all-features"]);
                 }
+                self.tee_command(command)?;
                 // nextest does not run doc tests, so they get a run of their own either way.
                 self.tee(&["test", "--workspace", "--all-features", "--doc"])
             }
