@@ -58,6 +58,9 @@ pub enum Input {
     SessionId,
     /// A transcript record.
     Record,
+    /// A setting of [`StoreBuilder`](crate::StoreBuilder) or [`Maintenance`](crate::Maintenance),
+    /// refused when the store is opened.
+    Setting,
 }
 
 impl fmt::Display for Input {
@@ -68,6 +71,7 @@ impl fmt::Display for Input {
             Input::WriterId => "writer id",
             Input::SessionId => "session id",
             Input::Record => "transcript record",
+            Input::Setting => "store setting",
         })
     }
 }
@@ -154,7 +158,8 @@ impl fmt::Display for JournalProblem {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A value given as an entry, a patch or a writer id was refused; nothing changed.
+    /// A value given as an entry, a patch, a writer id or a setting was refused; nothing
+    /// changed.
     #[error("invalid {input}: {reason}")]
     Invalid {
         /// What kind of input it was.

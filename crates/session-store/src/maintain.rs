@@ -207,15 +207,13 @@ impl Maintenance {
         self
     }
 
-    /// The disk budget's high water mark, as a fraction of it (clamped to 0..=1).
+    /// The disk budget's high water mark, as a fraction of it from 0 to 1; anything else
+    /// (not a number included) fails [`StoreBuilder::open`](crate::StoreBuilder::open) with
+    /// [`Error::Invalid`](crate::Error::Invalid).
     ///
     /// By default, 0.8.
     pub fn high_water(mut self, fraction: f64) -> Self {
-        self.high_water = if fraction.is_finite() {
-            fraction.clamp(0.0, 1.0)
-        } else {
-            DEFAULT_HIGH_WATER
-        };
+        self.high_water = fraction;
         self
     }
 

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use sessionkit_write_lock::{Clock, SystemClock};
 
 use crate::entry::{Activity, Entry, Patch};
-#[cfg(doc)]
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, Input, Result};
 use crate::files::JournalFile;
 use crate::journal::{EvictReason, JOURNAL_SUFFIX, SeqTracker, WriterId};
 #[cfg(doc)]
@@ -122,16 +120,13 @@ impl StoreBuilder {
     }
 
     /// Compaction starts in the background once the journal is at least `min_bytes` long and
-    /// at least `ratio` times the snapshot's size.
+    /// at least `ratio` times the snapshot's size. A `ratio` that is negative or not a number
+    /// fails [`open`](StoreBuilder::open) with [`Error::Invalid`].
     ///
     /// By default, 1 MiB and 1.0.
     pub fn compact_when(&mut self, min_bytes: u64, ratio: f64) -> &mut Self {
         self.compact_min_bytes = min_bytes;
-        self.compact_ratio = if ratio.is_finite() && ratio >= 0.0 {
-            ratio
-        } else {
-            DEFAULT_COMPACT_RATIO
-        };
+        self.compact_ratio = ratio;
         self
     }
 
@@ -180,11 +175,36 @@ impl StoreBuilder {
     ///
     /// # Errors
     ///
+    /// [`Error::Invalid`] for a setting no store can run with (a compaction ratio or a high
+    /// water mark out of range), before anything on disk is touched;
     /// [`Error::CorruptSnapshot`] or [`Error::CorruptJournal`] (without
     /// [`recover`](StoreBuilder::recover)); [`Error::UnsupportedJournal`]; [`Error::Io`] if a
     /// file cannot be read, created or locked.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
+        self.check()?;
         crate::open::open(self.clone(), path.as_ref())
+    }
+
+    /// Refuses settings no store can run with, before anything on disk is touched.
+    fn check(&self) -> Result<()> {
+        let invalid = |reason| {
+            Err(Error::Invalid {
+                input: Input::Setting,
+                reason,
+                source: None,
+            })
+        };
+        if !(self.compact_ratio.is_finite() && self.compact_ratio >= 0.0) {
+            return invalid(
+                "the compaction ratio (`compact_when`) must be a finite number of at least 0",
+            );
+        }
+        if let Some(m) = &self.maintenance
+            && !(0.0..=1.0).contains(&m.high_water)
+        {
+            return invalid("the disk budget's high water mark must be a number from 0 to 1");
+        }
+        Ok(())
     }
 }
 

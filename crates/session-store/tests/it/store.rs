@@ -433,3 +433,59 @@ fn open_removes_stale_temp_files_of_its_own_files_only() {
     assert!(names.contains(&".sessions.json.4243.00c0ffee00c0fff0.sktmp".to_owned()));
     assert!(names.contains(&".notes.json.4242.00c0ffee00c0fff1.sktmp".to_owned()));
 }
+
+#[test]
+fn settings_out_of_range_fail_the_open_before_anything_is_created() {
+    use sessionkit_session_store::{Error, Input, Maintenance};
+
+    let dir = Scratch::new("settings");
+    let path = dir.join("sessions.json");
+    let refused = |result: Result<Store, Error>, what: &str| {
+        let err = result.err().unwrap_or_else(|| panic!("{what}: opened"));
+        assert!(
+            matches!(
+                err,
+                Error::Invalid {
+                    input: Input::Setting,
+                    ..
+                }
+            ),
+            "{what}: {err:?}"
+        );
+        assert!(err.is_bad_input(), "{what}");
+        assert!(
+            err.to_string().starts_with("invalid store setting: "),
+            "{err}"
+        );
+        assert_eq!(
+            sessionkit_test_support::names_in(dir.path()),
+            Vec::<String>::new(),
+            "{what}"
+        );
+    };
+    for ratio in [f64::NAN, -0.5, f64::INFINITY] {
+        refused(
+            Store::builder().compact_when(4096, ratio).open(&path),
+            &format!("ratio {ratio}"),
+        );
+    }
+    for fraction in [f64::NAN, -0.1, 1.5] {
+        let maintenance = Maintenance::new().high_water(fraction);
+        refused(
+            Store::builder().maintenance(maintenance).open(&path),
+            &format!("high water {fraction}"),
+        );
+    }
+    // The ends of each range are settings a store runs with.
+    let store = Store::builder()
+        .compact_when(0, 0.0)
+        .maintenance(Maintenance::new().high_water(1.0).background(false))
+        .open(&path)
+        .unwrap();
+    drop(store);
+    let store = Store::builder()
+        .maintenance(Maintenance::new().high_water(0.0).background(false))
+        .open(&path)
+        .unwrap();
+    assert_eq!(store.count().unwrap(), 0);
+}
