@@ -9,6 +9,8 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::sys::{self, JournalLock};
+
 /// A file's identity: device and inode.
 pub(crate) type FileId = (u64, u64);
 
@@ -37,7 +39,7 @@ impl Drop for Locked {
     fn drop(&mut self) {
         // Closing the file would drop the lock too, but the file stays open for the next
         // batch; unlocking now lets other processes in.
-        let _ = crate::sys::unlock(&self.journal.file);
+        let _ = sys::lock_journal(&self.journal.file, JournalLock::Release);
     }
 }
 
@@ -67,7 +69,7 @@ impl JournalFile {
 
     /// Takes the exclusive OS lock, blocking until it is free.
     pub(crate) fn lock(self: &Arc<Self>) -> io::Result<Locked> {
-        crate::sys::lock(&self.file)?;
+        sys::lock_journal(&self.file, JournalLock::Exclusive)?;
         Ok(Locked {
             journal: self.clone(),
         })

@@ -10,6 +10,7 @@ use crate::journal::{SeqTracker, TornTail, parse_journal};
 use crate::snapshot::parse_snapshot;
 use crate::state::State;
 use crate::store::journal_path_for;
+use crate::sys::JournalLock;
 
 /// The bytes of a store's two files, read as one consistent pair.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +65,8 @@ pub fn read_store_files(snapshot_path: impl AsRef<Path>) -> Result<StoreFiles> {
             Err(e) => return Err(failed("open", &journal_path, e)),
         };
         if let Some(file) = &journal {
-            crate::sys::lock_shared(file).map_err(|e| failed("lock", &journal_path, e))?;
+            crate::sys::lock_journal(file, JournalLock::Shared)
+                .map_err(|e| failed("lock", &journal_path, e))?;
             if !same_file(file, &journal_path).map_err(|e| failed("stat", &journal_path, e))? {
                 // A compaction put a new journal in place; dropping the file unlocks it.
                 continue;

@@ -19,32 +19,31 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-/// Takes the exclusive OS lock on `file`, waiting for it: std's `File::lock`, `flock(2)` on
-/// Linux, which the kernel drops when the last descriptor of the open file closes.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "sys is where the crate takes OS locks"
-)]
-pub(crate) fn lock(file: &File) -> io::Result<()> {
-    file.lock()
+/// How the journal is locked: writers append (and compaction swaps files) under the
+/// exclusive lock; a read-only loader takes the shared one, so it never sees half a swap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JournalLock {
+    /// Appends and the compaction's swap.
+    Exclusive,
+    /// Read-only loading.
+    Shared,
+    /// Release: the file stays open for the next batch, so its lock is let go by hand.
+    Release,
 }
 
-/// Takes a shared OS lock on `file`, waiting while an exclusive one is held.
+/// Takes or releases the journal's OS lock (std's, `flock(2)` on Linux: held by the open
+/// file, and dropped by the kernel when the process dies), waiting while another process
+/// holds it in a conflicting mode.
 #[allow(
     clippy::disallowed_methods,
     reason = "sys is where the crate takes OS locks"
 )]
-pub(crate) fn lock_shared(file: &File) -> io::Result<()> {
-    file.lock_shared()
-}
-
-/// Releases this open file's OS lock.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "sys is where the crate takes OS locks"
-)]
-pub(crate) fn unlock(file: &File) -> io::Result<()> {
-    file.unlock()
+pub(crate) fn lock_journal(journal: &File, how: JournalLock) -> io::Result<()> {
+    match how {
+        JournalLock::Exclusive => journal.lock(),
+        JournalLock::Shared => journal.lock_shared(),
+        JournalLock::Release => journal.unlock(),
+    }
 }
 
 /// Renames `from` to `to`, replacing `to` if it exists: `rename(2)` on Linux, atomic on one
