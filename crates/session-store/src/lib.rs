@@ -7,6 +7,21 @@
 //! is one line appended to `sessions.json.journal`, many callers' updates share one write and
 //! one fsync, and the snapshot is rewritten only by background compaction.
 //!
+//! Use it when:
+//!
+//! - many tasks or processes update one registry of sessions and each update must be durable
+//!   when its call returns, without a lock held across a whole-file rewrite ([`Store`],
+//!   [`SyncMode`]);
+//! - the registry must stay readable by OpenClaw's format, unknown fields included
+//!   ([`load_snapshot`], [`Entry`]);
+//! - it must stay bounded (a cap, pruning, a disk budget) without a stall when it reaches the
+//!   cap, and without losing a running session or leaving orphan transcripts ([`Maintenance`]);
+//! - each session has an append-only transcript that a crash may leave torn
+//!   ([`Store::open_transcript`]).
+//!
+//! For a whole state directory with its startup sweep, `sessionkit-service`'s `StateDir` opens
+//! a store for you.
+//!
 //! # Guarantees
 //!
 //! - **Acknowledged means durable, as promised.** An update's call returns once its batch is
