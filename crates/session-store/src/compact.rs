@@ -40,15 +40,7 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
             source,
         }
     };
-    let io = |step: &'static str, e| {
-        Error::io(
-            Operation::Compact,
-            step,
-            &shared.snapshot_path,
-            &shared.journal_path,
-            e,
-        )
-    };
+    let io = |step: &'static str, e| shared.journal_io(Operation::Compact, step)(e);
     shared.refresh()?;
     let (journal, offset) = {
         let view = shared.read();

@@ -16,17 +16,13 @@ use crate::state::State;
 use crate::store::{IoCounters, OpenReport, Shared, Store, StoreBuilder, View, journal_path_for};
 use crate::writer;
 
-fn io_error(op: Operation, step: &'static str, path: &Path, subject: &Path, e: io::Error) -> Error {
-    Error::io(op, step, path, subject, e)
-}
-
 /// The journal's identity and length, by path; `None` if it does not exist.
 pub(crate) fn journal_identity(path: &Path) -> Result<Option<(FileId, u64)>> {
     use std::os::unix::fs::MetadataExt;
     match fs::metadata(path) {
         Ok(meta) => Ok(Some(((meta.dev(), meta.ino()), meta.len()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error(Operation::ReadJournal, "stat", path, path, e)),
+        Err(e) => Err(Error::io(Operation::ReadJournal, "stat", path, path, e)),
     }
 }
 
@@ -61,14 +57,14 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
     let view = loop {
         let journal = JournalFile::open(&journal_path, true)
             .map(Arc::new)
-            .map_err(|e| io_error(Operation::Open, "open", snapshot_path, &journal_path, e))?;
+            .map_err(|e| Error::io(Operation::Open, "open", snapshot_path, &journal_path, e))?;
         let locked = journal
             .lock()
-            .map_err(|e| io_error(Operation::Open, "lock", snapshot_path, &journal_path, e))?;
+            .map_err(|e| Error::io(Operation::Open, "lock", snapshot_path, &journal_path, e))?;
         // A compaction elsewhere may have replaced the journal while we waited for its lock.
         if !journal
             .is_current()
-            .map_err(|e| io_error(Operation::Open, "stat", snapshot_path, &journal_path, e))?
+            .map_err(|e| Error::io(Operation::Open, "stat", snapshot_path, &journal_path, e))?
         {
             continue;
         }
@@ -129,7 +125,7 @@ fn load(
     let journal_path = journal.path.clone();
     let read = |j: &JournalFile| {
         j.read_from(0)
-            .map_err(|e| io_error(Operation::ReadJournal, "read", snapshot_path, &j.path, e))
+            .map_err(|e| Error::io(Operation::ReadJournal, "read", snapshot_path, &j.path, e))
     };
     let bytes = read(&journal)?;
     let (journal, parsed) = match parse_journal(&journal_path, &bytes) {
@@ -158,7 +154,7 @@ fn load(
                 })?;
             let fresh = JournalFile::open(&journal_path, false)
                 .map(Arc::new)
-                .map_err(|e| io_error(Operation::Open, "open", snapshot_path, &journal_path, e))?;
+                .map_err(|e| Error::io(Operation::Open, "open", snapshot_path, &journal_path, e))?;
             let parsed = parse_journal(&journal_path, &prefix)?;
             (fresh, parsed)
         }
@@ -169,7 +165,7 @@ fn load(
         journal
             .truncate(torn.offset)
             .and_then(|()| journal.sync())
-            .map_err(|e| io_error(Operation::Open, "truncate", snapshot_path, &journal_path, e))?;
+            .map_err(|e| Error::io(Operation::Open, "truncate", snapshot_path, &journal_path, e))?;
         tracing::warn!(path = %journal_path.display(), offset = torn.offset, len = torn.len,
             "cut a torn journal tail");
         report.torn_tail_bytes = Some(torn.len);
@@ -187,7 +183,7 @@ fn load(
                 .and_then(|()| journal.sync())
                 .and_then(|()| sync_dir(parent(&journal_path)))
                 .map_err(|e| {
-                    io_error(
+                    Error::io(
                         Operation::Open,
                         "initialise",
                         snapshot_path,
@@ -215,29 +211,19 @@ fn load(
 /// Brings `view` up to date: reads what was appended to its journal since, or reloads the
 /// whole store if a compaction replaced the journal.
 pub(crate) fn catch_up(shared: &Shared, view: &mut View) -> Result<()> {
-    let current = view.journal.is_current().map_err(|e| {
-        io_error(
-            Operation::ReadJournal,
-            "stat",
-            &shared.snapshot_path,
-            &shared.journal_path,
-            e,
-        )
-    })?;
+    let current = view
+        .journal
+        .is_current()
+        .map_err(shared.journal_io(Operation::ReadJournal, "stat"))?;
     if !current {
         *view = load_fresh(shared)?;
         shared.count(|c| c.reloads += 1);
         return Ok(());
     }
-    let bytes = view.journal.read_from(view.offset).map_err(|e| {
-        io_error(
-            Operation::ReadJournal,
-            "read",
-            &shared.snapshot_path,
-            &shared.journal_path,
-            e,
-        )
-    })?;
+    let bytes = view
+        .journal
+        .read_from(view.offset)
+        .map_err(shared.journal_io(Operation::ReadJournal, "read"))?;
     if bytes.is_empty() {
         return Ok(());
     }
@@ -257,26 +243,12 @@ pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
     loop {
         let journal = JournalFile::open(&shared.journal_path, false)
             .map(Arc::new)
-            .map_err(|e| {
-                io_error(
-                    Operation::ReadJournal,
-                    "open",
-                    &shared.snapshot_path,
-                    &shared.journal_path,
-                    e,
-                )
-            })?;
+            .map_err(shared.journal_io(Operation::ReadJournal, "open"))?;
         // The compactor renames the snapshot before the journal, and holds the old journal's
         // lock until both are in place; taking the new journal's lock orders us after it.
-        let locked = journal.lock().map_err(|e| {
-            io_error(
-                Operation::ReadJournal,
-                "lock",
-                &shared.snapshot_path,
-                &shared.journal_path,
-                e,
-            )
-        })?;
+        let locked = journal
+            .lock()
+            .map_err(shared.journal_io(Operation::ReadJournal, "lock"))?;
         if !journal.is_current().unwrap_or(false) {
             continue;
         }
@@ -284,15 +256,9 @@ pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
         let snapshot_bytes = fs::metadata(&shared.snapshot_path)
             .map(|m| m.len())
             .unwrap_or(0);
-        let bytes = journal.read_from(0).map_err(|e| {
-            io_error(
-                Operation::ReadJournal,
-                "read",
-                &shared.snapshot_path,
-                &shared.journal_path,
-                e,
-            )
-        })?;
+        let bytes = journal
+            .read_from(0)
+            .map_err(shared.journal_io(Operation::ReadJournal, "read"))?;
         let parsed = parse_journal(&shared.journal_path, &bytes)?;
         drop(locked);
         let mut state = state;

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use sessionkit_write_lock::{Clock, SystemClock};
 
 use crate::entry::{Activity, Entry, Patch};
-use crate::error::{Error, Input, Result};
+use crate::error::{Error, Input, Operation, Result};
 use crate::files::JournalFile;
 use crate::journal::{EvictReason, JOURNAL_SUFFIX, SeqTracker, WriterId};
 #[cfg(doc)]
@@ -411,6 +412,15 @@ impl Shared {
 
     pub(crate) fn count(&self, f: impl FnOnce(&mut IoCounters)) {
         f(&mut lock(&self.counters));
+    }
+
+    /// Makes an I/O error of `op`'s `step` on the journal, for `map_err`.
+    pub(crate) fn journal_io(
+        &self,
+        op: Operation,
+        step: &'static str,
+    ) -> impl FnOnce(io::Error) -> Error + '_ {
+        move |e| Error::io(op, step, &self.snapshot_path, &self.journal_path, e)
     }
 
     /// Brings the view up to date with the journal on disk: the records other processes (or

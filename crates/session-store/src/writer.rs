@@ -262,15 +262,7 @@ pub(crate) fn commit(shared: &Arc<Shared>, batch: Vec<Request>) {
 /// Writes a batch and applies it; each request's answer (its record's `seq`, 0 if there was
 /// nothing to write) and whether the batch is durable.
 fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u64>>, bool)> {
-    let io = |step: &'static str, e| {
-        Error::io(
-            Operation::WriteJournal,
-            step,
-            &shared.snapshot_path,
-            &shared.journal_path,
-            e,
-        )
-    };
+    let io = |step: &'static str, e| shared.journal_io(Operation::WriteJournal, step)(e);
     // Lock the current journal, following compactions until the one locked is the one named.
     let locked = loop {
         let journal = shared.read().journal.clone();
