@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use sessionkit_atomic_fs::{AtomicWriter, Durability, FileSystem};
 
+use crate::flags::Flags;
 use crate::payload::{IndexedPayloads, IndexedSequence, Known, random_body_len, sequenced_payload};
 use crate::rng::{SplitMix64, mix64};
 
@@ -140,38 +141,27 @@ impl ChildArgs {
         let mut variant = Variant::Correct;
         let mut payloads = PayloadKind::Indexed;
         let mut start_seq = 1;
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let flag = flag.to_string_lossy();
-            let mut value = || {
-                it.next()
-                    .ok_or_else(|| format!("{flag} needs a value"))
-                    .cloned()
-            };
-            match flag.as_ref() {
-                "--dir" => dir = Some(PathBuf::from(value()?)),
+        let mut flags = Flags::new(args);
+        while let Some(flag) = flags.next_flag() {
+            match flag.as_str() {
+                "--dir" => dir = Some(flags.path()?),
                 "--durability" => {
-                    durability = match value()?.to_string_lossy().as_ref() {
-                        "durable" => Durability::Durable,
-                        "atomic-only" => Durability::AtomicOnly,
-                        other => return Err(format!("unknown durability {other:?}")),
-                    }
+                    durability = flags.choice("durability", |name| match name {
+                        "durable" => Some(Durability::Durable),
+                        "atomic-only" => Some(Durability::AtomicOnly),
+                        _ => None,
+                    })?;
                 }
-                "--seed" => seed = parse_u64("--seed", &value()?)?,
-                "--mutant" => {
-                    let name = value()?;
-                    let name = name.to_string_lossy();
-                    variant =
-                        Variant::parse(&name).ok_or_else(|| format!("unknown mutant {name:?}"))?;
-                }
+                "--seed" => seed = flags.u64()?,
+                "--mutant" => variant = flags.choice("mutant", Variant::parse)?,
                 "--payloads" => {
-                    payloads = match value()?.to_string_lossy().as_ref() {
-                        "indexed" => PayloadKind::Indexed,
-                        "sequenced" => PayloadKind::Sequenced,
-                        other => return Err(format!("unknown payload kind {other:?}")),
-                    }
+                    payloads = flags.choice("payload kind", |name| match name {
+                        "indexed" => Some(PayloadKind::Indexed),
+                        "sequenced" => Some(PayloadKind::Sequenced),
+                        _ => None,
+                    })?;
                 }
-                "--start-seq" => start_seq = parse_u64("--start-seq", &value()?)?,
+                "--start-seq" => start_seq = flags.u64()?,
                 other => return Err(format!("unknown child-writer option {other:?}")),
             }
         }
@@ -184,18 +174,6 @@ impl ChildArgs {
             start_seq,
         })
     }
-}
-
-/// Parses a decimal `u64` option value.
-///
-/// # Errors
-///
-/// A message naming the option.
-pub fn parse_u64(flag: &str, value: &std::ffi::OsStr) -> Result<u64, String> {
-    value
-        .to_str()
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("{flag} needs a non-negative integer, got {value:?}"))
 }
 
 /// A file system whose temp-file fsync does nothing: the mutant the power-loss images must

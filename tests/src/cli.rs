@@ -6,7 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::child::{ChildArgs, Variant, parse_u64};
+use crate::child::{ChildArgs, Variant};
+use crate::flags::Flags;
 use crate::kill9::{self, Kill9Config};
 use crate::lock_child::{self, LockVariant, LockerArgs};
 use crate::lockcheck::{self, LockCheckConfig};
@@ -189,29 +190,19 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, String> {
         other => return Err(format!("unknown suite {other:?}")),
     };
     let mut options = SuiteOptions::new(suite);
-    let mut it = rest.iter();
-    while let Some(flag) = it.next() {
-        let flag = flag.to_string_lossy();
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_ref() {
+    let mut flags = Flags::new(rest);
+    while let Some(flag) = flags.next_flag() {
+        match flag.as_str() {
             "--quick" => options.quick = true,
-            "--seed" => options.seed = Some(parse_u64("--seed", value()?)?),
-            "--kills" => options.kills = Some(parse_u64("--kills", value()?)?),
-            "--images" => options.images = Some(parse_u64("--images", value()?)?),
-            "--sections" => options.sections = Some(parse_u64("--sections", value()?)?),
-            "--dir" => options.dir = Some(PathBuf::from(value()?)),
-            "--kill9-writer" => {
-                let name = value()?.to_string_lossy();
-                options.kill9_writer =
-                    Variant::parse(&name).ok_or_else(|| format!("unknown writer {name:?}"))?;
-            }
-            "--store-readers" => {
-                options.store_readers = Some(parse_u64("--store-readers", value()?)?);
-            }
+            "--seed" => options.seed = Some(flags.u64()?),
+            "--kills" => options.kills = Some(flags.u64()?),
+            "--images" => options.images = Some(flags.u64()?),
+            "--sections" => options.sections = Some(flags.u64()?),
+            "--dir" => options.dir = Some(flags.path()?),
+            "--kill9-writer" => options.kill9_writer = flags.choice("writer", Variant::parse)?,
+            "--store-readers" => options.store_readers = Some(flags.u64()?),
             "--store-writer" => {
-                let name = value()?.to_string_lossy();
-                options.store_writer = StoreVariant::parse(&name)
-                    .ok_or_else(|| format!("unknown store writer {name:?}"))?;
+                options.store_writer = flags.choice("store writer", StoreVariant::parse)?;
             }
             other => return Err(format!("unknown option {other:?}")),
         }

@@ -11,6 +11,7 @@
 //! - [`child`]: the writer process both harnesses spawn (the binary's `child-writer` role).
 //! - [`lock_child`]: the lock-set worker (the binary's `child-locker` role).
 //! - [`payload`]: recognisable payloads and their checkers.
+//! - [`flags`]: the `--flag value` command lines of the binary's roles.
 //! - [`store`]: kill -9 torture of a durable session-store writer: every acknowledged update
 //!   is there on reopen, through compactions and torn tails.
 //! - [`store_power`]: power-loss images of the same writer on ext4 (no acknowledged update
@@ -23,6 +24,7 @@
 
 pub mod child;
 pub mod cli;
+pub mod flags;
 pub mod kill9;
 pub mod lock_child;
 pub mod lockcheck;

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sessionkit_atomic_fs::{AtomicWriter, Durability};
 use sessionkit_write_lock::{LockConfig, Locker, Payload, parse_record};
 
-use crate::child::parse_u64;
+use crate::flags::Flags;
 use crate::rng::{SplitMix64, mix64};
 
 /// The shared counter every worker increments, inside the run's directory.
@@ -194,34 +194,18 @@ impl LockerArgs {
         let mut seed = 0;
         let mut timing = LockTiming::default();
         let mut think_max = Duration::ZERO;
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let flag = flag.to_string_lossy();
-            let mut value = || {
-                it.next()
-                    .ok_or_else(|| format!("{flag} needs a value"))
-                    .cloned()
-            };
-            let mut ms = || -> Result<Duration, String> {
-                Ok(Duration::from_millis(parse_u64(&flag, &value()?)?))
-            };
-            match flag.as_ref() {
-                "--dir" => dir = Some(PathBuf::from(value()?)),
-                "--mutant" => {
-                    let name = value()?;
-                    let name = name.to_string_lossy();
-                    variant = LockVariant::parse(&name)
-                        .ok_or_else(|| format!("unknown lock mutant {name:?}"))?;
-                }
-                "--seed" => seed = parse_u64("--seed", &value()?)?,
-                "--acquire-timeout-ms" => timing.acquire_timeout = ms()?,
-                "--max-hold-ms" => timing.max_hold = ms()?,
-                "--stale-ms" => timing.stale_after = ms()?,
-                "--malformed-grace-ms" => timing.malformed_grace = ms()?,
-                "--steal-ms" => timing.steal_after = ms()?,
-                "--think-us" => {
-                    think_max = Duration::from_micros(parse_u64("--think-us", &value()?)?);
-                }
+        let mut flags = Flags::new(args);
+        while let Some(flag) = flags.next_flag() {
+            match flag.as_str() {
+                "--dir" => dir = Some(flags.path()?),
+                "--mutant" => variant = flags.choice("lock mutant", LockVariant::parse)?,
+                "--seed" => seed = flags.u64()?,
+                "--acquire-timeout-ms" => timing.acquire_timeout = flags.millis()?,
+                "--max-hold-ms" => timing.max_hold = flags.millis()?,
+                "--stale-ms" => timing.stale_after = flags.millis()?,
+                "--malformed-grace-ms" => timing.malformed_grace = flags.millis()?,
+                "--steal-ms" => timing.steal_after = flags.millis()?,
+                "--think-us" => think_max = Duration::from_micros(flags.u64()?),
                 other => return Err(format!("unknown child-locker option {other:?}")),
             }
         }

@@ -54,7 +54,7 @@ use sessionkit_session_store::{
     Activity, Entry, ListQuery, Patch, SeqTracker, Store, SyncMode, load_snapshot, parse_journal,
 };
 
-use crate::child::parse_u64;
+use crate::flags::Flags;
 use crate::rng::{SplitMix64, mix64};
 
 /// The snapshot's file name inside the store directory (the journal is beside it).
@@ -426,31 +426,20 @@ impl StoreChildArgs {
             disk_check: false,
             variant: StoreVariant::Correct,
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let flag = flag.to_string_lossy();
-            let mut value = || {
-                it.next()
-                    .ok_or_else(|| format!("{flag} needs a value"))
-                    .cloned()
-            };
-            match flag.as_ref() {
-                "--dir" => dir = Some(PathBuf::from(value()?)),
-                "--seed" => parsed.seed = parse_u64("--seed", &value()?)?,
-                "--gen" => parsed.gen_ = parse_u64("--gen", &value()?)?,
-                "--threads" => parsed.threads = parse_u64("--threads", &value()?)?,
-                "--thread-base" => parsed.thread_base = parse_u64("--thread-base", &value()?)?,
-                "--live-keys" => parsed.live_keys = parse_u64("--live-keys", &value()?)?,
-                "--compact-every-ms" => {
-                    parsed.compact_every_ms = parse_u64("--compact-every-ms", &value()?)?;
-                }
-                "--readers" => parsed.readers = parse_u64("--readers", &value()?)?,
-                "--disk-check" => parsed.disk_check = parse_u64("--disk-check", &value()?)? != 0,
+        let mut flags = Flags::new(args);
+        while let Some(flag) = flags.next_flag() {
+            match flag.as_str() {
+                "--dir" => dir = Some(flags.path()?),
+                "--seed" => parsed.seed = flags.u64()?,
+                "--gen" => parsed.gen_ = flags.u64()?,
+                "--threads" => parsed.threads = flags.u64()?,
+                "--thread-base" => parsed.thread_base = flags.u64()?,
+                "--live-keys" => parsed.live_keys = flags.u64()?,
+                "--compact-every-ms" => parsed.compact_every_ms = flags.u64()?,
+                "--readers" => parsed.readers = flags.u64()?,
+                "--disk-check" => parsed.disk_check = flags.u64()? != 0,
                 "--variant" => {
-                    let name = value()?;
-                    let name = name.to_string_lossy();
-                    parsed.variant = StoreVariant::parse(&name)
-                        .ok_or_else(|| format!("unknown store variant {name:?}"))?;
+                    parsed.variant = flags.choice("store variant", StoreVariant::parse)?
                 }
                 other => return Err(format!("unknown store-child option {other:?}")),
             }
