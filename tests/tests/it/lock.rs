@@ -11,9 +11,7 @@ use sessionkit_tests::cli::{self, Invocation, Suite};
 use sessionkit_tests::lock_child::{LockTiming, LockVariant, LockerArgs};
 use sessionkit_tests::lockcheck::{self, Histories, LockCheckConfig, Section, check_history};
 
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sessionkit-torture"))
-}
+use crate::{assert_usage_error, exe};
 
 /// A clean history: worker `w(i)` read value `i` with generation `10 + 2i`, one after another.
 fn clean(n: u64) -> Vec<Section> {
@@ -222,13 +220,7 @@ fn the_lock_suite_and_its_options_parse() {
         vec!["child-locker", "--seed", "1"],
         vec!["child-locker", "--dir", "/tmp", "--mutant", "borrow"],
     ] {
-        let args: Vec<OsString> = bad.into_iter().map(OsString::from).collect();
-        let status = Command::new(exe())
-            .args(&args)
-            .output()
-            .expect("runs")
-            .status;
-        assert_eq!(status.code(), Some(2), "{args:?}");
+        assert_usage_error(&bad);
     }
 }
 

@@ -4,7 +4,6 @@
 mod lock;
 mod store;
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -151,6 +150,17 @@ fn child_args_round_trip_through_the_command_line() {
     assert_eq!(parsed.start_seq, args.start_seq);
 }
 
+/// Runs the binary with `words` and asserts it exits 2, a usage error.
+fn assert_usage_error(words: &[&str]) {
+    let output = Command::new(exe()).args(words).output().expect("runs");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{words:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn usage_errors_exit_with_status_2() {
     for args in [
@@ -163,13 +173,7 @@ fn usage_errors_exit_with_status_2() {
         vec!["store", "--store-writer", "bogus"],
         vec!["store-child", "--seed", "1"],
     ] {
-        let args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
-        let status = Command::new(exe())
-            .args(&args)
-            .output()
-            .expect("runs")
-            .status;
-        assert_eq!(status.code(), Some(2), "{args:?}");
+        assert_usage_error(&args);
     }
 }
 
