@@ -150,6 +150,11 @@ impl SuiteOptions {
             child_locker: None,
         }
     }
+
+    /// `given` if the command line gave it, else the `--quick` or the soak default.
+    fn or_default(&self, given: Option<u64>, quick: u64, soak: u64) -> u64 {
+        given.unwrap_or(if self.quick { quick } else { soak })
+    }
 }
 
 /// What the command line asks for.
@@ -280,16 +285,8 @@ fn run_atomic(
     seed: u64,
     failures: &mut Vec<String>,
 ) {
-    let kills = options.kills.unwrap_or(if options.quick {
-        QUICK_KILLS
-    } else {
-        SOAK_KILLS
-    });
-    let images = options.images.unwrap_or(if options.quick {
-        QUICK_IMAGES
-    } else {
-        SOAK_IMAGES
-    });
+    let kills = options.or_default(options.kills, QUICK_KILLS, SOAK_KILLS);
+    let images = options.or_default(options.images, QUICK_IMAGES, SOAK_IMAGES);
     say(&format!(
         "\n== kill -9 torture (R5): {kills} kills, writer {}, durable/atomic-only alternating ==",
         options.kill9_writer
@@ -326,11 +323,7 @@ fn run_lock(
     seed: u64,
     failures: &mut Vec<String>,
 ) {
-    let sections = options.sections.unwrap_or(if options.quick {
-        QUICK_SECTIONS
-    } else {
-        SOAK_SECTIONS
-    });
+    let sections = options.or_default(options.sections, QUICK_SECTIONS, SOAK_SECTIONS);
     let mut config = LockCheckConfig::new(exe.to_path_buf(), LockVariant::Correct, sections, seed);
     config.base_dir = base_dir.to_path_buf();
     // At the measured rate a soak takes minutes; the limit only catches a crawl.
@@ -398,16 +391,8 @@ fn run_store(
     seed: u64,
     failures: &mut Vec<String>,
 ) {
-    let kills = options.kills.unwrap_or(if options.quick {
-        QUICK_STORE_KILLS
-    } else {
-        SOAK_STORE_KILLS
-    });
-    let images = options.images.unwrap_or(if options.quick {
-        QUICK_STORE_IMAGES
-    } else {
-        SOAK_STORE_IMAGES
-    });
+    let kills = options.or_default(options.kills, QUICK_STORE_KILLS, SOAK_STORE_KILLS);
+    let images = options.or_default(options.images, QUICK_STORE_IMAGES, SOAK_STORE_IMAGES);
     let mut config = StoreKill9Config::new(
         exe.to_path_buf(),
         kills,

@@ -45,7 +45,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use sessionkit_atomic_fs::AtomicWriter;
@@ -786,24 +786,36 @@ impl<'a> Pool<'a> {
 
     /// Collects workers that exited on their own (all failures while the run lasts).
     fn reap_failed(&mut self) -> Result<Vec<String>, String> {
-        let mut failed = Vec::new();
+        self.reap_exited(|_| true, "exited on its own")
+    }
+
+    /// Removes the workers that have exited; each whose status `failed` judges a failure gives
+    /// a message: `"worker <pid> <what> (<status>): <its stderr>"`.
+    fn reap_exited(
+        &mut self,
+        failed: impl Fn(ExitStatus) -> bool,
+        what: &str,
+    ) -> Result<Vec<String>, String> {
+        let mut failures = Vec::new();
         let mut i = 0;
         while i < self.workers.len() {
             let worker = &mut self.workers[i];
             let pid = worker.pid();
             match worker.child.try_wait() {
                 Ok(Some(status)) => {
-                    failed.push(format!(
-                        "worker {pid} exited on its own ({status}): {}",
-                        worker.stderr()
-                    ));
+                    if failed(status) {
+                        failures.push(format!(
+                            "worker {pid} {what} ({status}): {}",
+                            worker.stderr()
+                        ));
+                    }
                     self.workers.swap_remove(i);
                 }
                 Ok(None) => i += 1,
                 Err(e) => return Err(format!("cannot check worker {pid}: {e}")),
             }
         }
-        Ok(failed)
+        Ok(failures)
     }
 
     fn index_of(&self, pid: u32) -> Option<usize> {
@@ -837,24 +849,7 @@ impl<'a> Pool<'a> {
         let started = Instant::now();
         let mut failures = Vec::new();
         while !self.workers.is_empty() {
-            let mut i = 0;
-            while i < self.workers.len() {
-                let worker = &mut self.workers[i];
-                let pid = worker.pid();
-                match worker.child.try_wait() {
-                    Ok(Some(status)) => {
-                        if !status.success() {
-                            failures.push(format!(
-                                "worker {pid} failed ({status}): {}",
-                                worker.stderr()
-                            ));
-                        }
-                        self.workers.swap_remove(i);
-                    }
-                    Ok(None) => i += 1,
-                    Err(e) => return Err(format!("cannot check worker {pid}: {e}")),
-                }
-            }
+            failures.extend(self.reap_exited(|status| !status.success(), "failed")?);
             if self.workers.is_empty() {
                 break;
             }

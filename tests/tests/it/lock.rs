@@ -237,3 +237,29 @@ fn the_binary_runs_the_lock_suite_and_prints_the_seed() {
     assert!(stdout.contains("\nmutant caught: "), "{stdout}");
     assert!(stdout.contains("RESULT: PASS"), "{stdout}");
 }
+
+#[test]
+fn workers_that_exit_on_their_own_are_reported() {
+    // `false` stands in for the worker: it exits 1 at once, every time it is respawned.
+    let mut config = LockCheckConfig::new(PathBuf::from("false"), LockVariant::Correct, 10, 7);
+    config.kills = false;
+    config.stops = false;
+    config.time_limit = Duration::from_secs(1);
+    let report = lockcheck::run(&config).expect("the harness runs");
+    println!("{report}");
+    assert!(
+        report
+            .worker_errors
+            .iter()
+            .any(|e| e.contains("exited on its own")),
+        "{report}"
+    );
+    for error in &report.worker_errors {
+        assert!(
+            error.contains("exited on its own (exit status: 1)")
+                || error.contains("failed (exit status: 1)"),
+            "{error}"
+        );
+    }
+    assert_eq!(report.verdict.final_counter, 0, "{report}");
+}
