@@ -35,7 +35,7 @@ use crate::exit;
 use crate::failure::Failure;
 
 use self::plan::{Fire, Plan};
-use self::report::{Event, Report, Tally};
+use self::report::{Event, Report, Tally, WorkerSummary};
 
 /// Arguments of `sessionkit simulate`.
 #[derive(Debug, Args)]
@@ -331,13 +331,56 @@ fn finish(report: &mut Report, elapsed: Duration) {
     report.updates_per_s = report.updates_acked as f64 / secs;
 }
 
+/// What an in-process run's tasks report to: the tally of their events and the count of
+/// finished runs, which a progress line shows on a terminal.
+struct InProcess {
+    sink: Arc<Sink>,
+    done: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl InProcess {
+    fn start(plan: &Plan) -> InProcess {
+        let run = InProcess {
+            sink: Arc::new(Sink::Memory(Mutex::new(Tally::default()))),
+            done: Arc::new(AtomicUsize::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        progress(Arc::clone(&run.done), plan.runs(), Arc::clone(&run.stop));
+        run
+    }
+
+    /// Ends the progress line.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// The report of design `name`: the tally's figures, the rates over `elapsed`, and what
+    /// the directory holds checked against the tally and the `evicted` keys.
+    fn report(
+        &self,
+        name: &str,
+        plan: &Plan,
+        dir: &Path,
+        summary: WorkerSummary,
+        elapsed: Duration,
+        evicted: &Mutex<HashSet<String>>,
+    ) -> Result<Report, Failure> {
+        self.sink.emit(Event::Summary(summary));
+        let mut report = base_report(name, plan, 0, dir);
+        let tally = self.sink.take_tally();
+        tally.fill(&mut report, &hung_keys(plan));
+        finish(&mut report, elapsed);
+        let evicted = evicted.lock().unwrap_or_else(|e| e.into_inner());
+        disk::verify(dir, &tally, &evicted, &mut report).map_err(|e| failure("verify", e))?;
+        Ok(report)
+    }
+}
+
 fn run_in_process(plan: &Arc<Plan>, dir: &Path) -> Result<Report, Failure> {
     let evicted = Arc::new(Mutex::new(HashSet::new()));
     let builder = state_builder(plan, Some(Arc::clone(&evicted)))?;
-    let sink = Arc::new(Sink::Memory(Mutex::new(Tally::default())));
-    let done = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    progress(Arc::clone(&done), plan.runs(), Arc::clone(&stop));
+    let run = InProcess::start(plan);
     let rt = runtime()?;
     let started = Instant::now();
     let (state, summary) = rt.block_on(async {
@@ -354,53 +397,36 @@ fn run_in_process(plan: &Arc<Plan>, dir: &Path) -> Result<Report, Failure> {
             plan.fires_in_order(),
             Vec::new(),
             Instant::now(),
-            Arc::clone(&sink),
-            Arc::clone(&done),
+            Arc::clone(&run.sink),
+            Arc::clone(&run.done),
         )
         .await;
         summary.startup_blocked_us = u64::try_from(blocked.as_micros()).unwrap_or(u64::MAX);
         Ok::<_, Failure>((state, summary))
     })?;
     let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
+    run.stop();
     // Closing the registry waits for its writer and background passes: off the runtime.
     drop(state);
     drop(rt);
-    sink.emit(Event::Summary(summary));
-    let mut report = base_report("sessionkit", plan, 0, dir);
-    let tally = sink.take_tally();
-    tally.fill(&mut report, &hung_keys(plan));
-    finish(&mut report, elapsed);
-    let evicted = evicted.lock().unwrap_or_else(|e| e.into_inner());
-    disk::verify(dir, &tally, &evicted, &mut report).map_err(|e| failure("verify", e))?;
-    Ok(report)
+    run.report("sessionkit", plan, dir, summary, elapsed, &evicted)
 }
 
 fn run_naive(plan: &Arc<Plan>, dir: &Path) -> Result<Report, Failure> {
     let model = Arc::new(naive::Naive::new(dir, Arc::clone(plan)));
-    let sink = Arc::new(Sink::Memory(Mutex::new(Tally::default())));
-    let done = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    progress(Arc::clone(&done), plan.runs(), Arc::clone(&stop));
+    let run = InProcess::start(plan);
     let rt = runtime()?;
     let started = Instant::now();
     let summary = rt.block_on(naive::run_fires(
         Arc::clone(&model),
         plan.fires_in_order(),
-        Arc::clone(&sink),
-        Arc::clone(&done),
+        Arc::clone(&run.sink),
+        Arc::clone(&run.done),
     ));
     let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
+    run.stop();
     drop(rt);
-    sink.emit(Event::Summary(summary));
-    let mut report = base_report("naive", plan, 0, dir);
-    let tally = sink.take_tally();
-    tally.fill(&mut report, &hung_keys(plan));
-    finish(&mut report, elapsed);
-    let evicted = model.evicted.lock().unwrap_or_else(|e| e.into_inner());
-    disk::verify(dir, &tally, &evicted, &mut report).map_err(|e| failure("verify", e))?;
-    Ok(report)
+    run.report("naive", plan, dir, summary, elapsed, &model.evicted)
 }
 
 /// Runs each fire as a task that starts at its time after `start`, reporting its start and
