@@ -51,6 +51,11 @@ fn ok(sub: &[&str], path: &Path, rest: &[&str], stdin: &[u8]) -> String {
 }
 
 /// `store set PATH KEY` with `entry` on standard input.
+/// `store get PATH KEY`'s standard output.
+fn get(path: &Path, key: &str) -> String {
+    ok(&["get"], path, &[key], b"")
+}
+
 fn set(path: &Path, key: &str, entry: &str) {
     assert_eq!(ok(&["set"], path, &[key], entry.as_bytes()), "");
 }
@@ -102,10 +107,7 @@ fn set_then_get_gives_back_every_field_byte_for_byte() {
     let entry = r#"{"sessionId":"0b7e","updatedAt":1763708000000,"ratio":1.0,"big":1e3,"x-plugin":{"n":[1,2]},"name":"caf\u00e9"}"#;
     // echo adds a newline; it is not part of the entry.
     set(&path, "agent:main:main", &format!("{entry}\n"));
-    assert_eq!(
-        ok(&["get"], &path, &["agent:main:main"], b""),
-        format!("{entry}\n")
-    );
+    assert_eq!(get(&path, "agent:main:main"), format!("{entry}\n"));
     // The store now exists on disk, as a journal only until the first compaction.
     assert!(journal(&path).is_file());
     assert!(!path.exists());
@@ -120,10 +122,7 @@ fn set_replaces_the_whole_entry() {
         r#"{"sessionId":"a","updatedAt":5,"label":"old"}"#,
     );
     set(&path, "k", r#"{"sessionId":"b","updatedAt":6}"#);
-    assert_eq!(
-        ok(&["get"], &path, &["k"], b""),
-        "{\"sessionId\":\"b\",\"updatedAt\":6}\n"
-    );
+    assert_eq!(get(&path, "k"), "{\"sessionId\":\"b\",\"updatedAt\":6}\n");
 }
 
 #[test]
@@ -154,7 +153,7 @@ fn a_patch_merges_and_advances_updated_at() {
     let updated_at = entry["updatedAt"].as_i64().expect("updatedAt is a number");
     assert!(updated_at >= before, "{updated_at} < {before}");
     // Unpatched fields keep their bytes.
-    let raw = ok(&["get"], &path, &["k"], b"");
+    let raw = get(&path, "k");
     assert!(raw.contains("\"keep\":1.0"), "{raw}");
 }
 
@@ -170,7 +169,7 @@ fn preserve_activity_keeps_updated_at() {
         patch,
     );
     assert_eq!(out, "");
-    let entry = json(&ok(&["get"], &path, &["k"], b""));
+    let entry = json(&get(&path, "k"));
     assert_eq!(entry["updatedAt"], 1000);
     assert_eq!(entry["label"], "meta");
 }
@@ -431,7 +430,7 @@ fn compact_writes_an_openclaw_snapshot_and_reports_it() {
     assert_eq!(report["superseded"], false);
     // Nothing was lost.
     assert_eq!(
-        ok(&["get"], &path, &["a"], b""),
+        get(&path, "a"),
         "{\"sessionId\":\"s1\",\"updatedAt\":1,\"f\":1.0}\n"
     );
 }
@@ -446,7 +445,7 @@ fn an_openclaw_snapshot_is_read_without_creating_a_journal() {
     .expect("plant a snapshot");
     let before = contents(dir.path());
     assert_eq!(
-        ok(&["get"], &path, &["agent:main:main"], b""),
+        get(&path, "agent:main:main"),
         "{\"sessionId\":\"0b7e\",\"updatedAt\":1763708000000}\n"
     );
     assert!(
@@ -459,7 +458,7 @@ fn an_openclaw_snapshot_is_read_without_creating_a_journal() {
     set(&path, "cron:1", r#"{"sessionId":"c1"}"#);
     assert!(journal(&path).is_file());
     assert_eq!(
-        ok(&["get"], &path, &["agent:main:main"], b""),
+        get(&path, "agent:main:main"),
         "{\"sessionId\":\"0b7e\",\"updatedAt\":1763708000000}\n"
     );
 }
@@ -616,7 +615,7 @@ fn check_reports_a_torn_tail_and_changes_nothing_until_a_write_cuts_it() {
     assert_eq!(report["problems"][0]["offset"], whole);
 
     // Readers skip the torn bytes and leave them.
-    assert_eq!(ok(&["get"], &path, &["a"], b""), "{\"sessionId\":\"s1\"}\n");
+    assert_eq!(get(&path, "a"), "{\"sessionId\":\"s1\"}\n");
     assert_eq!(contents(dir.path()), before);
 
     // A write opens the store, which cuts the tail, and says so.
