@@ -30,7 +30,11 @@ pub(crate) fn directory_line(options: &Options, base: &Path, root: &Path) -> Str
         )
     };
     let fs = match machine::file_system(root) {
-        Some((kind, point)) => format!("{kind} (mounted on `{}`)", point.display()),
+        Some(mount) => format!(
+            "{} (mounted on `{}`)",
+            mount.describe(),
+            mount.point.display()
+        ),
         None => "file system unknown".to_owned(),
     };
     format!("{where_}, on {fs}")

@@ -24,30 +24,74 @@ pub(crate) fn load_average() -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-/// The file system type and mount point holding `dir`, from `/proc/mounts`, if known.
-pub(crate) fn file_system(dir: &Path) -> Option<(String, PathBuf)> {
+/// A mounted file system, as `/proc/mounts` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Mount {
+    /// The device field, as `/proc/mounts` names it (`/dev/vda`).
+    pub(crate) device: String,
+    /// Where it is mounted.
+    pub(crate) point: PathBuf,
+    /// The file system type (`ext4`).
+    pub(crate) kind: String,
+}
+
+impl Mount {
+    /// The file system type, and for ext4 whether it has a journal: without one, ext4 skips
+    /// recently deleted inodes when it makes a file, which makes file creation slow for
+    /// minutes after many deletions, and these benchmarks create and delete many files.
+    pub(crate) fn describe(&self) -> String {
+        match (self.kind.as_str(), ext4_journal(&self.device)) {
+            ("ext4", Some(false)) => "ext4 without a journal".to_owned(),
+            ("ext4", Some(true)) => "ext4 with a journal".to_owned(),
+            _ => self.kind.clone(),
+        }
+    }
+}
+
+/// The file system holding `dir`, from `/proc/mounts`, if known.
+pub(crate) fn file_system(dir: &Path) -> Option<Mount> {
     let dir = fs::canonicalize(dir).ok()?;
     let mounts = fs::read_to_string("/proc/mounts").ok()?;
     mount_of(&dir, &mounts)
 }
 
+/// Whether the ext4 file system on `device` has a journal, from
+/// `/sys/fs/ext4/<name>/journal_task` (`<none>` without one), if that can be read.
+fn ext4_journal(device: &str) -> Option<bool> {
+    let device = fs::canonicalize(device).ok()?;
+    let name = device.file_name()?.to_str()?;
+    journal_from_task(&fs::read_to_string(format!("/sys/fs/ext4/{name}/journal_task")).ok()?)
+}
+
+/// Reads `journal_task`: the journal thread's pid, or `<none>`.
+fn journal_from_task(text: &str) -> Option<bool> {
+    match text.trim() {
+        "<none>" => Some(false),
+        pid if pid.parse::<u32>().is_ok() => Some(true),
+        _ => None,
+    }
+}
+
 /// The deepest mount in `mounts` (the `/proc/mounts` format) that contains `dir`.
-fn mount_of(dir: &Path, mounts: &str) -> Option<(String, PathBuf)> {
-    let mut best: Option<(String, PathBuf)> = None;
+fn mount_of(dir: &Path, mounts: &str) -> Option<Mount> {
+    let mut best: Option<Mount> = None;
     for line in mounts.lines() {
         let mut fields = line.split_whitespace();
-        let (Some(_device), Some(point), Some(kind)) =
-            (fields.next(), fields.next(), fields.next())
+        let (Some(device), Some(point), Some(kind)) = (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
         let point = PathBuf::from(unescape(point));
         let deeper = best
             .as_ref()
-            .is_none_or(|(_, b)| point.components().count() >= b.components().count());
+            .is_none_or(|b| point.components().count() >= b.point.components().count());
         // A later mount on the same point hides the earlier one, hence `>=`.
         if dir.starts_with(&point) && deeper {
-            best = Some((kind.to_owned(), point));
+            best = Some(Mount {
+                device: unescape(device),
+                point,
+                kind: kind.to_owned(),
+            });
         }
     }
     best
@@ -89,13 +133,26 @@ tmpfs /dev/shm tmpfs rw 0 0
 
     #[test]
     fn deepest_mount_wins() {
-        let found = mount_of(Path::new("/tmp/my dir/x"), MOUNTS);
+        let found = mount_of(Path::new("/tmp/my dir/x"), MOUNTS).expect("found");
+        assert_eq!(found.point, PathBuf::from("/tmp/my dir"));
         assert_eq!(
-            found,
-            Some(("tmpfs".to_owned(), PathBuf::from("/tmp/my dir")))
+            (found.kind.as_str(), found.device.as_str()),
+            ("tmpfs", "tmpfs")
         );
-        let found = mount_of(Path::new("/tmp/other"), MOUNTS);
-        assert_eq!(found, Some(("ext4".to_owned(), PathBuf::from("/"))));
+        let found = mount_of(Path::new("/tmp/other"), MOUNTS).expect("found");
+        assert_eq!(found.point, PathBuf::from("/"));
+        assert_eq!(
+            (found.kind.as_str(), found.device.as_str()),
+            ("ext4", "/dev/vda")
+        );
+    }
+
+    #[test]
+    fn the_journal_task_tells_whether_ext4_has_a_journal() {
+        assert_eq!(journal_from_task("<none>\n"), Some(false));
+        assert_eq!(journal_from_task("9880\n"), Some(true));
+        assert_eq!(journal_from_task(""), None);
+        assert_eq!(journal_from_task("jbd2"), None);
     }
 
     #[test]
