@@ -90,7 +90,7 @@ pub fn durability_name(durability: Durability) -> &'static str {
 }
 
 /// Everything a child needs; [`ChildArgs::to_args`] and [`ChildArgs::parse`] round-trip.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChildArgs {
     /// The directory holding the target.
     pub dir: PathBuf,

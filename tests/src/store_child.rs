@@ -353,7 +353,7 @@ pub fn apply_op(state: Option<&Map<String, Value>>, op: &OpKind) -> Option<Map<S
 
 /// Everything a `store-child` needs; [`StoreChildArgs::to_args`] and
 /// [`StoreChildArgs::parse`] round-trip.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreChildArgs {
     /// The store directory.
     pub dir: PathBuf,

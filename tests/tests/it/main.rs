@@ -1,6 +1,7 @@
 //! Integration tests of the torture harnesses. Each checker is shown to fail on a broken writer
 //! or damaged bytes, so a passing torture run means something.
 
+mod args;
 mod lock;
 mod store;
 
