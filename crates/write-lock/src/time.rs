@@ -367,16 +367,56 @@ mod tests {
         }
 
         #[test]
-        fn parse_never_panics(s in any::<String>()) {
-            let _ = parse_iso8601_ms(&s);
+        fn anything_parsed_formats_back_to_the_same_instant(s in any::<String>()) {
+            if let Some(ms) = parse_iso8601_ms(&s) {
+                prop_assert_eq!(parse_iso8601_ms(&format_iso8601_ms_unsigned(ms)), Some(ms));
+            }
         }
 
         #[test]
-        fn parse_never_panics_on_near_misses(s in "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,10})?(Z|[+-][0-9]{2}:[0-9]{2})?") {
-            if let Some(ms) = parse_iso8601_ms(&s) {
-                // Anything accepted formats to a string that parses back to the same instant.
-                prop_assert_eq!(parse_iso8601_ms(&format_iso8601_ms_unsigned(ms)), Some(ms));
-            }
+        fn valid_fields_parse_to_their_instant(
+            (year, month, day) in (1970..=9999u32, 1..=12u32, 1..=28u32),
+            (hour, minute, second) in (0..=23u32, 0..=59u32, 0..=59u32),
+            fraction in "[0-9]{1,9}",
+            (east, zone_hour, zone_minute) in (any::<bool>(), 0..=23u32, 0..=59u32),
+        ) {
+            let local = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}");
+            let utc = parse_iso8601_ms(&format!("{local}.{fraction}Z"));
+            // The fraction is cut, not rounded, to milliseconds.
+            let milli = format!("{fraction:0<3}");
+            let expected = format!("{local}.{}Z", &milli[..3]);
+            prop_assert_eq!(utc.map(format_iso8601_ms_unsigned), Some(expected));
+
+            let sign = if east { '+' } else { '-' };
+            let zoned = parse_iso8601_ms(&format!("{local}.{fraction}{sign}{zone_hour:02}:{zone_minute:02}"));
+            let offset = i64::from(zone_hour * 60 + zone_minute) * 60_000 * if east { 1 } else { -1 };
+            let expected_zoned = utc
+                .and_then(|ms| i64::try_from(ms).ok())
+                .map(|ms| ms - offset)
+                .and_then(|ms| u64::try_from(ms).ok());
+            prop_assert_eq!(zoned, expected_zoned);
+        }
+
+        #[test]
+        fn one_field_out_of_range_is_refused(
+            field in 0..5usize,
+            bad in prop_oneof![Just(0u32), 13..=99u32],
+            fraction in proptest::option::of("[0-9]{1,9}"),
+        ) {
+            // Start from a valid instant and break one field: month, day, hour, minute or second.
+            let mut fields = [2026u32, 11, 21, 5, 10, 56];
+            let (index, bad) = match field {
+                0 => (1, bad),
+                1 => (2, if bad == 0 { 0 } else { bad.max(32) }),
+                2 => (3, bad.max(24)),
+                3 => (4, bad.max(60)),
+                _ => (5, bad.max(60)),
+            };
+            fields[index] = bad;
+            let [y, mo, d, h, mi, s] = fields;
+            let fraction = fraction.map(|f| format!(".{f}")).unwrap_or_default();
+            let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{fraction}Z");
+            prop_assert_eq!(parse_iso8601_ms(&text), None, "{}", text);
         }
     }
 }
