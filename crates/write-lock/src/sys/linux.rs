@@ -157,6 +157,15 @@ mod tests {
     use proptest::prelude::*;
 
     /// A stat line with `comm` and `state`, where field 22 (the start time) is 777.
+    /// Whatever the input, the parser returns a probe with a start time or an `InvalidData` error.
+    fn check_stat_outcome(stat: &[u8]) -> Result<(), TestCaseError> {
+        match parse_stat(stat) {
+            Ok(probe) => prop_assert!(probe.start_time.is_some(), "{probe:?}"),
+            Err(e) => prop_assert_eq!(e.kind(), io::ErrorKind::InvalidData),
+        }
+        Ok(())
+    }
+
     fn stat_line(comm: &str, state: &str) -> String {
         // Fields 4 to 21 are 18 placeholders; then 22 = 777, then a few more.
         let middle: Vec<String> = (4..=21).map(|n| n.to_string()).collect();
@@ -292,13 +301,23 @@ mod tests {
 
     proptest! {
         #[test]
-        fn the_stat_parser_never_panics(s in any::<String>()) {
-            let _ = parse_stat(s.as_bytes());
+        fn any_text_parses_to_a_start_time_or_invalid_data(s in any::<String>()) {
+            check_stat_outcome(s.as_bytes())?;
         }
 
         #[test]
-        fn the_stat_parser_never_panics_on_bytes(b in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = parse_stat(&b);
+        fn any_bytes_parse_to_a_start_time_or_invalid_data(b in proptest::collection::vec(any::<u8>(), 0..256)) {
+            check_stat_outcome(&b)?;
+        }
+
+        #[test]
+        fn a_line_cut_before_the_start_time_is_refused(comm in "[ -~]{0,16}", cut in 0usize..1000) {
+            let line = stat_line(&comm, "S");
+            // Everything up to the last digit of field 22 is needed; the cut keeps less.
+            let needed = line.find(" 777 ").unwrap() + 4;
+            let prefix = &line.as_bytes()[..cut % needed];
+            let outcome = parse_stat(prefix);
+            prop_assert!(outcome.is_err(), "{:?} parsed: {:?}", String::from_utf8_lossy(prefix), outcome);
         }
 
         #[test]
