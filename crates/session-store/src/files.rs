@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::sys::{self, JournalLock};
 
@@ -15,11 +16,23 @@ use crate::sys::{self, JournalLock};
 pub(crate) type FileId = (u64, u64);
 
 /// An open journal file.
+///
+/// A writer's bytes are not final until it lets go of the exclusive lock: if its fsync fails,
+/// it cuts them back out. So readers never read bytes a writer may still take back: they read
+/// under the shared lock, taken through a second open of the file (an OS lock belongs to an
+/// open file, and taking it through the writer's would change the writer's own lock), or,
+/// while this process holds the exclusive lock, only up to where its own batch starts.
 #[derive(Debug)]
 pub(crate) struct JournalFile {
     pub(crate) path: PathBuf,
     file: File,
+    /// The same file, opened again for readers' shared lock.
+    reader: File,
     pub(crate) id: FileId,
+    /// True while this process holds the exclusive lock.
+    held: AtomicBool,
+    /// Where this process's batch in flight starts, `u64::MAX` if none is.
+    appending_from: AtomicU64,
 }
 
 /// The journal's OS lock, held while it lives.
@@ -37,9 +50,36 @@ impl Locked {
 
 impl Drop for Locked {
     fn drop(&mut self) {
+        self.journal.held.store(false, Ordering::SeqCst);
         // Closing the file would drop the lock too, but the file stays open for the next
         // batch; unlocking now lets other processes in.
         let _ = sys::lock_journal(&self.journal.file, JournalLock::Release);
+    }
+}
+
+/// The journal's shared OS lock, taken by a reader, held while it lives.
+#[derive(Debug)]
+pub(crate) struct ReadLocked<'a> {
+    journal: &'a JournalFile,
+}
+
+impl Drop for ReadLocked<'_> {
+    fn drop(&mut self) {
+        let _ = sys::lock_journal(&self.journal.reader, JournalLock::Release);
+    }
+}
+
+/// Marks a batch in flight from an offset until dropped ([`JournalFile::appending_from`]).
+#[derive(Debug)]
+pub(crate) struct Appending<'a> {
+    journal: &'a JournalFile,
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.journal
+            .appending_from
+            .store(u64::MAX, Ordering::SeqCst);
     }
 }
 
@@ -52,27 +92,66 @@ impl JournalFile {
 
     /// Opens the file at `file` as the journal that will be named `path` (a new journal
     /// still under its temp name, about to be renamed into place).
-    pub(crate) fn open_as(file: &Path, path: &Path, create: bool) -> io::Result<JournalFile> {
+    pub(crate) fn open_as(file_path: &Path, path: &Path, create: bool) -> io::Result<JournalFile> {
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(create)
             .mode(0o600)
-            .open(file)?;
+            .open(file_path)?;
         let meta = file.metadata()?;
+        let id = (meta.dev(), meta.ino());
+        let reader = File::open(file_path)?;
+        let reader_meta = reader.metadata()?;
+        if (reader_meta.dev(), reader_meta.ino()) != id {
+            // Replaced between the two opens: the caller tries again as after any compaction.
+            return Err(io::Error::other(
+                "the journal was replaced while it was being opened",
+            ));
+        }
         Ok(JournalFile {
             path: path.to_path_buf(),
             file,
-            id: (meta.dev(), meta.ino()),
+            reader,
+            id,
+            held: AtomicBool::new(false),
+            appending_from: AtomicU64::new(u64::MAX),
         })
     }
 
     /// Takes the exclusive OS lock, blocking until it is free.
     pub(crate) fn lock(self: &Arc<Self>) -> io::Result<Locked> {
         sys::lock_journal(&self.file, JournalLock::Exclusive)?;
+        self.held.store(true, Ordering::SeqCst);
         Ok(Locked {
             journal: self.clone(),
         })
+    }
+
+    /// Takes the shared OS lock for a reader, blocking while a writer (in any process) holds
+    /// the exclusive one: at most one batch's write and fsync, or a compaction's swap. Never
+    /// call it while this process holds the exclusive lock ([`JournalFile::is_held`]).
+    pub(crate) fn lock_shared(&self) -> io::Result<ReadLocked<'_>> {
+        sys::lock_journal(&self.reader, JournalLock::Shared)?;
+        Ok(ReadLocked { journal: self })
+    }
+
+    /// True while this process holds the exclusive lock.
+    pub(crate) fn is_held(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Marks this process's batch as in flight from `offset` until the mark is dropped; set
+    /// under the exclusive lock and the view's lock, before the batch's first byte is written.
+    pub(crate) fn appending(&self, offset: u64) -> Appending<'_> {
+        self.appending_from.store(offset, Ordering::SeqCst);
+        Appending { journal: self }
+    }
+
+    /// Where this process's batch in flight starts, if one is: the bytes before it are final
+    /// while this process holds the exclusive lock.
+    pub(crate) fn appending_from(&self) -> Option<u64> {
+        Some(self.appending_from.load(Ordering::SeqCst)).filter(|&at| at != u64::MAX)
     }
 
     /// True if the path still names this file (no compaction has replaced it).
@@ -95,13 +174,20 @@ impl JournalFile {
     /// open file at once, and a shared file position would send one of them to the other's
     /// offset.
     pub(crate) fn read_from(&self, offset: u64) -> io::Result<Vec<u8>> {
-        let len = self.len()?;
+        self.read_range(offset, u64::MAX)
+    }
+
+    /// Every byte from `offset` up to `end` or the end of the file, whichever comes first.
+    pub(crate) fn read_range(&self, offset: u64, end: u64) -> io::Result<Vec<u8>> {
+        let len = self.len()?.min(end);
         let mut bytes =
             Vec::with_capacity(usize::try_from(len.saturating_sub(offset)).unwrap_or(0));
         let mut chunk = vec![0; 64 * 1024];
         let mut at = offset;
         loop {
-            match self.file.read_at(&mut chunk, at) {
+            let room = usize::try_from(end.saturating_sub(at)).unwrap_or(usize::MAX);
+            let want = chunk.len().min(room);
+            match self.file.read_at(&mut chunk[..want], at) {
                 Ok(0) => return Ok(bytes),
                 Ok(n) => {
                     bytes.extend_from_slice(&chunk[..n]);

@@ -209,8 +209,14 @@ fn load(
 }
 
 /// Brings `view` up to date: reads what was appended to its journal since, or reloads the
-/// whole store if a compaction replaced the journal.
+/// whole store if a compaction replaced the journal. The caller holds the journal's lock, or
+/// reads with [`catch_up_to`] only what is final.
 pub(crate) fn catch_up(shared: &Shared, view: &mut View) -> Result<()> {
+    catch_up_to(shared, view, None)
+}
+
+/// [`catch_up`], reading no further than `end` if given.
+pub(crate) fn catch_up_to(shared: &Shared, view: &mut View, end: Option<u64>) -> Result<()> {
     let current = view
         .journal
         .is_current()
@@ -222,7 +228,7 @@ pub(crate) fn catch_up(shared: &Shared, view: &mut View) -> Result<()> {
     }
     let bytes = view
         .journal
-        .read_from(view.offset)
+        .read_range(view.offset, end.unwrap_or(u64::MAX))
         .map_err(shared.journal_io(Operation::ReadJournal, "read"))?;
     if bytes.is_empty() {
         return Ok(());

@@ -435,20 +435,47 @@ impl Shared {
             Some((id, len)) if id == journal.id && len == offset => Ok(()),
             Some((id, _)) if id != journal.id => {
                 // Another process compacted: load the new files without holding up readers,
-                // and install them unless this process's writer got there first.
+                // and install them unless this process's writer got there first. Either way
+                // the view is as new as the files were when they were loaded.
                 let fresh = crate::open::load_fresh(self)?;
                 let mut view = self.write();
                 if view.journal.id == journal.id {
                     *view = fresh;
                     self.count(|c| c.reloads += 1);
                 }
-                crate::open::catch_up(self, &mut view)
+                Ok(())
             }
-            _ => {
-                let mut view = self.write();
-                crate::open::catch_up(self, &mut view)
+            _ => self.read_appended(&journal),
+        }
+    }
+
+    /// Reads what was appended to `journal`, never bytes a writer may still cut back out (a
+    /// batch whose fsync fails is taken back, and a reader that had applied it would be left
+    /// past the end of the file, reading later records from the middle of a line).
+    fn read_appended(&self, journal: &Arc<JournalFile>) -> Result<()> {
+        // A view that moved to other files meanwhile is as new as they were when loaded.
+        {
+            let mut view = self.write();
+            if !Arc::ptr_eq(&view.journal, journal) {
+                return Ok(());
+            }
+            if journal.is_held() {
+                // This process holds the exclusive lock, so no other process is appending:
+                // every byte before this process's own batch in flight is final. The writer
+                // marks that batch under this lock, before writing it.
+                return crate::open::catch_up_to(self, &mut view, journal.appending_from());
             }
         }
+        // Taken before the view's lock: a writer of this process holds the journal's lock
+        // while it waits for the view's.
+        let _read = journal
+            .lock_shared()
+            .map_err(self.journal_io(Operation::ReadJournal, "lock"))?;
+        let mut view = self.write();
+        if !Arc::ptr_eq(&view.journal, journal) {
+            return Ok(());
+        }
+        crate::open::catch_up(self, &mut view)
     }
 }
 

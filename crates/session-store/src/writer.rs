@@ -276,8 +276,9 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
     };
     let journal = locked.journal();
     // Under the lock nobody else appends: read what others wrote, and cut a torn tail a
-    // crashed writer left, so that this batch starts on a fresh line.
-    let start = {
+    // crashed writer left, so that this batch starts on a fresh line. The batch is marked in
+    // flight before the view's lock is let go: readers of this process read no further.
+    let (start, _appending) = {
         let mut view = shared.write();
         crate::open::catch_up(shared, &mut view)?;
         let len = journal.len().map_err(|e| io("stat", e))?;
@@ -288,7 +289,7 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
                 .truncate(view.offset)
                 .map_err(|e| io("truncate", e))?;
         }
-        view.offset
+        (view.offset, journal.appending(view.offset))
     };
 
     let now = shared.now_ms();
@@ -313,11 +314,9 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
             let (key, outcome, after) = match &request.update {
                 Update::Upsert { key, entry } => {
                     let record = Record::upsert(next_seq(shared), shared.writer, key, entry);
-                    (
-                        key,
-                        Outcome::Write(record),
-                        Some(Some(Cow::Borrowed(entry))),
-                    )
+                    // A later patch in this batch merges onto the entry as the journal holds
+                    // it, as a replay of the file would.
+                    (key, Outcome::Write(record), Some(Some(entry.minified())))
                 }
                 Update::Patch {
                     key,
