@@ -558,7 +558,7 @@ pub(crate) struct Inputs<'a> {
     pub(crate) config: &'a Maintenance,
 }
 
-fn is_running(entry: &Entry) -> bool {
+pub(crate) fn is_running(entry: &Entry) -> bool {
     entry
         .get("status")
         .is_some_and(|v| v.get() == "\"running\"")

@@ -410,6 +410,12 @@ impl Shared {
         lock(&self.active).keys().cloned().collect()
     }
 
+    /// True if maintenance must not evict `key` now: it is marked active in this process, or
+    /// its entry's `status` is `"running"`.
+    pub(crate) fn is_active(&self, key: &str, entry: &Entry) -> bool {
+        crate::maintain::is_running(entry) || lock(&self.active).contains_key(key)
+    }
+
     pub(crate) fn count(&self, f: impl FnOnce(&mut IoCounters)) {
         f(&mut lock(&self.counters));
     }

@@ -354,8 +354,12 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
                     reason,
                     if_updated_at,
                 } => match current(key) {
+                    // Maintenance's eviction (the conditional one) applies only to the entry
+                    // as planned, and never to one that became active since.
                     Some(existing)
-                        if if_updated_at.is_none_or(|at| at == existing.updated_at()) =>
+                        if if_updated_at.is_none_or(|at| {
+                            at == existing.updated_at() && !shared.is_active(key, existing)
+                        }) =>
                     {
                         let seq = next_seq(shared);
                         let record = match reason {

@@ -404,3 +404,44 @@ fn the_pass_hook_hears_explicit_passes_but_not_dry_runs_or_idle_ones() {
     store.maintain(false).unwrap();
     assert_eq!(*heard.lock().unwrap(), [vec!["k00", "k01"]]);
 }
+
+/// The active marks are read when a pass starts; one set while it plans must still keep the
+/// entry. The protection rule, which the planner calls, marks the oldest entry active as it
+/// is looked at.
+#[test]
+fn an_entry_marked_active_while_a_pass_plans_is_not_evicted() {
+    use std::sync::{Arc, Mutex};
+
+    let dir = Scratch::new("active-mid-pass");
+    let cell: Arc<Mutex<Option<Store>>> = Arc::default();
+    let marks = Arc::new(Mutex::new(Vec::new()));
+    let rule = {
+        let (cell, marks) = (cell.clone(), marks.clone());
+        move |key: &str, _: &Entry| {
+            if key == "k0"
+                && let Some(store) = cell.lock().unwrap().as_ref()
+            {
+                marks.lock().unwrap().push(store.mark_active("k0"));
+            }
+            false
+        }
+    };
+    let store = open(&dir, on_demand().max_entries(Some(2)).protect(rule));
+    for i in 0..4 {
+        let key = format!("k{i}");
+        let sid = format!("s{i}");
+        store
+            .upsert(key, entry(&sid, Duration::from_secs(100 - i), ""))
+            .unwrap();
+    }
+    *cell.lock().unwrap() = Some(store.clone());
+
+    // Four entries against a cap of 2 (slack 1): the oldest two go, but k0 became active.
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.capped, ["k1"]);
+    assert!(!marks.lock().unwrap().is_empty(), "the rule never ran");
+    assert!(store.get("k0").unwrap().is_some());
+    assert_eq!(store.count().unwrap(), 3);
+    // The store holds the rule, which holds the store: break the cycle.
+    cell.lock().unwrap().take();
+}
