@@ -177,8 +177,13 @@ impl Maintenance {
         self
     }
 
-    /// Archives (`*.deleted.*`, `*.reset.*`, `sessions.json.bak.*`) older than this are
-    /// deleted; `None` keeps them.
+    /// Archives older than this are deleted; `None` keeps them. Archives are transcripts
+    /// renamed to `<id>.jsonl.deleted.<time>` (by this crate or OpenClaw), `.reset.<time>` or
+    /// `.bak.<time>`, and OpenClaw's `sessions.json.bak.*`. An archive's age counts from the
+    /// time in its name (`20261121T073012.123Z` as this crate writes it,
+    /// `2026-11-21T07-30-12.123Z` as OpenClaw does, or 13 digits of milliseconds since the
+    /// epoch), else from its modification time, which the rename kept from the transcript's
+    /// last write.
     ///
     /// By default, 30 days.
     pub fn archive_retention(mut self, age: Option<Duration>) -> Self {
@@ -341,9 +346,11 @@ impl MaintenanceReport {
 pub(crate) enum Kind {
     /// `<sessionId>.jsonl` (or `<sessionId>-topic-<thread>.jsonl`), naming its session.
     Transcript,
-    /// `*.deleted.*`, `*.reset.*`, `sessions.json.bak.*`.
+    /// `<transcript>.deleted.*`, `<transcript>.reset.*`, `<transcript>.bak.*`,
+    /// `sessions.json.bak.*`.
     Archive,
-    /// An atomic-fs temp file of the store's own files.
+    /// A temp file of the store's own files: atomic-fs's, or OpenClaw's
+    /// (`sessions.json.<pid>.<uuid>.tmp`, `.fs-safe-replace.<pid>.<uuid>.tmp`).
     Temp,
     /// A transcript's write-lock generation counter, `<transcript>.lock.gen`: counted for the
     /// disk budget, removed only once its transcript is gone.
@@ -433,6 +440,43 @@ pub fn transcript_session(name: &str) -> Option<&str> {
     (!session.is_empty()).then_some(session)
 }
 
+/// When an archive was made, in milliseconds since the Unix epoch, from the time its name
+/// ends with after `.deleted.`, `.reset.` or `.bak.`: this crate's form
+/// (`20261121T073012.123Z`), OpenClaw's ISO form with `-` for `:`
+/// (`2026-11-21T07-30-12.123Z`), or 13 digits of milliseconds (OpenClaw's rotated snapshots).
+/// `None` for any other name; maintenance then goes by the file's modification time, which a
+/// rename keeps from the transcript's last write.
+pub(crate) fn archive_time_ms(name: &str) -> Option<u64> {
+    let stamp = [".deleted.", ".reset.", ".bak."]
+        .iter()
+        .filter_map(|marker| name.rfind(marker).map(|at| &name[at + marker.len()..]))
+        .min_by_key(|stamp| stamp.len())?;
+    if !stamp.is_ascii() {
+        return None;
+    }
+    let b = stamp.as_bytes();
+    let iso = match b.len() {
+        13 if b.iter().all(u8::is_ascii_digit) => return stamp.parse().ok(),
+        // 20261121T073012.123Z
+        20 if b[8] == b'T' => format!(
+            "{}-{}-{}T{}:{}:{}{}",
+            &stamp[..4],
+            &stamp[4..6],
+            &stamp[6..8],
+            &stamp[9..11],
+            &stamp[11..13],
+            &stamp[13..15],
+            &stamp[15..]
+        ),
+        // 2026-11-21T07-30-12.123Z
+        24 if b[10] == b'T' && b[13] == b'-' && b[16] == b'-' => {
+            format!("{}:{}:{}", &stamp[..13], &stamp[14..16], &stamp[17..])
+        }
+        _ => return None,
+    };
+    sessionkit_write_lock::parse_iso8601_ms(&iso)
+}
+
 /// The session whose transcript a lock counter `<transcript>.lock.gen` belongs to.
 fn counter_session(name: &str) -> Option<&str> {
     name.strip_suffix(".lock.gen").and_then(transcript_session)
@@ -443,14 +487,18 @@ fn classify(name: &str, snapshot_name: &str) -> Kind {
         Kind::Transcript
     } else if counter_session(name).is_some() {
         Kind::Counter
-    } else if name.contains(".jsonl.deleted.")
-        || name.contains(".jsonl.reset.")
+    } else if [".jsonl.deleted.", ".jsonl.reset.", ".jsonl.bak."]
+        .iter()
+        .any(|marker| name.contains(marker))
         || name.starts_with(&format!("{snapshot_name}.bak."))
     {
         Kind::Archive
-    } else if sessionkit_atomic_fs::is_temp_file_name(name.as_ref())
-        && (name.starts_with(&format!(".{snapshot_name}."))
-            || name.starts_with(&format!(".{snapshot_name}.journal.")))
+    } else if (sessionkit_atomic_fs::is_temp_file_name(name.as_ref())
+        && name.starts_with(&format!(".{snapshot_name}.")))
+        // OpenClaw's: `sessions.json.<pid>.<uuid>.tmp`, and fs-safe's for any file.
+        || (name.ends_with(".tmp")
+            && (name.starts_with(&format!("{snapshot_name}."))
+                || name.starts_with(".fs-safe-replace.")))
     {
         Kind::Temp
     } else {
@@ -630,6 +678,15 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
         state.session_refs(session) > 0 && !released.contains(session)
     };
     let age_of = |f: &FileInfo| now.duration_since(f.modified).unwrap_or(Duration::ZERO);
+    // An archive's age counts from when it was made, which its name says; its modification
+    // time is the transcript's last write.
+    let made_at = |f: &FileInfo| match f.kind {
+        Kind::Archive => archive_time_ms(files.name(f)).map_or(f.modified, |ms| {
+            SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+        }),
+        _ => f.modified,
+    };
+    let archive_age = |f: &FileInfo| now.duration_since(made_at(f)).unwrap_or(Duration::ZERO);
     let delete_transcripts = config.transcripts == TranscriptDisposal::Delete;
     let session_of = |f: &FileInfo| match f.kind {
         Kind::Transcript => transcript_session(files.name(f)),
@@ -652,7 +709,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     let mut archives: HashSet<usize> = HashSet::new();
     if let Some(retention) = config.archive_retention {
         for (i, f) in indexed() {
-            if f.kind == Kind::Archive && age_of(f) > retention {
+            if f.kind == Kind::Archive && archive_age(f) > retention {
                 taken.insert(i);
                 archives.insert(i);
                 plan.archives.push(files.path(f));
@@ -702,7 +759,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                 })
                 .collect();
             cheap.sort_by(|(_, a), (_, b)| {
-                (a.modified, files.name(a)).cmp(&(b.modified, files.name(b)))
+                (made_at(a), files.name(a)).cmp(&(made_at(b), files.name(b)))
             });
             for (_, f) in cheap {
                 if total <= high {
@@ -1221,6 +1278,80 @@ mod tests {
         let kept: Vec<&str> = some.iter().map(|f| some.name(f)).collect();
         assert_eq!(kept, ["s3.jsonl.lock.gen"]);
         assert_eq!(some.total_len(), 8);
+    }
+
+    #[test]
+    fn archive_names_say_when_they_were_made() {
+        let at = 1_795_246_212_123;
+        assert_eq!(
+            archive_time_ms("s1.jsonl.deleted.20261121T073012.123Z"),
+            Some(at)
+        );
+        assert_eq!(
+            archive_time_ms("s1.jsonl.reset.2026-11-21T07-30-12.123Z"),
+            Some(at)
+        );
+        assert_eq!(
+            archive_time_ms("s1-topic-7.jsonl.bak.2026-11-21T07-30-12.123Z"),
+            Some(at)
+        );
+        assert_eq!(archive_time_ms("sessions.json.bak.1795246212123"), Some(at));
+        // OpenClaw's legacy numbered backups, and anything else, have no time.
+        assert_eq!(archive_time_ms("sessions.json.bak.3"), None);
+        assert_eq!(archive_time_ms("s1.jsonl.deleted.yesterday"), None);
+        assert_eq!(
+            archive_time_ms("s1.jsonl.deleted.2026-13-21T07-30-12.123Z"),
+            None
+        );
+        assert_eq!(archive_time_ms("s1.jsonl"), None);
+        // The time after the last marker counts.
+        assert_eq!(
+            archive_time_ms("a.deleted.x.jsonl.deleted.20261121T073012.123Z"),
+            Some(at)
+        );
+    }
+
+    #[test]
+    fn leftovers_of_openclaw_are_archives_and_temp_files() {
+        let kind = |name| classify(name, "sessions.json");
+        assert_eq!(kind("s1.jsonl.bak.2026-11-21T07-30-12.123Z"), Kind::Archive);
+        assert_eq!(kind("sessions.json.bak.3"), Kind::Archive);
+        assert_eq!(kind("sessions.json.4242.0b7c9e1a.tmp"), Kind::Temp);
+        assert_eq!(kind(".fs-safe-replace.4242.0b7c9e1a.tmp"), Kind::Temp);
+        // Not the store's: another registry's temp file, a quarantined snapshot.
+        assert_eq!(kind("other.json.4242.0b7c9e1a.tmp"), Kind::Other);
+        assert_eq!(
+            kind("sessions.json.corrupt.20261121T073012.123Z"),
+            Kind::Other
+        );
+        assert_eq!(kind("sessions.json.journal"), Kind::Other);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn archive_times_round_trip_in_every_form(
+            ms in 0u64..253_402_300_799_999,
+            marker in proptest::sample::select(&[".deleted.", ".reset.", ".bak."][..]),
+        ) {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+            let ours = crate::snapshot::compact_utc(at);
+            proptest::prop_assert_eq!(archive_time_ms(&format!("s.jsonl{marker}{ours}")), Some(ms));
+            let iso = sessionkit_write_lock::format_iso8601_ms(i64::try_from(ms).unwrap());
+            let openclaw = iso.replace(':', "-");
+            proptest::prop_assert_eq!(archive_time_ms(&format!("s.jsonl{marker}{openclaw}")), Some(ms));
+            if (1_000_000_000_000..10_000_000_000_000).contains(&ms) {
+                proptest::prop_assert_eq!(archive_time_ms(&format!("sessions.json.bak.{ms}")), Some(ms));
+            }
+        }
+
+        #[test]
+        fn any_name_has_a_time_or_none_without_panicking(name in ".*\\.(deleted|reset|bak)\\..{0,30}") {
+            // A time it finds formats back to the stamp's instant.
+            if let Some(ms) = archive_time_ms(&name) {
+                let again = crate::snapshot::compact_utc(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+                proptest::prop_assert_eq!(archive_time_ms(&format!("x.deleted.{again}")), Some(ms));
+            }
+        }
     }
 
     #[cfg(target_os = "linux")]

@@ -139,7 +139,7 @@ pub use crate::locker::{Inspection, Locker, WatchdogReport};
 pub use crate::lookup::{Liveness, OwnerLookup, ProcLookup, ProcessProbe};
 pub use crate::owners::OwnerRule;
 pub use crate::record::{OwnerRecord, Payload, RECORD_FORMAT, format_created_at, parse_record};
-pub use crate::time::format_iso8601_ms;
+pub use crate::time::{format_iso8601_ms, parse_iso8601_ms};
 
 #[cfg(feature = "tokio")]
 pub use crate::tokio::release_on_signals;

@@ -67,7 +67,17 @@ pub(crate) fn format_iso8601_ms_unsigned(ms_since_epoch: u64) -> String {
 /// 0–23 and minute 0–59); a leap second (`:60`) is refused. Returns `None` for anything else,
 /// including lowercase `t`/`z`, a space instead of `T`, missing zone, and any instant before
 /// 1970-01-01T00:00:00Z.
-pub(crate) fn parse_iso8601_ms(s: &str) -> Option<u64> {
+///
+/// # Examples
+///
+/// ```
+/// use sessionkit_write_lock::parse_iso8601_ms;
+///
+/// assert_eq!(parse_iso8601_ms("2026-11-21T05:10:56.123Z"), Some(1_795_237_856_123));
+/// assert_eq!(parse_iso8601_ms("2026-11-21T06:10:56.123456+01:00"), Some(1_795_237_856_123));
+/// assert_eq!(parse_iso8601_ms("2026-11-21 05:10:56Z"), None);
+/// ```
+pub fn parse_iso8601_ms(s: &str) -> Option<u64> {
     // Bytes, not chars: every accepted character is ASCII, and indexing bytes cannot split a
     // multi-byte character and panic.
     let b = s.as_bytes();

@@ -36,6 +36,28 @@ fn plant(path: &Path, bytes: usize, ago: Duration) {
     set_modified_ago(path, ago);
 }
 
+/// The forms of time an archive's name ends with.
+#[derive(Clone, Copy)]
+enum Form {
+    /// This crate's: `20261121T073012.123Z`.
+    Ours,
+    /// OpenClaw's: `2026-11-21T07-30-12.123Z`.
+    OpenClaw,
+    /// Milliseconds since the epoch.
+    Millis,
+}
+
+/// The time `ago` before now in `form`.
+fn stamp(ago: Duration, form: Form) -> String {
+    let ms = now_ms() - ago.as_millis() as i64;
+    let iso = sessionkit_write_lock::format_iso8601_ms(ms);
+    match form {
+        Form::Ours => iso.replace(['-', ':'], ""),
+        Form::OpenClaw => iso.replace(':', "-"),
+        Form::Millis => ms.to_string(),
+    }
+}
+
 /// Maintenance that runs only when asked, so tests see each pass.
 fn on_demand() -> Maintenance {
     Maintenance::new().background(false).interval(None)
@@ -196,13 +218,15 @@ fn delete_disposal_deletes_and_old_archives_and_orphans_go() {
         2 * Duration::from_secs(3600),
     );
     plant(&dir.join("orphan-new.jsonl"), 10, Duration::from_secs(60));
-    plant(
-        &dir.join("x.jsonl.deleted.20200101T000000.000Z"),
-        10,
-        8 * DAY,
-    );
-    plant(&dir.join("y.jsonl.reset.20200101T000000.000Z"), 10, 6 * DAY);
-    plant(&dir.join("sessions.json.bak.1700000000000"), 10, 9 * DAY);
+    // An archive's age is the time in its name, whatever its modification time; without
+    // one, the modification time.
+    let x = format!("x.jsonl.deleted.{}", stamp(8 * DAY, Form::Ours));
+    let y = format!("y.jsonl.reset.{}", stamp(6 * DAY, Form::OpenClaw));
+    let bak = format!("sessions.json.bak.{}", stamp(9 * DAY, Form::Millis));
+    plant(&dir.join(&x), 10, Duration::ZERO);
+    plant(&dir.join(&y), 10, 60 * DAY);
+    plant(&dir.join(&bak), 10, Duration::ZERO);
+    plant(&dir.join("sessions.json.bak.3"), 10, 9 * DAY);
     plant(&dir.join("notes.txt"), 10, 90 * DAY);
     let report = store.maintain(false).unwrap();
     assert_eq!(report.pruned, ["gone"]);
@@ -216,20 +240,11 @@ fn delete_disposal_deletes_and_old_archives_and_orphans_go() {
     );
     let mut removed: Vec<String> = report.archives_removed.iter().map(name).collect();
     removed.sort();
-    assert_eq!(
-        removed,
-        [
-            "sessions.json.bak.1700000000000",
-            "x.jsonl.deleted.20200101T000000.000Z"
-        ]
-    );
+    let mut expected = [bak, "sessions.json.bak.3".to_owned(), x];
+    expected.sort();
+    assert_eq!(removed, expected);
     let names = dir.names();
-    for kept in [
-        "live.jsonl",
-        "orphan-new.jsonl",
-        "y.jsonl.reset.20200101T000000.000Z",
-        "notes.txt",
-    ] {
+    for kept in ["live.jsonl", "orphan-new.jsonl", &y, "notes.txt"] {
         assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
     }
     // A second pass finds nothing left beyond the grace.
@@ -444,4 +459,25 @@ fn an_entry_marked_active_while_a_pass_plans_is_not_evicted() {
     assert_eq!(store.count().unwrap(), 3);
     // The store holds the rule, which holds the store: break the cycle.
     cell.lock().unwrap().take();
+}
+
+/// A transcript keeps its modification time when it is archived; the archive's retention
+/// still counts from the archiving, so the archive of a session pruned for age stays.
+#[test]
+fn an_archive_is_kept_for_its_retention_from_when_it_was_made() {
+    let dir = Scratch::new("archive-age");
+    let store = open(&dir, on_demand().archive_retention(Some(30 * DAY)));
+    store.upsert("old", entry("s-old", 40 * DAY, "")).unwrap();
+    plant(&dir.join("s-old.jsonl"), 10, 35 * DAY);
+    let first = store.maintain(false).unwrap();
+    assert_eq!(first.pruned, ["old"]);
+    assert_eq!(first.archived.len(), 1, "{first:?}");
+    let second = store.maintain(false).unwrap();
+    assert!(second.is_empty(), "{second:?}");
+    let archives: Vec<String> = dir
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("s-old.jsonl.deleted."))
+        .collect();
+    assert_eq!(archives.len(), 1, "{:?}", dir.names());
 }
