@@ -193,7 +193,8 @@ impl Maintenance {
 
     /// A transcript (`*.jsonl` in the store's directory) that no entry references is removed
     /// (as [`transcripts`](Maintenance::transcripts) says) once it was last modified longer
-    /// ago than this.
+    /// ago than this, unless its write lock file (`<transcript>.lock`) exists: a holder may
+    /// be about to write its entry.
     ///
     /// By default, 1 hour.
     pub fn orphan_grace(mut self, grace: Duration) -> Self {
@@ -203,8 +204,10 @@ impl Maintenance {
 
     /// The disk budget of the store's directory (its regular files, not subdirectories);
     /// `None` has none. Past it, a pass frees space down to the high water mark: archives,
-    /// orphan transcripts and store temp files older than 5 min first (oldest first), then
-    /// the oldest entries and their transcripts (deleted, not archived).
+    /// orphan transcripts older than 5 min (or the orphan grace, if shorter) and store temp
+    /// files older than 5 min first (oldest first), then the oldest entries and their
+    /// transcripts (deleted, not archived). A transcript whose write lock file exists is
+    /// never touched.
     ///
     /// By default, none.
     pub fn max_disk_bytes(mut self, max: Option<u64>) -> Self {
@@ -745,14 +748,19 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
         let mut total = total - freed;
         let high = (max as f64 * config.high_water) as u64;
         if total > max {
-            // Archives, orphans (of any age) and old temp files, oldest first. A transcript
-            // already taken above is a candidate only if it was to be archived, not deleted.
+            // Archives, orphans past a short grace and old temp files, oldest first. A
+            // transcript already taken above is a candidate only if it was to be archived, not
+            // deleted. A young orphan may be a new session's, whose entry is not written yet.
+            let young = config.orphan_grace.min(TEMP_GRACE);
             let mut cheap: Vec<(usize, &FileInfo)> = indexed()
                 .filter(|(i, f)| match f.kind {
                     Kind::Archive => !archives.contains(i),
                     Kind::Transcript => {
                         session_of(f).is_some_and(|s| !referenced_after(s, &released_now))
+                            && (taken.contains(i) || age_of(f) > young)
                             && (!taken.contains(i) || !delete_transcripts)
+                            // Left alone when it is run (`still_orphan`); not counted as freed.
+                            && !files.contains(&format!("{}.lock", files.name(f)))
                     }
                     Kind::Temp => age_of(f) > TEMP_GRACE,
                     Kind::Counter | Kind::Other => false,
@@ -1030,6 +1038,8 @@ pub(crate) fn run(
 
     // Then files, each checked again: a session may have gained an entry meanwhile.
     let stamp = crate::snapshot::compact_utc(now);
+    // A transcript whose write lock is held (or left by a crash) is in use, or may be: it is
+    // left for a later pass.
     let still_orphan = |path: &Path| {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         let session = name
@@ -1037,6 +1047,7 @@ pub(crate) fn run(
             .and_then(transcript_session)
             .map(str::to_owned);
         session.is_some_and(|s| shared.read().state.session_refs(&s) == 0)
+            && !with_suffix(path, ".lock").exists()
     };
     let dispose = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| -> bool {
         let done = if *delete {
@@ -1205,17 +1216,19 @@ fn remove_file(path: &Path) -> io::Result<()> {
 /// Removes the write lock's generation counter (`<file>.lock.gen`) of a transcript that is
 /// gone, unless its lock is held or left (`<file>.lock`): one is left per session otherwise.
 fn forget_lock_counter(transcript: &Path) {
-    let with = |suffix: &str| {
-        let mut name = transcript.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
-    if !with(".lock").exists()
-        && let Err(e) = remove_file(&with(".lock.gen"))
+    if !with_suffix(transcript, ".lock").exists()
+        && let Err(e) = remove_file(&with_suffix(transcript, ".lock.gen"))
         && e.kind() != io::ErrorKind::NotFound
     {
         tracing::debug!(path = %transcript.display(), error = %e, "kept a lock counter");
     }
+}
+
+/// `path` with `suffix` appended to its file name: a transcript's lock files.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn push_key(report: &mut MaintenanceReport, key: String, reason: EvictReason) {

@@ -218,6 +218,13 @@ fn delete_disposal_deletes_and_old_archives_and_orphans_go() {
         2 * Duration::from_secs(3600),
     );
     plant(&dir.join("orphan-new.jsonl"), 10, Duration::from_secs(60));
+    // Past the grace, but its write lock is held: someone is about to write its entry.
+    plant(
+        &dir.join("orphan-held.jsonl"),
+        10,
+        2 * Duration::from_secs(3600),
+    );
+    plant(&dir.join("orphan-held.jsonl.lock"), 1, Duration::ZERO);
     // An archive's age is the time in its name, whatever its modification time; without
     // one, the modification time.
     let x = format!("x.jsonl.deleted.{}", stamp(8 * DAY, Form::Ours));
@@ -244,7 +251,13 @@ fn delete_disposal_deletes_and_old_archives_and_orphans_go() {
     expected.sort();
     assert_eq!(removed, expected);
     let names = dir.names();
-    for kept in ["live.jsonl", "orphan-new.jsonl", &y, "notes.txt"] {
+    for kept in [
+        "live.jsonl",
+        "orphan-new.jsonl",
+        "orphan-held.jsonl",
+        &y,
+        "notes.txt",
+    ] {
         assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
     }
     // A second pass finds nothing left beyond the grace.
@@ -277,8 +290,12 @@ fn the_disk_budget_frees_archives_and_orphans_first_then_oldest_entries() {
         4000,
         3 * DAY,
     );
-    plant(&dir.join("orphan.jsonl"), 4000, Duration::from_secs(60));
-    // 6 x 3000 + 8000 + the journal: over 20,000; high water 10,000.
+    plant(&dir.join("orphan.jsonl"), 4000, Duration::from_secs(600));
+    // Kept: an orphan a minute old (its entry may be on its way), one whose lock is held.
+    plant(&dir.join("young.jsonl"), 10, Duration::from_secs(60));
+    plant(&dir.join("held.jsonl"), 10, Duration::from_secs(600));
+    plant(&dir.join("held.jsonl.lock"), 1, Duration::from_secs(600));
+    // 6 x 3000 + 8000 + 21 + the journal: over 20,000; high water 10,000.
     let report = store.maintain(false).unwrap();
     assert!(report.disk_bytes_before.unwrap() > 20_000, "{report:?}");
     let name = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
@@ -301,6 +318,10 @@ fn the_disk_budget_frees_archives_and_orphans_first_then_oldest_entries() {
     assert!(report.disk_bytes_after.unwrap() <= 10_000, "{report:?}");
     assert!(store.get("k0").unwrap().is_some());
     assert_eq!(store.count().unwrap(), 3);
+    let names = dir.names();
+    for kept in ["young.jsonl", "held.jsonl", "held.jsonl.lock"] {
+        assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
+    }
 }
 
 #[test]
