@@ -37,6 +37,8 @@ pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_millis(50);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// By default, the disk budget's high water mark: 80 % of `max_disk_bytes`.
 pub const DEFAULT_HIGH_WATER: f64 = 0.8;
+/// Orphans, archives and temp files a pass removes before it looks at its time budget.
+pub(crate) const MIN_FILES_PER_PASS: usize = 64;
 /// Store temp files older than this are left by a crash, not by a compaction in progress:
 /// removed at open and under disk pressure. 5 min.
 pub(crate) const TEMP_GRACE: Duration = Duration::from_secs(5 * 60);
@@ -225,8 +227,10 @@ impl Maintenance {
         self
     }
 
-    /// How long one pass may work; a pass over budget stops between steps and says so in its
-    /// report (`incomplete`), and the next pass goes on.
+    /// How long one pass may work; a pass over budget stops between files and says so in its
+    /// report (`incomplete`), and the next pass goes on, in the background within a second.
+    /// Each pass removes at least 64 orphans, archives or temp files first, so that a large
+    /// backlog shrinks however long listing the directory takes.
     ///
     /// By default, 50 ms.
     pub fn time_budget(mut self, budget: Duration) -> Self {
@@ -283,7 +287,7 @@ impl Maintenance {
 }
 
 /// The cap's hysteresis: how far past the cap the count may go before a pass evicts.
-fn slack(max: usize) -> usize {
+pub(crate) fn slack(max: usize) -> usize {
     if max <= 49 { 1 } else { (max / 10).max(25) }
 }
 
@@ -1080,11 +1084,15 @@ pub(crate) fn run(
             dispose(t, &mut report);
         }
     }
+    // However long the listing and the plan took, each pass gets through some files: a
+    // directory of many orphans would otherwise spend every pass's budget before the first.
+    let mut done = 0;
     for o in &plan.orphans {
-        if report.incomplete || budget.spent() {
+        if report.incomplete || (done >= MIN_FILES_PER_PASS && budget.spent()) {
             report.incomplete = true;
             break;
         }
+        done += 1;
         if still_orphan(&o.0) && dispose(o, &mut report) {
             report.orphans.push(o.0.clone());
         }
@@ -1103,10 +1111,11 @@ pub(crate) fn run(
         }
     }
     for path in plan.archives.iter().chain(&plan.temps) {
-        if report.incomplete || budget.spent() {
+        if report.incomplete || (done >= MIN_FILES_PER_PASS && budget.spent()) {
             report.incomplete = true;
             break;
         }
+        done += 1;
         match remove_file(path) {
             Ok(()) if plan.temps.contains(path) => report.temps_removed.push(path.clone()),
             Ok(()) => report.archives_removed.push(path.clone()),
@@ -1135,11 +1144,22 @@ pub(crate) fn run(
             elapsed_ms = report.elapsed_ms,
             "session store maintenance pass"
         );
-        if let Some(hook) = config.on_pass.as_ref().filter(|_| !report.dry_run) {
-            hook(&report);
-        }
     }
     Ok(report)
+}
+
+/// Calls the [`Maintenance::on_pass`] hook with `report` if the pass changed something. The
+/// caller calls it once the pass is over, a background pass's schedule included.
+pub(crate) fn announce(shared: &crate::store::Shared, report: &MaintenanceReport) {
+    let hook = shared
+        .config
+        .maintenance
+        .as_ref()
+        .and_then(|m| m.on_pass.as_ref());
+    let changed = !report.is_empty() || !report.errors.is_empty();
+    if let Some(hook) = hook.filter(|_| !report.dry_run && changed) {
+        hook(report);
+    }
 }
 
 /// An evicted entry as the plan saw it.

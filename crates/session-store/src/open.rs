@@ -5,6 +5,7 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use sessionkit_atomic_fs::{AtomicWriter, Durability};
 
@@ -13,7 +14,9 @@ use crate::files::{FileId, JournalFile, sync_dir};
 use crate::journal::{JournalHeader, ParsedJournal, SeqTracker, WriterId, parse_journal};
 use crate::snapshot::{load_snapshot, quarantine};
 use crate::state::State;
-use crate::store::{IoCounters, OpenReport, Shared, Store, StoreBuilder, View, journal_path_for};
+use crate::store::{
+    IoCounters, OpenReport, Schedule, Shared, Store, StoreBuilder, View, journal_path_for,
+};
 use crate::writer;
 
 /// The journal's identity and length, by path; `None` if it does not exist.
@@ -79,6 +82,8 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
     report.temps_removed =
         crate::maintain::remove_stale_temps(&crate::store::dir_of(snapshot_path), &snapshot_name);
     let epoch = view.epoch;
+    let interval = config.maintenance.as_ref().and_then(|m| m.interval);
+    let first_pass_due = config.clock.now() + interval.unwrap_or(Duration::ZERO);
     let shared = Arc::new(Shared {
         snapshot_path: snapshot_path.to_path_buf(),
         journal_path,
@@ -92,7 +97,10 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         counters: Mutex::new(IoCounters::default()),
         maintaining: AtomicBool::new(false),
         maintainer: writer::Background::new(writer::Job::Maintain),
-        last_maintenance: Mutex::new(None),
+        schedule: Mutex::new(Schedule {
+            next_due: first_pass_due,
+            cap_rearm: None,
+        }),
         active: Mutex::new(Default::default()),
         dirty_since: Mutex::new(None),
     });

@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sessionkit_write_lock::{Clock, SystemClock};
 
@@ -330,6 +330,8 @@ pub struct IoCounters {
     /// Journal bytes read back after opening, to catch up with what other processes (or other
     /// handles) appended. This process's own batches are applied as written, never read back.
     pub journal_bytes_read: u64,
+    /// Maintenance passes this process started in the background.
+    pub background_passes: u64,
 }
 
 /// The in-memory view of the store, as of `offset` bytes into the journal `journal`.
@@ -347,6 +349,19 @@ pub(crate) struct View {
     pub(crate) seqs: SeqTracker,
     /// The snapshot file's size when it was loaded or written.
     pub(crate) snapshot_bytes: u64,
+}
+
+/// When background maintenance runs next, by the store's clock.
+#[derive(Debug)]
+pub(crate) struct Schedule {
+    /// When the next timed pass is due: an interval after the last pass started (or after
+    /// the store opened), sooner after a pass that ran out of time.
+    pub(crate) next_due: SystemTime,
+    /// The count past which the cap starts the next pass, if higher than the cap's trigger: a
+    /// pass that left the count above the trigger because it could evict nothing more (warn
+    /// mode, active or protected entries) is not run again until the count grows by the slack
+    /// once more, rather than after every batch.
+    pub(crate) cap_rearm: Option<usize>,
 }
 
 /// Everything the store's handles and its threads share.
@@ -368,8 +383,8 @@ pub(crate) struct Shared {
     pub(crate) maintaining: AtomicBool,
     /// The thread that runs background maintenance passes.
     pub(crate) maintainer: crate::writer::Background,
-    /// When the last background maintenance pass started.
-    pub(crate) last_maintenance: Mutex<Option<Instant>>,
+    /// When background maintenance runs next.
+    pub(crate) schedule: Mutex<Schedule>,
     /// Keys marked active in this process ([`Store::mark_active`]), with how many marks.
     pub(crate) active: Mutex<HashMap<String, usize>>,
     /// When the oldest write not yet fsynced happened (interval mode).
@@ -705,7 +720,9 @@ impl Store {
     /// [`Error::Io`] if the store's directory cannot be listed, or the journal cannot be
     /// read. Files that cannot be archived or removed are listed in the report's `errors`.
     pub fn maintain(&self, dry_run: bool) -> Result<MaintenanceReport> {
-        crate::maintain::run(&self.shared, dry_run)
+        let report = crate::maintain::run(&self.shared, dry_run)?;
+        crate::maintain::announce(&self.shared, &report);
+        Ok(report)
     }
 
     /// Marks `key` active in this process until the returned mark is dropped: maintenance

@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::entry::{Activity, Entry, Patch};
 use crate::error::{Error, Operation, Result};
@@ -161,10 +161,10 @@ fn run(shared: &Arc<Shared>, rx: &Receiver<Request>) {
             },
             None => match shared.config.maintenance.as_ref().and_then(|m| m.interval) {
                 // Idle, wake up for the periodic maintenance pass.
-                Some(every) => match rx.recv_timeout(every) {
+                Some(every) => match rx.recv_timeout(idle_wait(shared, every)) {
                     Ok(request) => request,
                     Err(RecvTimeoutError::Timeout) => {
-                        maybe_maintain(shared, true);
+                        maybe_maintain(shared);
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -256,7 +256,7 @@ pub(crate) fn commit(shared: &Arc<Shared>, batch: Vec<Request>) {
         }
     }
     maybe_compact(shared);
-    maybe_maintain(shared, false);
+    maybe_maintain(shared);
 }
 
 /// Writes a batch and applies it; each request's answer (its record's `seq`, 0 if there was
@@ -517,9 +517,22 @@ fn compact_job(shared: &Arc<Shared>) -> bool {
 /// worth the walk over the allocator's arenas, which holds up other threads' allocations.
 const TRIM_AFTER_EVICTIONS: usize = 1024;
 
-/// Starts a background maintenance pass if the cap is exceeded or (when `periodic`) the
-/// interval has passed, and no pass is running in this process.
-fn maybe_maintain(shared: &Arc<Shared>, periodic: bool) {
+/// How soon a pass that ran out of time (or failed) is followed by the next, at most.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How long the idle writer waits for a request before it looks whether a timed pass is due:
+/// until it is, but at least [`RETRY_AFTER`] (a pass may be running) and at most `every`.
+fn idle_wait(shared: &Shared, every: Duration) -> Duration {
+    let next_due = lock(&shared.schedule).next_due;
+    next_due
+        .duration_since(shared.config.clock.now())
+        .unwrap_or(Duration::ZERO)
+        .clamp(RETRY_AFTER.min(every), every)
+}
+
+/// Starts a background maintenance pass if no pass is running in this process and the count
+/// is past the cap's trigger, or (after a batch, or when idle) the interval has passed.
+fn maybe_maintain(shared: &Arc<Shared>) {
     use crate::maintain::MaintenanceMode;
     use std::sync::atomic::Ordering;
     let Some(config) = &shared.config.maintenance else {
@@ -528,35 +541,60 @@ fn maybe_maintain(shared: &Arc<Shared>, periodic: bool) {
     if config.mode == MaintenanceMode::Off || !config.background {
         return;
     }
+    let count = shared.read().state.len();
+    let now = shared.config.clock.now();
+    let mut schedule = lock(&shared.schedule);
     let over_cap = config
         .cap_trigger()
-        .is_some_and(|trigger| shared.read().state.len() > trigger);
-    let due = periodic
-        && config.interval.is_some_and(|every| {
-            lock(&shared.last_maintenance).is_none_or(|at| at.elapsed() >= every)
-        });
+        .is_some_and(|trigger| count > trigger.max(schedule.cap_rearm.unwrap_or(0)));
+    let due = config.interval.is_some() && now >= schedule.next_due;
     if !(over_cap || due) || shared.maintaining.swap(true, Ordering::AcqRel) {
         return;
     }
-    *lock(&shared.last_maintenance) = Some(Instant::now());
+    if let Some(every) = config.interval {
+        schedule.next_due = now + every;
+    }
+    drop(schedule);
+    shared.count(|c| c.background_passes += 1);
     if !shared.maintainer.kick(shared) {
         shared.maintaining.store(false, Ordering::Release);
     }
 }
 
-/// One background maintenance pass, on the maintenance thread.
 /// One background maintenance pass, on the maintenance thread; true if it evicted enough to
-/// free much memory.
+/// free much memory. Afterwards it sets when the next pass may start.
 fn maintain_job(shared: &Arc<Shared>) -> bool {
-    let _running = ClearOnDrop(&shared.maintaining);
-    match crate::maintain::run(shared, false) {
-        Ok(report) => report.evicted() >= TRIM_AFTER_EVICTIONS,
+    let running = ClearOnDrop(&shared.maintaining);
+    let outcome = crate::maintain::run(shared, false);
+    let count = shared.read().state.len();
+    let now = shared.config.clock.now();
+    let config = shared.config.maintenance.as_ref();
+    let (stuck, retry) = match &outcome {
+        Ok(report) => (
+            report.dry_run || report.kept_protected > 0,
+            report.incomplete,
+        ),
         Err(e) => {
             tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
                 "a maintenance pass failed; the next one tries again");
-            false
+            (true, true)
         }
+    };
+    let mut schedule = lock(&shared.schedule);
+    schedule.cap_rearm = config
+        .and_then(|m| m.max_entries.zip(m.cap_trigger()))
+        .filter(|&(_, trigger)| stuck && count > trigger)
+        .map(|(max, _)| count + crate::maintain::slack(max));
+    if retry {
+        schedule.next_due = schedule.next_due.min(now + RETRY_AFTER);
     }
+    drop(schedule);
+    // The hook hears of the pass once the next one may start.
+    drop(running);
+    outcome.is_ok_and(|report| {
+        crate::maintain::announce(shared, &report);
+        report.evicted() >= TRIM_AFTER_EVICTIONS
+    })
 }
 
 /// What a background thread runs.

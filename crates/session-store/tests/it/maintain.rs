@@ -7,7 +7,9 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sessionkit_session_store::{Entry, Maintenance, MaintenanceMode, Store, TranscriptDisposal};
+use sessionkit_session_store::{
+    Clock, Entry, Maintenance, MaintenanceMode, ManualClock, Store, TranscriptDisposal,
+};
 use sessionkit_test_support::set_modified_ago;
 
 use crate::util::Scratch;
@@ -501,4 +503,137 @@ fn an_archive_is_kept_for_its_retention_from_when_it_was_made() {
         .filter(|n| n.starts_with("s-old.jsonl.deleted."))
         .collect();
     assert_eq!(archives.len(), 1, "{:?}", dir.names());
+}
+
+/// Opens a store whose clock moves only when told, with background maintenance every minute.
+fn open_with_clock(dir: &Scratch, m: Maintenance) -> (Store, std::sync::Arc<ManualClock>) {
+    let clock = std::sync::Arc::new(ManualClock::new());
+    let store = Store::builder()
+        .maintenance(m)
+        .auto_compact(false)
+        .clock(clock.clone())
+        .open(dir.join("sessions.json"))
+        .unwrap();
+    (store, clock)
+}
+
+/// The passes started so far: every batch's check has run once a later update is answered
+/// (the writer checks after answering a batch, before it takes the next).
+fn passes_after_a_touch(store: &Store) -> u64 {
+    store.touch("probe").unwrap();
+    store.counters().background_passes
+}
+
+/// A store that gets an update more often than its interval still has its timed passes: they
+/// are started after a batch once due, not only when the writer has been idle that long.
+#[test]
+fn timed_passes_run_under_steady_traffic() {
+    let dir = Scratch::new("timed-busy");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let hook = move |r: &sessionkit_session_store::MaintenanceReport| {
+        let _ = tx.send(r.pruned.clone());
+    };
+    let (store, clock) = open_with_clock(
+        &dir,
+        Maintenance::new()
+            .interval(Some(Duration::from_secs(60)))
+            .on_pass(hook),
+    );
+    let old_ms = clock.now().duration_since(UNIX_EPOCH).unwrap() - 40 * DAY;
+    let old = format!(r#"{{"sessionId":"so","updatedAt":{}}}"#, old_ms.as_millis());
+    store.upsert("old", Entry::parse(&old).unwrap()).unwrap();
+    store
+        .upsert("probe", entry("sp", Duration::ZERO, ""))
+        .unwrap();
+    // Updates within the interval start nothing.
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(passes_after_a_touch(&store), 0);
+    }
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(passes_after_a_touch(&store), 1);
+    // The pass runs on its own thread; its report arrives when it is done (the deadline only
+    // keeps a broken build from hanging).
+    let pruned = rx.recv_timeout(Duration::from_secs(120)).unwrap();
+    assert_eq!(pruned, ["old"]);
+    // The next is due a full interval after this one started.
+    clock.advance(Duration::from_secs(59));
+    assert_eq!(passes_after_a_touch(&store), 1);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(passes_after_a_touch(&store), 2);
+}
+
+/// In warn mode the cap evicts nothing, so the count stays past its trigger; the cap then
+/// starts a pass only each time the count grows by the slack again, not after every batch.
+#[test]
+fn a_cap_that_cannot_evict_does_not_start_a_pass_per_batch() {
+    let dir = Scratch::new("warn-cap");
+    let store = open(
+        &dir,
+        Maintenance::new()
+            .mode(MaintenanceMode::Warn)
+            .max_entries(Some(100))
+            .interval(None),
+    );
+    store
+        .upsert("probe", entry("sp", Duration::ZERO, ""))
+        .unwrap();
+    for i in 0..199 {
+        store
+            .upsert(
+                format!("k{i:03}"),
+                entry("s", Duration::from_secs(1000 - i), ""),
+            )
+            .unwrap();
+    }
+    // 200 entries against a trigger of 125 (cap 100, slack 25): a pass at 126, and then one
+    // each time the count passes where the last pass left it plus 25, at most 3 in all.
+    let passes = passes_after_a_touch(&store);
+    assert!((1..=3).contains(&passes), "{passes} passes");
+    assert_eq!(store.count().unwrap(), 200);
+}
+
+/// A pass out of time still removes 64 files, and the next background pass follows within a
+/// second rather than a whole interval.
+#[test]
+fn a_backlog_of_orphans_shrinks_by_every_pass_and_soon() {
+    let dir = Scratch::new("backlog");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (store, clock) = open_with_clock(
+        &dir,
+        Maintenance::new()
+            .time_budget(Duration::ZERO)
+            .interval(Some(Duration::from_secs(60)))
+            .on_pass(move |r| {
+                let _ = tx.send((r.orphans.len(), r.incomplete));
+            }),
+    );
+    store
+        .upsert("probe", entry("sp", Duration::ZERO, ""))
+        .unwrap();
+    for i in 0..100 {
+        plant(
+            &dir.join(format!("o{i:03}.jsonl")),
+            10,
+            2 * Duration::from_secs(3600),
+        );
+    }
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(passes_after_a_touch(&store), 1);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(120)).unwrap(),
+        (64, true)
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(passes_after_a_touch(&store), 2);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(120)).unwrap(),
+        (36, false)
+    );
+    let left: Vec<String> = dir
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with('o') && n.ends_with(".jsonl"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
