@@ -258,10 +258,11 @@ impl Maintenance {
         self
     }
 
-    /// Entries for which `rule` returns true are protected: never pruned, and evicted by the
-    /// cap or the disk budget only if protection would otherwise keep more than the cap minus
-    /// a floor of min(25, cap) removable entries (oldest protected first), so a rule that
-    /// protects everything cannot defeat the cap. Entries marked active are never evicted.
+    /// Entries for which `rule` returns true are protected: never pruned, evicted by the cap
+    /// only if protection would otherwise keep more than the cap minus a floor of
+    /// min(25, cap) removable entries (oldest protected first), and by the disk budget only
+    /// once every unprotected entry is gone (oldest protected first), so that a rule that
+    /// protects everything defeats neither. Entries marked active are never evicted.
     ///
     /// By default, nothing is protected but active entries.
     pub fn protect(mut self, rule: impl Fn(&str, &Entry) -> bool + Send + Sync + 'static) -> Self {
@@ -773,6 +774,9 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
             cheap.sort_by(|(_, a), (_, b)| {
                 (made_at(a), files.name(a)).cmp(&(made_at(b), files.name(b)))
             });
+            // Orphans deleted for the budget leave the lists of transcripts and orphans that
+            // steps 3 and 5 made; they are taken out in one sweep, not one search each.
+            let mut forced: Vec<PathBuf> = Vec::new();
             for (_, f) in cheap {
                 if total <= high {
                     break;
@@ -782,15 +786,20 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                 match f.kind {
                     Kind::Archive => plan.archives.push(path),
                     Kind::Temp => plan.temps.push(path),
-                    _ => {
-                        // An orphan (or an evicted session's transcript) is deleted outright.
-                        plan.orphans.retain(|(p, _)| p != &path);
-                        plan.transcripts.retain(|(p, _)| p != &path);
-                        plan.orphans.push((path, true));
-                    }
+                    // An orphan (or an evicted session's transcript) is deleted outright.
+                    _ => forced.push(path),
                 }
             }
-            // Then entries, oldest first, with their transcripts deleted.
+            if !forced.is_empty() {
+                let lookup: HashSet<&PathBuf> = forced.iter().collect();
+                plan.orphans.retain(|(p, _)| !lookup.contains(p));
+                plan.transcripts.retain(|(p, _)| !lookup.contains(p));
+                plan.orphans
+                    .extend(forced.iter().map(|p| (p.clone(), true)));
+            }
+            // Then entries, oldest first, with their transcripts deleted: unprotected ones,
+            // then, if that is not enough, protected ones (a budget is a limit on the disk,
+            // which protection must not defeat); never active ones.
             if total > high {
                 let by_session: BTreeMap<&str, Vec<usize>> = indexed()
                     .filter_map(|(i, f)| session_of(f).map(|s| (s, i)))
@@ -798,48 +807,72 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                         m.entry(s).or_insert_with(Vec::new).push(i);
                         m
                     });
+                // Entries of each session gone so far: a session is released when all of its
+                // entries are, counted as they go rather than recounted per eviction.
+                let mut gone_refs: HashMap<String, usize> = HashMap::new();
+                for key in &gone {
+                    if let Some(id) = state.get(key).and_then(Entry::session_id) {
+                        *gone_refs.entry(id.to_owned()).or_default() += 1;
+                    }
+                }
                 let mut kept = 0;
-                for (key, _) in state.by_updated_at() {
-                    if total <= high {
-                        break;
+                let mut protected = Vec::new();
+                let unprotected = state.by_updated_at().filter_map(|(key, _)| {
+                    let entry = state.get(key)?;
+                    if gone.contains(key) || is_active(key, entry) {
+                        kept += usize::from(!gone.contains(key));
+                        return None;
                     }
-                    if gone.contains(key) {
-                        continue;
+                    if is_protected(key, entry) {
+                        protected.push((key, entry));
+                        return None;
                     }
-                    let Some(entry) = state.get(key) else {
-                        continue;
+                    Some((key, entry))
+                });
+                let mut evict = |key: &'_ str, entry: &'_ Entry, total: &mut u64| {
+                    plan.evict.push((key.to_owned(), EvictReason::Disk));
+                    *total = total.saturating_sub((key.len() + entry.len_bytes()) as u64);
+                    let Some(id) = entry.session_id() else {
+                        return;
                     };
-                    if is_active(key, entry) || is_protected(key, entry) {
-                        kept += 1;
-                        continue;
-                    }
-                    gone.insert(key);
-                    plan.disk_evicted_push(key);
-                    total = total.saturating_sub((key.len() + entry.len_bytes()) as u64);
-                    let newly = released(&gone);
-                    for session in newly.difference(&released_now) {
-                        for &i in by_session.get(session.as_str()).into_iter().flatten() {
+                    let n = gone_refs.entry(id.to_owned()).or_default();
+                    *n += 1;
+                    if *n == state.session_refs(id) && released_now.insert(id.to_owned()) {
+                        for &i in by_session.get(id).into_iter().flatten() {
                             if taken.insert(i) {
                                 let f = &files.files[i];
-                                total = total.saturating_sub(f.len);
+                                *total = total.saturating_sub(f.len);
                                 plan.transcripts.push((files.path(f), true));
                             }
                         }
                     }
-                    released_now = newly;
+                };
+                let mut chosen = Vec::new();
+                for (key, entry) in unprotected {
+                    if total <= high {
+                        break;
+                    }
+                    evict(key, entry, &mut total);
+                    chosen.push(key);
                 }
-                plan.kept_protected += kept;
+                let mut still_protected = protected.len();
+                if total > high {
+                    for &(key, entry) in &protected {
+                        if total <= high {
+                            break;
+                        }
+                        evict(key, entry, &mut total);
+                        chosen.push(key);
+                        still_protected -= 1;
+                    }
+                }
+                gone.extend(chosen);
+                plan.kept_protected += kept + still_protected;
             }
         }
         plan.disk_after = Some(total);
     }
     plan
-}
-
-impl Plan {
-    fn disk_evicted_push(&mut self, key: &str) {
-        self.evict.push((key.to_owned(), EvictReason::Disk));
-    }
 }
 
 /// Picks up to `want` keys to evict for the cap, oldest `updatedAt` first (entries without one

@@ -637,3 +637,43 @@ fn a_backlog_of_orphans_shrinks_by_every_pass_and_soon() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Protection orders the disk budget's evictions (unprotected entries first) but cannot defeat
+/// it: a rule that protects everything still lets the oldest entries go; active ones stay.
+#[test]
+fn the_disk_budget_evicts_protected_entries_last_but_evicts_them() {
+    let dir = Scratch::new("disk-protected");
+    let store = open(
+        &dir,
+        on_demand()
+            .max_disk_bytes(Some(20_000))
+            .high_water(0.5)
+            .protect(|key, _| key.starts_with('p')),
+    );
+    // p0 is the oldest and protected, u1 unprotected, p2 protected but active, p3 to p5.
+    for (i, key) in ["p0", "u1", "p2", "p3", "p4", "p5"].iter().enumerate() {
+        let sid = format!("s{i}");
+        store
+            .upsert(
+                *key,
+                entry(&sid, Duration::from_secs(600 - i as u64 * 60), ""),
+            )
+            .unwrap();
+        plant(&dir.join(format!("{sid}.jsonl")), 4000, Duration::ZERO);
+    }
+    let _active = store.mark_active("p2");
+    // 24,000 bytes and the journal against a high water of 10,000: u1 goes first, then the
+    // oldest protected ones but the active p2.
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.disk_evicted, ["u1", "p0", "p3", "p4"]);
+    assert_eq!(report.kept_protected, 2, "{report:?}");
+    assert!(report.disk_bytes_after.unwrap() <= 10_000, "{report:?}");
+    let mut left: Vec<String> = store
+        .list(&sessionkit_session_store::ListQuery::default())
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["p2", "p5"]);
+}
