@@ -313,8 +313,8 @@ mod tests {
         #[test]
         fn a_line_cut_before_the_start_time_is_refused(comm in "[ -~]{0,16}", cut in 0usize..1000) {
             let line = stat_line(&comm, "S");
-            // Everything up to the last digit of field 22 is needed; the cut keeps less.
-            let needed = line.find(" 777 ").unwrap() + 4;
+            // The cut ends before field 22 begins.
+            let needed = line.rfind(" 777 ").unwrap() + 1;
             let prefix = &line.as_bytes()[..cut % needed];
             let outcome = parse_stat(prefix);
             prop_assert!(outcome.is_err(), "{:?} parsed: {:?}", String::from_utf8_lossy(prefix), outcome);
