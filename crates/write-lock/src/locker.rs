@@ -61,15 +61,21 @@ pub(crate) struct Paths {
     pub(crate) lock_path: PathBuf,
 }
 
+/// The most symlinks followed to a missing target, as Linux's `MAXSYMLINKS`.
+const MAX_SYMLINKS: usize = 40;
+
 /// The lock file for `target`: `<real path of target>.lock`.
 ///
-/// An existing target is resolved through every symlink; a missing one through its directory's
-/// real path. So a symlinked path and its real path share one lock.
+/// An existing target is resolved through every symlink; a missing one through the symlinks
+/// that lead to it (a dangling link names where its target will be) and then its directory's
+/// real path. So a symlinked path and its real path share one lock, whether or not the file
+/// exists yet.
 pub(crate) fn resolve(target: &Path, op: Operation) -> Result<Paths> {
     let ctx = Ctx::new(op, target);
     let real = match fs::canonicalize(target) {
         Ok(real) => real,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let target = &follow_dangling(target).map_err(|e| ctx.io("follow", target, e))?;
             let name = target.file_name().ok_or_else(|| {
                 ctx.io(
                     "name a file with",
@@ -92,6 +98,29 @@ pub(crate) fn resolve(target: &Path, op: Operation) -> Result<Paths> {
         target: real,
         lock_path: PathBuf::from(lock),
     })
+}
+
+/// Follows the symlinks at the end of `path` whose targets are missing, to the path the last
+/// one names; `path` itself if it is not a symlink.
+fn follow_dangling(path: &Path) -> io::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let next = fs::read_link(&path)?;
+                // A relative link is relative to the directory the link is in.
+                path = match path.parent() {
+                    Some(dir) if next.is_relative() => dir.join(next),
+                    _ => next,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "too many levels of symbolic links",
+    ))
 }
 
 /// What [`Locker::inspect`] found, without changing anything.

@@ -105,6 +105,27 @@ fn a_symlink_and_its_real_path_share_one_lock() {
     assert!(locker.try_acquire(&real).unwrap().is_some());
 }
 
+/// A link whose target does not exist yet names where the target will be: locking the link
+/// and locking the target's path must be one lock before the file exists as after.
+#[test]
+fn a_dangling_symlink_and_its_future_target_share_one_lock() {
+    let dir = Scratch::new("dangling");
+    fs::create_dir(dir.join("real")).unwrap();
+    let real = dir.join("real/target.jsonl");
+    // A relative link to a relative link, both dangling.
+    let inner = dir.join("real/inner.jsonl");
+    symlink("target.jsonl", &inner).unwrap();
+    let link = dir.join("link.jsonl");
+    symlink("real/inner.jsonl", &link).unwrap();
+    let locker = quick_locker(Duration::from_millis(50));
+    let guard = locker.acquire(&link).unwrap();
+    assert_eq!(guard.lock_path(), lock_of(&real));
+    assert!(locker.try_acquire(&real).unwrap().is_none());
+    drop(guard);
+    fs::write(&real, b"").unwrap();
+    assert_eq!(locker.acquire(&link).unwrap().lock_path(), lock_of(&real));
+}
+
 #[test]
 fn reentrancy_is_opt_in_per_holder_and_the_file_goes_at_the_last_release() {
     let dir = Scratch::new("reentrant");
