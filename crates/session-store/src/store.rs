@@ -564,6 +564,10 @@ impl Store {
     /// The entry under `key`, as of this process's acknowledged updates and whatever other
     /// processes appended to the journal before the call.
     ///
+    /// If another process is writing a batch at that moment, this waits for it to finish (its
+    /// write and fsync) rather than read bytes it may still take back; it never waits for
+    /// this process's own batches. The other reads (`list`, `count`, `stats`) do the same.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] or a corruption error if the journal cannot be read.
