@@ -62,7 +62,9 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
 
     let _batch = lock(&shared.batch_lock);
     let started = Instant::now();
-    let locked = journal.lock().map_err(|e| io("lock", e))?;
+    let locked = journal
+        .lock(shared.config.lock_timeout, &|| shared.lock_waited())
+        .map_err(|e| io("lock", e))?;
     if !journal.is_current().map_err(|e| io("stat", e))? {
         // Another process compacted first; its snapshot is at least as new as ours.
         drop(locked);

@@ -361,6 +361,15 @@ impl Error {
         }
     }
 
+    /// True if the operation gave up waiting: for the journal's OS lock
+    /// ([`StoreBuilder::lock_timeout`](crate::StoreBuilder::lock_timeout)), or for a
+    /// transcript's write lock.
+    pub fn is_timeout(&self) -> bool {
+        self.io_error()
+            .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+            || self.lock_error().is_some_and(|e| e.is_timeout())
+    }
+
     /// True if `touch` named a key without an entry.
     pub fn is_no_such_entry(&self) -> bool {
         matches!(self, Error::NoSuchEntry { .. })

@@ -9,6 +9,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::sys::{self, JournalLock};
 
@@ -53,7 +54,7 @@ impl Drop for Locked {
         self.journal.held.store(false, Ordering::SeqCst);
         // Closing the file would drop the lock too, but the file stays open for the next
         // batch; unlocking now lets other processes in.
-        let _ = sys::lock_journal(&self.journal.file, JournalLock::Release);
+        let _ = sys::unlock_journal(&self.journal.file);
     }
 }
 
@@ -65,7 +66,7 @@ pub(crate) struct ReadLocked<'a> {
 
 impl Drop for ReadLocked<'_> {
     fn drop(&mut self) {
-        let _ = sys::lock_journal(&self.journal.reader, JournalLock::Release);
+        let _ = sys::unlock_journal(&self.journal.reader);
     }
 }
 
@@ -119,9 +120,14 @@ impl JournalFile {
         })
     }
 
-    /// Takes the exclusive OS lock, blocking until it is free.
-    pub(crate) fn lock(self: &Arc<Self>) -> io::Result<Locked> {
-        sys::lock_journal(&self.file, JournalLock::Exclusive)?;
+    /// Takes the exclusive OS lock, blocking until it is free, for at most `timeout` (then
+    /// [`io::ErrorKind::TimedOut`]); `waiting` is called once if it is held.
+    pub(crate) fn lock(
+        self: &Arc<Self>,
+        timeout: Duration,
+        waiting: &dyn Fn(),
+    ) -> io::Result<Locked> {
+        sys::lock_journal(&self.file, JournalLock::Exclusive, timeout, waiting)?;
         self.held.store(true, Ordering::SeqCst);
         Ok(Locked {
             journal: self.clone(),
@@ -129,10 +135,15 @@ impl JournalFile {
     }
 
     /// Takes the shared OS lock for a reader, blocking while a writer (in any process) holds
-    /// the exclusive one: at most one batch's write and fsync, or a compaction's swap. Never
-    /// call it while this process holds the exclusive lock ([`JournalFile::is_held`]).
-    pub(crate) fn lock_shared(&self) -> io::Result<ReadLocked<'_>> {
-        sys::lock_journal(&self.reader, JournalLock::Shared)?;
+    /// the exclusive one (at most one batch's write and fsync, or a compaction's swap), for
+    /// at most `timeout`. Never call it while this process holds the exclusive lock
+    /// ([`JournalFile::is_held`]).
+    pub(crate) fn lock_shared(
+        &self,
+        timeout: Duration,
+        waiting: &dyn Fn(),
+    ) -> io::Result<ReadLocked<'_>> {
+        sys::lock_journal(&self.reader, JournalLock::Shared, timeout, waiting)?;
         Ok(ReadLocked { journal: self })
     }
 
@@ -247,7 +258,33 @@ impl JournalFile {
 
     /// Flushes the file's data (and the metadata needed to read it) to the device.
     pub(crate) fn sync(&self) -> io::Result<()> {
+        #[cfg(test)]
+        if faults::sync_fails(&self.path) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         self.file.sync_data()
+    }
+}
+
+/// Failures planted by the crate's unit tests, by journal path.
+#[cfg(test)]
+pub(crate) mod faults {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static FAILING_SYNCS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    /// Makes every fsync of the journal at `path` fail with `EIO`, or stop failing.
+    pub(crate) fn fail_syncs(path: &Path, yes: bool) {
+        let mut failing = FAILING_SYNCS.lock().unwrap();
+        failing.retain(|p| p != path);
+        if yes {
+            failing.push(path.to_path_buf());
+        }
+    }
+
+    pub(super) fn sync_fails(path: &Path) -> bool {
+        FAILING_SYNCS.lock().unwrap().iter().any(|p| p == path)
     }
 }
 

@@ -125,8 +125,8 @@ pub use crate::snapshot::{
 pub use crate::state::{Applied, ReplayReport, Skipped, State, Stats};
 pub use crate::store::{
     Ack, ActiveMark, CompactReport, DEFAULT_COMPACT_MIN_BYTES, DEFAULT_COMPACT_RATIO,
-    DEFAULT_MAX_BATCH, IoCounters, ListOrder, ListQuery, OpenReport, Store, StoreBuilder,
-    StoreStats, SyncMode, journal_path_for,
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_BATCH, IoCounters, ListOrder, ListQuery, OpenReport, Store,
+    StoreBuilder, StoreStats, SyncMode, journal_path_for,
 };
 pub use crate::transcript::{SuspendedTranscript, Transcript};
 pub use sessionkit_write_lock::{Clock, ManualClock, SystemClock};

@@ -62,7 +62,7 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
             .map(Arc::new)
             .map_err(|e| Error::io(Operation::Open, "open", snapshot_path, &journal_path, e))?;
         let locked = journal
-            .lock()
+            .lock(config.lock_timeout, &|| {})
             .map_err(|e| Error::io(Operation::Open, "lock", snapshot_path, &journal_path, e))?;
         // A compaction elsewhere may have replaced the journal while we waited for its lock.
         if !journal
@@ -71,9 +71,13 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         {
             continue;
         }
-        let view = load(&config, snapshot_path, journal, &mut report)?;
+        let loaded = load(&config, snapshot_path, journal, &mut report)?;
         drop(locked);
-        break view;
+        // `None`: the damaged journal went aside and its whole records took its place; they
+        // load like any journal, under the new file's lock.
+        if let Some(view) = loaded {
+            break view;
+        }
     };
     let snapshot_name = snapshot_path
         .file_name()
@@ -100,6 +104,8 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         schedule: Mutex::new(Schedule {
             next_due: first_pass_due,
             cap_rearm: None,
+            compact_failures: 0,
+            compact_not_before: None,
         }),
         active: Mutex::new(Default::default()),
         dirty_since: Mutex::new(None),
@@ -110,13 +116,15 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
 }
 
 /// Loads the snapshot and the journal (whose OS lock the caller holds), repairing and
-/// quarantining as the settings allow.
+/// quarantining as the settings allow. `None` if the journal was corrupt and replaced: a copy
+/// went aside, and a new file with the whole records before the damage took its place, to be
+/// loaded in turn.
 fn load(
     config: &StoreBuilder,
     snapshot_path: &Path,
     journal: Arc<JournalFile>,
     report: &mut OpenReport,
-) -> Result<View> {
+) -> Result<Option<View>> {
     let mut state = match load_snapshot(snapshot_path) {
         Ok(state) => state,
         Err(e) if e.is_corrupt() && config.recover => {
@@ -136,35 +144,34 @@ fn load(
             .map_err(|e| Error::io(Operation::ReadJournal, "read", snapshot_path, &j.path, e))
     };
     let bytes = read(&journal)?;
-    let (journal, parsed) = match parse_journal(&journal_path, &bytes) {
-        Ok(parsed) => (journal, parsed),
+    let parsed = match parse_journal(&journal_path, &bytes) {
+        Ok(parsed) => parsed,
         Err(Error::CorruptJournal { offset, .. }) if config.recover => {
             // Keep every whole record before the damage; the damaged file goes aside whole.
             let keep = &bytes[..usize::try_from(offset)
                 .unwrap_or(bytes.len())
                 .min(bytes.len())];
             let prefix = match parse_journal(&journal_path, keep) {
-                Ok(p) if p.header.is_some() => keep.to_vec(),
-                _ => Vec::new(),
+                Ok(p) if p.header.is_some() => keep,
+                _ => &[][..],
             };
-            let aside = quarantine(&journal_path)?;
+            // Copied aside, then replaced by an atomic rename, all under the damaged file's
+            // lock: the path always names a journal, and another process waiting for the
+            // lock finds the file replaced and moves to the new one, as after a compaction.
+            let aside = crate::snapshot::quarantine_copy(&journal_path, &bytes)?;
             tracing::error!(path = %journal_path.display(), aside = %aside.display(), offset,
                 "quarantined a corrupt journal, keeping the records before the damage");
             report.quarantined.push(aside);
             AtomicWriter::new()
                 .durability(Durability::Durable)
-                .write(&journal_path, &prefix)
+                .write(&journal_path, prefix)
                 .map_err(|e| Error::AtomicWrite {
                     op: Operation::Open,
                     step: "replace the corrupt journal with its whole records",
                     path: journal_path.clone(),
                     source: e,
                 })?;
-            let fresh = JournalFile::open(&journal_path, false)
-                .map(Arc::new)
-                .map_err(|e| Error::io(Operation::Open, "open", snapshot_path, &journal_path, e))?;
-            let parsed = parse_journal(&journal_path, &prefix)?;
-            (fresh, parsed)
+            return Ok(None);
         }
         Err(e) => return Err(e),
     };
@@ -205,7 +212,7 @@ fn load(
     let mut seqs = SeqTracker::new();
     let replay = state.replay(&parsed.records, &mut seqs);
     report.journal_records = replay.applied;
-    Ok(View {
+    Ok(Some(View {
         state,
         journal,
         offset,
@@ -213,7 +220,7 @@ fn load(
         epoch,
         seqs,
         snapshot_bytes,
-    })
+    }))
 }
 
 /// Brings `view` up to date: reads what was appended to its journal since, or reloads the
@@ -261,7 +268,7 @@ pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
         // The compactor renames the snapshot before the journal, and holds the old journal's
         // lock until both are in place; taking the new journal's lock orders us after it.
         let locked = journal
-            .lock()
+            .lock(shared.config.lock_timeout, &|| shared.lock_waited())
             .map_err(shared.journal_io(Operation::ReadJournal, "lock"))?;
         if !journal.is_current().unwrap_or(false) {
             continue;

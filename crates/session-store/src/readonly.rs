@@ -48,12 +48,13 @@ pub struct LoadedStore {
 /// The journal is read under a shared OS lock: writers append and compactions swap the files
 /// under its exclusive lock, so the pair is never half swapped and no live writer's append is
 /// half written. If the journal was replaced while this waited for its lock, it starts again
-/// with the new one.
+/// with the new one. It waits for the lock for at most
+/// [`DEFAULT_LOCK_TIMEOUT`](crate::DEFAULT_LOCK_TIMEOUT).
 ///
 /// # Errors
 ///
 /// [`Error::NoStore`] if neither file exists; [`Error::Io`] if one cannot be opened, locked or
-/// read.
+/// read ([`Error::is_timeout`] if the lock was held past the timeout).
 pub fn read_store_files(snapshot_path: impl AsRef<Path>) -> Result<StoreFiles> {
     let path = snapshot_path.as_ref();
     let journal_path = journal_path_for(path);
@@ -65,8 +66,13 @@ pub fn read_store_files(snapshot_path: impl AsRef<Path>) -> Result<StoreFiles> {
             Err(e) => return Err(failed("open", &journal_path, e)),
         };
         if let Some(file) = &journal {
-            crate::sys::lock_journal(file, JournalLock::Shared)
-                .map_err(|e| failed("lock", &journal_path, e))?;
+            crate::sys::lock_journal(
+                file,
+                JournalLock::Shared,
+                crate::DEFAULT_LOCK_TIMEOUT,
+                &|| {},
+            )
+            .map_err(|e| failed("lock", &journal_path, e))?;
             if !same_file(file, &journal_path).map_err(|e| failed("stat", &journal_path, e))? {
                 // A compaction put a new journal in place; dropping the file unlocks it.
                 continue;

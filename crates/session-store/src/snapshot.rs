@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -375,6 +375,36 @@ pub fn quarantine_at(path: impl AsRef<Path>, at: SystemTime) -> Result<PathBuf> 
     let path = path.as_ref();
     let io = |step, subject: &Path, e| Error::io(Operation::Quarantine, step, path, subject, e);
     fs::symlink_metadata(path).map_err(|e| io("inspect", path, e))?;
+    let (candidate, _) = reserve_aside(path, at)?;
+    if let Err(e) = crate::sys::rename(path, &candidate) {
+        // Give the name back; the damaged file has not moved.
+        let _ = fs::remove_file(&candidate);
+        return Err(io("rename to", &candidate, e));
+    }
+    tracing::warn!(from = %path.display(), to = %candidate.display(), "quarantined a damaged file");
+    Ok(candidate)
+}
+
+/// Copies a damaged file's `bytes` aside, to the name [`quarantine`] would rename it to, and
+/// flushes the copy to the device; the damaged file stays where it is, for the caller to
+/// replace atomically. Unlike a rename, this never leaves the path naming nothing, which
+/// another process would take for a missing file and create anew.
+pub(crate) fn quarantine_copy(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let io = |step, subject: &Path, e| Error::io(Operation::Quarantine, step, path, subject, e);
+    let (candidate, mut file) = reserve_aside(path, SystemTime::now())?;
+    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
+        let _ = fs::remove_file(&candidate);
+        return Err(io("copy to", &candidate, e));
+    }
+    tracing::warn!(from = %path.display(), to = %candidate.display(),
+        "copied a damaged file aside");
+    Ok(candidate)
+}
+
+/// Reserves the quarantine name for `path` by creating it exclusively: `<name>.corrupt.<time>`,
+/// or with `.1`, `.2`, ... added if that is taken.
+fn reserve_aside(path: &Path, at: SystemTime) -> Result<(PathBuf, File)> {
+    let io = |step, subject: &Path, e| Error::io(Operation::Quarantine, step, path, subject, e);
     let Some(name) = path.file_name() else {
         let e = io::Error::new(io::ErrorKind::InvalidInput, "the path names no file");
         return Err(io("inspect", path, e));
@@ -388,17 +418,10 @@ pub fn quarantine_at(path: impl AsRef<Path>, at: SystemTime) -> Result<PathBuf> 
             path.with_file_name(format!("{base}.{n}"))
         };
         match File::create_new(&candidate) {
-            Ok(_) => {}
+            Ok(file) => return Ok((candidate, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io("reserve", &candidate, e)),
         }
-        if let Err(e) = crate::sys::rename(path, &candidate) {
-            // Give the name back; the damaged file has not moved.
-            let _ = fs::remove_file(&candidate);
-            return Err(io("rename to", &candidate, e));
-        }
-        tracing::warn!(from = %path.display(), to = %candidate.display(), "quarantined a damaged file");
-        return Ok(candidate);
     }
     // `0u32..` has 2^32 names; all of them taken is not a state a directory can be in.
     Err(io(

@@ -44,6 +44,9 @@ pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 1 << 20;
 pub const DEFAULT_COMPACT_RATIO: f64 = 1.0;
 /// By default, the most updates one batch carries: 4,096.
 pub const DEFAULT_MAX_BATCH: usize = 4096;
+/// By default, the longest wait for the journal's OS lock: 60 s, OpenClaw's lock acquire
+/// timeout.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The settings of a [`Store`], built with [`Store::builder`].
 #[derive(Clone)]
@@ -55,6 +58,7 @@ pub struct StoreBuilder {
     pub(crate) compact_ratio: f64,
     pub(crate) auto_compact: bool,
     pub(crate) max_batch: usize,
+    pub(crate) lock_timeout: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) maintenance: Option<Maintenance>,
 }
@@ -69,6 +73,7 @@ impl fmt::Debug for StoreBuilder {
             .field("compact_ratio", &self.compact_ratio)
             .field("auto_compact", &self.auto_compact)
             .field("max_batch", &self.max_batch)
+            .field("lock_timeout", &self.lock_timeout)
             .field("maintenance", &self.maintenance)
             .finish_non_exhaustive()
     }
@@ -84,6 +89,7 @@ impl Default for StoreBuilder {
             compact_ratio: DEFAULT_COMPACT_RATIO,
             auto_compact: true,
             max_batch: DEFAULT_MAX_BATCH,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             clock: Arc::new(SystemClock),
             maintenance: None,
         }
@@ -100,9 +106,9 @@ impl StoreBuilder {
     }
 
     /// What to do with a corrupt snapshot or journal at open. Off: open fails with the
-    /// corruption error and the files are left as they are. On: the damaged file is renamed
-    /// aside as `<name>.corrupt.<timestamp>` and reported in [`OpenReport`]; from a corrupt
-    /// journal, the whole records before the damage are kept. Never is a damaged file replaced
+    /// corruption error and the files are left as they are. On: the damaged file is put aside
+    /// as `<name>.corrupt.<timestamp>` and reported in [`OpenReport`]: a snapshot is renamed;
+    /// a journal is copied, then replaced atomically by the whole records before the damage. Never is a damaged file replaced
     /// by an empty one without a report.
     ///
     /// By default, off.
@@ -148,6 +154,18 @@ impl StoreBuilder {
         self
     }
 
+    /// The longest any operation waits for the journal's OS lock, which another process holds
+    /// for one batch's write and fsync, or a compaction's swap. The kernel drops the lock of a
+    /// process that dies, so only a live holder that hangs (stopped, or stuck in an fsync on a
+    /// failing disk) makes anyone wait this long; the operation then fails with an error whose
+    /// [`is_timeout`](Error::is_timeout) is true, naming the journal, and writes nothing.
+    ///
+    /// By default, 60 s ([`DEFAULT_LOCK_TIMEOUT`](crate::DEFAULT_LOCK_TIMEOUT)).
+    pub fn lock_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
     /// Turns on maintenance with these settings: pruning, the entry cap, transcripts of
     /// evicted sessions, archives, orphans and the disk budget, in the background (started by
     /// the cap, and every [`interval`](Maintenance::interval)) and on demand with
@@ -180,7 +198,8 @@ impl StoreBuilder {
     /// water mark out of range), before anything on disk is touched;
     /// [`Error::CorruptSnapshot`] or [`Error::CorruptJournal`] (without
     /// [`recover`](StoreBuilder::recover)); [`Error::UnsupportedJournal`]; [`Error::Io`] if a
-    /// file cannot be read, created or locked.
+    /// file cannot be read, created or locked ([`Error::is_timeout`] if another process held
+    /// the journal's lock past the [`lock_timeout`](StoreBuilder::lock_timeout)).
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
         self.check()?;
         crate::open::open(self.clone(), path.as_ref())
@@ -332,6 +351,17 @@ pub struct IoCounters {
     pub journal_bytes_read: u64,
     /// Maintenance passes this process started in the background.
     pub background_passes: u64,
+    /// Compactions this process started in the background.
+    pub background_compactions: u64,
+    /// Background compactions that failed; after each, the next waits longer (1 s, doubling
+    /// up to 5 min).
+    pub failed_compactions: u64,
+    /// Times an operation of this process found the journal's OS lock held (by another
+    /// process, or another open of the store) and waited for it.
+    pub journal_lock_waits: u64,
+    /// Journal fsyncs that failed. A batch's failed fsync fails the batch (its bytes are
+    /// taken back out); interval mode's timed fsync is tried again an interval later.
+    pub failed_fsyncs: u64,
 }
 
 /// The in-memory view of the store, as of `offset` bytes into the journal `journal`.
@@ -351,7 +381,8 @@ pub(crate) struct View {
     pub(crate) snapshot_bytes: u64,
 }
 
-/// When background maintenance runs next, by the store's clock.
+/// When background maintenance (and, after a failure, compaction) runs next, by the store's
+/// clock.
 #[derive(Debug)]
 pub(crate) struct Schedule {
     /// When the next timed pass is due: an interval after the last pass started (or after
@@ -362,6 +393,11 @@ pub(crate) struct Schedule {
     /// mode, active or protected entries) is not run again until the count grows by the slack
     /// once more, rather than after every batch.
     pub(crate) cap_rearm: Option<usize>,
+    /// Background compactions that failed in a row (reset by one that finishes).
+    pub(crate) compact_failures: u32,
+    /// After a failed background compaction, none starts before this time: a compaction that
+    /// fails (a full disk) would otherwise be tried again, whole, after every batch.
+    pub(crate) compact_not_before: Option<SystemTime>,
 }
 
 /// Everything the store's handles and its threads share.
@@ -383,7 +419,7 @@ pub(crate) struct Shared {
     pub(crate) maintaining: AtomicBool,
     /// The thread that runs background maintenance passes.
     pub(crate) maintainer: crate::writer::Background,
-    /// When background maintenance runs next.
+    /// When background maintenance and compaction run next.
     pub(crate) schedule: Mutex<Schedule>,
     /// Keys marked active in this process ([`Store::mark_active`]), with how many marks.
     pub(crate) active: Mutex<HashMap<String, usize>>,
@@ -433,6 +469,11 @@ impl Shared {
 
     pub(crate) fn count(&self, f: impl FnOnce(&mut IoCounters)) {
         f(&mut lock(&self.counters));
+    }
+
+    /// Counts a wait for the journal's lock ([`IoCounters::journal_lock_waits`]).
+    pub(crate) fn lock_waited(&self) {
+        self.count(|c| c.journal_lock_waits += 1);
     }
 
     /// Makes an I/O error of `op`'s `step` on the journal, for `map_err`.
@@ -490,7 +531,7 @@ impl Shared {
         // Taken before the view's lock: a writer of this process holds the journal's lock
         // while it waits for the view's.
         let _read = journal
-            .lock_shared()
+            .lock_shared(self.config.lock_timeout, &|| self.lock_waited())
             .map_err(self.journal_io(Operation::ReadJournal, "lock"))?;
         let mut view = self.write();
         if !Arc::ptr_eq(&view.journal, journal) {

@@ -207,8 +207,12 @@ fn sync_now(shared: &Shared) {
             shared.count(|c| c.fsyncs += 1);
         }
         Err(e) => {
+            // Tried again an interval later, not at once: a failing disk would otherwise keep
+            // the writer spinning on fsyncs (and the log filling) until it recovers.
+            *lock(&shared.dirty_since) = Some(Instant::now());
+            shared.count(|c| c.failed_fsyncs += 1);
             tracing::error!(path = %shared.journal_path.display(), error = %e,
-                "interval fsync of the session journal failed");
+                "interval fsync of the session journal failed; it is tried again an interval later");
         }
     }
 }
@@ -266,7 +270,9 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
     // Lock the current journal, following compactions until the one locked is the one named.
     let locked = loop {
         let journal = shared.read().journal.clone();
-        let locked = journal.lock().map_err(|e| io("lock", e))?;
+        let locked = journal
+            .lock(shared.config.lock_timeout, &|| shared.lock_waited())
+            .map_err(|e| io("lock", e))?;
         if journal.is_current().map_err(|e| io("stat", e))? {
             break locked;
         }
@@ -389,14 +395,17 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
         return Ok((outcomes.into_iter().map(Outcome::answer).collect(), true));
     }
 
-    let written = journal.append(text.as_bytes());
+    let written = journal
+        .append(text.as_bytes())
+        .map_err(|e| ("append to", e));
+    let fsync = || journal.sync().map_err(|e| ("fsync", e));
     let synced = written.and_then(|()| match shared.config.sync {
-        SyncMode::EveryBatch => journal.sync().map(|()| true),
+        SyncMode::EveryBatch => fsync().map(|()| true),
         SyncMode::Interval(every) => {
             let mut dirty = lock(&shared.dirty_since);
             let since = *dirty.get_or_insert_with(Instant::now);
             if since.elapsed() >= every {
-                journal.sync()?;
+                fsync()?;
                 *dirty = None;
                 Ok(true)
             } else {
@@ -407,7 +416,10 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
     });
     let durable = match synced {
         Ok(durable) => durable,
-        Err(e) => {
+        Err((step, e)) => {
+            if step == "fsync" {
+                shared.count(|c| c.failed_fsyncs += 1);
+            }
             // The batch failed: take its bytes back out, so that no caller is told "failed"
             // about an update a later reader would still find (after a failed fsync the data
             // may sit in the page cache). The lock keeps everyone else out meanwhile.
@@ -415,7 +427,7 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
                 tracing::error!(path = %shared.journal_path.display(), error = %cut,
                     "could not take a failed batch back out of the journal");
             }
-            return Err(io("append to", e));
+            return Err(io(step, e));
         }
     };
     let updates = outcomes
@@ -433,8 +445,14 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
     let mut view = shared.write();
     let view = &mut *view;
     if view.offset != start {
-        // A reader caught up on some of these lines already; read the rest like it did.
-        crate::open::catch_up(shared, view)?;
+        // A reader caught up on some of these lines already (readers stop where a batch of
+        // this process starts, so this is a defence); read the rest like it did. The batch is
+        // written and as durable as the mode promises whatever this read does, so its callers
+        // hear so: a view left behind is brought up to date by the next read, or reports why.
+        if let Err(e) = crate::open::catch_up(shared, view) {
+            tracing::error!(path = %shared.journal_path.display(), error = %e,
+                "could not read back a batch that was written; the next read tries again");
+        }
         return Ok((outcomes.into_iter().map(Outcome::answer).collect(), durable));
     }
     // Apply the batch's own records rather than reading them back and parsing them again:
@@ -483,13 +501,20 @@ fn maybe_compact(shared: &Arc<Shared>) {
         .config
         .compact_min_bytes
         .max((snapshot_bytes as f64 * shared.config.compact_ratio) as u64);
-    if journal_bytes < threshold
+    if journal_bytes < threshold {
+        return;
+    }
+    let backing_off = lock(&shared.schedule)
+        .compact_not_before
+        .is_some_and(|not_before| shared.config.clock.now() < not_before);
+    if backing_off
         || shared
             .compacting
             .swap(true, std::sync::atomic::Ordering::AcqRel)
     {
         return;
     }
+    shared.count(|c| c.background_compactions += 1);
     if !shared.compactor.kick(shared) {
         shared
             .compacting
@@ -501,15 +526,48 @@ fn maybe_compact(shared: &Arc<Shared>) {
 /// scratch memory (rare: once per journal's length of updates).
 fn compact_job(shared: &Arc<Shared>) -> bool {
     // Cleared however the compaction ends, a panic included, so the next can start.
-    let _running = ClearOnDrop(&shared.compacting);
-    match crate::compact::compact(shared) {
+    let running = ClearOnDrop(&shared.compacting);
+    let outcome = crate::compact::compact(shared);
+    let mut schedule = lock(&shared.schedule);
+    let failed = match &outcome {
+        Ok(_) => {
+            schedule.compact_failures = 0;
+            schedule.compact_not_before = None;
+            None
+        }
+        Err(_) => {
+            schedule.compact_failures = schedule.compact_failures.saturating_add(1);
+            let wait = compact_backoff(schedule.compact_failures);
+            schedule.compact_not_before = Some(shared.config.clock.now() + wait);
+            Some(wait)
+        }
+    };
+    drop(schedule);
+    // The counters hear of the compaction once the next one may start.
+    drop(running);
+    match outcome {
         Ok(report) => !report.superseded,
         Err(e) => {
+            shared.count(|c| c.failed_compactions += 1);
             tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
+                retry_in_ms = failed.map_or(0, |wait| wait.as_millis() as u64),
                 "background compaction failed; it will be tried again");
             false
         }
     }
+}
+
+/// How long after the `failures`-th failed compaction in a row the next may start: 1 s,
+/// doubling, at most 5 min.
+fn compact_backoff(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MOST: Duration = Duration::from_secs(300);
+    FIRST
+        .checked_mul(
+            1u32.checked_shl(failures.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        )
+        .map_or(MOST, |wait| wait.min(MOST))
 }
 
 /// A maintenance pass that evicts at least this many entries is worth handing freed memory
@@ -706,5 +764,53 @@ struct ClearOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
 impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::{Entry, Store, SyncMode};
+
+    /// Waits until `done` holds, failing only if the store hangs.
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !done() {
+            assert!(Instant::now() < deadline, "hung waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// In interval mode, a timed fsync that fails is tried again an interval later. It used to
+    /// be tried again at once, forever: the writer spun on a failing disk.
+    #[test]
+    fn a_failed_interval_fsync_is_tried_again_an_interval_later() {
+        let dir = sessionkit_test_support::Scratch::new("interval-fsync-fails");
+        let every = Duration::from_millis(100);
+        let store = Store::builder()
+            .sync(SyncMode::Interval(every))
+            .open(dir.join("sessions.json"))
+            .unwrap();
+        crate::files::faults::fail_syncs(store.journal_path(), true);
+        let started = Instant::now();
+        let entry = Entry::parse(r#"{"sessionId":"s","updatedAt":1}"#).unwrap();
+        assert!(!store.upsert("k", entry).unwrap().durable);
+        wait_for("two failed fsyncs", || store.counters().failed_fsyncs >= 2);
+        let failed = store.counters().failed_fsyncs;
+        // Not a speed limit: tries at least an interval apart fit in the time that passed
+        // however slow the machine; only tries without a pause exceed it.
+        let most = started.elapsed().as_millis() / every.as_millis() + 1;
+        assert!(
+            u128::from(failed) <= most,
+            "{failed} failed fsyncs in {:?}, with one allowed every {every:?}",
+            started.elapsed()
+        );
+
+        // Once the disk recovers, the owed fsync goes through, and then nothing is owed.
+        crate::files::faults::fail_syncs(store.journal_path(), false);
+        wait_for("the owed fsync", || store.counters().fsyncs == 1);
+        assert!(super::pending_sync_due(&store.shared).is_none());
+        assert!(store.get("k").unwrap().is_some());
     }
 }

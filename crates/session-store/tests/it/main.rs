@@ -7,6 +7,8 @@ mod asyncs;
 mod corrupt;
 // Entries, patches and the `updatedAt` rule, with RFC 7396's own examples.
 mod entry;
+// A hung holder of the journal's lock; a compaction that keeps failing.
+mod failures;
 // The OpenClaw fixture: load, save, load again; corrupt snapshots; quarantine.
 mod fixture;
 // The journal format: exact lines, torn tails, corruption.

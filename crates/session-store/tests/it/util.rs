@@ -11,32 +11,19 @@ pub(crate) fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Waits until a thread of this process (`tid`, or any) sleeps in `flock(2)`, and returns
+/// Waits until `store` counts one more wait for the journal's lock than `before`, and returns
 /// `None`; or until `done` delivers a value first, and returns it. A thread that should wait
 /// for another's lock shows that it does, without the test guessing how long to sleep.
-#[cfg(target_os = "linux")]
-pub(crate) fn wait_until_in_flock_or_done<T>(
-    tid: Option<i32>,
+pub(crate) fn wait_until_lock_wait_or_done<T>(
+    store: &sessionkit_session_store::Store,
+    before: u64,
     done: &std::sync::mpsc::Receiver<T>,
 ) -> Option<T> {
-    let flock = libc::SYS_flock.to_string();
-    let in_flock = |task: &Path| {
-        std::fs::read_to_string(task.join("syscall"))
-            .is_ok_and(|now| now.split_whitespace().next() == Some(flock.as_str()))
-    };
     loop {
         if let Ok(answer) = done.try_recv() {
             return Some(answer);
         }
-        let found = match tid {
-            Some(tid) => in_flock(&Path::new("/proc/self/task").join(tid.to_string())),
-            None => std::fs::read_dir("/proc/self/task")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|task| in_flock(&task.path())),
-        };
-        if found {
+        if store.counters().journal_lock_waits > before {
             return None;
         }
         std::thread::yield_now();
