@@ -218,6 +218,19 @@ impl Entry {
         self.merge_patch(&Patch::updated_at_only(ms))
     }
 
+    /// The entry as an upsert with `activity` writes it over `existing` (`None` for a new
+    /// key): with [`Activity::Advance`], `updatedAt` set by [`resolve_updated_at`] from the
+    /// existing entry's, this entry's and `now_ms`; with [`Activity::Preserve`], the existing
+    /// entry's `updatedAt` if it has one, else as `Advance`.
+    pub fn stamped(&self, existing: Option<&Entry>, now_ms: i64, activity: Activity) -> Entry {
+        let existing_at = existing.and_then(Entry::updated_at);
+        let at = match (activity, existing_at) {
+            (Activity::Preserve, Some(at)) => at,
+            _ => resolve_updated_at(existing_at, self.updated_at, now_ms),
+        };
+        self.with_updated_at(at)
+    }
+
     /// Returns the entry with `updatedAt` advanced by the rule in [`resolve_updated_at`].
     pub fn touched(&self, now_ms: i64) -> Entry {
         self.with_updated_at(resolve_updated_at(self.updated_at, None, now_ms))

@@ -48,7 +48,8 @@
 //! - [`Store`], [`StoreBuilder`]: the files, the writer thread, compaction, the sync API and
 //!   (feature `tokio`, on by default) the async API, which never blocks a worker.
 //! - [`Entry`], [`Patch`], [`resolve_updated_at`], [`Activity`]: one session entry and
-//!   RFC 7396 merge patches, with OpenClaw's `updatedAt` rule.
+//!   RFC 7396 merge patches, with OpenClaw's `updatedAt` rule (for patches, touches and
+//!   [`Store::upsert_with`]; a plain [`Store::upsert`] writes the entry as given).
 //! - [`Record`], [`parse_journal`]: the journal format ([`journal`]), one JSON record per
 //!   line with its writer and sequence number.
 //! - [`State`]: the registry in memory, with an index by `updatedAt` (oldest first in

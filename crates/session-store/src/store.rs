@@ -683,8 +683,11 @@ impl Store {
         })
     }
 
-    /// Inserts or replaces the entry under `key`. Blocks until the update is as durable as
-    /// the [`SyncMode`] promises; from async code use `upsert_async` (feature `tokio`).
+    /// Inserts or replaces the entry under `key`, as given: its `updatedAt` (or its lack of
+    /// one) is written as it is, for imports, restores and tests that plant an entry of a
+    /// given age. To stamp it by OpenClaw's rule, use [`upsert_with`](Store::upsert_with).
+    /// Blocks until the update is as durable as the [`SyncMode`] promises; from async code use
+    /// `upsert_async` (feature `tokio`).
     ///
     /// # Errors
     ///
@@ -694,6 +697,29 @@ impl Store {
         self.submit(Update::Upsert {
             key: key.into(),
             entry,
+            activity: None,
+        })
+    }
+
+    /// Inserts or replaces the entry under `key`, with `updatedAt` decided as the write path
+    /// journals it ([`Entry::stamped`]): with [`Activity::Advance`], OpenClaw's rule (the
+    /// latest of the existing entry's, the new entry's and now, never in the future); with
+    /// [`Activity::Preserve`], the existing entry's `updatedAt` is kept. Otherwise as
+    /// [`upsert`](Store::upsert).
+    ///
+    /// # Errors
+    ///
+    /// As [`upsert`](Store::upsert).
+    pub fn upsert_with(
+        &self,
+        key: impl Into<String>,
+        entry: Entry,
+        activity: Activity,
+    ) -> Result<Ack> {
+        self.submit(Update::Upsert {
+            key: key.into(),
+            entry,
+            activity: Some(activity),
         })
     }
 

@@ -67,6 +67,26 @@ impl Store {
         self.submit_async(Update::Upsert {
             key: key.into(),
             entry,
+            activity: None,
+        })
+        .await
+    }
+
+    /// [`upsert_with`](Store::upsert_with), awaiting the writer instead of blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`upsert`](Store::upsert).
+    pub async fn upsert_with_async(
+        &self,
+        key: impl Into<String>,
+        entry: Entry,
+        activity: Activity,
+    ) -> Result<Ack> {
+        self.submit_async(Update::Upsert {
+            key: key.into(),
+            entry,
+            activity: Some(activity),
         })
         .await
     }

@@ -22,6 +22,8 @@ pub(crate) enum Update {
     Upsert {
         key: String,
         entry: Entry,
+        /// `None`: the entry's `updatedAt` is written as given; else decided by the rule.
+        activity: Option<Activity>,
     },
     Patch {
         key: String,
@@ -318,11 +320,24 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
                 }
             };
             let (key, outcome, after) = match &request.update {
-                Update::Upsert { key, entry } => {
-                    let record = Record::upsert(next_seq(shared), shared.writer, key, entry);
+                Update::Upsert {
+                    key,
+                    entry,
+                    activity,
+                } => {
                     // A later patch in this batch merges onto the entry as the journal holds
                     // it, as a replay of the file would.
-                    (key, Outcome::Write(record), Some(Some(entry.minified())))
+                    let after = match activity {
+                        None => entry.minified(),
+                        Some(activity) => Cow::Owned(
+                            entry
+                                .stamped(current(key), now, *activity)
+                                .minified()
+                                .into_owned(),
+                        ),
+                    };
+                    let record = Record::upsert(next_seq(shared), shared.writer, key, &after);
+                    (key, Outcome::Write(record), Some(Some(after)))
                 }
                 Update::Patch {
                     key,

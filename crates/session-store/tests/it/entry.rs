@@ -199,3 +199,26 @@ fn touched_moves_updated_at_to_now() {
     assert_eq!(t.as_str(), r#"{"sessionId":"s","updatedAt":42}"#);
     assert_eq!(e.with_updated_at(7).updated_at(), Some(7));
 }
+
+/// `upsert_with`'s stamp: the new entry's fields as given, `updatedAt` by the rule (so an
+/// entry from a clock ahead of ours gets now), or with `Preserve` the existing entry's.
+#[test]
+fn stamped_sets_updated_at_by_activity() {
+    let now = 5_000;
+    let new = entry(r#"{"sessionId":"s","updatedAt":9000,"x":[1, 2]}"#);
+    let old = entry(r#"{"sessionId":"old","updatedAt":1000}"#);
+    let untimed = entry(r#"{"sessionId":"old"}"#);
+    let cases = [
+        (None, Activity::Advance, now),
+        (Some(&old), Activity::Advance, now),
+        (None, Activity::Preserve, now),
+        (Some(&old), Activity::Preserve, 1000),
+        (Some(&untimed), Activity::Preserve, now),
+    ];
+    for (existing, activity, at) in cases {
+        let stamped = new.stamped(existing, now, activity);
+        assert_eq!(stamped.updated_at(), Some(at), "{existing:?} {activity:?}");
+        assert_eq!(stamped.session_id(), Some("s"));
+        assert_eq!(stamped.get("x").unwrap().get(), "[1, 2]");
+    }
+}

@@ -51,9 +51,11 @@ enum Via {
 /// One update, with the JSON text it is made from.
 #[derive(Clone, Debug)]
 enum Update {
+    /// `upsert` (`activity: None`) or `upsert_with`.
     Upsert {
         key: &'static str,
         entry: String,
+        activity: Option<Activity>,
     },
     Patch {
         key: &'static str,
@@ -130,7 +132,8 @@ fn via() -> impl Strategy<Value = Via> {
 fn update() -> impl Strategy<Value = Update> {
     let activity = prop_oneof![Just(Activity::Advance), Just(Activity::Preserve)];
     prop_oneof![
-        3 => (key(), entry_text()).prop_map(|(key, entry)| Update::Upsert { key, entry }),
+        3 => (key(), entry_text(), prop::option::of(activity.clone()))
+            .prop_map(|(key, entry, activity)| Update::Upsert { key, entry, activity }),
         4 => (key(), patch_text(), activity)
             .prop_map(|(key, patch, activity)| Update::Patch { key, patch, activity }),
         1 => key().prop_map(|key| Update::Delete { key }),
@@ -222,6 +225,23 @@ fn patched(existing: Option<&Value>, patch: &Value, activity: Activity, now: i64
     entry
 }
 
+/// An `upsert_with` by the rule: the entry as given, with `updatedAt` set to now, or with
+/// `Preserve` to the existing entry's whole-millisecond `updatedAt` where there is one. The
+/// entry's own `updatedAt` never counts: the rule takes the latest of the three times but never
+/// one later than now, which is therefore always now.
+fn upserted(existing: Option<&Value>, entry: &Value, activity: Activity, now: i64) -> Value {
+    let existing_time = existing
+        .and_then(|e| e.get("updatedAt"))
+        .and_then(whole_millis);
+    let at = match (activity, existing_time) {
+        (Activity::Preserve, Some(at)) => at,
+        _ => now,
+    };
+    let mut entry = entry.clone();
+    entry["updatedAt"] = Value::from(at);
+    entry
+}
+
 fn ok<T>(result: sessionkit_session_store::Result<T>) -> Result<T, TestCaseError> {
     result.map_err(|e| TestCaseError::fail(format!("{e}: {e:?}")))
 }
@@ -241,11 +261,23 @@ fn apply(
         Ok(())
     };
     match update {
-        Update::Upsert { key, entry } => {
-            let ack = ok(store.upsert(*key, Entry::parse(entry).unwrap()))?;
+        Update::Upsert {
+            key,
+            entry,
+            activity,
+        } => {
+            let parsed = Entry::parse(entry).unwrap();
+            let ack = match activity {
+                None => ok(store.upsert(*key, parsed))?,
+                Some(activity) => ok(store.upsert_with(*key, parsed, *activity))?,
+            };
             prop_assert!(ack.durable);
             written(ack.seq)?;
-            model.insert((*key).to_owned(), value(entry));
+            let next = match activity {
+                None => value(entry),
+                Some(activity) => upserted(model.get(*key), &value(entry), *activity, now),
+            };
+            model.insert((*key).to_owned(), next);
         }
         Update::Patch {
             key,
