@@ -89,9 +89,13 @@ async fn dropping_a_waiting_acquire_leaves_no_waiter_and_no_lock_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_an_acquire_waiting_on_another_process_leaves_its_lock_alone() {
+    crate::util::holder_role();
     let dir = Scratch::new("async-cancel-xproc");
     let target = dir.join("t");
-    let mut holder = ChildHolder::hold(&target);
+    let mut holder = ChildHolder::hold(
+        &target,
+        "asyncs::dropping_an_acquire_waiting_on_another_process_leaves_its_lock_alone",
+    );
     let locker = quick_locker(Duration::from_secs(60));
     let attempt = tokio::time::timeout(
         Duration::from_millis(100),

@@ -284,9 +284,13 @@ fn our_record_is_judged_by_its_os_lock_whatever_its_pid() {
 
 #[test]
 fn a_live_holder_in_another_process_is_held_and_a_killed_one_is_reclaimed() {
+    crate::util::holder_role();
     let dir = Scratch::new("child");
     let target = dir.join("t");
-    let mut holder = ChildHolder::hold(&target);
+    let mut holder = ChildHolder::hold(
+        &target,
+        "stale::a_live_holder_in_another_process_is_held_and_a_killed_one_is_reclaimed",
+    );
     let i = Locker::new().inspect(&target).unwrap();
     assert_eq!((i.status, i.held_here), (Status::Held, false));
     assert_eq!(i.record.as_ref().unwrap().pid, Some(holder.pid()));

@@ -72,6 +72,7 @@ pub(crate) fn quick_locker(timeout: Duration) -> Locker {
     )
 }
 
+/// Set (to the target) in this test binary when it runs again as a [`ChildHolder`].
 const HOLD_CHILD: &str = "SK_WL_TEST_HOLD";
 
 /// A child process (this test binary) that holds the lock on a target until killed.
@@ -80,21 +81,22 @@ pub(crate) struct ChildHolder {
 }
 
 impl ChildHolder {
-    pub(crate) fn hold(target: &Path) -> ChildHolder {
+    /// Runs `test` (the calling test's own name, `module::function`) again in a child that
+    /// holds the lock on `target`, and returns once it does. The test must call
+    /// [`holder_role`] first.
+    pub(crate) fn hold(target: &Path, test: &str) -> ChildHolder {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "util::child_holder_role",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
             .env(HOLD_CHILD, target)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         loop {
-            let line = lines.next().expect("the child printed nothing").unwrap();
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("the child ran no test named {test}"))
+                .unwrap();
             // libtest prints "test <name> ... " on the same line before our output.
             if line.contains("HELD ") {
                 break;
@@ -121,13 +123,18 @@ impl Drop for ChildHolder {
     }
 }
 
-/// The child side of [`ChildHolder`]: a no-op when run as an ordinary test.
-#[test]
-fn child_holder_role() {
+/// The child side of [`ChildHolder`]: in the child, takes the lock, says so and sleeps until
+/// killed, never returning; in an ordinary test run, returns at once.
+///
+/// The role is not a test of its own, which the test runner would count as passed; the child
+/// runs the test that made it again, and that test calls this first.
+pub(crate) fn holder_role() {
     let Some(target) = std::env::var_os(HOLD_CHILD) else {
         return;
     };
     let guard = Locker::new().acquire(PathBuf::from(target)).unwrap();
     println!("HELD {}", guard.generation());
     std::thread::sleep(Duration::from_secs(600));
+    // The parent always kills the child; one left behind must not go on with the test.
+    std::process::exit(1);
 }
