@@ -139,6 +139,62 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `setpriv` arguments that run a command as user and group 65534 (`nobody`), with no
+/// supplementary groups.
+pub const AS_NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+
+/// Why this process cannot run commands as user 65534, or `None` when it can.
+///
+/// Root ignores file permissions, so a test of how code meets a file it may not read runs that
+/// code as another user: a child started with `setpriv` and [`AS_NOBODY`], which needs root.
+/// [`NO_ROOT_VAR`] makes this answer as for a user, to run the tests' skip paths.
+pub fn why_not_as_nobody() -> Option<String> {
+    if std::env::var_os(NO_ROOT_VAR).is_some() {
+        return Some(format!("{NO_ROOT_VAR} is set"));
+    }
+    match Command::new("setpriv")
+        .args(AS_NOBODY)
+        .arg("true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => None,
+        Ok(_) => Some("setpriv cannot run as user 65534 (needs root)".to_owned()),
+        Err(e) => Some(format!("setpriv cannot be run: {e}")),
+    }
+}
+
+/// A command that runs this test binary again as user 65534, with only the test `test`
+/// (`module::function`) selected and its output not captured, so that test can take a child
+/// role.
+///
+/// The binary may sit under a directory user 65534 cannot enter, so the child runs a link to
+/// it (or a copy) named `test-binary` in `dir`, which user 65534 must be able to enter.
+/// Call [`why_not_as_nobody`] first.
+pub fn rerun_as_nobody(test: &str, dir: &Path) -> Command {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("find the test binary: {e}"));
+    let link = dir.join("test-binary");
+    if fs::hard_link(&exe, &link).is_err() {
+        fs::copy(&exe, &link)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", exe.display(), link.display()));
+    }
+    set_mode(&link, 0o755);
+    let mut command = Command::new("setpriv");
+    command
+        .args(AS_NOBODY)
+        .arg(link)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"]);
+    command
+}
+
+/// Sets the permission bits of `path` to `mode`.
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("set the mode of {} to {mode:o}: {e}", path.display()));
+}
+
 /// The pid of a process that has exited and been reaped (a `true` child).
 ///
 /// Linux gives pids out in turn, so the pid stays dead for a while; a test that must be sure

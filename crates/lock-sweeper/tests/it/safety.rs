@@ -2,10 +2,12 @@
 //! per-file errors do not stop the sweep.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::chown;
+use std::path::Path;
 use std::process::Command;
 
 use sessionkit_lock_sweeper::{Status, Sweeper};
+use sessionkit_test_support::{rerun_as_nobody, set_mode, why_not_as_nobody};
 
 use crate::util::{FRESH, HOUR, Scratch, Sleeper, names, openclaw};
 
@@ -88,20 +90,46 @@ fn a_symlink_sidecar_is_never_followed() {
     assert_eq!(fs::read(&pointee).unwrap(), before);
 }
 
+/// Set (to the scratch directory) when this test binary runs again as user 65534.
+const NOBODY_CHILD: &str = "SK_SW_TEST_AS_NOBODY";
+/// What the child as user 65534 prints once its checks have passed.
+const CHECKED: &str = "CHECKED AS ANOTHER USER";
+
 #[test]
 fn an_unreadable_lock_is_reported_and_the_sweep_goes_on() {
+    const TEST: &str = "safety::an_unreadable_lock_is_reported_and_the_sweep_goes_on";
+    if let Some(scratch) = std::env::var_os(NOBODY_CHILD) {
+        sweep_past_an_unreadable_lock(&Path::new(&scratch).join("d"));
+        println!("{CHECKED}");
+        return;
+    }
     let scratch = Scratch::new("perm");
     let dir = scratch.dir("d");
     let (pid, start) = Sleeper::spawn().kill();
     let locked = dir.join("a.lock");
     openclaw(&locked, pid, start, FRESH);
     openclaw(&dir.join("b.lock"), pid, start, FRESH);
-    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
-    if fs::read(&locked).is_ok() {
-        println!("SKIP: running as root, file permissions do not deny reads");
+    set_mode(&locked, 0o000);
+    if fs::read(&locked).is_err() {
+        sweep_past_an_unreadable_lock(&dir);
         return;
     }
-    let report = Sweeper::builder().build().unwrap().sweep(&[&dir]).unwrap();
+    // Root reads any file, so the sweep runs as another user, who may remove from the
+    // directory but not read `a.lock`.
+    if let Some(why) = why_not_as_nobody() {
+        println!("SKIP: an unreadable lock: running as root, and {why}");
+        return;
+    }
+    chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    run_as_nobody(TEST, &scratch);
+    assert!(locked.exists());
+    assert!(!dir.join("b.lock").exists());
+}
+
+/// Sweeps `dir`, where `a.lock` cannot be read and `b.lock` is a dead owner's lock.
+fn sweep_past_an_unreadable_lock(dir: &Path) {
+    assert!(fs::read(dir.join("a.lock")).is_err(), "a.lock is readable");
+    let report = Sweeper::builder().build().unwrap().sweep(&[dir]).unwrap();
     assert_eq!(names(&report), ["a.lock", "b.lock"]);
     let a = &report.entries[0];
     assert_eq!(a.status, None);
@@ -114,26 +142,67 @@ fn an_unreadable_lock_is_reported_and_the_sweep_goes_on() {
 
 #[test]
 fn an_unlistable_directory_is_reported_and_the_others_are_swept() {
+    const TEST: &str = "safety::an_unlistable_directory_is_reported_and_the_others_are_swept";
+    if let Some(scratch) = std::env::var_os(NOBODY_CHILD) {
+        let scratch = Path::new(&scratch);
+        sweep_past_an_unlistable_directory(&scratch.join("closed"), &scratch.join("open"));
+        println!("{CHECKED}");
+        return;
+    }
     let scratch = Scratch::new("dirperm");
     let closed = scratch.dir("closed");
     let open = scratch.dir("open");
     let (pid, start) = Sleeper::spawn().kill();
     openclaw(&open.join("a.lock"), pid, start, FRESH);
-    fs::set_permissions(&closed, fs::Permissions::from_mode(0o000)).unwrap();
-    let listable = fs::read_dir(&closed).is_ok();
-    if listable {
-        fs::set_permissions(&closed, fs::Permissions::from_mode(0o755)).unwrap();
-        println!("SKIP: running as root, directory permissions do not deny listing");
+    set_mode(&closed, 0o000);
+    if fs::read_dir(&closed).is_err() {
+        sweep_past_an_unlistable_directory(&closed, &open);
+        set_mode(&closed, 0o755);
         return;
     }
+    // Root lists any directory, so the sweep runs as another user, who may remove from
+    // `open` but not list `closed`.
+    if let Some(why) = why_not_as_nobody() {
+        set_mode(&closed, 0o755);
+        println!("SKIP: an unlistable directory: running as root, and {why}");
+        return;
+    }
+    chown(&open, Some(NOBODY), Some(NOBODY)).unwrap();
+    run_as_nobody(TEST, &scratch);
+    set_mode(&closed, 0o755);
+    assert!(!open.join("a.lock").exists());
+}
+
+/// Sweeps `closed`, which cannot be listed, and `open`, which holds a dead owner's lock.
+fn sweep_past_an_unlistable_directory(closed: &Path, open: &Path) {
+    assert!(
+        fs::read_dir(closed).is_err(),
+        "the closed directory is listable"
+    );
     let report = Sweeper::builder()
         .build()
         .unwrap()
-        .sweep(&[&closed, &open])
+        .sweep(&[closed, open])
         .unwrap();
-    fs::set_permissions(&closed, fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(report.dir_errors.len(), 1);
     assert_eq!(report.dir_errors[0].path, closed);
     assert_eq!(report.totals.errors, 1);
     assert_eq!(report.totals.removed, 1);
+}
+
+/// User and group `nobody`.
+const NOBODY: u32 = 65534;
+
+/// Runs `test` again as user 65534 with the scratch directory in [`NOBODY_CHILD`], and fails
+/// unless the child ran it and its checks passed.
+fn run_as_nobody(test: &str, scratch: &Scratch) {
+    let out = rerun_as_nobody(test, scratch.path())
+        .env(NOBODY_CHILD, scratch.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // A misnamed test would run nothing and still succeed.
+    assert!(stdout.contains(CHECKED), "{stdout}{stderr}");
 }
