@@ -7,6 +7,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::Duration;
 
+use sessionkit_test_support::{rerun_as_nobody, set_mode, why_not_as_nobody};
 use sessionkit_write_lock::{LockConfig, Locker, OwnerRule, StaleReason as R, Status};
 
 use crate::util::{
@@ -522,4 +523,54 @@ fn looking_at_a_lock_leaves_its_access_time_alone() {
         long_ago,
         "inspecting and judging read the lock file"
     );
+}
+
+/// Set (to the target) when this test binary runs again as user 65534.
+const NOBODY_CHILD: &str = "SK_WL_TEST_AS_NOBODY";
+
+#[test]
+fn another_users_lock_is_looked_at_without_the_noatime_flag() {
+    const TEST: &str = "stale::another_users_lock_is_looked_at_without_the_noatime_flag";
+    if let Some(target) = std::env::var_os(NOBODY_CHILD) {
+        // Linux refuses `O_NOATIME` on another user's file (`EPERM`); the look must open the
+        // file again without it rather than fail.
+        let target = Path::new(&target);
+        assert_eq!(inspect(target).0, Status::Held);
+        let (_, removed) = Locker::new()
+            .remove_if_stale_once(&lock_of(target), |_| false)
+            .unwrap();
+        assert!(!removed, "a live owner's lock is kept");
+        println!("CHECKED AS ANOTHER USER");
+        return;
+    }
+    // Only root can run the look as another user; as one, it would be root's own file.
+    if let Some(why) = why_not_as_nobody() {
+        println!("SKIP: another user's lock: {why}");
+        return;
+    }
+    let dir = Scratch::new("other-user");
+    let target = dir.join("t");
+    let live = Sleeper::spawn();
+    plant_legacy(
+        &target,
+        Some(live.pid),
+        Some(MIN),
+        Some(live.start_time),
+        None,
+    );
+    set_mode(dir.path(), 0o755);
+    set_mode(&lock_of(&target), 0o644);
+    let out = rerun_as_nobody(TEST, dir.path())
+        .env(NOBODY_CHILD, &target)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    // A misnamed test would run nothing and still succeed.
+    assert!(all.contains("CHECKED AS ANOTHER USER"), "{all}");
+    assert!(lock_of(&target).exists());
 }
