@@ -6,6 +6,8 @@ use std::process::{Child, Command};
 
 use serde_json::Value;
 
+use sessionkit_test_support::{AS_NOBODY, why_not_as_nobody};
+
 use crate::util::{USAGE, assert_error_line, dead_pid, names, plant_legacy_record, run, run_env};
 
 /// A directory with three planted locks: a dead owner's (`dead.jsonl.lock`), a live owner's
@@ -180,21 +182,13 @@ fn usage_errors_exit_2() {
     assert!(line.contains("SESSIONKIT_LOCK_STALE_MS"), "{line}");
 }
 
-/// `setpriv` arguments that run a command as user and group 65534 (`nobody`).
-const AS_NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
-
 #[test]
 fn another_users_locks_are_read_without_the_noatime_flag() {
     use std::os::unix::fs::PermissionsExt as _;
     // Linux refuses `O_NOATIME` on a file of another user (`EPERM`); the look must open the
     // file again without it rather than report an error.
-    let can_switch = Command::new("setpriv")
-        .args(AS_NOBODY)
-        .arg("true")
-        .status()
-        .is_ok_and(|s| s.success());
-    if !can_switch {
-        println!("SKIP: another user's locks: setpriv cannot run as user 65534 (needs root)");
+    if let Some(why) = why_not_as_nobody() {
+        println!("SKIP: another user's locks: {why}");
         return;
     }
     let planted = Planted::new();
