@@ -31,7 +31,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The environment variable that makes [`is_root`] answer `false`, to run the tests' skip
 /// paths as root.
@@ -139,6 +139,23 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// How long [`wait_until`] waits before it calls the wait a hang. Only a hang takes this long:
+/// the tests run on shared, busy machines, so no test asserts that anything is fast.
+pub const HANG: Duration = Duration::from_secs(300);
+
+/// Polls `condition` every millisecond until it holds, and panics, naming `what`, if it still
+/// does not after [`HANG`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "hung: waited {HANG:?} for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// `setpriv` arguments that run a command as user and group 65534 (`nobody`), with no
 /// supplementary groups.
 pub const AS_NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
@@ -232,14 +249,9 @@ impl Sleeper {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn sleep: {e}"));
         let pid = child.id();
-        for tries in 0.. {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmdline == b"sleep\x00600\x00" {
-                break;
-            }
-            assert!(tries < 5000, "sleep {pid} never showed its command line");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(&format!("sleep {pid} to show its command line"), || {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line == b"sleep\x00600\x00")
+        });
         let start_time = start_time_of(pid);
         Sleeper {
             child,
@@ -301,12 +313,15 @@ mod tests {
         let scratch = Scratch::new("t");
         let file = scratch.join("f");
         fs::write(&file, "x").unwrap();
-        set_modified_ago(&file, Duration::from_secs(3600));
-        let age = SystemTime::now()
-            .duration_since(fs::metadata(&file).unwrap().modified().unwrap())
-            .unwrap();
-        assert!(age >= Duration::from_secs(3600), "{age:?}");
-        assert!(age < Duration::from_secs(3700), "{age:?}");
+        let hour = Duration::from_secs(3600);
+        // The time is taken during the call, so it lies an hour before some moment between
+        // these two readings of the clock, however slowly the call ran.
+        let before = SystemTime::now();
+        set_modified_ago(&file, hour);
+        let after = SystemTime::now();
+        let modified = fs::metadata(&file).unwrap().modified().unwrap();
+        assert!(modified >= before - hour, "{modified:?} < {before:?} - 1 h");
+        assert!(modified <= after - hour, "{modified:?} > {after:?} - 1 h");
     }
 
     #[test]
