@@ -207,18 +207,21 @@ fn the_max_hold_comes_from_the_environment_and_the_flag_wins() {
         line.contains("revoked after its max hold of 300 ms"),
         "{line}"
     );
-    // A max hold longer than the 30 min stale age also works: the stale age follows it.
-    let output = run_env(
-        lock_run(&["--max-hold", "1h"], &path, &["sleep", "1"]),
-        b"",
-        &env,
-    );
+    // A max hold longer than the 30 min stale age also works: the stale age follows it. The
+    // command prints the lock's record, which holds the max hold the lock was taken with.
+    let lock = lock_file(&path);
+    let cat = ["cat", lock.to_str().expect("UTF-8 temp path")];
+    let output = run_env(lock_run(&["--max-hold", "1h"], &path, &cat), b"", &env);
     assert_eq!(
         output.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let record: serde_json::Value =
+        serde_json::from_str(&stdout_of(&output)).expect("the record is JSON");
+    // The flag won over the environment's 300 ms.
+    assert_eq!(record["maxHoldMs"], 3_600_000, "{record}");
 }
 
 #[test]

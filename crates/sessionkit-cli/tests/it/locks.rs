@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 
 use serde_json::Value;
 
-use sessionkit_test_support::{AS_NOBODY, why_not_as_nobody};
+use sessionkit_test_support::{AS_NOBODY, wait_until, why_not_as_nobody};
 
 use crate::util::{USAGE, assert_error_line, dead_pid, names, plant_legacy_record, run, run_env};
 
@@ -30,17 +30,13 @@ impl Planted {
         let live_pid = sleeper.id();
         // The parent may run on before the child's exec has set up its arguments; the
         // command line is what the foreign-owner tests judge, so wait for the real one.
-        for tries in 0.. {
-            let cmdline = fs::read(format!("/proc/{live_pid}/cmdline")).unwrap_or_default();
-            if cmdline.starts_with(b"sleep\0") {
-                break;
-            }
-            assert!(
-                tries < 5000,
-                "sleep {live_pid} never showed its command line"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        wait_until(
+            &format!("sleep {live_pid} to show its command line"),
+            || {
+                fs::read(format!("/proc/{live_pid}/cmdline"))
+                    .is_ok_and(|cmdline| cmdline.starts_with(b"sleep\0"))
+            },
+        );
         let dead_pid = dead_pid();
         plant_legacy_record(&dir.path().join("dead.jsonl.lock"), dead_pid);
         plant_legacy_record(&dir.path().join("live.jsonl.lock"), live_pid);
