@@ -3,9 +3,10 @@
 use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sessionkit_atomic_fs::{AtomicWriter, FileSystem, RealFs, RecordAppender};
+use sessionkit_test_support::HANG;
 
 use crate::util::{RecordingFs, Scratch};
 
@@ -120,21 +121,25 @@ async fn a_dropped_future_still_completes_the_write_whole() {
     tokio::task::spawn_blocking(move || release.wait())
         .await
         .unwrap();
-    // The blocking task finishes on its own; poll the file without timing assertions.
-    for _ in 0..10_000 {
-        if std::fs::read(&target).unwrap() != b"old" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    // The blocking task finishes on its own.
+    until("the write to replace the file", || {
+        std::fs::read(&target).unwrap() != b"old"
+    })
+    .await;
     assert_eq!(std::fs::read(&target).unwrap(), vec![9u8; 100_000]);
-    for _ in 0..10_000 {
-        if dir.names() == ["t"] {
-            break;
-        }
+    until("the temp file to go", || dir.names() == ["t"]).await;
+}
+
+/// Polls `done` every millisecond until it holds; the deadline only catches a hang.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "hung: waited {HANG:?} for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert_eq!(dir.names(), ["t"]);
 }
 
 /// Counts how many writes are inside the file system at once, and holds them until released.
@@ -195,14 +200,9 @@ async fn at_most_the_blocking_limit_runs_at_once() {
             tokio::spawn(async move { writer.write_async(target, b"x".to_vec()).await })
         })
         .collect();
-    // Wait (bounded, no timing assertion) until the cap is reached, then give the others
-    // plenty of chances to get in if the cap did not hold.
-    for _ in 0..10_000 {
-        if gate.inside.load(SeqCst) >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until("two writes to get in", || gate.inside.load(SeqCst) >= 2).await;
+    // Give the others plenty of chances to get in if the cap did not hold. However slowly
+    // the machine runs, this window can only hide a broken cap, never fail one that holds.
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
