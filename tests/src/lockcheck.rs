@@ -65,8 +65,9 @@ const MAX_NOTES: usize = 3;
 /// How many times a SIGSTOP tries to catch the current holder before it settles for pausing
 /// whichever worker it stopped last.
 pub const STOP_ATTEMPTS: u32 = 20;
-/// The counter may stand still this long (far above any pause) before the run counts as hung.
-const STALL_LIMIT: Duration = Duration::from_secs(20);
+/// The counter may stand still this long before the run counts as hung: minutes, far above
+/// any pause, so a busy shared machine that runs the workers slowly is never taken for a hang.
+const STALL_LIMIT: Duration = Duration::from_secs(180);
 /// How often the parent looks at the lock file of a stopped holder.
 const WATCH_EVERY: Duration = Duration::from_millis(10);
 /// How many times a SIGKILL looks at the lock file for a live holder before it settles for a
