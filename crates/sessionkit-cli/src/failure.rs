@@ -262,107 +262,153 @@ impl StdError for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    #[test]
-    fn stdin_failure_appends_the_os_error() {
-        let failure = Failure::Stdin(io::Error::other("the pipe broke"));
-        assert_eq!(
-            failure.message(),
-            "failed to read standard input: the pipe broke"
-        );
-        assert_eq!(failure.exit_code(), exit::IO_ERR);
+    /// `text` as a message shows it: line breaks written as `\n` and `\r`.
+    fn one_line(text: &str) -> String {
+        text.replace('\n', "\\n").replace('\r', "\\r")
     }
 
-    #[test]
-    fn lock_run_failures_name_the_command_and_pick_their_status() {
-        let spawn = Failure::Spawn {
-            program: OsString::from("./job"),
-            source: io::Error::other("not found"),
-        };
-        assert_eq!(spawn.message(), "could not run `./job`: not found");
-        assert_eq!(spawn.exit_code(), exit::CANNOT_RUN);
+    /// Any text, with line breaks common enough that most cases hold one.
+    fn text() -> impl Strategy<Value = String> {
+        let char = prop_oneof![1 => Just('\n'), 1 => Just('\r'), 6 => any::<char>()];
+        proptest::collection::vec(char, 0..16).prop_map(String::from_iter)
+    }
 
-        let revoked = |stop| Failure::Revoked {
-            path: PathBuf::from("state.json"),
-            max_hold: Duration::from_secs(300),
-            program: OsString::from("./job"),
-            pid: 42,
-            stop,
-        };
-        assert_eq!(
-            revoked(Some("SIGTERM")).message(),
-            "the lock on `state.json` was revoked after its max hold of 300 s while `./job` \
-             (pid 42) ran; sent it SIGTERM"
-        );
-        assert_eq!(
-            revoked(None).message(),
-            "the lock on `state.json` was revoked after its max hold of 300 s while `./job` \
-             (pid 42) ran; it had already exited"
-        );
-        assert_eq!(revoked(None).exit_code(), exit::TEMP_FAIL);
+    proptest! {
+        #[test]
+        fn stdin_and_stdout_failures_append_the_os_error(text in text()) {
+            let stdin = Failure::Stdin(io::Error::other(text.clone()));
+            prop_assert_eq!(
+                stdin.message(),
+                format!("failed to read standard input: {}", one_line(&text))
+            );
+            prop_assert_eq!(stdin.exit_code(), exit::IO_ERR);
+            let stdout = Failure::Stdout(io::Error::other(text.clone()));
+            prop_assert_eq!(
+                stdout.message(),
+                format!("failed to write standard output: {}", one_line(&text))
+            );
+            prop_assert_eq!(stdout.exit_code(), exit::IO_ERR);
+        }
+
+        #[test]
+        fn a_message_is_one_line_whatever_the_path_and_key(
+            path in text(),
+            key in text(),
+        ) {
+            let no_entry = Failure::NoEntry { path: PathBuf::from(&path), key: key.clone() };
+            let message = no_entry.message();
+            prop_assert!(!message.contains(['\n', '\r']), "{}", message);
+            prop_assert_eq!(
+                message,
+                format!("no entry `{}` in `{}`", one_line(&key), one_line(&path))
+            );
+            prop_assert_eq!(no_entry.exit_code(), exit::NOT_FOUND);
+        }
+
+        #[test]
+        fn lock_run_failures_name_the_command_and_pick_their_status(
+            program in text(),
+            path in text(),
+            why in text(),
+            max_hold_ms in 0_u64..1_000_000_000,
+            pid in any::<u32>(),
+            stop in proptest::option::of(prop_oneof![Just("SIGTERM"), Just("SIGKILL")]),
+        ) {
+            let spawn = Failure::Spawn {
+                program: OsString::from(&program),
+                source: io::Error::other(why.clone()),
+            };
+            prop_assert_eq!(
+                spawn.message(),
+                format!("could not run `{}`: {}", one_line(&program), one_line(&why))
+            );
+            prop_assert_eq!(spawn.exit_code(), exit::CANNOT_RUN);
+
+            let max_hold = Duration::from_millis(max_hold_ms);
+            let revoked = Failure::Revoked {
+                path: PathBuf::from(&path),
+                max_hold,
+                program: OsString::from(&program),
+                pid,
+                stop,
+            };
+            let end = match stop {
+                Some(how) => format!("sent it {how}"),
+                None => "it had already exited".to_owned(),
+            };
+            prop_assert_eq!(
+                revoked.message(),
+                format!(
+                    "the lock on `{}` was revoked after its max hold of {} while `{}` (pid {pid}) \
+                     ran; {end}",
+                    one_line(&path),
+                    duration::human(max_hold),
+                    one_line(&program),
+                )
+            );
+            prop_assert_eq!(revoked.exit_code(), exit::TEMP_FAIL);
+        }
     }
 
     #[test]
     fn lock_setting_errors_are_usage_errors() {
-        let mut builder = sessionkit::lock::LockConfig::builder();
-        builder.apply_env(|name| (name == "SESSIONKIT_LOCK_MAX_HOLD_MS").then(|| "x".to_owned()));
-        let failure = Failure::from(builder.build().expect_err("an invalid value"));
-        assert_eq!(failure.exit_code(), exit::USAGE);
-        assert!(
-            failure.message().contains("`SESSIONKIT_LOCK_MAX_HOLD_MS`"),
-            "{}",
-            failure.message()
-        );
+        for name in [
+            "SESSIONKIT_LOCK_MAX_HOLD_MS",
+            "SESSIONKIT_LOCK_ACQUIRE_TIMEOUT_MS",
+            "SESSIONKIT_LOCK_STALE_MS",
+        ] {
+            let mut builder = sessionkit::lock::LockConfig::builder();
+            builder.apply_env(|asked| (asked == name).then(|| "x".to_owned()));
+            let failure = Failure::from(builder.build().expect_err("an invalid value"));
+            assert_eq!(failure.exit_code(), exit::USAGE, "{name}");
+            assert!(
+                failure.message().contains(&format!("`{name}`")),
+                "{name}: {}",
+                failure.message()
+            );
+        }
     }
 
     #[test]
-    fn store_failures_pick_their_status() {
-        let no_entry = Failure::NoEntry {
-            path: PathBuf::from("s.json"),
-            key: "a\nb".to_owned(),
-        };
-        assert_eq!(no_entry.message(), "no entry `a\\nb` in `s.json`");
-        assert_eq!(no_entry.exit_code(), exit::NOT_FOUND);
-
-        let corrupt = sessionkit::store::parse_snapshot(std::path::Path::new("s.json"), b"")
-            .expect_err("an empty snapshot is corrupt");
+    fn store_failures_pick_their_status_and_keep_the_librarys_words() {
+        let path = std::path::Path::new("dir/s.json");
+        let corrupt =
+            sessionkit::store::parse_snapshot(path, b"").expect_err("an empty snapshot is corrupt");
+        let said = corrupt.to_string();
         let corrupt = Failure::from(corrupt);
         assert_eq!(corrupt.exit_code(), exit::DATA_ERR);
         assert!(
-            corrupt.message().starts_with("`s.json` is corrupt"),
+            corrupt.message().starts_with(&said),
             "{}",
             corrupt.message()
         );
+        assert!(said.contains("`dir/s.json`"), "{said}");
 
+        let not_an_object = sessionkit::store::Entry::parse("[]").expect_err("not an object");
+        let said = not_an_object.to_string();
         let bad_input = Failure::BadInput {
-            path: PathBuf::from("s.json"),
-            key: "k".to_owned(),
-            source: Box::new(sessionkit::store::Entry::parse("[]").expect_err("not an object")),
+            path: path.to_path_buf(),
+            key: "k\n".to_owned(),
+            source: Box::new(not_an_object),
         };
         assert_eq!(
             bad_input.message(),
-            "failed to set `k` in `s.json` from standard input: invalid session entry: it is \
-             not a JSON object"
+            format!("failed to set `k\\n` in `dir/s.json` from standard input: {said}")
         );
         assert_eq!(bad_input.exit_code(), exit::DATA_ERR);
 
-        let missing = Failure::Store(
-            sessionkit::store::load_store("/nonexistent/sessionkit/s.json").unwrap_err(),
-        );
+        let nowhere = "/nonexistent/sessionkit/s.json";
+        let missing = sessionkit::store::load_store(nowhere).unwrap_err();
+        assert!(!missing.is_corrupt() && !missing.is_bad_input());
+        let missing = Failure::Store(missing);
         assert_eq!(missing.exit_code(), exit::IO_ERR);
-        assert_eq!(
-            missing.message(),
-            "no store at `/nonexistent/sessionkit/s.json`: neither it nor \
-             `/nonexistent/sessionkit/s.json.journal` exists"
-        );
-    }
-
-    #[test]
-    fn line_breaks_in_a_source_are_escaped() {
-        let failure = Failure::Stdin(io::Error::other("first\nsecond\r"));
-        assert_eq!(
-            failure.message(),
-            "failed to read standard input: first\\nsecond\\r"
+        let message = missing.message();
+        assert!(message.contains(&format!("`{nowhere}`")), "{message}");
+        assert!(
+            message.contains(&format!("`{nowhere}.journal`")),
+            "{message}"
         );
     }
 }
