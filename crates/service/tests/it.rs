@@ -29,7 +29,9 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn open_creates_the_directory_and_the_startup_sweep_removes_only_stale_locks() {
+fn opening_an_existing_directory_starts_a_new_registry_and_sweeps_only_stale_locks() {
+    // The directory must exist to hold the planted locks; `a_missing_directory_is_created`
+    // covers creating it.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("state");
     std::fs::create_dir(&dir).unwrap();
@@ -49,7 +51,9 @@ fn open_creates_the_directory_and_the_startup_sweep_removes_only_stale_locks() {
     assert!(!files.contains(&"dead.jsonl.lock".to_owned()), "{files:?}");
     assert!(files.contains(&"live.jsonl.lock".to_owned()), "{files:?}");
     assert!(files.contains(&"notes.lock".to_owned()), "{files:?}");
-    assert!(dir.join("sessions.json").exists() || state.store().open_report().created);
+    // No registry was there, so the open started an empty one.
+    assert!(state.store().open_report().created);
+    assert_eq!(state.store().count().unwrap(), 0);
     held.release().unwrap();
 }
 
