@@ -53,7 +53,7 @@ async fn attempts_run_off_the_runtime_thread() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn release_async_removes_the_lock_file_off_the_worker() {
+async fn release_async_removes_the_lock_file_and_frees_the_lock() {
     let dir = Scratch::new("async-release");
     let target = dir.join("t");
     let locker = quick_locker(Duration::from_millis(50));
