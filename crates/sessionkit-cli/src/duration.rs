@@ -60,6 +60,54 @@ pub(crate) fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_duration_in_every_unit_round_trips(
+            n in prop_oneof![0_u64..100_000, any::<u64>()],
+            // Written out rather than taken from `UNITS`, so a wrong factor there is caught.
+            (unit, unit_ms) in proptest::sample::select(vec![
+                ("ms", 1_u64),
+                ("s", 1_000),
+                ("m", 60_000),
+                ("h", 3_600_000),
+            ]),
+            zeros in 0_usize..3,
+        ) {
+            let text = format!("{}{n}{unit}", "0".repeat(zeros));
+            match n.checked_mul(unit_ms) {
+                Some(ms) => prop_assert_eq!(parse(&text), Ok(Duration::from_millis(ms))),
+                None => {
+                    let err = parse(&text).expect_err(&text);
+                    prop_assert!(err.contains("too long"), "{}", err);
+                }
+            }
+            match parse_positive(&text) {
+                Ok(d) => prop_assert_eq!(Ok(d), parse(&text)),
+                Err(err) => {
+                    prop_assert!(err.contains(&format!("`{text}`")), "{}", err);
+                    prop_assert!(n == 0 || n.checked_mul(unit_ms).is_none(), "{}", err);
+                }
+            }
+        }
+
+        #[test]
+        fn any_text_parses_or_is_refused_by_name(text in any::<String>()) {
+            match parse(&text) {
+                Ok(d) => {
+                    // Only digits and one unit parse.
+                    let digits = text.trim_end_matches(char::is_alphabetic);
+                    prop_assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+                    prop_assert_eq!(parse_positive(&text).is_ok(), !d.is_zero());
+                }
+                Err(err) => {
+                    prop_assert!(err.contains(&format!("`{text}`")), "{}", err);
+                    prop_assert!(parse_positive(&text).is_err());
+                }
+            }
+        }
+    }
 
     #[test]
     fn every_unit_parses() {
