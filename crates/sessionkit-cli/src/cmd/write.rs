@@ -68,6 +68,45 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::parse_mode;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_mode_round_trips_in_every_spelling(
+            mode in prop_oneof![Just(0), Just(0o7777), 0_u32..=0o7777],
+            zeros in 0_usize..4,
+        ) {
+            let octal = format!("{mode:o}");
+            let padded = format!("{}{octal}", "0".repeat(zeros));
+            for text in [octal.clone(), padded, format!("0o{octal}"), format!("0O{octal}")] {
+                prop_assert_eq!(parse_mode(&text), Ok(mode), "{}", text);
+            }
+        }
+
+        #[test]
+        fn a_mode_above_7777_is_refused_as_too_large(
+            mode in prop_oneof![Just(0o10000), Just(u32::MAX), 0o10000_u32..=u32::MAX],
+        ) {
+            for text in [format!("{mode:o}"), format!("0o{mode:o}")] {
+                let err = parse_mode(&text).expect_err(&text);
+                prop_assert!(err.contains(&format!("`{text}`")), "{}", err);
+                prop_assert!(err.contains("larger"), "{}", err);
+            }
+        }
+
+        #[test]
+        fn any_text_is_a_mode_or_an_error_naming_it(text in any::<String>()) {
+            match parse_mode(&text) {
+                Ok(mode) => {
+                    prop_assert!(mode <= 0o7777);
+                    // Only digits 0 to 7 after an optional `0o`, read in base 8.
+                    let digits = text.trim_start_matches("0o").trim_start_matches("0O");
+                    prop_assert_eq!(u32::from_str_radix(digits, 8), Ok(mode));
+                }
+                Err(err) => prop_assert!(err.contains(&format!("`{text}`")), "{}", err),
+            }
+        }
+    }
 
     #[test]
     fn modes_parse_in_every_spelling() {
