@@ -378,6 +378,107 @@ pub(crate) fn parse_env_ms(raw: &str) -> std::result::Result<Duration, &'static 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// 2^53 - 1, the largest value the docs promise to accept, written out rather than taken
+    /// from the parser.
+    const MAX_MS: u64 = 9_007_199_254_740_991;
+
+    /// What the documented rule says `raw` parses to: trimmed decimal digits naming 1 to
+    /// 2^53 - 1 milliseconds, read as a wider integer so no overflow can hide.
+    fn model(raw: &str) -> Option<Duration> {
+        let digits = raw.trim();
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let significant = digits.trim_start_matches('0');
+        if significant.len() > 30 {
+            return None;
+        }
+        let value: u128 = significant.parse().unwrap_or(0);
+        (1..=u128::from(MAX_MS))
+            .contains(&value)
+            .then(|| Duration::from_millis(value as u64))
+    }
+
+    /// Applies `raw` to the variable `name` and returns the builder, so a test can see both
+    /// the value it set and the errors it recorded.
+    fn apply(name: &str, raw: &str) -> LockConfigBuilder {
+        let mut builder = LockConfig::builder();
+        builder.apply_env(|n| (n == name).then(|| raw.to_owned()));
+        builder
+    }
+
+    fn variable() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec![ENV_ACQUIRE_TIMEOUT_MS, ENV_STALE_MS, ENV_MAX_HOLD_MS])
+    }
+
+    /// Whitespace `trim` removes, including a non-ASCII space.
+    fn blank() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec!["", " ", "\t", "\n", " \r\n", "\u{3000}"])
+    }
+
+    proptest! {
+        #[test]
+        fn every_value_in_range_round_trips(
+            ms in prop_oneof![Just(1), Just(MAX_MS), 1..=MAX_MS, 1_u64..100_000],
+            zeros in 0_usize..4,
+            before in blank(),
+            after in blank(),
+        ) {
+            let raw = format!("{before}{}{ms}{after}", "0".repeat(zeros));
+            prop_assert_eq!(parse_env_ms(&raw), Ok(Duration::from_millis(ms)), "{:?}", raw);
+        }
+
+        #[test]
+        fn values_outside_the_range_are_refused_by_variable_and_value(
+            name in variable(),
+            raw in prop_oneof![
+                Just("0".to_owned()),
+                Just("000".to_owned()),
+                Just((MAX_MS + 1).to_string()),
+                Just(u64::MAX.to_string()),
+                (MAX_MS + 1..=u64::MAX).prop_map(|v| v.to_string()),
+                // Past u64 altogether.
+                "[1-9][0-9]{20,40}",
+            ],
+        ) {
+            prop_assert!(parse_env_ms(&raw).is_err(), "{:?}", raw);
+            let err = apply(name, &raw).build().expect_err(&raw).to_string();
+            prop_assert!(err.contains(name), "{}", err);
+            prop_assert!(err.contains(&format!("{raw:?}")), "{}", err);
+        }
+
+        #[test]
+        fn any_text_follows_the_digits_only_rule(
+            name in variable(),
+            raw in prop_oneof![
+                any::<String>(),
+                // Near misses: signs, exponents, separators, hex and non-ASCII digits.
+                "[ \t]{0,2}[-+]?[0-9]{0,6}([.e_,xX]|\u{0663})?[0-9a-f]{0,6}[ \t]{0,2}",
+            ],
+        ) {
+            let expected = model(&raw);
+            prop_assert_eq!(parse_env_ms(&raw).ok(), expected, "{:?}", raw);
+            let builder = apply(name, &raw);
+            match expected {
+                Some(value) => {
+                    prop_assert!(builder.errors.is_empty(), "{:?}", builder.errors);
+                    let set = match name {
+                        ENV_ACQUIRE_TIMEOUT_MS => builder.config.acquire_timeout,
+                        ENV_STALE_MS => builder.config.stale_after,
+                        _ => builder.config.max_hold,
+                    };
+                    prop_assert_eq!(set, value);
+                }
+                None => {
+                    let err = builder.build().expect_err(&raw).to_string();
+                    prop_assert!(err.contains(name), "{}", err);
+                    prop_assert!(err.contains(&format!("{raw:?}")), "{}", err);
+                }
+            }
+        }
+    }
 
     #[test]
     fn env_values_follow_the_digits_only_rule() {
