@@ -89,8 +89,164 @@ pub(crate) fn choice(raw: &str, choices: &[&str]) -> Result<usize, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What the documented number rule says `raw` is: trimmed decimal digits naming 1 to
+    /// `u64::MAX`, read as a wider integer so no overflow can hide.
+    pub(crate) fn model_positive(raw: &str) -> Option<u64> {
+        let digits = raw.trim();
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let significant = digits.trim_start_matches('0');
+        if significant.len() > 30 {
+            return None;
+        }
+        let value: u128 = significant.parse().unwrap_or(0);
+        u64::try_from(value).ok().filter(|&v| v > 0)
+    }
+
+    /// The documented switch words, written out rather than taken from `switch`.
+    pub(crate) fn model_switch(raw: &str) -> Option<bool> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" | "yes" => Some(true),
+            "off" | "false" | "0" | "no" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Whitespace `trim` removes, including a non-ASCII space.
+    fn blank() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec!["", " ", "\t", "\n", " \r\n", "\u{3000}"])
+    }
+
+    /// `word` in a random mix of upper and lower case, padded with whitespace.
+    pub(crate) fn spelled(
+        word: impl Strategy<Value = &'static str>,
+    ) -> impl Strategy<Value = String> {
+        (
+            word,
+            proptest::collection::vec(any::<bool>(), 16),
+            blank(),
+            blank(),
+        )
+            .prop_map(|(word, upper, before, after)| {
+                let cased: String = word
+                    .chars()
+                    .zip(upper.iter().cycle())
+                    .map(|(c, &up)| if up { c.to_ascii_uppercase() } else { c })
+                    .collect();
+                format!("{before}{cased}{after}")
+            })
+    }
+
+    /// Numbers with the edges of the accepted range, leading zeros and padding.
+    pub(crate) fn number() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                Just(0),
+                Just(1),
+                Just(u64::MAX),
+                any::<u64>(),
+                1_u64..100_000
+            ],
+            0_usize..3,
+            blank(),
+            blank(),
+        )
+            .prop_map(|(n, zeros, before, after)| {
+                format!("{before}{}{n}{after}", "0".repeat(zeros))
+            })
+    }
+
+    /// Almost numbers: signs, exponents, separators, hex, non-ASCII digits, or past u64.
+    pub(crate) fn near_number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ \t]{0,2}[-+]?[0-9]{0,6}([.e_,xX]|\u{0663})?[0-9a-f]{0,6}[ \t]{0,2}",
+            "[1-9][0-9]{19,40}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_positive_number_round_trips(
+            n in prop_oneof![Just(1), Just(u64::MAX), any::<u64>().prop_filter("positive", |&n| n > 0)],
+            zeros in 0_usize..4,
+            before in blank(),
+            after in blank(),
+        ) {
+            let raw = format!("{before}{}{n}{after}", "0".repeat(zeros));
+            prop_assert_eq!(positive(&raw), Ok(n), "{:?}", raw);
+            prop_assert_eq!(millis(&raw), Ok(Duration::from_millis(n)), "{:?}", raw);
+            prop_assert_eq!(or_none(&raw, positive), Ok(Some(n)), "{:?}", raw);
+        }
+
+        #[test]
+        fn any_text_is_a_positive_number_by_the_digits_only_rule(
+            raw in prop_oneof![any::<String>(), number(), near_number()],
+        ) {
+            prop_assert_eq!(positive(&raw).ok(), model_positive(&raw), "{:?}", raw);
+            prop_assert_eq!(millis(&raw).ok(), model_positive(&raw).map(Duration::from_millis));
+        }
+
+        #[test]
+        fn none_in_any_case_is_none(raw in spelled(Just("none"))) {
+            prop_assert_eq!(or_none(&raw, positive), Ok(None), "{:?}", raw);
+            // Only `or_none` knows the word; the number parser refuses it.
+            prop_assert!(positive(&raw).is_err());
+        }
+
+        #[test]
+        fn switches_follow_the_documented_words(
+            raw in prop_oneof![
+                spelled(proptest::sample::select(vec![
+                    "on", "off", "true", "false", "1", "0", "yes", "no", "onn", "y", "of", "2",
+                ])),
+                any::<String>(),
+            ],
+        ) {
+            match model_switch(&raw) {
+                Some(on) => prop_assert_eq!(switch(&raw), Ok(on), "{:?}", raw),
+                None => {
+                    let err = switch(&raw).expect_err(&raw);
+                    prop_assert!(err.contains("`on` or `off`"), "{}", err);
+                }
+            }
+        }
+
+        #[test]
+        fn a_choice_in_any_case_is_its_index(
+            (choices, index) in proptest::sample::select(vec![
+                vec!["enforce", "warn", "off"],
+                vec!["archive", "delete"],
+            ])
+            .prop_flat_map(|choices| {
+                let len = choices.len();
+                (Just(choices), 0..len)
+            }),
+            upper in proptest::collection::vec(any::<bool>(), 16),
+            other in any::<String>(),
+        ) {
+            let word: String = choices[index]
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, &up)| if up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            prop_assert_eq!(choice(&format!(" {word}\t"), &choices), Ok(index));
+            let known = choices.iter().position(|c| c.eq_ignore_ascii_case(other.trim()));
+            match choice(&other, &choices) {
+                Ok(i) => prop_assert_eq!(Some(i), known),
+                Err(err) => {
+                    prop_assert_eq!(known, None);
+                    for c in &choices {
+                        prop_assert!(err.contains(c), "{}", err);
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn numbers_are_digits_only_and_positive() {

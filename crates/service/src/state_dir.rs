@@ -590,3 +590,144 @@ mod tests {
         cell.lock().wakers.len()
     }
 }
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+    use crate::env::tests::{model_positive, model_switch, near_number, number, spelled};
+    use proptest::prelude::*;
+
+    /// The builder the crate docs' variable table says `raw` in `name` makes, built through
+    /// the public setters; `None` if the table says the value is invalid.
+    fn model(name: &str, raw: &str) -> Option<StateDirBuilder> {
+        let word = raw.trim().to_ascii_lowercase();
+        let none = word == "none";
+        let ms = model_positive(raw).map(Duration::from_millis);
+        let m = Maintenance::new();
+        let mut b = StateDirBuilder::default();
+        match name {
+            "SESSIONKIT_SYNC" => match word.as_str() {
+                "every-batch" => b.sync(SyncMode::EveryBatch),
+                "never" => b.sync(SyncMode::Never),
+                _ => b.sync(SyncMode::Interval(ms?)),
+            },
+            "SESSIONKIT_MAINTENANCE" => b.maintenance(m.mode(match word.as_str() {
+                "enforce" => MaintenanceMode::Enforce,
+                "warn" => MaintenanceMode::Warn,
+                "off" => MaintenanceMode::Off,
+                _ => return None,
+            })),
+            "SESSIONKIT_MAX_ENTRIES" if none => b.maintenance(m.max_entries(None)),
+            "SESSIONKIT_MAX_ENTRIES" => {
+                let max = usize::try_from(model_positive(raw)?).ok()?;
+                b.maintenance(m.max_entries(Some(max)))
+            }
+            "SESSIONKIT_PRUNE_AFTER_MS" if none => b.maintenance(m.prune_after(None)),
+            "SESSIONKIT_PRUNE_AFTER_MS" => b.maintenance(m.prune_after(Some(ms?))),
+            "SESSIONKIT_TRANSCRIPTS" => b.maintenance(m.transcripts(match word.as_str() {
+                "archive" => TranscriptDisposal::Archive,
+                "delete" => TranscriptDisposal::Delete,
+                _ => return None,
+            })),
+            "SESSIONKIT_ARCHIVE_RETENTION_MS" if none => b.maintenance(m.archive_retention(None)),
+            "SESSIONKIT_ARCHIVE_RETENTION_MS" => b.maintenance(m.archive_retention(Some(ms?))),
+            // The table offers no `none` here.
+            "SESSIONKIT_ORPHAN_GRACE_MS" => b.maintenance(m.orphan_grace(ms?)),
+            "SESSIONKIT_MAX_DISK_BYTES" if none => b.maintenance(m.max_disk_bytes(None)),
+            "SESSIONKIT_MAX_DISK_BYTES" => {
+                b.maintenance(m.max_disk_bytes(Some(model_positive(raw)?)))
+            }
+            "SESSIONKIT_STARTUP_SWEEP" => b.startup_sweep(model_switch(raw)?),
+            "SESSIONKIT_TEMP_OLDER_THAN_MS" if none => b.temp_older_than(None),
+            "SESSIONKIT_TEMP_OLDER_THAN_MS" => b.temp_older_than(Some(ms?)),
+            "SESSIONKIT_RECOVER" => b.recover(model_switch(raw)?),
+            other => panic!("the model does not know {other}"),
+        };
+        Some(b)
+    }
+
+    /// The variables as the crate docs' table spells them, each with the words it accepts.
+    const TABLE: [(&str, &[&str]); 11] = [
+        ("SESSIONKIT_SYNC", &["every-batch", "never"]),
+        ("SESSIONKIT_MAINTENANCE", &["enforce", "warn", "off"]),
+        ("SESSIONKIT_MAX_ENTRIES", &["none"]),
+        ("SESSIONKIT_PRUNE_AFTER_MS", &["none"]),
+        ("SESSIONKIT_TRANSCRIPTS", &["archive", "delete"]),
+        ("SESSIONKIT_ARCHIVE_RETENTION_MS", &["none"]),
+        ("SESSIONKIT_ORPHAN_GRACE_MS", &[]),
+        ("SESSIONKIT_MAX_DISK_BYTES", &["none"]),
+        (
+            "SESSIONKIT_STARTUP_SWEEP",
+            &["on", "off", "true", "false", "yes", "no"],
+        ),
+        ("SESSIONKIT_TEMP_OLDER_THAN_MS", &["none"]),
+        (
+            "SESSIONKIT_RECOVER",
+            &["on", "off", "true", "false", "yes", "no"],
+        ),
+    ];
+
+    /// Words some variable accepts, and near misses of them.
+    const EVERY_WORD: [&str; 17] = [
+        "every-batch",
+        "every_batch",
+        "never",
+        "enforce",
+        "warn",
+        "off",
+        "none",
+        "nothing",
+        "archive",
+        "delete",
+        "on",
+        "true",
+        "false",
+        "yes",
+        "no",
+        "1",
+        "0",
+    ];
+
+    /// A variable and a value for it: mostly its own words, so each is tried often, but also
+    /// other variables' words, numbers, near misses and anything at all.
+    fn setting() -> impl Strategy<Value = (&'static str, String)> {
+        proptest::sample::select(TABLE.to_vec()).prop_flat_map(|(name, words)| {
+            let own: Vec<&'static str> = if words.is_empty() {
+                EVERY_WORD.to_vec()
+            } else {
+                words.to_vec()
+            };
+            let value = prop_oneof![
+                3 => spelled(proptest::sample::select(own)),
+                1 => spelled(proptest::sample::select(EVERY_WORD.to_vec())),
+                2 => number(),
+                1 => near_number(),
+                1 => any::<String>(),
+            ];
+            (Just(name), value)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn every_variable_follows_the_documented_table((name, raw) in setting()) {
+            let mut builder = StateDirBuilder::default();
+            builder.apply_env(|n| (n == name).then(|| raw.clone()));
+            match model(name, &raw) {
+                Some(expected) => {
+                    prop_assert_eq!(format!("{builder:?}"), format!("{expected:?}"), "{:?}", raw);
+                }
+                None => {
+                    prop_assert_eq!(builder.errors.len(), 1, "{:?}", raw);
+                    let (got_name, reason) = &builder.errors[0];
+                    prop_assert_eq!(got_name, name);
+                    prop_assert!(reason.contains(&format!("{raw:?}")), "{}", reason);
+                    // A refused value changes no setting.
+                    builder.errors.clear();
+                    let untouched = StateDirBuilder::default();
+                    prop_assert_eq!(format!("{builder:?}"), format!("{untouched:?}"));
+                }
+            }
+        }
+    }
+}
