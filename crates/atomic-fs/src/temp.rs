@@ -209,6 +209,148 @@ pub(crate) fn remove_orphan_temps_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A target name as callers pass them: any text, often with dots, digits and our own
+    /// suffix in it, sometimes longer than a file name may be.
+    fn target() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{1,40}",
+            "[a-z0-9.]{1,20}",
+            "[a-z]{1,8}\\.[0-9]{1,10}\\.[0-9a-f]{16}\\.sktmp",
+            "\\PC{200,300}",
+        ]
+    }
+
+    /// The parts of a name of the documented shape `.<target>.<pid>.<16 hex>.sktmp`.
+    fn parts() -> impl Strategy<Value = (String, String, String)> {
+        (
+            target(),
+            prop_oneof![
+                Just("0".to_owned()),
+                Just("9999999999".to_owned()),
+                Just(u32::MAX.to_string()),
+                "[0-9]{1,10}",
+            ],
+            prop_oneof![
+                Just("0000000000000000".to_owned()),
+                Just("ffffffffffffffff".to_owned()),
+                "[0-9a-f]{16}",
+            ],
+        )
+    }
+
+    fn name(target: &str, pid: &str, hex: &str) -> String {
+        format!(".{target}.{pid}.{hex}.sktmp")
+    }
+
+    proptest! {
+        #[test]
+        fn every_generated_temp_name_is_recognised(target in target()) {
+            let made = temp_name(OsStr::new(&target));
+            prop_assert!(is_temp_file_name(&made), "{:?}", made);
+            prop_assert!(made.len() <= 255, "{}", made.len());
+            // The pid and hex parts are exactly what the docs say, whatever the target.
+            let made = made.to_str().expect("temp names are UTF-8");
+            let rest = made.strip_suffix(".sktmp").expect("the suffix");
+            let (rest, hex) = rest.rsplit_once('.').expect("the hex part");
+            let (_, pid) = rest.rsplit_once('.').expect("the pid part");
+            prop_assert_eq!(pid, std::process::id().to_string());
+            prop_assert_eq!(hex.len(), 16);
+        }
+
+        #[cfg(unix)]
+        #[test]
+        fn a_target_that_is_not_utf8_still_makes_a_recognised_name(
+            mut bytes in proptest::collection::vec(any::<u8>(), 1..64),
+        ) {
+            use std::os::unix::ffi::OsStrExt;
+            bytes.push(0xff);
+            let made = temp_name(OsStr::from_bytes(&bytes));
+            prop_assert!(is_temp_file_name(&made), "{:?}", made);
+        }
+
+        #[test]
+        fn every_name_of_the_documented_shape_is_recognised((target, pid, hex) in parts()) {
+            let name = name(&target, &pid, &hex);
+            prop_assert!(is_temp_file_name(OsStr::new(&name)), "{:?}", name);
+        }
+
+        #[test]
+        fn a_wrong_prefix_or_suffix_is_not_recognised(
+            (target, pid, hex) in parts(),
+            prefix in proptest::sample::select(vec!["", "_", " ", "x"]),
+            suffix in proptest::sample::select(vec![
+                "", ".tmp", ".SKTMP", "sktmp", ".sktm", ".sktmp~", ".sktmp.bak", ". sktmp",
+            ]),
+            wrong_prefix in any::<bool>(),
+        ) {
+            // A target that starts with a dot would bring its own leading dot.
+            let target = target.trim_start_matches('.');
+            prop_assume!(!target.is_empty());
+            let name = if wrong_prefix {
+                format!("{prefix}{target}.{pid}.{hex}.sktmp")
+            } else {
+                format!(".{target}.{pid}.{hex}{suffix}")
+            };
+            prop_assert!(!is_temp_file_name(OsStr::new(&name)), "{:?}", name);
+        }
+
+        #[test]
+        fn a_random_part_of_the_wrong_length_or_alphabet_is_not_recognised(
+            (target, pid, _) in parts(),
+            hex in prop_oneof![
+                "[0-9a-f]{0,15}",
+                "[0-9a-f]{17,32}",
+                // One character that is not a lower-case hex digit, anywhere in sixteen.
+                ("[0-9a-f]{15}", 0_usize..16, "[A-Fg-zG-Z_ .+-]").prop_map(|(mut hex, at, bad)| {
+                    hex.insert_str(at, &bad);
+                    hex
+                }),
+            ],
+        ) {
+            let name = name(&target, &pid, &hex);
+            prop_assert!(!is_temp_file_name(OsStr::new(&name)), "{:?}", name);
+        }
+
+        #[test]
+        fn a_pid_of_the_wrong_length_or_alphabet_is_not_recognised(
+            (target, _, hex) in parts(),
+            pid in prop_oneof![
+                Just(String::new()),
+                Just("12345678901".to_owned()),
+                "[0-9]{11,20}",
+                "[0-9]{0,4}[a-z+ -][0-9]{0,4}",
+            ],
+        ) {
+            let name = name(&target, &pid, &hex);
+            prop_assert!(!is_temp_file_name(OsStr::new(&name)), "{:?}", name);
+        }
+
+        #[test]
+        fn an_empty_target_is_not_recognised((_, pid, hex) in parts()) {
+            let name = name("", &pid, &hex);
+            prop_assert!(!is_temp_file_name(OsStr::new(&name)), "{:?}", name);
+        }
+
+        #[test]
+        fn any_name_is_judged_without_panicking(name in "\\PC*", bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            // Whatever is recognised ends in the suffix and starts with a dot.
+            if is_temp_file_name(OsStr::new(&name)) {
+                prop_assert!(name.starts_with('.') && name.ends_with(".sktmp"), "{:?}", name);
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::ffi::OsStrExt;
+                let name = OsStr::from_bytes(&bytes);
+                if is_temp_file_name(name) {
+                    prop_assert!(name.to_str().is_some(), "{:?}", name);
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = bytes;
+        }
+    }
 
     #[test]
     fn generated_names_are_recognised_and_unique() {
