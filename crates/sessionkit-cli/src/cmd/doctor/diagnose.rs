@@ -740,6 +740,148 @@ fn disk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    /// A session id as OpenClaw makes them: no dots, never starting with `-`.
+    fn session_id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_]{1,12}(-[A-Za-z0-9_]{1,12}){0,4}"
+    }
+
+    /// `<sessionId>.jsonl` or `<sessionId>-topic-<thread>.jsonl`.
+    fn transcript() -> impl Strategy<Value = String> {
+        (session_id(), proptest::option::of("[0-9]{1,6}")).prop_map(|(id, thread)| match thread {
+            Some(thread) => format!("{id}-topic-{thread}.jsonl"),
+            None => format!("{id}.jsonl"),
+        })
+    }
+
+    /// The times archive names end with: ours, OpenClaw's, and 13 digits of milliseconds.
+    fn stamp() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z",
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}\\.[0-9]{3}Z",
+            "[0-9]{13}",
+        ]
+    }
+
+    fn archive() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (transcript(), select(vec!["deleted", "reset"]), stamp())
+                .prop_map(|(t, why, stamp)| format!("{t}.{why}.{stamp}")),
+            stamp().prop_map(|stamp| format!("sessions.json.bak.{stamp}")),
+        ]
+    }
+
+    fn quarantined() -> impl Strategy<Value = String> {
+        (
+            select(vec!["sessions.json", "sessions.json.journal"]),
+            stamp(),
+            proptest::option::of(1_u32..100),
+        )
+            .prop_map(|(file, stamp, n)| match n {
+                Some(n) => format!("{file}.corrupt.{stamp}.{n}"),
+                None => format!("{file}.corrupt.{stamp}"),
+            })
+    }
+
+    /// A lock sidecar of any file of the directory, or its generation file.
+    fn lock() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                transcript(),
+                Just("sessions.json".to_owned()),
+                "[a-z.]{1,10}"
+            ],
+            select(vec![".lock", ".lock.gen"]),
+        )
+            .prop_map(|(file, ext)| format!("{file}{ext}"))
+    }
+
+    /// An atomic-fs temp file of the registry or a transcript.
+    fn temp() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                transcript(),
+                Just("sessions.json".to_owned()),
+                Just("sessions.json.journal".to_owned())
+            ],
+            "[0-9]{1,10}",
+            "[0-9a-f]{16}",
+        )
+            .prop_map(|(target, pid, hex)| format!(".{target}.{pid}.{hex}.sktmp"))
+    }
+
+    /// Names one step away from a recognised one, none of which is sessionkit's.
+    fn near_miss() -> impl Strategy<Value = String> {
+        prop_oneof![
+            session_id().prop_map(|id| format!("{id}.json")),
+            transcript().prop_map(|t| format!("{t}x")),
+            "[0-9]{1,6}".prop_map(|n| format!("-topic-{n}.jsonl")),
+            transcript().prop_map(|t| format!("{t}.deleted")),
+            transcript().prop_map(|t| format!("{t}.bak.1")),
+            select(vec![
+                "sessions.jsonx",
+                "sessions.json.tmp",
+                "sessions.json.journalx",
+                "sessions.json.corrupt",
+                "sessions.json.bak",
+                "sessions.json.journal.bak.1",
+                ".jsonl",
+                "sessions.json.LOCK",
+            ])
+            .prop_map(str::to_owned),
+            (lock(), select(vec!["~", "x", ".1"])).prop_map(|(l, tail)| format!("{l}{tail}")),
+            (transcript(), "[0-9a-f]{15}").prop_map(|(t, hex)| format!(".{t}.12.{hex}.sktmp")),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn generated_names_of_each_kind_get_that_kind(
+            (name, kind) in prop_oneof![
+                select(vec!["sessions.json", "sessions.json.journal"])
+                    .prop_map(|n| (n.to_owned(), FileKind::Registry)),
+                transcript().prop_map(|n| (n, FileKind::Transcript)),
+                archive().prop_map(|n| (n, FileKind::Archive)),
+                quarantined().prop_map(|n| (n, FileKind::Quarantined)),
+                lock().prop_map(|n| (n, FileKind::Lock)),
+                temp().prop_map(|n| (n, FileKind::Temp)),
+                near_miss().prop_map(|n| (n, FileKind::Other)),
+            ],
+        ) {
+            prop_assert_eq!(classify(&name), kind, "{:?}", name);
+        }
+
+        #[test]
+        fn any_name_gets_a_kind_its_shape_allows(
+            name in prop_oneof![
+                "\\PC*",
+                // Pieces of every pattern, in any order, so every kind turns up often.
+                proptest::collection::vec(
+                    select(vec![
+                        "sessions", ".json", ".jsonl", ".journal", ".lock", ".gen", ".corrupt.",
+                        ".deleted.", ".reset.", ".bak.", "-topic-", ".", "x", "1", ".sktmp",
+                        "0123456789abcdef",
+                    ]),
+                    0..8,
+                )
+                .prop_map(|pieces| pieces.concat()),
+            ],
+        ) {
+            // Each kind has a mark it cannot be without, whatever else the name holds.
+            let allowed = match classify(&name) {
+                FileKind::Registry => name == "sessions.json" || name == "sessions.json.journal",
+                FileKind::Temp => name.starts_with('.') && name.ends_with(".sktmp"),
+                FileKind::Lock => name.ends_with(".lock") || name.ends_with(".lock.gen"),
+                FileKind::Transcript => name.ends_with(".jsonl") && name.len() > ".jsonl".len(),
+                FileKind::Archive => [".deleted.", ".reset.", ".bak."].iter().any(|m| name.contains(m)),
+                FileKind::Quarantined => name.contains(".corrupt."),
+                FileKind::Other => true,
+            };
+            prop_assert!(allowed, "{:?}", name);
+        }
+    }
 
     #[test]
     fn file_names_are_classified_as_maintenance_sees_them() {
