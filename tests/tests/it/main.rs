@@ -3,6 +3,7 @@
 
 mod args;
 mod lock;
+mod payload;
 mod store;
 
 use std::path::PathBuf;
