@@ -175,6 +175,7 @@ fn workspace_root() -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn parse_words(words: &[&str]) -> Result<Task, String> {
         let args: Vec<OsString> = words.iter().map(OsString::from).collect();
@@ -183,6 +184,161 @@ mod tests {
 
     fn os(words: &[&str]) -> Vec<OsString> {
         words.iter().map(OsString::from).collect()
+    }
+
+    /// What the usage text says `words` mean, written out rather than taken from the
+    /// parser's tables; an error carries the text its message must contain.
+    fn model(words: &[String]) -> Result<Task, String> {
+        let torture = ["atomic", "lock", "store", "all"];
+        let bench = ["atomic", "lock", "sweep", "store", "all"];
+        let Some((command, rest)) = words.split_first() else {
+            return Ok(Task::Help);
+        };
+        let rest_os: Vec<OsString> = rest.iter().map(OsString::from).collect();
+        let listed = || {
+            rest.iter()
+                .map(|w| format!("`{w}`"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let named = rest.first().filter(|w| !w.starts_with('-'));
+        match command.as_str() {
+            "help" | "-h" | "--help" => Ok(Task::Help),
+            "ci" if rest.is_empty() => Ok(Task::Ci { skip_slow: false }),
+            "ci" if rest == ["--skip-slow"] => Ok(Task::Ci { skip_slow: true }),
+            "ci" | "tidy" if !rest.is_empty() => Err(listed()),
+            "tidy" => Ok(Task::Tidy),
+            "torture" => match named {
+                None => Ok(Task::Torture {
+                    suite: "all".to_owned(),
+                    rest: rest_os,
+                }),
+                Some(suite) if torture.contains(&suite.as_str()) => Ok(Task::Torture {
+                    suite: suite.clone(),
+                    rest: rest_os[1..].to_vec(),
+                }),
+                Some(other) => Err(format!("`{other}`")),
+            },
+            "bench" => match named {
+                None => Err(bench.join(", ")),
+                Some(suite) if bench.contains(&suite.as_str()) => Ok(Task::Bench {
+                    suite: suite.clone(),
+                    rest: rest_os[1..].to_vec(),
+                }),
+                Some(other) => Err(format!("`{other}`")),
+            },
+            other => Err(format!("`{other}`")),
+        }
+    }
+
+    /// Command words and near misses of them.
+    const COMMANDS: [&str; 13] = [
+        "help",
+        "-h",
+        "--help",
+        "ci",
+        "tidy",
+        "torture",
+        "bench",
+        "lint",
+        "Ci",
+        "bench ",
+        "atomic",
+        "--skip-slow",
+        "",
+    ];
+
+    /// Arguments after the command: suites, options and near misses of each.
+    const ARGUMENTS: [&str; 15] = [
+        "atomic",
+        "lock",
+        "sweep",
+        "store",
+        "all",
+        "--skip-slow",
+        "--quick",
+        "--seed",
+        "7",
+        "-x",
+        "-",
+        "atomc",
+        "sweeps",
+        "--skip_slow",
+        "",
+    ];
+
+    /// Checks one word list against the model.
+    fn check(words: &[String]) -> Result<(), String> {
+        let args: Vec<OsString> = words.iter().map(OsString::from).collect();
+        match (parse(&args), model(words)) {
+            (Ok(task), Ok(expected)) if task == expected => Ok(()),
+            (Err(err), Err(must_name)) if err.contains(&must_name) => Ok(()),
+            (got, expected) => Err(format!("{words:?}: got {got:?}, expected {expected:?}")),
+        }
+    }
+
+    #[test]
+    fn every_short_word_list_of_the_vocabulary_means_what_the_usage_says() {
+        // All of them, so that no combination depends on a random draw.
+        let mut lists: Vec<Vec<String>> = vec![Vec::new()];
+        for command in COMMANDS {
+            lists.push(vec![command.to_owned()]);
+            for first in ARGUMENTS {
+                lists.push(vec![command.to_owned(), first.to_owned()]);
+                for second in ARGUMENTS {
+                    lists.push(vec![
+                        command.to_owned(),
+                        first.to_owned(),
+                        second.to_owned(),
+                    ]);
+                }
+            }
+        }
+        let failures: Vec<String> = lists.iter().filter_map(|w| check(w).err()).collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// Any word list, drawn mostly from the vocabulary but with any text mixed in.
+    fn words() -> impl Strategy<Value = Vec<String>> {
+        let command = prop_oneof![
+            3 => proptest::sample::select(COMMANDS.to_vec()).prop_map(str::to_owned),
+            1 => any::<String>(),
+        ];
+        let argument = prop_oneof![
+            3 => proptest::sample::select(ARGUMENTS.to_vec()).prop_map(str::to_owned),
+            1 => "[ -~]{0,12}",
+            1 => any::<String>(),
+        ];
+        proptest::option::of((command, proptest::collection::vec(argument, 0..6))).prop_map(
+            |list| match list {
+                Some((command, mut rest)) => {
+                    rest.insert(0, command);
+                    rest
+                }
+                None => Vec::new(),
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn every_word_list_means_what_the_usage_says(words in words()) {
+            check(&words).map_err(TestCaseError::fail)?;
+        }
+
+        #[cfg(unix)]
+        #[test]
+        fn words_that_are_not_utf8_never_panic(
+            words in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..8), 1..4),
+        ) {
+            use std::os::unix::ffi::OsStringExt;
+            let args: Vec<OsString> = words.into_iter().map(OsString::from_vec).collect();
+            let result = parse(&args);
+            if args[0].to_str().is_none() {
+                let err = result.expect_err("a command that is not UTF-8 is unknown");
+                prop_assert!(err.starts_with("unknown command `"), "{}", err);
+            }
+        }
     }
 
     #[test]
