@@ -4,6 +4,7 @@
 mod asyncs;
 mod checklist;
 mod memo;
+mod model;
 mod outcomes;
 mod owners;
 mod pidns;
