@@ -786,16 +786,9 @@ impl Drop for ClearOnDrop<'_> {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use crate::{Entry, Store, SyncMode};
+    use sessionkit_test_support::wait_until;
 
-    /// Waits until `done` holds, failing only if the store hangs.
-    fn wait_for(what: &str, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while !done() {
-            assert!(Instant::now() < deadline, "hung waiting for {what}");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
+    use crate::{Entry, Store, SyncMode};
 
     /// In interval mode, a timed fsync that fails is tried again an interval later. It used to
     /// be tried again at once, forever: the writer spun on a failing disk.
@@ -811,7 +804,7 @@ mod tests {
         let started = Instant::now();
         let entry = Entry::parse(r#"{"sessionId":"s","updatedAt":1}"#).unwrap();
         assert!(!store.upsert("k", entry).unwrap().durable);
-        wait_for("two failed fsyncs", || store.counters().failed_fsyncs >= 2);
+        wait_until("two failed fsyncs", || store.counters().failed_fsyncs >= 2);
         let failed = store.counters().failed_fsyncs;
         // Not a speed limit: tries at least an interval apart fit in the time that passed
         // however slow the machine; only tries without a pause exceed it.
@@ -824,7 +817,7 @@ mod tests {
 
         // Once the disk recovers, the owed fsync goes through, and then nothing is owed.
         crate::files::faults::fail_syncs(store.journal_path(), false);
-        wait_for("the owed fsync", || store.counters().fsyncs == 1);
+        wait_until("the owed fsync", || store.counters().fsyncs == 1);
         assert!(super::pending_sync_due(&store.shared).is_none());
         assert!(store.get("k").unwrap().is_some());
     }

@@ -8,22 +8,12 @@ use std::time::Duration;
 
 use sessionkit_session_store::{Entry, ManualClock, Store};
 
+use sessionkit_test_support::wait_until;
+
 use crate::util::{Scratch, lock_like_another_writer, unlock};
 
 fn entry(n: u64) -> Entry {
     Entry::parse(&format!(r#"{{"sessionId":"s{n}","updatedAt":{n}}}"#)).unwrap()
-}
-
-/// Waits until `done` holds, failing only if the store hangs (minutes, not a speed limit).
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "hung waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// The whole chain of an error's messages, so a test can look for the path in any of them.
@@ -116,7 +106,7 @@ fn a_failing_compaction_is_tried_again_after_growing_pauses() {
     let failed = || store.counters().failed_compactions;
 
     upsert();
-    wait_for("the first compaction to fail", || failed() == 1);
+    wait_until("the first compaction to fail", || failed() == 1);
     assert_eq!(started(), 1);
     for _ in 0..20 {
         upsert();
@@ -126,7 +116,7 @@ fn a_failing_compaction_is_tried_again_after_growing_pauses() {
     // 1 s later, the second try; then 2 s must pass before the third.
     clock.advance(Duration::from_secs(1));
     upsert();
-    wait_for("the second compaction to fail", || failed() == 2);
+    wait_until("the second compaction to fail", || failed() == 2);
     clock.advance(Duration::from_secs(1));
     upsert();
     assert_eq!(
@@ -136,20 +126,20 @@ fn a_failing_compaction_is_tried_again_after_growing_pauses() {
     );
     clock.advance(Duration::from_secs(1));
     upsert();
-    wait_for("the third compaction to fail", || failed() == 3);
+    wait_until("the third compaction to fail", || failed() == 3);
     assert_eq!(started(), 3);
 
     // The cause goes; after the pause a compaction succeeds, and then the pauses end.
     fs::remove_dir(&path).unwrap();
     clock.advance(Duration::from_secs(4));
     upsert();
-    wait_for("a compaction to finish", || {
+    wait_until("a compaction to finish", || {
         store.counters().compactions == 1
     });
     assert!(path.is_file(), "the compaction wrote no snapshot");
     // The flag of the compaction that finished may still be up for a moment, so a batch or
     // two may pass without starting one; none of them may wait for a pause.
-    wait_for("the next compaction", || {
+    wait_until("the next compaction", || {
         upsert();
         store.counters().compactions == 2
     });
