@@ -56,7 +56,9 @@ pub struct SweepEntry {
 }
 
 impl SweepEntry {
-    /// True if the judge found the lock stale (removable), whether or not it was removed.
+    /// True if the judge found the lock stale, whether or not it was removed. An old file with
+    /// a `.lock` name that holds no lock record is stale to the judge too, but a sweep never
+    /// removes it (it may be another program's file; see `kept_because`).
     pub fn is_stale(&self) -> bool {
         self.status == Some(Status::Stale)
     }
@@ -69,7 +71,8 @@ impl SweepEntry {
 pub struct Totals {
     /// Lock sidecars looked at.
     pub scanned: u64,
-    /// Sidecars judged stale (removed or, in a dry run or after a change, not).
+    /// Sidecars judged stale (removed or, in a dry run, after a change, or for another
+    /// program's old `.lock` file, not).
     pub stale: u64,
     /// Sidecars removed.
     pub removed: u64,

