@@ -9,8 +9,8 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_json::Value;
 use sessionkit_session_store::{
-    Entry, JournalHeader, Patch, Record, State, encode_snapshot, parse_journal, parse_snapshot,
-    resolve_updated_at,
+    Entry, Error, JournalHeader, Patch, Record, State, encode_snapshot, parse_journal,
+    parse_snapshot, resolve_updated_at,
 };
 
 use crate::strategies::{entry, entry_text, journal_records, patch, patch_text, record};
@@ -184,17 +184,34 @@ proptest! {
         let mut bytes = text.into_bytes();
         let i = at.index(bytes.len());
         bytes[i] ^= flip;
-        match parse_journal(path(), &bytes) {
-            Ok(parsed) => {
-                // Every record before the damaged line is read as written.
-                let line_start = bytes[..i].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-                for (got, want) in parsed.records.iter().zip(&records) {
-                    if got.offset as usize + got.record.encode().len() < line_start {
-                        prop_assert_eq!(&got.record, want);
+        // The whole lines before the damaged one: the header, then `intact` records.
+        let line_start = bytes[..i].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let intact = bytes[..line_start].iter().filter(|&&b| b == b'\n').count().saturating_sub(1);
+        let parsed = match parse_journal(path(), &bytes) {
+            Ok(parsed) => parsed,
+            Err(Error::CorruptJournal { offset, .. }) => {
+                // The damage is found no earlier than its line, so recovery, which keeps what
+                // comes before the offset, keeps every intact record.
+                prop_assert!(offset >= line_start as u64, "damage at {} reported at {}", i, offset);
+                let kept = usize::try_from(offset).unwrap().min(bytes.len());
+                match parse_journal(path(), &bytes[..kept]) {
+                    Ok(parsed) => parsed,
+                    // A damaged header leaves nothing to keep.
+                    Err(e) => {
+                        prop_assert_eq!(intact, 0, "{:?}", e);
+                        return Ok(());
                     }
                 }
             }
-            Err(e) => prop_assert!(e.is_corrupt() || e.is_unsupported(), "{:?}", e),
+            Err(e) => {
+                prop_assert!(e.is_unsupported(), "{:?}", e);
+                prop_assert_eq!(line_start, 0, "only a damaged header makes a version unsupported");
+                return Ok(());
+            }
+        };
+        prop_assert!(parsed.records.len() >= intact, "{} records read, {} intact", parsed.records.len(), intact);
+        for (got, want) in parsed.records.iter().zip(&records[..intact]) {
+            prop_assert_eq!(&got.record, want);
         }
     }
 
