@@ -204,8 +204,8 @@ impl Maintenance {
         self
     }
 
-    /// The disk budget of the store's directory (its regular files, not subdirectories);
-    /// `None` has none. Past it, a pass frees space down to the high water mark: archives,
+    /// The disk budget of the store's directory: its regular files, and those of its
+    /// subdirectories at any depth (counted, never touched); `None` has none. Past it, a pass frees space down to the high water mark: archives,
     /// orphan transcripts older than 5 min (or the orphan grace, if shorter) and store temp
     /// files older than 5 min first (oldest first), then the oldest entries and their
     /// transcripts (deleted, not archived). A transcript whose write lock file exists is
@@ -388,6 +388,9 @@ pub(crate) struct Listing {
     dir: PathBuf,
     names: String,
     files: Vec<FileInfo>,
+    /// The bytes of the regular files in the listed subdirectories, at any depth: they count
+    /// toward the disk budget, but maintenance never touches them.
+    nested_bytes: u64,
 }
 
 impl Listing {
@@ -397,6 +400,7 @@ impl Listing {
             dir: dir.to_path_buf(),
             names: String::new(),
             files: Vec::new(),
+            nested_bytes: 0,
         }
     }
 
@@ -425,9 +429,9 @@ impl Listing {
             .is_ok()
     }
 
-    /// The sum of the files' sizes.
+    /// The sum of the files' sizes, those in listed subdirectories included.
     pub(crate) fn total_len(&self) -> u64 {
-        self.files.iter().map(|f| f.len).sum()
+        self.files.iter().map(|f| f.len).sum::<u64>() + self.nested_bytes
     }
 }
 
@@ -538,10 +542,12 @@ pub(crate) fn remove_stale_temps(dir: &Path, snapshot_name: &str) -> Vec<PathBuf
         .collect()
 }
 
-/// Lists the regular files of the store's directory (not following symlinks, not recursing)
-/// that `want` accepts, by name and kind. Only those are `stat`ed and kept: a pass without a
-/// disk budget needs a few of the directory's files, and a directory of many sessions holds a
-/// transcript and a lock counter for each.
+/// Lists the regular files of the store's directory (not following symlinks) that `want`
+/// accepts, by name and kind. Only those are `stat`ed and kept: a pass without a disk budget
+/// needs a few of the directory's files, and a directory of many sessions holds a transcript
+/// and a lock counter for each. A subdirectory that `want` accepts (as [`Kind::Other`]) is
+/// not listed but its files' bytes, at any depth, are added up ([`Listing::total_len`]):
+/// OpenClaw's budget skipped subdirectories, so a directory could grow past it unseen.
 pub(crate) fn list_dir(
     dir: &Path,
     snapshot_name: &str,
@@ -558,7 +564,16 @@ pub(crate) fn list_dir(
         } else {
             Kind::Other
         };
-        if !want(name, kind) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if file_type.is_dir() {
+            if want(name, Kind::Other) {
+                listing.nested_bytes += tree_bytes(&entry.path());
+            }
+            continue;
+        }
+        if !file_type.is_file() || !want(name, kind) {
             continue;
         }
         let Ok(meta) = entry.metadata() else {
@@ -580,6 +595,26 @@ pub(crate) fn list_dir(
     files.sort_unstable_by(|a, b| listing.name(a).cmp(listing.name(b)));
     listing.files = files;
     Ok(listing)
+}
+
+/// The bytes of the regular files under `dir`, at any depth, without following symlinks;
+/// what cannot be read counts as nothing.
+fn tree_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 /// What a pass will do.
@@ -799,8 +834,17 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
             }
             // Then entries, oldest first, with their transcripts deleted: unprotected ones,
             // then, if that is not enough, protected ones (a budget is a limit on the disk,
-            // which protection must not defeat); never active ones.
-            if total > high {
+            // which protection must not defeat); never active ones. But if the subdirectories,
+            // which maintenance never touches, hold the high water mark on their own, no
+            // eviction can bring the total under it: then no session is evicted for them.
+            let beyond_reach = files.nested_bytes >= high;
+            if total > high && beyond_reach {
+                tracing::warn!(dir = %files.dir.display(), nested_bytes = files.nested_bytes,
+                    high_water = high,
+                    "the store directory's subdirectories alone pass the disk budget's high water \
+                     mark; maintenance evicts no session for them");
+            }
+            if total > high && !beyond_reach {
                 let by_session: BTreeMap<&str, Vec<usize>> = indexed()
                     .filter_map(|(i, f)| session_of(f).map(|s| (s, i)))
                     .fold(BTreeMap::new(), |mut m, (s, i)| {

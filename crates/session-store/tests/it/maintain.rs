@@ -680,3 +680,43 @@ fn the_disk_budget_evicts_protected_entries_last_but_evicts_them() {
     left.sort();
     assert_eq!(left, ["p2", "p5"]);
 }
+
+/// Files in subdirectories count toward the disk budget (OpenClaw's budget skipped them, so a
+/// directory could grow past it unseen) and are never touched. When they alone hold the high
+/// water mark, evicting sessions cannot help, and none is evicted for them.
+#[test]
+fn the_disk_budget_counts_subdirectories_but_evicts_nothing_for_them_alone() {
+    let dir = Scratch::new("disk-nested");
+    let store = open(
+        &dir,
+        on_demand().max_disk_bytes(Some(20_000)).high_water(0.5),
+    );
+    for i in 0..4u64 {
+        let sid = format!("s{i}");
+        store
+            .upsert(
+                format!("k{i}"),
+                entry(&sid, Duration::from_secs(600 - i * 60), ""),
+            )
+            .unwrap();
+        plant(&dir.join(format!("{sid}.jsonl")), 4000, Duration::ZERO);
+    }
+    fs::create_dir_all(dir.join("media/deep")).unwrap();
+    let blob = dir.join("media/deep/blob");
+    plant(&blob, 5000, Duration::ZERO);
+    // 16,000 bytes of transcripts and a small journal are under the budget on their own; with
+    // the 5,000 below `media/` they pass it, and the oldest sessions go down to 10,000.
+    let report = store.maintain(false).unwrap();
+    assert!(report.disk_bytes_before.unwrap() > 20_000, "{report:?}");
+    assert_eq!(report.disk_evicted, ["k0", "k1", "k2"], "{report:?}");
+    assert!(report.disk_bytes_after.unwrap() <= 10_000, "{report:?}");
+
+    // Now `media/` alone holds 20,000 bytes: past the high water mark whatever is evicted.
+    plant(&dir.join("media/more"), 15_000, Duration::ZERO);
+    let report = store.maintain(false).unwrap();
+    assert!(report.disk_bytes_before.unwrap() > 20_000, "{report:?}");
+    assert!(report.disk_evicted.is_empty(), "{report:?}");
+    assert!(store.get("k3").unwrap().is_some());
+    assert_eq!(fs::metadata(&blob).unwrap().len(), 5000);
+    assert_eq!(fs::metadata(dir.join("media/more")).unwrap().len(), 15_000);
+}
