@@ -99,6 +99,7 @@ mod maintain;
 mod open;
 mod raw;
 mod readonly;
+mod schedule;
 mod snapshot;
 mod state;
 mod store;

@@ -228,7 +228,7 @@ impl Maintenance {
     }
 
     /// How long one pass may work; a pass over budget stops between files and says so in its
-    /// report (`incomplete`), and the next pass goes on, in the background within a second.
+    /// report (`incomplete`), and the next pass goes on in the background about a second later.
     /// Each pass removes at least 64 orphans, archives or temp files first, so that a large
     /// backlog shrinks however long listing the directory takes.
     ///
@@ -279,6 +279,11 @@ impl Maintenance {
     pub fn on_pass(mut self, hook: impl Fn(&MaintenanceReport) + Send + Sync + 'static) -> Self {
         self.on_pass = Some(Arc::new(hook));
         self
+    }
+
+    /// Whether passes start by themselves: on, and not [`MaintenanceMode::Off`].
+    pub(crate) fn runs_in_background(&self) -> bool {
+        self.background && self.mode != MaintenanceMode::Off
     }
 
     /// The count past which the cap evicts (the cap plus its slack), if there is a cap.

@@ -5,7 +5,6 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use sessionkit_atomic_fs::{AtomicWriter, Durability};
 
@@ -14,9 +13,7 @@ use crate::files::{FileId, JournalFile, sync_dir};
 use crate::journal::{JournalHeader, ParsedJournal, SeqTracker, WriterId, parse_journal};
 use crate::snapshot::{load_snapshot, quarantine};
 use crate::state::State;
-use crate::store::{
-    IoCounters, OpenReport, Schedule, Shared, Store, StoreBuilder, View, journal_path_for,
-};
+use crate::store::{IoCounters, OpenReport, Shared, Store, StoreBuilder, View, journal_path_for};
 use crate::writer;
 
 /// The journal's identity and length, by path; `None` if it does not exist.
@@ -87,7 +84,7 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         crate::maintain::remove_stale_temps(&crate::store::dir_of(snapshot_path), &snapshot_name);
     let epoch = view.epoch;
     let interval = config.maintenance.as_ref().and_then(|m| m.interval);
-    let first_pass_due = config.clock.now() + interval.unwrap_or(Duration::ZERO);
+    let schedule = crate::schedule::Schedule::new(config.clock.now(), interval);
     let shared = Arc::new(Shared {
         snapshot_path: snapshot_path.to_path_buf(),
         journal_path,
@@ -101,12 +98,7 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         counters: Mutex::new(IoCounters::default()),
         maintaining: AtomicBool::new(false),
         maintainer: writer::Background::new(writer::Job::Maintain),
-        schedule: Mutex::new(Schedule {
-            next_due: first_pass_due,
-            cap_rearm: None,
-            compact_failures: 0,
-            compact_not_before: None,
-        }),
+        schedule: Mutex::new(schedule),
         active: Mutex::new(Default::default()),
         dirty_since: Mutex::new(None),
     });
@@ -311,3 +303,4 @@ fn fresh_epoch() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(1)
 }
+

@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use sessionkit_write_lock::{Clock, SystemClock};
 
@@ -18,6 +18,7 @@ use crate::journal::{EvictReason, JOURNAL_SUFFIX, SeqTracker, WriterId};
 #[cfg(doc)]
 use crate::maintain::MaintenanceMode;
 use crate::maintain::{Maintenance, MaintenanceReport};
+use crate::schedule::Schedule;
 use crate::state::{State, Stats};
 use crate::writer::{self, Request, Update};
 
@@ -379,25 +380,6 @@ pub(crate) struct View {
     pub(crate) seqs: SeqTracker,
     /// The snapshot file's size when it was loaded or written.
     pub(crate) snapshot_bytes: u64,
-}
-
-/// When background maintenance (and, after a failure, compaction) runs next, by the store's
-/// clock.
-#[derive(Debug)]
-pub(crate) struct Schedule {
-    /// When the next timed pass is due: an interval after the last pass started (or after
-    /// the store opened), sooner after a pass that ran out of time.
-    pub(crate) next_due: SystemTime,
-    /// The count past which the cap starts the next pass, if higher than the cap's trigger: a
-    /// pass that left the count above the trigger because it could evict nothing more (warn
-    /// mode, active or protected entries) is not run again until the count grows by the slack
-    /// once more, rather than after every batch.
-    pub(crate) cap_rearm: Option<usize>,
-    /// Background compactions that failed in a row (reset by one that finishes).
-    pub(crate) compact_failures: u32,
-    /// After a failed background compaction, none starts before this time: a compaction that
-    /// fails (a full disk) would otherwise be tried again, whole, after every batch.
-    pub(crate) compact_not_before: Option<SystemTime>,
 }
 
 /// Everything the store's handles and its threads share.

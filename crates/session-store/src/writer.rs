@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::entry::{Activity, Entry, Patch};
 use crate::error::{Error, Operation, Result};
 use crate::journal::{EvictReason, JournalRecord, Op, Record};
+use crate::schedule::PassEnd;
 use crate::store::{Ack, Shared, SyncMode, lock};
 
 /// One update as a caller asked for it.
@@ -161,9 +162,9 @@ fn run(shared: &Arc<Shared>, rx: &Receiver<Request>) {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             },
-            None => match shared.config.maintenance.as_ref().and_then(|m| m.interval) {
-                // Idle, wake up for the periodic maintenance pass.
-                Some(every) => match rx.recv_timeout(idle_wait(shared, every)) {
+            None => match idle_wait(shared) {
+                // Idle, wake up for a timed maintenance pass, or to go on with one.
+                Some(wait) => match rx.recv_timeout(wait) {
                     Ok(request) => request,
                     Err(RecvTimeoutError::Timeout) => {
                         maybe_maintain(shared);
@@ -519,9 +520,7 @@ fn maybe_compact(shared: &Arc<Shared>) {
     if journal_bytes < threshold {
         return;
     }
-    let backing_off = lock(&shared.schedule)
-        .compact_not_before
-        .is_some_and(|not_before| shared.config.clock.now() < not_before);
+    let backing_off = !lock(&shared.schedule).compaction_may_start(shared.config.clock.now());
     if backing_off
         || shared
             .compacting
@@ -543,21 +542,8 @@ fn compact_job(shared: &Arc<Shared>) -> bool {
     // Cleared however the compaction ends, a panic included, so the next can start.
     let running = ClearOnDrop(&shared.compacting);
     let outcome = crate::compact::compact(shared);
-    let mut schedule = lock(&shared.schedule);
-    let failed = match &outcome {
-        Ok(_) => {
-            schedule.compact_failures = 0;
-            schedule.compact_not_before = None;
-            None
-        }
-        Err(_) => {
-            schedule.compact_failures = schedule.compact_failures.saturating_add(1);
-            let wait = compact_backoff(schedule.compact_failures);
-            schedule.compact_not_before = Some(shared.config.clock.now() + wait);
-            Some(wait)
-        }
-    };
-    drop(schedule);
+    let failed =
+        lock(&shared.schedule).compaction_ended(outcome.is_ok(), shared.config.clock.now());
     // The counters hear of the compaction once the next one may start.
     drop(running);
     match outcome {
@@ -572,61 +558,43 @@ fn compact_job(shared: &Arc<Shared>) -> bool {
     }
 }
 
-/// How long after the `failures`-th failed compaction in a row the next may start: 1 s,
-/// doubling, at most 5 min.
-fn compact_backoff(failures: u32) -> Duration {
-    const FIRST: Duration = Duration::from_secs(1);
-    const MOST: Duration = Duration::from_secs(300);
-    FIRST
-        .checked_mul(
-            1u32.checked_shl(failures.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        )
-        .map_or(MOST, |wait| wait.min(MOST))
-}
-
 /// A maintenance pass that evicts at least this many entries is worth handing freed memory
 /// back to the kernel for; a small pass (at a cap of 500, one every few dozen sessions) is not
 /// worth the walk over the allocator's arenas, which holds up other threads' allocations.
 const TRIM_AFTER_EVICTIONS: usize = 1024;
 
-/// How soon a pass that ran out of time (or failed) is followed by the next, at most.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// How long the idle writer waits for a request before it looks whether a timed pass is due:
-/// until it is, but at least [`RETRY_AFTER`] (a pass may be running) and at most `every`.
-fn idle_wait(shared: &Shared, every: Duration) -> Duration {
-    let next_due = lock(&shared.schedule).next_due;
-    next_due
-        .duration_since(shared.config.clock.now())
-        .unwrap_or(Duration::ZERO)
-        .clamp(RETRY_AFTER.min(every), every)
+/// How long the idle writer waits for a request before it looks whether a background pass is
+/// due; `None` if passes do not start by themselves.
+fn idle_wait(shared: &Shared) -> Option<Duration> {
+    use std::sync::atomic::Ordering;
+    let config = shared
+        .config
+        .maintenance
+        .as_ref()
+        .filter(|m| m.runs_in_background())?;
+    let running = shared.maintaining.load(Ordering::Acquire);
+    lock(&shared.schedule).idle_wait(config, running, shared.config.clock.now())
 }
 
-/// Starts a background maintenance pass if no pass is running in this process and the count
-/// is past the cap's trigger, or (after a batch, or when idle) the interval has passed.
+/// Starts a background maintenance pass (after a batch, or when idle) if no pass is running in
+/// this process and the schedule says one is due.
 fn maybe_maintain(shared: &Arc<Shared>) {
-    use crate::maintain::MaintenanceMode;
     use std::sync::atomic::Ordering;
-    let Some(config) = &shared.config.maintenance else {
+    let Some(config) = shared
+        .config
+        .maintenance
+        .as_ref()
+        .filter(|m| m.runs_in_background())
+    else {
         return;
     };
-    if config.mode == MaintenanceMode::Off || !config.background {
-        return;
-    }
     let count = shared.read().state.len();
     let now = shared.config.clock.now();
     let mut schedule = lock(&shared.schedule);
-    let over_cap = config
-        .cap_trigger()
-        .is_some_and(|trigger| count > trigger.max(schedule.cap_rearm.unwrap_or(0)));
-    let due = config.interval.is_some() && now >= schedule.next_due;
-    if !(over_cap || due) || shared.maintaining.swap(true, Ordering::AcqRel) {
+    if !schedule.pass_due(config, count, now) || shared.maintaining.swap(true, Ordering::AcqRel) {
         return;
     }
-    if let Some(every) = config.interval {
-        schedule.next_due = now + every;
-    }
+    schedule.pass_started(config, now);
     drop(schedule);
     shared.count(|c| c.background_passes += 1);
     if !shared.maintainer.kick(shared) {
@@ -641,27 +609,23 @@ fn maintain_job(shared: &Arc<Shared>) -> bool {
     let outcome = crate::maintain::run(shared, false);
     let count = shared.read().state.len();
     let now = shared.config.clock.now();
-    let config = shared.config.maintenance.as_ref();
-    let (stuck, retry) = match &outcome {
-        Ok(report) => (
-            report.dry_run || report.kept_protected > 0,
-            report.incomplete,
-        ),
+    let end = match &outcome {
+        Ok(report) => PassEnd {
+            stuck: report.dry_run || report.kept_protected > 0,
+            retry: report.incomplete,
+        },
         Err(e) => {
             tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
                 "a maintenance pass failed; the next one tries again");
-            (true, true)
+            PassEnd {
+                stuck: true,
+                retry: true,
+            }
         }
     };
-    let mut schedule = lock(&shared.schedule);
-    schedule.cap_rearm = config
-        .and_then(|m| m.max_entries.zip(m.cap_trigger()))
-        .filter(|&(_, trigger)| stuck && count > trigger)
-        .map(|(max, _)| count + crate::maintain::slack(max));
-    if retry {
-        schedule.next_due = schedule.next_due.min(now + RETRY_AFTER);
+    if let Some(config) = &shared.config.maintenance {
+        lock(&shared.schedule).pass_ended(config, end, count, now);
     }
-    drop(schedule);
     // The hook hears of the pass once the next one may start.
     drop(running);
     outcome.is_ok_and(|report| {

@@ -641,6 +641,54 @@ fn a_backlog_of_orphans_shrinks_by_every_pass_and_soon() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// With no interval and no requests, a pass that ran out of time is still followed about a
+/// second later. The idle writer used to wait for the next request, so the rest of the backlog
+/// stayed until the next batch came.
+#[test]
+fn an_unfinished_pass_goes_on_with_no_interval_and_no_requests() {
+    let dir = Scratch::new("backlog-idle");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (store, clock) = open_with_clock(
+        &dir,
+        Maintenance::new()
+            .time_budget(Duration::ZERO)
+            .interval(None)
+            .max_entries(Some(1))
+            .on_pass(move |r| {
+                let _ = tx.send((r.capped.len(), r.orphans.len(), r.incomplete));
+            }),
+    );
+    for i in 0..100 {
+        plant(
+            &dir.join(format!("o{i:03}.jsonl")),
+            10,
+            2 * Duration::from_secs(3600),
+        );
+    }
+    // The third entry passes the cap's trigger (a cap of 1 and a slack of 1): its batch starts
+    // the first pass, and no request follows.
+    for i in 0..3u64 {
+        store
+            .upsert(
+                format!("k{i}"),
+                entry(&format!("s{i}"), DAY - Duration::from_secs(i), ""),
+            )
+            .unwrap();
+    }
+    let hang = sessionkit_test_support::HANG;
+    assert_eq!(rx.recv_timeout(hang).unwrap(), (2, 64, true));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(rx.recv_timeout(hang).unwrap(), (0, 36, false));
+    assert_eq!(store.counters().background_passes, 2);
+    let left: Vec<String> = dir
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with('o') && n.ends_with(".jsonl"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(store.count().unwrap(), 1);
+}
+
 /// Protection orders the disk budget's evictions (unprotected entries first) but cannot defeat
 /// it: a rule that protects everything still lets the oldest entries go; active ones stay.
 #[test]
