@@ -268,6 +268,8 @@ pub(crate) fn merge_into(out: &mut String, target: Option<&str>, patch: &Fields<
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn keys<'a>(fields: &'a Fields<'a>) -> Vec<(&'a str, &'a str)> {
@@ -328,6 +330,204 @@ mod tests {
             &patch,
         );
         assert_eq!(out, r#"{"b":2.50,"a":{"x":1,"y":2},"e":[null]}"#);
+    }
+
+    /// Spellings of keys and strings: plain, with escapes, and non-ASCII.
+    const WORDS: [&str; 8] = [
+        "a",
+        "b",
+        "sessionId",
+        "é",
+        "\u{1F600}",
+        "q\"",
+        "back\\slash",
+        "nl\n",
+    ];
+
+    /// `s` as a JSON string with every character written as a `\u` escape.
+    fn unicode_escaped(s: &str) -> String {
+        let mut out = String::from("\"");
+        for unit in s.encode_utf16() {
+            out.push_str(&format!("\\u{unit:04x}"));
+        }
+        out.push('"');
+        out
+    }
+
+    fn ws() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec!["", "", " ", "\n  ", "\t", "\r\n"])
+    }
+
+    /// A JSON string literal and the string it means.
+    fn string_literal() -> impl Strategy<Value = (String, String)> {
+        (proptest::sample::select(WORDS.to_vec()), any::<bool>()).prop_map(|(s, escaped)| {
+            let text = if escaped {
+                unicode_escaped(s)
+            } else {
+                serde_json::to_string(s).unwrap()
+            };
+            (text, s.to_owned())
+        })
+    }
+
+    /// One JSON value written twice: with whitespace between its tokens (`spaced`), and the
+    /// same tokens without it (`tight`), which is what minifying must give.
+    #[derive(Clone, Debug)]
+    struct Text {
+        spaced: String,
+        tight: String,
+    }
+
+    impl Text {
+        fn token(token: &str) -> Text {
+            Text {
+                spaced: token.to_owned(),
+                tight: token.to_owned(),
+            }
+        }
+
+        /// Joins `parts` with `sep` between them, inside `open` and `close`.
+        fn join(open: &str, parts: Vec<Text>, sep: &str, close: &str) -> Text {
+            let (spaced, tight): (Vec<String>, Vec<String>) =
+                parts.into_iter().map(|t| (t.spaced, t.tight)).unzip();
+            Text {
+                spaced: format!("{open}{}{close}", spaced.join(sep)),
+                tight: format!("{open}{}{close}", tight.join(sep)),
+            }
+        }
+
+        /// `self` with whitespace around it in the spaced form.
+        fn padded(self, before: &str, after: &str) -> Text {
+            Text {
+                spaced: format!("{before}{}{after}", self.spaced),
+                tight: self.tight,
+            }
+        }
+    }
+
+    /// One JSON value, with whitespace between its tokens and duplicate keys.
+    fn value_text() -> impl Strategy<Value = Text> {
+        let leaf = prop_oneof![
+            proptest::sample::select(vec![
+                "null", "true", "false", "0", "-12", "1.50", "1e3", "2.5E-3"
+            ])
+            .prop_map(Text::token),
+            string_literal().prop_map(|(text, _)| Text::token(&text)),
+        ];
+        leaf.prop_recursive(3, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec((ws(), inner.clone(), ws()), 0..4).prop_map(|items| {
+                    let items = items.into_iter().map(|(a, v, b)| v.padded(a, b)).collect();
+                    Text::join("[", items, ",", "]")
+                }),
+                object_text(inner).prop_map(|(text, _)| text),
+            ]
+        })
+    }
+
+    /// A JSON object, and its keys as written (decoded), duplicates included.
+    fn object_text(
+        value: impl Strategy<Value = Text>,
+    ) -> impl Strategy<Value = (Text, Vec<String>)> {
+        proptest::collection::vec((ws(), string_literal(), ws(), ws(), value, ws()), 0..6).prop_map(
+            |fields| {
+                let keys = fields.iter().map(|(_, (_, key), ..)| key.clone()).collect();
+                let parts = fields
+                    .into_iter()
+                    .map(|(a, (k, _), b, c, v, d)| {
+                        Text::join(
+                            "",
+                            vec![Text::token(&k).padded(a, b), v.padded(c, d)],
+                            ":",
+                            "",
+                        )
+                    })
+                    .collect();
+                (Text::join("{", parts, ",", "}"), keys)
+            },
+        )
+    }
+
+    proptest! {
+        /// An object's fields come out once per key, in the order each key first appears,
+        /// each with the bytes of its last value, as `JSON.parse` resolves duplicates; a
+        /// value that is not an object is reported at its first byte.
+        #[test]
+        fn parse_object_resolves_fields_like_json_parse(
+            lead in ws(),
+            (text, keys) in object_text(value_text()),
+            other in value_text(),
+            trail in ws(),
+            object in any::<bool>(),
+        ) {
+            let (text, other) = (text.spaced, other.spaced);
+            let whole = format!("{lead}{}{trail}", if object { &text } else { &other });
+            let expected: serde_json::Value = serde_json::from_str(&whole).unwrap();
+            match parse_object(&whole).unwrap() {
+                Parsed::Object(fields) => {
+                    prop_assert!(object || other.starts_with('{'), "{whole}");
+                    let mut order: Vec<String> = Vec::new();
+                    if object {
+                        for key in keys {
+                            if !order.contains(&key) {
+                                order.push(key);
+                            }
+                        }
+                        let got: Vec<String> = fields.iter().map(|(k, _)| k.to_string()).collect();
+                        prop_assert_eq!(got, order);
+                    }
+                    let map = expected.as_object().unwrap();
+                    prop_assert_eq!(fields.len(), map.len());
+                    for (key, raw) in &fields {
+                        let value: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+                        prop_assert_eq!(Some(&value), map.get(key.as_ref()), "{}", key);
+                        // The raw value is a slice of the input, bytes unchanged.
+                        prop_assert!(whole.contains(raw.get()));
+                    }
+                }
+                Parsed::NotObject(at) => {
+                    prop_assert!(!object && !other.starts_with('{'), "{whole}");
+                    prop_assert_eq!(at, lead.len());
+                }
+            }
+        }
+
+        /// Minifying removes exactly the whitespace between tokens, keeps every string's bytes
+        /// (spaces and escapes included), and copies nothing when there is none to remove.
+        #[test]
+        fn minify_removes_only_whitespace_between_tokens(text in value_text()) {
+            let out = minify(&text.spaced);
+            prop_assert_eq!(&out, &text.tight);
+            prop_assert_eq!(matches!(out, Cow::Borrowed(_)), text.spaced == text.tight);
+            prop_assert!(matches!(minify(&out), Cow::Borrowed(_)));
+        }
+
+        /// The canonical form of parsed fields parses back to the same fields, byte for byte,
+        /// and to the same value as the input.
+        #[test]
+        fn emitted_objects_parse_back_to_their_fields((text, _) in object_text(value_text())) {
+            let text = text.spaced;
+            let Parsed::Object(fields) = parse_object(&text).unwrap() else {
+                panic!("not an object: {text}");
+            };
+            let emitted = emit_object(fields.iter().map(|(k, v)| (k.as_ref(), v.get())));
+            let Parsed::Object(again) = parse_object(&emitted).unwrap() else {
+                panic!("not an object: {emitted}");
+            };
+            prop_assert_eq!(keys(&again), keys(&fields));
+            let before: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let after: serde_json::Value = serde_json::from_str(&emitted).unwrap();
+            prop_assert_eq!(after, before);
+        }
+
+        /// Any string written as a JSON string reads back as itself.
+        #[test]
+        fn json_strings_read_back(s in any::<String>(), prefix in "[a-z{]{0,3}") {
+            let mut out = prefix.clone();
+            push_json_string(&mut out, &s);
+            let back: String = serde_json::from_str(&out[prefix.len()..]).unwrap();
+            prop_assert_eq!(back, s);
+        }
     }
 
     #[test]
