@@ -154,6 +154,8 @@ fn load(
             tracing::error!(path = %journal_path.display(), aside = %aside.display(), offset,
                 "quarantined a corrupt journal, keeping the records before the damage");
             report.quarantined.push(aside);
+            #[cfg(test)]
+            hooks::between_copy_and_replace(&journal_path);
             AtomicWriter::new()
                 .durability(Durability::Durable)
                 .write(&journal_path, prefix)
@@ -304,3 +306,106 @@ fn fresh_epoch() -> u64 {
         .unwrap_or(1)
 }
 
+/// Hooks for tests that must act at one point of opening.
+#[cfg(test)]
+pub(crate) mod hooks {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    static BETWEEN_COPY_AND_REPLACE: Mutex<Vec<(PathBuf, Hook)>> = Mutex::new(Vec::new());
+
+    /// Runs `hook` once, the next time the damaged journal at `path` has been copied aside and
+    /// is about to be replaced (its lock still held).
+    pub(crate) fn on_recovery(path: &Path, hook: impl FnOnce() + Send + 'static) {
+        let mut hooks = BETWEEN_COPY_AND_REPLACE.lock().unwrap();
+        hooks.push((path.to_path_buf(), Box::new(hook)));
+    }
+
+    pub(super) fn between_copy_and_replace(path: &Path) {
+        let hook = {
+            let mut hooks = BETWEEN_COPY_AND_REPLACE.lock().unwrap();
+            let at = hooks.iter().position(|(p, _)| p == path);
+            at.map(|at| hooks.remove(at).1)
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use crate::{Entry, Store, journal_path_for};
+
+    /// While a damaged journal is recovered, its path names the damaged file, still locked, so
+    /// another opener waits for the lock (here it gives up after its timeout). Recovery used to
+    /// rename the file away first: an opener in that window found no journal, created one and
+    /// took its lock, and the recovery then replaced that file under it.
+    #[test]
+    fn a_journal_under_recovery_is_never_missing_for_another_opener() {
+        let dir = sessionkit_test_support::Scratch::new("recovery-window");
+        let snapshot = dir.join("sessions.json");
+        let journal = journal_path_for(&snapshot);
+        {
+            let store = Store::open(&snapshot).unwrap();
+            for key in ["a", "b"] {
+                let entry = Entry::parse(r#"{"sessionId":"s","updatedAt":1}"#).unwrap();
+                store.upsert(key, entry).unwrap();
+            }
+        }
+        // A damaged line in the middle: corrupt, not a torn tail.
+        let mut damaged = fs::read(&journal).unwrap();
+        let last_line = {
+            let body = &damaged[..damaged.len() - 1];
+            let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            damaged[start..].to_vec()
+        };
+        damaged.extend_from_slice(b"{not a record}\n");
+        damaged.extend_from_slice(&last_line);
+        fs::write(&journal, &damaged).unwrap();
+
+        let seen = Arc::new(Mutex::new(None));
+        let (other_snapshot, other_journal, seen_in_hook) =
+            (snapshot.clone(), journal.clone(), seen.clone());
+        super::hooks::on_recovery(&journal, move || {
+            let other = Store::builder()
+                .recover(true)
+                .lock_timeout(Duration::from_millis(20))
+                .open(&other_snapshot);
+            let outcome = match other {
+                Ok(_) => "another opener got in".to_owned(),
+                Err(e) if e.is_timeout() => "timed out".to_owned(),
+                Err(e) => format!("failed: {e}"),
+            };
+            let bytes = fs::read(&other_journal).unwrap_or_default();
+            *seen_in_hook.lock().unwrap() = Some((outcome, bytes));
+        });
+        let store = Store::builder().recover(true).open(&snapshot).unwrap();
+        let (outcome, bytes) = seen.lock().unwrap().take().expect("the hook ran");
+        assert_eq!(outcome, "timed out");
+        assert!(
+            bytes == damaged,
+            "the journal's path did not name the damaged file"
+        );
+        assert_eq!(store.open_report().quarantined.len(), 1);
+        assert_eq!(store.count().unwrap(), 2);
+
+        // Once the recovery is done, the other opener gets in, finds nothing more to recover,
+        // and sees the same records.
+        let other = Store::builder().recover(true).open(&snapshot).unwrap();
+        assert!(other.open_report().quarantined.is_empty());
+        assert_eq!(other.count().unwrap(), 2);
+        let corrupt: Vec<String> = dir
+            .names()
+            .into_iter()
+            .filter(|n| n.contains(".corrupt."))
+            .collect();
+        assert_eq!(corrupt.len(), 1, "{corrupt:?}");
+    }
+}
