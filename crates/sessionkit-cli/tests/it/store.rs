@@ -50,12 +50,12 @@ fn ok(sub: &[&str], path: &Path, rest: &[&str], stdin: &[u8]) -> String {
     String::from_utf8(output.stdout).expect("stdout is UTF-8")
 }
 
-/// `store set PATH KEY` with `entry` on standard input.
 /// `store get PATH KEY`'s standard output.
 fn get(path: &Path, key: &str) -> String {
     ok(&["get"], path, &[key], b"")
 }
 
+/// `store set PATH KEY` with `entry` on standard input.
 fn set(path: &Path, key: &str, entry: &str) {
     assert_eq!(ok(&["set"], path, &[key], entry.as_bytes()), "");
 }
@@ -198,6 +198,170 @@ fn preserve_activity_without_patch_is_a_usage_error() {
         br#"{"sessionId":"a"}"#,
     );
     assert_eq!(output.status.code(), Some(USAGE));
+    assert_eq!(names(dir.path()), Vec::<String>::new());
+}
+
+/// `store set --updated-at HOW PATH KEY` with `entry` on standard input; returns clock
+/// readings taken just before and just after the command, which bracket the store's "now".
+fn set_updated_at(path: &Path, key: &str, how: &str, entry: &str) -> (i64, i64) {
+    let before = now_ms();
+    let out = ok(
+        &["set", "--updated-at", how],
+        path,
+        &[key],
+        entry.as_bytes(),
+    );
+    let after = now_ms();
+    assert_eq!(out, "");
+    (before, after)
+}
+
+/// Asserts that the entry under `key` is `fields` followed by an `updatedAt` between `before`
+/// and `after`, inclusive.
+fn assert_stamped_now(path: &Path, key: &str, fields: &str, (before, after): (i64, i64)) {
+    let raw = get(path, key);
+    let at = json(&raw)["updatedAt"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no whole-number updatedAt: {raw}"));
+    assert!(
+        before <= at && at <= after,
+        "{at} not in {before}..={after}: {raw}"
+    );
+    // The stamp goes last; every other field is written as it was given.
+    assert_eq!(raw, format!("{fields}\"updatedAt\":{at}}}\n"));
+}
+
+#[test]
+fn updated_at_advance_moves_a_past_value_up_to_now() {
+    let (_dir, path) = store_dir();
+    set(&path, "k", r#"{"sessionId":"a","updatedAt":1000}"#);
+    let around = set_updated_at(
+        &path,
+        "k",
+        "advance",
+        r#"{"updatedAt":2000,"sessionId":"b","ratio":1.0}"#,
+    );
+    assert_stamped_now(&path, "k", r#"{"sessionId":"b","ratio":1.0,"#, around);
+}
+
+#[test]
+fn updated_at_advance_cuts_a_future_value_back_to_now() {
+    let (_dir, path) = store_dir();
+    // A day ahead: a skewed machine's value, which must not stick.
+    let future = now_ms() + 86_400_000;
+    // In the existing entry.
+    set(
+        &path,
+        "old",
+        &format!(r#"{{"sessionId":"a","updatedAt":{future}}}"#),
+    );
+    let around = set_updated_at(
+        &path,
+        "old",
+        "advance",
+        r#"{"sessionId":"a","updatedAt":5}"#,
+    );
+    assert_stamped_now(&path, "old", r#"{"sessionId":"a","#, around);
+    // In the input, for a new key.
+    let input = format!(r#"{{"sessionId":"n","updatedAt":{future}}}"#);
+    let around = set_updated_at(&path, "new", "advance", &input);
+    assert_stamped_now(&path, "new", r#"{"sessionId":"n","#, around);
+}
+
+#[test]
+fn updated_at_preserve_keeps_the_existing_value_whatever_the_input_says() {
+    let (_dir, path) = store_dir();
+    // The input's own value is replaced by the existing entry's.
+    set(&path, "k", r#"{"sessionId":"a","updatedAt":1000}"#);
+    let input = r#"{"updatedAt":99999,"sessionId":"b","label":"meta"}"#;
+    set_updated_at(&path, "k", "preserve", input);
+    assert_eq!(
+        get(&path, "k"),
+        "{\"sessionId\":\"b\",\"label\":\"meta\",\"updatedAt\":1000}\n"
+    );
+    // An input without one gets the existing entry's.
+    set_updated_at(&path, "k", "preserve", r#"{"sessionId":"c"}"#);
+    assert_eq!(
+        get(&path, "k"),
+        "{\"sessionId\":\"c\",\"updatedAt\":1000}\n"
+    );
+    // A future value is kept too: only advance caps at now.
+    let future = now_ms() + 86_400_000;
+    set(
+        &path,
+        "f",
+        &format!(r#"{{"sessionId":"f","updatedAt":{future}}}"#),
+    );
+    set_updated_at(&path, "f", "preserve", r#"{"sessionId":"f","updatedAt":7}"#);
+    assert_eq!(
+        get(&path, "f"),
+        format!("{{\"sessionId\":\"f\",\"updatedAt\":{future}}}\n")
+    );
+}
+
+#[test]
+fn updated_at_preserve_with_nothing_to_keep_stamps_now() {
+    let (_dir, path) = store_dir();
+    // A new key: there is no existing value, so the entry gets now, not the input's value.
+    let around = set_updated_at(
+        &path,
+        "new",
+        "preserve",
+        r#"{"sessionId":"n","updatedAt":5}"#,
+    );
+    assert_stamped_now(&path, "new", r#"{"sessionId":"n","#, around);
+    // An existing entry whose updatedAt is not a whole number has nothing to keep either.
+    set(&path, "odd", r#"{"sessionId":"o","updatedAt":"yesterday"}"#);
+    let around = set_updated_at(
+        &path,
+        "odd",
+        "preserve",
+        r#"{"sessionId":"o","updatedAt":5}"#,
+    );
+    assert_stamped_now(&path, "odd", r#"{"sessionId":"o","#, around);
+}
+
+#[test]
+fn updated_at_as_given_is_the_default_and_writes_the_input_unchanged() {
+    let (_dir, path) = store_dir();
+    let future = now_ms() + 86_400_000;
+    let inputs = [
+        r#"{"updatedAt":5,"sessionId":"p","ratio":1.0}"#.to_owned(),
+        format!(r#"{{"updatedAt":{future},"sessionId":"f"}}"#),
+        r#"{"sessionId":"none"}"#.to_owned(),
+    ];
+    let options: [&[&str]; 2] = [&["set"], &["set", "--updated-at", "as-given"]];
+    for option in options {
+        for input in &inputs {
+            // An existing entry with a value of its own, which must not leak into the new one.
+            set(&path, "k", r#"{"sessionId":"a","updatedAt":1000}"#);
+            assert_eq!(ok(option, &path, &["k"], input.as_bytes()), "");
+            assert_eq!(get(&path, "k"), format!("{input}\n"), "{option:?}");
+        }
+    }
+}
+
+#[test]
+fn updated_at_refuses_bad_values_and_patch_as_usage_errors() {
+    let (dir, path) = store_dir();
+    let output = run(
+        args(&["set", "--updated-at", "later"], &path, &["k"]),
+        br#"{"sessionId":"a"}"#,
+    );
+    assert_eq!(output.status.code(), Some(USAGE));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("'later'"), "{stderr}");
+    assert!(stderr.contains("as-given, advance, preserve"), "{stderr}");
+    // A patch always stamps; --preserve-activity is its way to keep the value.
+    for how in ["as-given", "advance", "preserve"] {
+        let output = run(
+            args(&["set", "--patch", "--updated-at", how], &path, &["k"]),
+            br#"{"sessionId":"a"}"#,
+        );
+        assert_eq!(output.status.code(), Some(USAGE), "{how}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("cannot be used with"), "{how}: {stderr}");
+    }
     assert_eq!(names(dir.path()), Vec::<String>::new());
 }
 

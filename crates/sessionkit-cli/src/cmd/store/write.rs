@@ -35,6 +35,40 @@ pub(crate) struct SetArgs {
     /// With --patch: keep the entry's updatedAt (a metadata change, not activity).
     #[arg(long, requires = "patch")]
     pub(crate) preserve_activity: bool,
+
+    /// Without --patch: what to do with the entry's updatedAt.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "HOW",
+        default_value_t = UpdatedAt::AsGiven,
+        conflicts_with = "patch"
+    )]
+    pub(crate) updated_at: UpdatedAt,
+}
+
+/// `store set --updated-at`: how a replaced entry's `updatedAt` is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum UpdatedAt {
+    /// Write the entry exactly as given, with its updatedAt or without one (imports, restores).
+    AsGiven,
+    /// Set updatedAt to now by OpenClaw's rule: the latest of the existing entry's, the
+    /// input's and now, never later than now.
+    Advance,
+    /// Keep the existing entry's updatedAt, whatever the input says; a new key, or an existing
+    /// entry without a whole-number updatedAt, gets now as with advance.
+    Preserve,
+}
+
+impl UpdatedAt {
+    /// The library's stamping for this choice; `None` writes the entry as given.
+    fn activity(self) -> Option<Activity> {
+        match self {
+            UpdatedAt::AsGiven => None,
+            UpdatedAt::Advance => Some(Activity::Advance),
+            UpdatedAt::Preserve => Some(Activity::Preserve),
+        }
+    }
 }
 
 /// Arguments of `sessionkit store delete`.
@@ -83,7 +117,10 @@ pub(super) fn set(args: &SetArgs) -> Result<u8, Failure> {
     };
     let store = open(&args.path, true)?;
     match change {
-        Change::Upsert(entry) => store.upsert(args.key.as_str(), entry)?,
+        Change::Upsert(entry) => match args.updated_at.activity() {
+            None => store.upsert(args.key.as_str(), entry)?,
+            Some(activity) => store.upsert_with(args.key.as_str(), entry, activity)?,
+        },
         Change::Patch(patch) => {
             let activity = if args.preserve_activity {
                 Activity::Preserve
