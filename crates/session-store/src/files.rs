@@ -20,15 +20,15 @@ pub(crate) type FileId = (u64, u64);
 ///
 /// A writer's bytes are not final until it lets go of the exclusive lock: if its fsync fails,
 /// it cuts them back out. So readers never read bytes a writer may still take back: they read
-/// under the shared lock, taken through a second open of the file (an OS lock belongs to an
-/// open file, and taking it through the writer's would change the writer's own lock), or,
-/// while this process holds the exclusive lock, only up to where its own batch starts.
+/// under the shared lock, each taken through an open of the file of its own (an OS lock
+/// belongs to an open file: taken through the writer's, it would change the writer's own
+/// lock, and taken through one open shared by several readers, the first to let go would let
+/// go for all), or, while this process holds the exclusive lock, only up to where its own
+/// batch starts.
 #[derive(Debug)]
 pub(crate) struct JournalFile {
     pub(crate) path: PathBuf,
     file: File,
-    /// The same file, opened again for readers' shared lock.
-    reader: File,
     pub(crate) id: FileId,
     /// True while this process holds the exclusive lock.
     held: AtomicBool,
@@ -40,6 +40,7 @@ pub(crate) struct JournalFile {
 #[derive(Debug)]
 pub(crate) struct Locked {
     journal: Arc<JournalFile>,
+    held: Option<sys::Held>,
 }
 
 impl Locked {
@@ -52,22 +53,18 @@ impl Locked {
 impl Drop for Locked {
     fn drop(&mut self) {
         self.journal.held.store(false, Ordering::SeqCst);
-        // Closing the file would drop the lock too, but the file stays open for the next
-        // batch; unlocking now lets other processes in.
-        let _ = sys::unlock_journal(&self.journal.file);
+        if let Some(held) = self.held.take() {
+            let _ = sys::unlock_journal(&self.journal.file, held);
+        }
     }
 }
 
-/// The journal's shared OS lock, taken by a reader, held while it lives.
+/// The journal's shared OS lock, taken by a reader through an open of the file of its own,
+/// held while it lives (closing that file releases it).
 #[derive(Debug)]
-pub(crate) struct ReadLocked<'a> {
-    journal: &'a JournalFile,
-}
-
-impl Drop for ReadLocked<'_> {
-    fn drop(&mut self) {
-        let _ = sys::unlock_journal(&self.journal.reader);
-    }
+pub(crate) struct ReadLocked {
+    _file: File,
+    _held: sys::Held,
 }
 
 /// Marks a batch in flight from an offset until dropped ([`JournalFile::appending_from`]).
@@ -102,18 +99,9 @@ impl JournalFile {
             .open(file_path)?;
         let meta = file.metadata()?;
         let id = (meta.dev(), meta.ino());
-        let reader = File::open(file_path)?;
-        let reader_meta = reader.metadata()?;
-        if (reader_meta.dev(), reader_meta.ino()) != id {
-            // Replaced between the two opens: the caller tries again as after any compaction.
-            return Err(io::Error::other(
-                "the journal was replaced while it was being opened",
-            ));
-        }
         Ok(JournalFile {
             path: path.to_path_buf(),
             file,
-            reader,
             id,
             held: AtomicBool::new(false),
             appending_from: AtomicU64::new(u64::MAX),
@@ -127,10 +115,11 @@ impl JournalFile {
         timeout: Duration,
         waiting: &dyn Fn(),
     ) -> io::Result<Locked> {
-        sys::lock_journal(&self.file, JournalLock::Exclusive, timeout, waiting)?;
+        let held = sys::lock_journal(&self.file, JournalLock::Exclusive, timeout, waiting)?;
         self.held.store(true, Ordering::SeqCst);
         Ok(Locked {
             journal: self.clone(),
+            held: Some(held),
         })
     }
 
@@ -142,9 +131,27 @@ impl JournalFile {
         &self,
         timeout: Duration,
         waiting: &dyn Fn(),
-    ) -> io::Result<ReadLocked<'_>> {
-        sys::lock_journal(&self.reader, JournalLock::Shared, timeout, waiting)?;
-        Ok(ReadLocked { journal: self })
+    ) -> io::Result<ReadLocked> {
+        let file = match sys::reopen(&self.file) {
+            Ok(file) => file,
+            // Where a file cannot be opened again by its descriptor, by its path, which only
+            // helps while it still names this file.
+            Err(_) => {
+                let file = File::open(&self.path)?;
+                let meta = file.metadata()?;
+                if (meta.dev(), meta.ino()) != self.id {
+                    return Err(io::Error::other(
+                        "the journal was replaced while a reader was locking it",
+                    ));
+                }
+                file
+            }
+        };
+        let held = sys::lock_journal(&file, JournalLock::Shared, timeout, waiting)?;
+        Ok(ReadLocked {
+            _file: file,
+            _held: held,
+        })
     }
 
     /// True while this process holds the exclusive lock.
@@ -296,6 +303,27 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each reader's shared lock is its own: when one of two readers in a process lets go, the
+    /// other still keeps writers out. They used to share one open of the file, whose lock the
+    /// first to let go released for both.
+    #[test]
+    fn one_reader_letting_go_does_not_unlock_another() {
+        let dir = sessionkit_test_support::Scratch::new("files-readers");
+        let path = dir.join("journal");
+        let journal = JournalFile::open(&path, true).unwrap();
+        let writer = File::open(&path).unwrap();
+        let long = Duration::from_secs(300);
+        let first = journal.lock_shared(long, &|| {}).unwrap();
+        let second = journal.lock_shared(long, &|| {}).unwrap();
+        drop(first);
+        let blocked = sys::lock_journal(&writer, JournalLock::Exclusive, Duration::ZERO, &|| {});
+        let err = blocked.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        drop(second);
+        let held = sys::lock_journal(&writer, JournalLock::Exclusive, Duration::ZERO, &|| {});
+        assert!(held.is_ok(), "{held:?}");
+    }
 
     #[test]
     fn copy_lines_from_stops_at_the_last_whole_line() {

@@ -62,6 +62,11 @@
 //!
 //! Linux is the tested platform. The journal lock is `flock` through `std::fs::File::lock`;
 //! on network file systems that do not honour it, do not share a store between machines.
+//! `flock` has no timed wait, so on Linux a held lock is waited for by a short-lived thread
+//! blocked in it through another open of the file (by `/proc/self/fd`), which the kernel wakes
+//! when the lock is released; the caller waits for that thread up to
+//! [`StoreBuilder::lock_timeout`]. Where `/proc` is missing, on other platforms, and past 16
+//! such threads in a process (holders that hang), a held lock is polled every 50 µs to 2 ms.
 //!
 //! # Example
 //!

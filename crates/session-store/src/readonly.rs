@@ -65,19 +65,24 @@ pub fn read_store_files(snapshot_path: impl AsRef<Path>) -> Result<StoreFiles> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(failed("open", &journal_path, e)),
         };
-        if let Some(file) = &journal {
-            crate::sys::lock_journal(
-                file,
-                JournalLock::Shared,
-                crate::DEFAULT_LOCK_TIMEOUT,
-                &|| {},
-            )
-            .map_err(|e| failed("lock", &journal_path, e))?;
-            if !same_file(file, &journal_path).map_err(|e| failed("stat", &journal_path, e))? {
-                // A compaction put a new journal in place; dropping the file unlocks it.
-                continue;
+        // Held until the files are read; dropping it and the file unlocks.
+        let _held = match &journal {
+            Some(file) => {
+                let held = crate::sys::lock_journal(
+                    file,
+                    JournalLock::Shared,
+                    crate::DEFAULT_LOCK_TIMEOUT,
+                    &|| {},
+                )
+                .map_err(|e| failed("lock", &journal_path, e))?;
+                if !same_file(file, &journal_path).map_err(|e| failed("stat", &journal_path, e))? {
+                    // A compaction put a new journal in place.
+                    continue;
+                }
+                Some(held)
             }
-        }
+            None => None,
+        };
         let snapshot = match fs::read(path) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,

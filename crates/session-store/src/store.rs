@@ -155,11 +155,17 @@ impl StoreBuilder {
         self
     }
 
-    /// The longest any operation waits for the journal's OS lock, which another process holds
-    /// for one batch's write and fsync, or a compaction's swap. The kernel drops the lock of a
-    /// process that dies, so only a live holder that hangs (stopped, or stuck in an fsync on a
-    /// failing disk) makes anyone wait this long; the operation then fails with an error whose
-    /// [`is_timeout`](Error::is_timeout) is true, naming the journal, and writes nothing.
+    /// The longest one wait for the journal's OS lock lasts. Another process holds it for one
+    /// batch's write and fsync, or a compaction's swap, and the kernel drops the lock of a
+    /// process that dies; so a wait this long means a live holder that hangs (stopped, or
+    /// stuck in an fsync on a failing disk), or one that writes without a pause. The
+    /// operation then fails with an error whose [`is_timeout`](Error::is_timeout) is true,
+    /// naming the journal, and writes nothing. An operation can wait more than once: a write
+    /// queued behind this process's compaction waits for the compaction's wait first, and a
+    /// reader that finds the journal replaced waits again for the new one.
+    ///
+    /// A waiter is woken by the OS when the lock is released (see the crate's platform
+    /// notes), so it does not lose the lock to a busy holder between polls.
     ///
     /// By default, 60 s ([`DEFAULT_LOCK_TIMEOUT`](crate::DEFAULT_LOCK_TIMEOUT)).
     pub fn lock_timeout(&mut self, timeout: Duration) -> &mut Self {

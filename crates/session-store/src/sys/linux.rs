@@ -1,4 +1,5 @@
-//! Linux: per-thread nice values, and glibc's `malloc_trim`.
+//! Linux: per-thread nice values, glibc's `malloc_trim`, and opening a file again through
+//! `/proc/self/fd`.
 
 /// The compaction thread runs at nice 10, so that a thread of the caller's (an async runtime's
 /// worker, the writer) gets a CPU first when both want one.
@@ -36,4 +37,11 @@ pub(crate) fn return_free_memory() {
             libc::malloc_trim(0);
         }
     }
+}
+
+/// Opens the file behind `file` again, as a new open file with a lock of its own, through
+/// `/proc/self/fd`: the same file even if its path was renamed or removed since.
+pub(crate) fn reopen(file: &std::fs::File) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }

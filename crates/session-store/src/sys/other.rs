@@ -1,7 +1,13 @@
-//! Fallback for platforms that are not tested yet: the hints do nothing.
+//! Fallback for platforms that are not tested yet: the hints do nothing, and a file cannot be
+//! opened again by its descriptor (so a held journal lock is polled).
 
 /// Does nothing on this platform.
 pub(crate) fn lower_this_thread_priority() {}
 
 /// Does nothing on this platform.
 pub(crate) fn return_free_memory() {}
+
+/// Cannot be done here without a path: fails with [`std::io::ErrorKind::Unsupported`].
+pub(crate) fn reopen(_file: &std::fs::File) -> std::io::Result<std::fs::File> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
