@@ -6,6 +6,7 @@ mod asyncs;
 mod config;
 mod events;
 mod fence;
+mod lifecycle;
 mod lookup;
 mod pidns;
 mod record;
