@@ -106,6 +106,10 @@ pub struct LockCheckConfig {
     /// End the run as soon as the histories show a lost update or an overlap (for mutants:
     /// run until caught, within the time limit), once the minimums are met.
     pub until_caught: bool,
+    /// End the run once this many workers have failed on their own (each one is a violation
+    /// and is replaced), however far the counter got; for checking that such failures are
+    /// reported. `None` runs on to the counts, a stall or the time limit.
+    pub stop_after_worker_errors: Option<u64>,
     /// The shortest and longest wait between two nemesis actions.
     pub nemesis_every: (Duration, Duration),
     /// How long a stopped worker stays stopped; longer than the max hold and the stale age.
@@ -134,6 +138,7 @@ impl LockCheckConfig {
             min_kills: 10,
             min_holder_stops: 10,
             until_caught: false,
+            stop_after_worker_errors: None,
             nemesis_every: (Duration::from_millis(20), Duration::from_millis(120)),
             pause: Duration::from_millis(300),
             timing: LockTiming::default(),
@@ -1039,6 +1044,12 @@ pub fn run(config: &LockCheckConfig) -> Result<LockCheckReport, String> {
         for failure in pool.reap_failed()? {
             report.worker_errors.push(failure);
             pool.spawn(rng.next_u64())?;
+        }
+        if config
+            .stop_after_worker_errors
+            .is_some_and(|n| report.worker_errors.len() as u64 >= n)
+        {
+            break;
         }
         let value = read_counter(dir)?;
         if value != last_value {
