@@ -26,6 +26,16 @@ fn simulate(extra: &[&str]) -> (Value, tempfile::TempDir) {
     (report, tmp)
 }
 
+/// The counts that must be 0 in every run of ours.
+const MUST_BE_ZERO: [&str; 6] = [
+    "updatesLost",
+    "orphanTranscripts",
+    "tornFiles",
+    "locksLeft",
+    "runsFailed",
+    "writesAfterLosingLock",
+];
+
 fn n(report: &Value, field: &str) -> u64 {
     report[field]
         .as_u64()
@@ -40,14 +50,7 @@ fn check_promises(r: &Value) -> Result<(), String> {
             .as_u64()
             .ok_or_else(|| format!("{field} is not a count"))
     };
-    for zero in [
-        "updatesLost",
-        "orphanTranscripts",
-        "tornFiles",
-        "locksLeft",
-        "runsFailed",
-        "writesAfterLosingLock",
-    ] {
+    for zero in MUST_BE_ZERO {
         if n(zero)? != 0 {
             return Err(format!("{zero} is {}, not 0", n(zero)?));
         }
@@ -148,16 +151,9 @@ fn the_promise_check_rejects_each_fault_planted_in_a_real_report() {
     let count = |field: &str| n(real, field);
     // Each fault sets fields of the real report (None removes one), and the rejection must
     // name the field that makes it a fault.
-    let mut faults: Vec<(&str, Edits<'_>)> = [
-        "updatesLost",
-        "orphanTranscripts",
-        "tornFiles",
-        "locksLeft",
-        "runsFailed",
-        "writesAfterLosingLock",
-    ]
-    .map(|zero| (zero, vec![(zero, Some(1))]))
-    .into();
+    let mut faults: Vec<(&str, Edits<'_>)> = MUST_BE_ZERO
+        .map(|zero| (zero, vec![(zero, Some(1))]))
+        .into();
     faults.extend([
         ("updatesLost", vec![("updatesLost", None)]),
         (

@@ -409,58 +409,70 @@ fn a_lock_recreated_between_judgement_and_removal_survives() {
     assert_eq!(fs::read_to_string(&lock).unwrap(), replacement);
 }
 
-/// Judges the stale lock of `target` once and lets `change` act on the file between the
-/// judgement and the removal; returns whether it was removed.
-fn remove_once_changed_by(target: &Path, change: impl Fn(&Path) + Send + Sync + 'static) -> bool {
+/// What became of a dead owner's stale lock that was judged once while `change` acted on the
+/// file between the judgement and the removal.
+struct Window {
+    /// The lock's bytes when it was judged.
+    before: Vec<u8>,
+    removed: bool,
+    /// The lock's bytes afterwards; `None` once it is gone.
+    after: Option<Vec<u8>>,
+}
+
+/// Plants a dead owner's stale lock in a fresh directory, judges it once and lets `change` act
+/// on the file between the judgement and the removal.
+fn stale_lock_changed_by(tag: &str, change: impl Fn(&Path) + Send + Sync + 'static) -> Window {
+    let dir = Scratch::new(tag);
+    let target = dir.join("t");
+    let lock = lock_of(&target);
+    plant_legacy(&target, Some(dead_pid()), Some(60 * MIN), None, None);
+    let before = fs::read(&lock).unwrap();
     let locker = Locker::new();
     locker.set_removal_hook(change);
-    let (inspection, removed) = locker
-        .remove_if_stale_once(&lock_of(target), |_| false)
-        .unwrap();
+    let (inspection, removed) = locker.remove_if_stale_once(&lock, |_| false).unwrap();
     assert_eq!(inspection.status, Status::Stale);
-    removed
+    let after = match fs::read(&lock) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("read {}: {e}", lock.display()),
+    };
+    Window {
+        before,
+        removed,
+        after,
+    }
 }
 
 #[test]
 fn a_lock_rewritten_in_place_between_judgement_and_removal_survives() {
-    let dir = Scratch::new("inplace");
-    let target = dir.join("t");
-    plant_legacy(&target, Some(dead_pid()), Some(60 * MIN), None, None);
-    let before = fs::read(lock_of(&target)).unwrap();
     // Same file, same length, one byte different: only the bytes tell.
-    let removed = remove_once_changed_by(&target, |path| {
+    let window = stale_lock_changed_by("inplace", |path| {
         let mut file = fs::OpenOptions::new().write(true).open(path).unwrap();
         std::io::Write::write_all(&mut file, b"[").unwrap();
     });
-    assert!(!removed, "a lock changed in place must survive");
-    let after = fs::read(lock_of(&target)).unwrap();
-    assert_eq!(after.len(), before.len());
+    assert!(!window.removed, "a lock changed in place must survive");
+    let after = window.after.unwrap();
+    assert_eq!(after.len(), window.before.len());
     assert_eq!(after[0], b'[');
 }
 
 #[test]
 fn a_lock_appended_to_between_judgement_and_removal_survives() {
-    let dir = Scratch::new("append");
-    let target = dir.join("t");
-    plant_legacy(&target, Some(dead_pid()), Some(60 * MIN), None, None);
-    let before = fs::read(lock_of(&target)).unwrap();
     // The judged bytes are still the file's first bytes; only its length changed.
-    let removed = remove_once_changed_by(&target, |path| {
+    let window = stale_lock_changed_by("append", |path| {
         let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
         std::io::Write::write_all(&mut file, b"\n").unwrap();
     });
-    assert!(!removed, "a lock that grew must survive");
-    assert_eq!(fs::read(lock_of(&target)).unwrap().len(), before.len() + 1);
+    assert!(!window.removed, "a lock that grew must survive");
+    assert_eq!(window.after.unwrap().len(), window.before.len() + 1);
 }
 
 #[test]
 fn an_unchanged_stale_lock_is_removed_once_judged() {
-    let dir = Scratch::new("unchanged");
-    let target = dir.join("t");
-    plant_legacy(&target, Some(dead_pid()), Some(60 * MIN), None, None);
     // The control for the two tests above: the same path with a hook that changes nothing.
-    assert!(remove_once_changed_by(&target, |_| {}));
-    assert!(!lock_of(&target).exists());
+    let window = stale_lock_changed_by("unchanged", |_| {});
+    assert!(window.removed);
+    assert_eq!(window.after, None);
 }
 
 #[test]
