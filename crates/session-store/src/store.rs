@@ -32,6 +32,12 @@ pub enum SyncMode {
     EveryBatch,
     /// Updates are acknowledged once written (they survive a crash of the process), and the
     /// journal is fsynced at most this often, so a power loss loses at most about this much.
+    ///
+    /// A failed fsync is logged, counted ([`IoCounters::failed_fsyncs`]) and tried again an
+    /// interval later. After a failed fsync the kernel may have dropped the pages it could not
+    /// write, and a later fsync that succeeds does not bring them back: what was written
+    /// before the failure may not survive a power loss. [`Store::compact`] writes the whole
+    /// registry from memory with fsync, which makes it durable again.
     Interval(Duration),
     /// Updates are acknowledged once written; the journal is never fsynced by the store (the
     /// kernel writes it back in its own time). A crash of the process loses nothing, a power
