@@ -353,7 +353,8 @@ pub(crate) fn finish_snapshot(out: &mut String, first: bool) {
 /// caller to report.
 ///
 /// An existing file is never overwritten: the new name is reserved by creating it exclusively
-/// (`O_CREAT|O_EXCL`), then the damaged file is renamed over the reservation. If the name is
+/// (`O_CREAT|O_EXCL`, mode 0600), then the damaged file is renamed over the reservation, so
+/// the file keeps its own mode. If the name is
 /// taken, `.1`, `.2`, ... is added. The rename is atomic for the damaged file's name: the
 /// original path names either the damaged file or nothing. If the process dies between the
 /// reservation and the rename, an empty `.corrupt.` file is left behind.
@@ -375,7 +376,7 @@ pub fn quarantine_at(path: impl AsRef<Path>, at: SystemTime) -> Result<PathBuf> 
     let path = path.as_ref();
     let io = |step, subject: &Path, e| Error::io(Operation::Quarantine, step, path, subject, e);
     fs::symlink_metadata(path).map_err(|e| io("inspect", path, e))?;
-    let (candidate, _) = reserve_aside(path, at)?;
+    let (candidate, _) = reserve_aside(path, at, PRIVATE)?;
     if let Err(e) = crate::sys::rename(path, &candidate) {
         // Give the name back; the damaged file has not moved.
         let _ = fs::remove_file(&candidate);
@@ -389,9 +390,15 @@ pub fn quarantine_at(path: impl AsRef<Path>, at: SystemTime) -> Result<PathBuf> 
 /// flushes the copy to the device; the damaged file stays where it is, for the caller to
 /// replace atomically. Unlike a rename, this never leaves the path naming nothing, which
 /// another process would take for a missing file and create anew.
+///
+/// The copy is created with mode 0600, less what the damaged file's own mode withholds (a file
+/// of mode 0400 gives a copy of mode 0400), and the umask applies as usual: it holds what the
+/// file held, so it is never readable by more users than the file was, or than the rename that
+/// [`quarantine`] does would leave it.
 pub(crate) fn quarantine_copy(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let io = |step, subject: &Path, e| Error::io(Operation::Quarantine, step, path, subject, e);
-    let (candidate, mut file) = reserve_aside(path, SystemTime::now())?;
+    let mode = fs::metadata(path).map_or(PRIVATE, |meta| copy_mode(&meta));
+    let (candidate, mut file) = reserve_aside(path, SystemTime::now(), mode)?;
     if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
         let _ = fs::remove_file(&candidate);
         return Err(io("copy to", &candidate, e));
@@ -401,9 +408,26 @@ pub(crate) fn quarantine_copy(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     Ok(candidate)
 }
 
-/// Reserves the quarantine name for `path` by creating it exclusively: `<name>.corrupt.<time>`,
-/// or with `.1`, `.2`, ... added if that is taken.
-fn reserve_aside(path: &Path, at: SystemTime) -> Result<(PathBuf, File)> {
+/// The mode a file aside is created with: read and write for its owner alone.
+const PRIVATE: u32 = 0o600;
+
+/// The mode of a copy of the file `meta` describes: [`PRIVATE`], less the permissions the file
+/// withholds from its owner.
+#[cfg(unix)]
+fn copy_mode(meta: &fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & PRIVATE
+}
+
+/// Elsewhere the mode is not used.
+#[cfg(not(unix))]
+fn copy_mode(_meta: &fs::Metadata) -> u32 {
+    PRIVATE
+}
+
+/// Reserves the quarantine name for `path` by creating it exclusively with `mode` (on Unix, less
+/// the umask): `<name>.corrupt.<time>`, or with `.1`, `.2`, ... added if that is taken.
+fn reserve_aside(path: &Path, at: SystemTime, mode: u32) -> Result<(PathBuf, File)> {
     let io = |step, subject: &Path, e| Error::io(Operation::Quarantine, step, path, subject, e);
     let Some(name) = path.file_name() else {
         let e = io::Error::new(io::ErrorKind::InvalidInput, "the path names no file");
@@ -417,7 +441,13 @@ fn reserve_aside(path: &Path, at: SystemTime) -> Result<(PathBuf, File)> {
         } else {
             path.with_file_name(format!("{base}.{n}"))
         };
-        match File::create_new(&candidate) {
+        let mut options = File::options();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        #[cfg(not(unix))]
+        let _ = mode;
+        match options.open(&candidate) {
             Ok(file) => return Ok((candidate, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io("reserve", &candidate, e)),
@@ -460,6 +490,25 @@ mod tests {
             compact_utc(UNIX_EPOCH - Duration::from_secs(1)),
             "19700101T000000.000Z"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_copy_aside_is_no_more_readable_than_the_file_or_0600() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = sessionkit_test_support::Scratch::new("quarantine-mode");
+        // A file others may read gives a copy only its owner may; a file its owner may only
+        // read gives a copy with that mode.
+        for (name, mode, expected) in [("open", 0o644, 0o600), ("read-only", 0o400, 0o400)] {
+            let path = dir.join(name);
+            fs::write(&path, b"damaged").unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let aside = quarantine_copy(&path, b"damaged").unwrap();
+            assert_eq!(fs::read(&aside).unwrap(), b"damaged");
+            let got = fs::metadata(&aside).unwrap().permissions().mode() & 0o777;
+            assert_eq!(got, expected, "{name}: the copy's mode is {got:o}");
+        }
     }
 
     #[test]

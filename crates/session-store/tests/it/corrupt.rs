@@ -158,3 +158,61 @@ fn flipped_bytes_never_panic_and_never_open_silently_empty() {
     // Most flips break the JSON and are caught.
     assert!(failed > (snapshot.len() + journal.len()) / 2, "{failed}");
 }
+
+/// Sets the process's umask and puts the old one back on drop.
+#[cfg(target_os = "linux")]
+struct Umask(libc::mode_t);
+
+#[cfg(target_os = "linux")]
+impl Umask {
+    fn set(mask: libc::mode_t) -> Umask {
+        // SAFETY: `umask` only swaps the process's file creation mask; it cannot fail.
+        #[allow(unsafe_code)]
+        let old = unsafe { libc::umask(mask) };
+        Umask(old)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Umask {
+    fn drop(&mut self) {
+        // SAFETY: as in `Umask::set`.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::umask(self.0);
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_corrupt_journal_is_copied_aside_readable_by_its_owner_alone() {
+    use std::os::unix::fs::PermissionsExt;
+
+    // The common umask, which lets a plain create make a file that everyone may read. The
+    // copy holds every session's entry, so it must stay as private as the journal is. (A
+    // umask of 022 is also what other tests of this binary create their files with.)
+    let _umask = Umask::set(0o022);
+    let dir = Scratch::new("corrupt-journal-mode");
+    let path = dir.join("sessions.json");
+    let (_, journal) = seed(&path);
+    let journal_path = dir.join("sessions.json.journal");
+    let mut damaged = journal.clone();
+    damaged.extend_from_slice(b"not a record\n");
+    fs::write(&journal_path, &damaged).unwrap();
+    assert_eq!(
+        fs::metadata(&journal_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let store = Store::builder().recover(true).open(&path).unwrap();
+    let aside = &store.open_report().quarantined;
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(
+        aside[0].to_string_lossy().contains(".journal.corrupt."),
+        "{aside:?}"
+    );
+    assert_eq!(fs::read(&aside[0]).unwrap(), damaged);
+    let mode = fs::metadata(&aside[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the copy's mode is {mode:o}");
+}
