@@ -205,11 +205,16 @@ impl Maintenance {
     }
 
     /// The disk budget of the store's directory: its regular files, and those of its
-    /// subdirectories at any depth (counted, never touched); `None` has none. Past it, a pass frees space down to the high water mark: archives,
-    /// orphan transcripts older than 5 min (or the orphan grace, if shorter) and store temp
-    /// files older than 5 min first (oldest first), then the oldest entries and their
-    /// transcripts (deleted, not archived). A transcript whose write lock file exists is
-    /// never touched.
+    /// subdirectories at any depth (counted, never touched); `None` has none. Past it, a pass
+    /// frees space down to the high water mark: archives, orphan transcripts older than 5 min
+    /// (or the orphan grace, if shorter) and store temp files older than 5 min first (oldest
+    /// first), then the oldest entries and their transcripts (deleted, not archived). A
+    /// transcript whose write lock file exists is never touched.
+    ///
+    /// If the subdirectories hold bytes, and at least as many as the high water mark, nothing
+    /// the pass may remove brings the total under it: then the budget frees nothing at all (no
+    /// archive, orphan, temp file or entry goes for it; each goes by its own rule, such as the
+    /// archive retention or the orphan grace), and the pass logs a warning.
     ///
     /// By default, none.
     pub fn max_disk_bytes(mut self, max: Option<u64>) -> Self {
@@ -792,7 +797,19 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
             .sum();
         let mut total = total - freed;
         let high = (max as f64 * config.high_water) as u64;
-        if total > max {
+        // Maintenance never touches the subdirectories. If they alone hold the high water mark,
+        // nothing it may remove brings the total under it, and freeing space anyway would
+        // empty the archives and young orphans on every pass, and evict sessions for bytes
+        // that are not theirs. Then the budget frees nothing: archives, orphans and temp files
+        // go by their own rules (retention, grace, open) alone.
+        let beyond_reach = files.nested_bytes > 0 && files.nested_bytes >= high;
+        if total > max && beyond_reach {
+            tracing::warn!(dir = %files.dir.display(), nested_bytes = files.nested_bytes,
+                high_water = high,
+                "the store directory's subdirectories alone pass the disk budget's high water \
+                 mark; maintenance frees nothing for the budget");
+        }
+        if total > max && !beyond_reach {
             // Archives, orphans past a short grace and old temp files, oldest first. A
             // transcript already taken above is a candidate only if it was to be archived, not
             // deleted. A young orphan may be a new session's, whose entry is not written yet.
@@ -839,17 +856,8 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
             }
             // Then entries, oldest first, with their transcripts deleted: unprotected ones,
             // then, if that is not enough, protected ones (a budget is a limit on the disk,
-            // which protection must not defeat); never active ones. But if the subdirectories,
-            // which maintenance never touches, hold the high water mark on their own, no
-            // eviction can bring the total under it: then no session is evicted for them.
-            let beyond_reach = files.nested_bytes >= high;
-            if total > high && beyond_reach {
-                tracing::warn!(dir = %files.dir.display(), nested_bytes = files.nested_bytes,
-                    high_water = high,
-                    "the store directory's subdirectories alone pass the disk budget's high water \
-                     mark; maintenance evicts no session for them");
-            }
-            if total > high && !beyond_reach {
+            // which protection must not defeat); never active ones.
+            if total > high {
                 let by_session: BTreeMap<&str, Vec<usize>> = indexed()
                     .filter_map(|(i, f)| session_of(f).map(|s| (s, i)))
                     .fold(BTreeMap::new(), |mut m, (s, i)| {

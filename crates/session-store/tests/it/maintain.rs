@@ -768,3 +768,113 @@ fn the_disk_budget_counts_subdirectories_but_evicts_nothing_for_them_alone() {
     assert_eq!(fs::metadata(&blob).unwrap().len(), 5000);
     assert_eq!(fs::metadata(dir.join("media/more")).unwrap().len(), 15_000);
 }
+
+/// The bytes of the regular files directly in `dir`, as a pass counts them.
+fn top_level_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap())
+        .filter(|meta| meta.is_file())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+#[test]
+fn the_disk_budget_frees_nothing_when_subdirectories_alone_pass_the_high_water_mark() {
+    let dir = Scratch::new("disk-nested-beyond-reach");
+    let store = open(
+        &dir,
+        on_demand().max_disk_bytes(Some(20_000)).high_water(0.5),
+    );
+    store
+        .upsert("k0", entry("s0", Duration::from_secs(60), ""))
+        .unwrap();
+    plant(&dir.join("s0.jsonl"), 100, Duration::ZERO);
+    // Inside their own rules' limits, which the budget alone would have overridden: an
+    // archive made now (retention 30 days), an orphan 10 min old (grace 1 h) and a temp file
+    // 10 min old (removed at open, or for the budget).
+    let fresh = dir.join(format!(
+        "fresh.jsonl.deleted.{}",
+        stamp(Duration::ZERO, Form::Ours)
+    ));
+    plant(&fresh, 1000, Duration::ZERO);
+    let young = dir.join("young.jsonl");
+    plant(&young, 1000, Duration::from_secs(600));
+    let temp = dir.join("sessions.json.4242.0b7c9e1a.tmp");
+    plant(&temp, 1000, Duration::from_secs(600));
+    // Past their own rules' limits: these go as they would without a budget.
+    let expired = dir.join(format!(
+        "expired.jsonl.deleted.{}",
+        stamp(40 * DAY, Form::Ours)
+    ));
+    plant(&expired, 700, Duration::ZERO);
+    let old = dir.join("old.jsonl");
+    plant(&old, 300, 2 * Duration::from_secs(3600));
+    fs::create_dir_all(dir.join("media")).unwrap();
+    plant(&dir.join("media/big"), 25_000, Duration::ZERO);
+    let before = top_level_bytes(dir.path()) + 25_000;
+
+    // `media/` alone is past the high water mark of 10,000, and past the budget.
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.disk_bytes_before, Some(before), "{report:?}");
+    assert!(report.disk_evicted.is_empty(), "{report:?}");
+    assert_eq!(report.archives_removed, [expired.as_path()], "{report:?}");
+    assert_eq!(report.orphans, [old.as_path()], "{report:?}");
+    assert_eq!(report.archived, [old.as_path()], "{report:?}");
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert!(report.temps_removed.is_empty(), "{report:?}");
+    // Archiving renames the orphan: only the expired archive's bytes are gone.
+    assert_eq!(report.disk_bytes_after, Some(before - 700), "{report:?}");
+    assert_eq!(
+        top_level_bytes(dir.path()) + 25_000,
+        before - 700,
+        "{:?}",
+        dir.names()
+    );
+    for kept in [&fresh, &young, &temp, &dir.join("s0.jsonl")] {
+        assert!(kept.exists(), "{}: {:?}", kept.display(), dir.names());
+    }
+    assert!(!expired.exists() && !old.exists(), "{:?}", dir.names());
+    assert!(store.get("k0").unwrap().is_some());
+
+    // With `media/` under the mark, the budget frees space again, oldest first: the archive
+    // made a day ago is enough to bring the total under 10,000.
+    fs::remove_file(dir.join("media/big")).unwrap();
+    plant(&dir.join("media/small"), 5000, Duration::ZERO);
+    let bulk = dir.join(format!("bulk.jsonl.deleted.{}", stamp(DAY, Form::Ours)));
+    plant(&bulk, 12_000, Duration::ZERO);
+    let report = store.maintain(false).unwrap();
+    assert!(report.disk_bytes_before.unwrap() > 20_000, "{report:?}");
+    assert_eq!(report.archives_removed, [bulk], "{report:?}");
+    assert!(report.temps_removed.is_empty(), "{report:?}");
+    assert!(report.orphans.is_empty(), "{report:?}");
+    assert!(report.disk_evicted.is_empty(), "{report:?}");
+    let after = top_level_bytes(dir.path()) + 5000;
+    assert!(after <= 10_000, "{after}: {:?}", dir.names());
+    assert_eq!(report.disk_bytes_after, Some(after), "{report:?}");
+}
+
+#[test]
+fn a_high_water_mark_of_zero_frees_all_it_may_when_there_are_no_subdirectories() {
+    let dir = Scratch::new("disk-zero");
+    let store = open(&dir, on_demand().max_disk_bytes(Some(1000)).high_water(0.0));
+    for i in 0..3u64 {
+        let sid = format!("s{i}");
+        store
+            .upsert(
+                format!("k{i}"),
+                entry(&sid, Duration::from_secs(600 - i * 60), ""),
+            )
+            .unwrap();
+        plant(&dir.join(format!("{sid}.jsonl")), 500, Duration::ZERO);
+    }
+    let archive = dir.join(format!("a.jsonl.deleted.{}", stamp(DAY, Form::Ours)));
+    plant(&archive, 500, Duration::ZERO);
+    // A mark of 0 cannot be reached (the journal stays), but with nothing in subdirectories
+    // it is not theirs to hold: every archive and every entry goes, oldest first.
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.archives_removed, [archive], "{report:?}");
+    assert_eq!(report.disk_evicted, ["k0", "k1", "k2"], "{report:?}");
+    assert_eq!(store.count().unwrap(), 0);
+    assert_eq!(dir.names(), ["sessions.json.journal"]);
+}

@@ -988,6 +988,52 @@ fn maintain_shows_then_does_the_cap_and_archives_transcripts() {
 }
 
 #[test]
+fn maintain_frees_nothing_for_subdirectories_that_alone_pass_the_budget_and_says_so() {
+    let (dir, path) = store_dir();
+    set(
+        &path,
+        "k0",
+        &format!(r#"{{"sessionId":"s0","updatedAt":{}}}"#, now_ms()),
+    );
+    // An archive made now, inside its 30 days, and 30,000 bytes below a subdirectory: past
+    // the budget of 20,000 and its high water mark of 16,000 on their own.
+    let made = sessionkit::lock::format_iso8601_ms(now_ms()).replace(['-', ':'], "");
+    let archive = dir.path().join(format!("gone.jsonl.deleted.{made}"));
+    fs::write(&archive, vec![b'x'; 1000]).expect("plant an archive");
+    fs::create_dir(dir.path().join("media")).expect("create a subdirectory");
+    fs::write(dir.path().join("media/big"), vec![b'x'; 30_000]).expect("plant a big file");
+
+    let output = run(
+        args(
+            &["maintain"],
+            &path,
+            &["--max-disk-bytes", "20000", "--json"],
+        ),
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report = json(&String::from_utf8(output.stdout).expect("stdout is UTF-8"));
+    assert_eq!(report["archivesRemoved"], serde_json::json!([]));
+    assert_eq!(report["diskEvicted"], serde_json::json!([]));
+    assert!(archive.exists());
+    let after = report["diskBytesAfter"]
+        .as_u64()
+        .expect("a size after the pass");
+    assert!(after > 30_000, "{report}");
+    assert_eq!(
+        stderr,
+        format!(
+            "sessionkit: warning: `{}` still takes {after} bytes after the pass, over the budget \
+             of 20000 bytes; maintenance never removes the files of subdirectories, other files \
+             or active entries, and frees nothing for the budget while subdirectories alone take \
+             80 % of it; `sessionkit doctor --max-disk-bytes 20000` shows where the bytes are\n",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
 fn maintain_needs_an_existing_store_and_sane_options() {
     let (_dir, path) = store_dir();
     let output = run(args(&["maintain"], &path, &[]), b"");
