@@ -216,6 +216,12 @@ impl Maintenance {
     /// archive, orphan, temp file or entry goes for it; each goes by its own rule, such as the
     /// archive retention or the orphan grace), and the pass logs a warning.
     ///
+    /// Subdirectories are walked once per pass, and only when there is a budget. The walk
+    /// follows no symlink, does not leave the store directory's file system (a mount point
+    /// below it is skipped with everything under it) and counts each directory once (a bind
+    /// mount of a directory inside itself is not counted again); a file with several hard
+    /// links counts once per link. On platforms other than Unix, only the symlink rule holds.
+    ///
     /// By default, none.
     pub fn max_disk_bytes(mut self, max: Option<u64>) -> Self {
         self.max_disk_bytes = max;
@@ -331,7 +337,9 @@ pub struct MaintenanceReport {
     pub temps_removed: Vec<PathBuf>,
     /// The directory's size before the pass, when a disk budget is set.
     pub disk_bytes_before: Option<u64>,
-    /// Its size after the pass (estimated in warn mode and dry runs).
+    /// Its size after the pass (estimated in warn mode and dry runs): the directory's files
+    /// counted again, and its subdirectories' bytes as counted before the pass (maintenance
+    /// never changes them).
     pub disk_bytes_after: Option<u64>,
     /// True if the pass ran out of time before it finished.
     pub incomplete: bool,
@@ -532,7 +540,7 @@ fn classify(name: &str, snapshot_name: &str) -> Kind {
 /// [`TEMP_GRACE`] (a compaction cut short by a crash leaves them); returns the paths removed.
 /// Failures are logged and skipped: a leftover temp file costs only disk space.
 pub(crate) fn remove_stale_temps(dir: &Path, snapshot_name: &str) -> Vec<PathBuf> {
-    let Ok(files) = list_dir(dir, snapshot_name, &mut |_, kind| kind == Kind::Temp) else {
+    let Ok(files) = list_dir(dir, snapshot_name, false, &mut |_, kind| kind == Kind::Temp) else {
         return Vec::new();
     };
     let now = SystemTime::now();
@@ -555,15 +563,24 @@ pub(crate) fn remove_stale_temps(dir: &Path, snapshot_name: &str) -> Vec<PathBuf
 /// Lists the regular files of the store's directory (not following symlinks) that `want`
 /// accepts, by name and kind. Only those are `stat`ed and kept: a pass without a disk budget
 /// needs a few of the directory's files, and a directory of many sessions holds a transcript
-/// and a lock counter for each. A subdirectory that `want` accepts (as [`Kind::Other`]) is
-/// not listed but its files' bytes, at any depth, are added up ([`Listing::total_len`]):
-/// OpenClaw's budget skipped subdirectories, so a directory could grow past it unseen.
+/// and a lock counter for each.
+///
+/// With `subdirs`, the bytes of the files below each subdirectory that `want` accepts (as
+/// [`Kind::Other`]) are added up as [`Listing::total_len`] counts them (see [`Subdirs`]):
+/// OpenClaw's budget skipped subdirectories, so a directory could grow past it unseen. Only
+/// the disk budget uses them, so only a pass with one asks for them.
 pub(crate) fn list_dir(
     dir: &Path,
     snapshot_name: &str,
+    subdirs: bool,
     want: &mut dyn FnMut(&str, Kind) -> bool,
 ) -> io::Result<Listing> {
     let mut listing = Listing::empty(dir);
+    let mut walk = if subdirs {
+        Some(Subdirs::new(dir)?)
+    } else {
+        None
+    };
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let file_name = entry.file_name();
@@ -578,8 +595,10 @@ pub(crate) fn list_dir(
             continue;
         };
         if file_type.is_dir() {
-            if want(name, Kind::Other) {
-                listing.nested_bytes += tree_bytes(&entry.path());
+            if let Some(walk) = walk.as_mut()
+                && want(name, Kind::Other)
+            {
+                listing.nested_bytes += walk.bytes_below(&entry);
             }
             continue;
         }
@@ -607,24 +626,87 @@ pub(crate) fn list_dir(
     Ok(listing)
 }
 
-/// The bytes of the regular files under `dir`, at any depth, without following symlinks;
-/// what cannot be read counts as nothing.
-fn tree_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => pending.push(entry.path()),
-                Ok(t) if t.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
-                _ => {}
-            }
+/// Adds up the bytes of the regular files below a store directory's subdirectories, at any
+/// depth, with limits: symlinks are not followed; a directory on another file system than the
+/// store directory (a mount point) is skipped with everything below it; and each directory is
+/// counted once, known by its device and inode, the store directory's included, so that a bind
+/// mount of a directory inside itself cannot make the walk count it again, or loop. A file
+/// with several hard links counts once per link. What cannot be read counts as nothing.
+///
+/// # Platform behavior
+///
+/// Devices and inodes are Unix's; elsewhere neither limit applies, and symlinks (and Windows'
+/// junctions, which the standard library reports as symlinks) are still not followed.
+struct Subdirs {
+    /// The store directory's device.
+    dev: Option<u64>,
+    /// The directories counted so far, by device and inode.
+    seen: HashSet<(u64, u64)>,
+}
+
+impl Subdirs {
+    fn new(dir: &Path) -> io::Result<Subdirs> {
+        let meta = fs::metadata(dir)?;
+        let mut seen = HashSet::new();
+        seen.extend(dir_id(&meta));
+        Ok(Subdirs {
+            dev: dir_id(&meta).map(|(dev, _)| dev),
+            seen,
+        })
+    }
+
+    /// True if the directory `meta` describes (not following a symlink) is on the store
+    /// directory's file system and was not counted before; it is counted from now on.
+    fn first_visit(&mut self, meta: &fs::Metadata) -> bool {
+        match dir_id(meta) {
+            Some((dev, ino)) => Some(dev) == self.dev && self.seen.insert((dev, ino)),
+            None => true,
         }
     }
-    total
+
+    /// The bytes below the subdirectory `entry` of the store directory.
+    fn bytes_below(&mut self, entry: &fs::DirEntry) -> u64 {
+        match entry.metadata() {
+            Ok(meta) if self.first_visit(&meta) => {}
+            _ => return 0,
+        }
+        let mut total = 0;
+        let mut pending = vec![entry.path()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            #[cfg(test)]
+            tests::DIRS_READ.with(|n| n.set(n.get() + 1));
+            for entry in entries.flatten() {
+                // `DirEntry::metadata` does not follow a symlink.
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    if self.first_visit(&meta) {
+                        pending.push(entry.path());
+                    }
+                } else if meta.is_file() {
+                    total += meta.len();
+                }
+            }
+        }
+        total
+    }
+}
+
+/// A directory's device and inode.
+#[cfg(unix)]
+fn dir_id(meta: &fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// None: this platform's are not used.
+#[cfg(not(unix))]
+fn dir_id(_meta: &fs::Metadata) -> Option<(u64, u64)> {
+    None
 }
 
 /// What a pass will do.
@@ -1090,8 +1172,13 @@ pub(crate) fn run(
             Kind::Temp | Kind::Other => false,
         }
     };
-    let files = list_dir(&dir, &snapshot_name, &mut want)
-        .map_err(|e| Error::io(Operation::Maintain, "list", &shared.snapshot_path, &dir, e))?;
+    let files = list_dir(
+        &dir,
+        &snapshot_name,
+        config.max_disk_bytes.is_some(),
+        &mut want,
+    )
+    .map_err(|e| Error::io(Operation::Maintain, "list", &shared.snapshot_path, &dir, e))?;
     let (plan, planned) = plan_with(&files, &released, dry);
     report.kept_protected += plan.kept_protected;
     report.disk_bytes_before = plan.disk_before;
@@ -1213,11 +1300,14 @@ pub(crate) fn run(
             Err(e) => report.errors.push(format!("{}: {e}", path.display())),
         }
     }
+    let nested_bytes = files.nested_bytes;
     drop(files);
     if config.max_disk_bytes.is_some() {
-        report.disk_bytes_after = list_dir(&dir, &snapshot_name, &mut |_, _| true)
+        // The directory's own files are counted again; the subdirectories, which maintenance
+        // never changes, are not walked a second time.
+        report.disk_bytes_after = list_dir(&dir, &snapshot_name, false, &mut |_, _| true)
             .ok()
-            .map(|files| files.total_len());
+            .map(|files| files.total_len() + nested_bytes);
     }
     report.elapsed_ms = budget.elapsed_ms();
     if !report.is_empty() || !report.errors.is_empty() {
@@ -1355,6 +1445,59 @@ mod tests {
 
     use sessionkit_test_support::Scratch;
 
+    thread_local! {
+        /// How many directories below a store directory this thread has listed, to count
+        /// the walks of a pass (a pass runs on the thread that asks for it).
+        pub(super) static DIRS_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The directories the walks of `f` listed.
+    fn dirs_read(f: impl FnOnce()) -> usize {
+        let before = DIRS_READ.with(std::cell::Cell::get);
+        f();
+        DIRS_READ.with(std::cell::Cell::get) - before
+    }
+
+    #[test]
+    fn subdirectories_are_walked_once_per_pass_and_only_with_a_budget() {
+        let dir = Scratch::new("maintain-walks");
+        fs::create_dir_all(dir.join("media/deep")).unwrap();
+        fs::write(dir.join("media/deep/blob"), b"12345").unwrap();
+        let open = |m: Maintenance| {
+            crate::Store::builder()
+                .maintenance(m.background(false).interval(None))
+                .auto_compact(false)
+                .open(dir.join("sessions.json"))
+                .unwrap()
+        };
+        // Without a budget the bytes below are never used: no pass walks them.
+        for mode in [MaintenanceMode::Enforce, MaintenanceMode::Warn] {
+            let store = open(Maintenance::new().mode(mode));
+            for dry_run in [false, true] {
+                let walked = dirs_read(|| drop(store.maintain(dry_run).unwrap()));
+                assert_eq!(walked, 0, "{mode:?}, dry run {dry_run}");
+            }
+        }
+        // With one, each pass lists `media` and `media/deep` once, however it ends.
+        for mode in [MaintenanceMode::Enforce, MaintenanceMode::Warn] {
+            let store = open(Maintenance::new().mode(mode).max_disk_bytes(Some(1 << 30)));
+            for dry_run in [false, true] {
+                let mut report = None;
+                let walked = dirs_read(|| report = Some(store.maintain(dry_run).unwrap()));
+                assert_eq!(walked, 2, "{mode:?}, dry run {dry_run}");
+                let report = report.unwrap();
+                let top: u64 = fs::read_dir(dir.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().metadata().unwrap())
+                    .filter(fs::Metadata::is_file)
+                    .map(|m| m.len())
+                    .sum();
+                assert_eq!(report.disk_bytes_before, Some(top + 5), "{mode:?}");
+                assert_eq!(report.disk_bytes_after, Some(top + 5), "{mode:?}");
+            }
+        }
+    }
+
     #[test]
     fn a_listing_sorts_classifies_and_filters_by_name_and_kind() {
         let dir = Scratch::new("maintain-listing");
@@ -1372,7 +1515,7 @@ mod tests {
         // Directories are not files of the store, whatever their names.
         fs::create_dir(dir.join("s9.jsonl")).unwrap();
 
-        let all = list_dir(dir.path(), "sessions.json", &mut |_, _| true).unwrap();
+        let all = list_dir(dir.path(), "sessions.json", true, &mut |_, _| true).unwrap();
         let seen: Vec<(&str, Kind)> = all.iter().map(|f| (all.name(f), f.kind)).collect();
         assert_eq!(
             seen,
@@ -1391,7 +1534,7 @@ mod tests {
 
         // The filter sees every name with its kind, and only what it accepts is kept.
         let mut asked = Vec::new();
-        let some = list_dir(dir.path(), "sessions.json", &mut |name, kind| {
+        let some = list_dir(dir.path(), "sessions.json", true, &mut |name, kind| {
             asked.push(name.to_owned());
             kind == Kind::Counter && counter_session(name) == Some("s3")
         })
@@ -1485,7 +1628,7 @@ mod tests {
 
         let dir = Scratch::new("maintain-non-utf8");
         fs::write(dir.join(OsStr::from_bytes(b"s\xff.jsonl")), b"abc").unwrap();
-        let all = list_dir(dir.path(), "sessions.json", &mut |_, _| true).unwrap();
+        let all = list_dir(dir.path(), "sessions.json", true, &mut |_, _| true).unwrap();
         let seen: Vec<(&str, Kind, u64)> =
             all.iter().map(|f| (all.name(f), f.kind, f.len)).collect();
         assert_eq!(seen, [("", Kind::Other, 3)]);

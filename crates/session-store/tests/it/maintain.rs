@@ -878,3 +878,67 @@ fn a_high_water_mark_of_zero_frees_all_it_may_when_there_are_no_subdirectories()
     assert_eq!(store.count().unwrap(), 0);
     assert_eq!(dir.names(), ["sessions.json.journal"]);
 }
+
+/// A mount that is undone on drop.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    /// Runs `mount args... target`, or returns `None` (having said `SKIP:`) when the tests do
+    /// not run as root.
+    fn new(args: &[&str], target: &Path) -> Option<Mount> {
+        if !sessionkit_test_support::is_root() {
+            println!("SKIP: session-store disk budget across mounts: mounting needs root");
+            return None;
+        }
+        let status = std::process::Command::new("mount")
+            .args(args)
+            .arg(target)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount {args:?} {}", target.display());
+        Some(Mount(target.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn the_disk_budget_counts_no_other_file_system_below_the_store() {
+    let dir = Scratch::new("disk-mount");
+    let store = open(&dir, on_demand().max_disk_bytes(Some(1 << 30)));
+    fs::create_dir_all(dir.join("media")).unwrap();
+    plant(&dir.join("media/here"), 3000, Duration::ZERO);
+    let other = dir.dir("media/tmpfs");
+    let Some(_mount) = Mount::new(&["-t", "tmpfs", "tmpfs"], &other) else {
+        return;
+    };
+    plant(&other.join("there"), 7000, Duration::ZERO);
+    let report = store.maintain(true).unwrap();
+    let expected = top_level_bytes(dir.path()) + 3000;
+    assert_eq!(report.disk_bytes_before, Some(expected), "{report:?}");
+}
+
+#[test]
+fn a_bind_mount_of_the_store_inside_itself_is_counted_once() {
+    let dir = Scratch::new("disk-bind");
+    let store = open(&dir, on_demand().max_disk_bytes(Some(1 << 30)));
+    store
+        .upsert("k0", entry("s0", Duration::from_secs(60), ""))
+        .unwrap();
+    plant(&dir.join("s0.jsonl"), 2000, Duration::ZERO);
+    fs::create_dir_all(dir.join("media")).unwrap();
+    plant(&dir.join("media/blob"), 3000, Duration::ZERO);
+    let inside = dir.dir("loop");
+    let Some(_mount) = Mount::new(&["--bind", dir.path().to_str().unwrap()], &inside) else {
+        return;
+    };
+    // `loop/` shows the store's directory again, `media/` and `loop/` included.
+    assert!(inside.join("s0.jsonl").exists() && inside.join("media/blob").exists());
+    let report = store.maintain(true).unwrap();
+    let expected = top_level_bytes(dir.path()) + 3000;
+    assert_eq!(report.disk_bytes_before, Some(expected), "{report:?}");
+}
