@@ -35,7 +35,8 @@ pub(crate) const IO_ERR: u8 = 74;
 
 /// A temporary failure (`EX_TEMPFAIL`): retrying later may succeed. `lock run` uses it when
 /// the lock stayed held until the timeout, and when the lock was revoked after its max hold
-/// while the command ran.
+/// while the command ran; the `store` commands when another process held the store's journal
+/// lock past the store's lock timeout.
 pub(crate) const TEMP_FAIL: u8 = 75;
 
 /// The command given to `lock run` could not be started (not found, not executable): the

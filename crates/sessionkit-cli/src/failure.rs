@@ -107,6 +107,9 @@ impl Failure {
             Failure::Lock(err) if err.is_config() => exit::USAGE,
             Failure::Revoked { .. } => exit::TEMP_FAIL,
             Failure::Sweep(err) if err.is_config() => exit::USAGE,
+            // Another process held the journal's (or a transcript's) lock past the timeout:
+            // nothing was written, and it may be done soon.
+            Failure::Store(err) if err.is_timeout() => exit::TEMP_FAIL,
             // A damaged file or a newer format fails the same way on every retry.
             Failure::Store(err)
                 if err.is_bad_input() || err.is_corrupt() || err.is_unsupported() =>
@@ -369,6 +372,35 @@ mod tests {
                 failure.message()
             );
         }
+    }
+
+    #[test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the test plays another process holding the journal's lock"
+    )]
+    fn a_store_lock_timeout_is_a_temporary_failure() {
+        use sessionkit::store::Store;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.json");
+        drop(Store::builder().open(&path).expect("create the store"));
+        // The journal's lock is held by another open file, as by a writer that hangs.
+        let journal = std::fs::File::open(sessionkit::store::journal_path_for(&path))
+            .expect("open the journal");
+        journal.lock().expect("lock the journal");
+        let err = Store::builder()
+            .lock_timeout(Duration::from_millis(1))
+            .open(&path)
+            .expect_err("the journal's lock is held");
+        assert!(err.is_timeout(), "{err}");
+        let failure = Failure::from(err);
+        assert_eq!(
+            failure.exit_code(),
+            exit::TEMP_FAIL,
+            "{}",
+            failure.message()
+        );
     }
 
     #[test]
