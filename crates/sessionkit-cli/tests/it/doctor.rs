@@ -413,7 +413,10 @@ fn a_disk_budget_that_is_exceeded_is_left_to_maintenance() {
     fs::write(d.join("s1.jsonl"), "{\"n\":1}\n".repeat(10)).expect("plant a transcript");
     let out = stdout(&doctor(d, &["--fix", "--max-disk-bytes", "50"]), DATA_ERR);
     assert!(
-        out.contains("disk: 80 of 50 bytes (160 %) in 1 files"),
+        out.contains(
+            "disk: 80 of 50 bytes (160 %): sessionkit files 80 in 1 (registry 0, transcripts 80, \
+             archives 0, quarantined 0, locks 0, temp files 0), other files 0, subdirectories 0"
+        ),
         "{out}"
     );
     assert!(
@@ -423,6 +426,88 @@ fn a_disk_budget_that_is_exceeded_is_left_to_maintenance() {
     assert_eq!(summary(&out), "doctor: 1 problem, 0 fixed, 1 left", "{out}");
     let out = stdout(&doctor(d, &["--max-disk-bytes", "90"]), 0);
     assert!(out.contains("over-high-water: 80 bytes are above"), "{out}");
+}
+
+#[test]
+fn the_disk_section_counts_what_store_maintain_counts_subdirectories_included() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let store = d.join("sessions.json");
+    let set = run(
+        [
+            OsStr::new("store"),
+            OsStr::new("set"),
+            store.as_os_str(),
+            OsStr::new("k1"),
+        ],
+        b"{\"sessionId\":\"s1\"}",
+    );
+    assert_eq!(set.status.code(), Some(0), "{set:?}");
+    fs::write(d.join("s1.jsonl"), "{\"n\":1}\n".repeat(10)).expect("plant a transcript");
+    fs::write(d.join("notes.txt"), "x".repeat(20)).expect("plant another file");
+    fs::create_dir_all(d.join("media/deep")).expect("create subdirectories");
+    fs::write(d.join("media/deep/blob"), vec![b'x'; 3000]).expect("plant a nested file");
+    // A symlink is not followed, to a file or to a directory.
+    std::os::unix::fs::symlink(d.join("media/deep/blob"), d.join("media/link"))
+        .expect("link a file");
+    std::os::unix::fs::symlink(d.join("media"), d.join("media/deep/up")).expect("link a dir");
+    let journal = fs::metadata(d.join("sessions.json.journal"))
+        .expect("the journal")
+        .len();
+    let total = journal + 80 + 20 + 3000;
+
+    let maintain = run(
+        [
+            OsStr::new("store"),
+            OsStr::new("maintain"),
+            store.as_os_str(),
+            OsStr::new("--dry-run"),
+            OsStr::new("--json"),
+            OsStr::new("--max-disk-bytes"),
+            OsStr::new("1000000"),
+        ],
+        b"",
+    );
+    let maintain: Value = serde_json::from_slice(&maintain.stdout).expect("a JSON report");
+    assert_eq!(maintain["diskBytesBefore"], total, "{maintain}");
+
+    // A budget the sessionkit files alone are far under, but the directory is over.
+    let budget = (total - 1).to_string();
+    let out = stdout(
+        &doctor(d, &["--json", "--max-disk-bytes", &budget]),
+        DATA_ERR,
+    );
+    let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(json["disk"]["totalBytes"], total, "{out}");
+    assert_eq!(json["disk"]["bytes"], journal + 80, "{out}");
+    assert_eq!(json["disk"]["otherBytes"], 20, "{out}");
+    assert_eq!(json["disk"]["subdirectoryBytes"], 3000, "{out}");
+    let problems: Vec<&str> = json["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["problem"] == true)
+        .map(|f| f["kind"].as_str().expect("a kind"))
+        .collect();
+    assert_eq!(problems, ["over-budget"], "{out}");
+
+    // The journal and the transcript are the sessionkit files; 80 % of the budget is below
+    // the 3,000 bytes of `media/`, which maintenance would free nothing for.
+    let out = stdout(&doctor(d, &["--max-disk-bytes", &budget]), DATA_ERR);
+    let high = ((total - 1) as f64 * 0.8) as u64;
+    assert!(high <= 3000, "{high}");
+    assert!(
+        out.contains(&format!(
+            "\ndisk: {total} of {budget} bytes (100 %): sessionkit files {} in 2 (registry \
+             {journal}, transcripts 80, archives 0, quarantined 0, locks 0, temp files 0), other \
+             files 20, subdirectories 3000\n  over-budget: {total} bytes are over the budget of \
+             {budget} bytes; the subdirectories alone take 3000 bytes, at least the high water \
+             mark of {high} bytes, so `sessionkit store maintain --max-disk-bytes {budget}` frees \
+             nothing for the budget; only removing files below them helps; --fix leaves it\n",
+            journal + 80
+        )),
+        "{out}"
+    );
 }
 
 #[test]

@@ -114,6 +114,50 @@ fn list(dir: &Path) -> Result<Vec<FileInfo>, Failure> {
     Ok(files)
 }
 
+/// The bytes of the regular files below the subdirectories of `dir`, at any depth, counted as
+/// the store's maintenance counts them for its disk budget: symlinks are not followed, a
+/// directory on another file system (a mount point) is skipped with everything below it, and
+/// each directory is counted once, known by its device and inode (`dir`'s included), so a bind
+/// mount of a directory inside itself is not counted again. A file with several hard links
+/// counts once per link. What cannot be read counts as nothing, as it does for maintenance.
+fn subdirectory_bytes(dir: &Path) -> u64 {
+    use std::collections::HashSet;
+    use std::os::unix::fs::MetadataExt as _;
+
+    let Ok(top) = fs::metadata(dir) else {
+        return 0;
+    };
+    let mut seen = HashSet::from([(top.dev(), top.ino())]);
+    let mut first_visit =
+        |meta: &fs::Metadata| meta.dev() == top.dev() && seen.insert((meta.dev(), meta.ino()));
+    let mut total = 0;
+    let mut pending = Vec::new();
+    let mut below = |dir: &Path, pending: &mut Vec<PathBuf>, files: bool| {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            // `DirEntry::metadata` does not follow a symlink.
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                if first_visit(&meta) {
+                    pending.push(entry.path());
+                }
+            } else if files && meta.is_file() {
+                total += meta.len();
+            }
+        }
+    };
+    // The files directly in `dir` are the listing's; only its subdirectories are walked here.
+    below(dir, &mut pending, false);
+    while let Some(next) = pending.pop() {
+        below(&next, &mut pending, true);
+    }
+    total
+}
+
 /// What the registry looks like to `--fix`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RegistryState {
@@ -143,7 +187,14 @@ pub(crate) fn diagnose(dir: &Path, settings: &Settings) -> Result<Report, Failur
         &mut headers,
     );
     temps(&sweep, settings, &mut findings, &mut headers);
-    let disk = disk(&files, settings, &mut findings, &mut headers);
+    let subdirectory_bytes = subdirectory_bytes(dir);
+    let disk = disk(
+        &files,
+        subdirectory_bytes,
+        settings,
+        &mut findings,
+        &mut headers,
+    );
     Ok(Report {
         dir: dir.to_path_buf(),
         fix: false,
@@ -649,14 +700,17 @@ fn temps(
     );
 }
 
-/// The disk section: the bytes of the sessionkit files by kind, against the budget.
+/// The disk section: the bytes of the sessionkit files by kind, other files and subdirectories,
+/// and their total against the budget, as `store maintain` counts it.
 fn disk(
     files: &[FileInfo],
+    subdirectory_bytes: u64,
     settings: &Settings,
     findings: &mut Vec<Finding>,
     headers: &mut Headers,
 ) -> DiskUse {
     let mut use_ = DiskUse {
+        subdirectory_bytes,
         max_bytes: settings.max_disk_bytes,
         high_water_bytes: settings
             .max_disk_bytes
@@ -680,32 +734,47 @@ fn disk(
         use_.bytes += f.len;
         use_.files += 1;
     }
+    use_.total_bytes = use_.bytes + use_.other_bytes + use_.subdirectory_bytes;
     let breakdown = format!(
-        "registry {}, transcripts {}, archives {}, quarantined {}, locks {}, temp files {}; \
-         other files {}",
+        "sessionkit files {} in {} (registry {}, transcripts {}, archives {}, quarantined {}, \
+         locks {}, temp files {}), other files {}, subdirectories {}",
+        use_.bytes,
+        use_.files,
         use_.registry_bytes,
         use_.transcript_bytes,
         use_.archive_bytes,
         use_.quarantined_bytes,
         use_.lock_bytes,
         use_.temp_bytes,
-        use_.other_bytes
+        use_.other_bytes,
+        use_.subdirectory_bytes,
     );
-    let total = use_.bytes;
+    let total = use_.total_bytes;
     headers.disk = match (use_.max_bytes, use_.high_water_bytes) {
         (Some(max), Some(high)) => {
             let percent = total.saturating_mul(100) / max.max(1);
             if total > max {
+                // As maintenance decides: subdirectories that alone hold the high water mark
+                // make it free nothing for the budget.
+                let then = if use_.subdirectory_bytes > 0 && use_.subdirectory_bytes >= high {
+                    format!(
+                        "the subdirectories alone take {} bytes, at least the high water mark \
+                         of {high} bytes, so `sessionkit store maintain --max-disk-bytes {max}` \
+                         frees nothing for the budget; only removing files below them helps",
+                        use_.subdirectory_bytes
+                    )
+                } else {
+                    format!(
+                        "`sessionkit store maintain --max-disk-bytes {max}` frees space down to \
+                         {high} bytes, evicting the oldest entries if it must"
+                    )
+                };
                 findings.push(
                     Finding::problem(
                         Section::Disk,
                         Kind::OverBudget,
                         None,
-                        format!(
-                            "{total} bytes are over the budget of {max} bytes; `sessionkit store \
-                             maintain --max-disk-bytes {max}` frees space down to {high} bytes, \
-                             evicting the oldest entries if it must"
-                        ),
+                        format!("{total} bytes are over the budget of {max} bytes; {then}"),
                         None,
                     )
                     .bytes(total),
@@ -724,15 +793,9 @@ fn disk(
                     .bytes(total),
                 );
             }
-            format!(
-                "disk: {total} of {max} bytes ({percent} %) in {} files: {breakdown}",
-                use_.files
-            )
+            format!("disk: {total} of {max} bytes ({percent} %): {breakdown}")
         }
-        _ => format!(
-            "disk: {total} bytes in {} files, no budget: {breakdown}",
-            use_.files
-        ),
+        _ => format!("disk: {total} bytes, no budget: {breakdown}"),
     };
     use_
 }

@@ -57,8 +57,9 @@ pub(crate) struct DoctorArgs {
     #[arg(long, value_name = "DUR", value_parser = duration::parse)]
     pub(crate) temp_older_than: Option<Duration>,
 
-    /// The disk budget of the directory's sessionkit files, in bytes [default: none, the use
-    /// is only reported].
+    /// The disk budget of the directory, in bytes, as `store maintain --max-disk-bytes` counts
+    /// it: all its files, those below its subdirectories included [default: none, the use is
+    /// only reported].
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_disk_bytes: Option<u64>,
 }
@@ -317,6 +318,12 @@ pub(crate) struct DiskUse {
     pub(crate) temp_bytes: u64,
     /// Regular files of the directory that are not sessionkit's; not counted in `bytes`.
     pub(crate) other_bytes: u64,
+    /// The regular files below the directory's subdirectories, at any depth, counted as the
+    /// store's disk budget counts them; not counted in `bytes`.
+    pub(crate) subdirectory_bytes: u64,
+    /// `bytes`, `otherBytes` and `subdirectoryBytes`: what the store's disk budget counts, and
+    /// what the budget is compared with.
+    pub(crate) total_bytes: u64,
     pub(crate) max_bytes: Option<u64>,
     /// 80 % of `maxBytes`.
     pub(crate) high_water_bytes: Option<u64>,
