@@ -210,8 +210,51 @@ fn every_kind_of_damage_is_reported_then_fixed_but_the_corrupt_registry_is_quara
         "doctor: 0 problems, 0 fixed, 0 left",
         "{out}"
     );
-    finding(&out, "quarantined-file", &aside[0]);
+    let line = finding(&out, "quarantined-file", &aside[0]);
+    assert!(
+        line.contains("is a damaged snapshot renamed aside "),
+        "{line}"
+    );
     assert_eq!(contents(d), before);
+}
+
+#[test]
+fn a_corrupt_journal_is_said_to_be_copied_aside_and_replaced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let journal = d.join("sessions.json.journal");
+    let damaged = format!("{HEADER}{}not a record\n", upsert(1, "k1", "s1"));
+    fs::write(&journal, &damaged).expect("plant a corrupt journal");
+
+    let out = stdout(&doctor(d, &[]), DATA_ERR);
+    let line = finding(&out, "journal-corrupt", &journal);
+    assert!(
+        line.ends_with(&format!(
+            "; --fix quarantines it (copies it to `{}.corrupt.<UTC time>` and replaces it with \
+             the 1 whole record before the damage)",
+            journal.display()
+        )),
+        "{line}"
+    );
+
+    stdout(&doctor(d, &["--fix"]), DATA_ERR);
+    let aside = named(d, "sessions.json.journal.corrupt.");
+    assert_eq!(aside.len(), 1);
+    assert_eq!(
+        fs::read_to_string(&aside[0]).expect("read the copy"),
+        damaged
+    );
+    assert_eq!(keys(d), ["k1"]);
+    let out = stdout(&doctor(d, &[]), 0);
+    let line = finding(&out, "quarantined-file", &aside[0]);
+    assert!(
+        line.contains(&format!(
+            "`{}` ({} bytes) is a damaged journal copied aside ",
+            aside[0].display(),
+            damaged.len()
+        )),
+        "{line}"
+    );
 }
 
 #[test]

@@ -432,7 +432,7 @@ fn registry(
             Some(&journal),
             format!("{}{more}", first.message),
             Some(format!(
-                "quarantines it (renames it to {}) and keeps the {} before the damage",
+                "quarantines it (copies it to {} and replaces it with the {} before the damage)",
                 quoted(&aside(&journal)),
                 check::count(kept, "whole record")
             )),
@@ -490,14 +490,21 @@ fn aside(path: &Path) -> PathBuf {
 /// Quarantined files: information, since nothing ever deletes them.
 fn quarantined(files: &[FileInfo], findings: &mut Vec<Finding>) {
     for f in files.iter().filter(|f| f.kind == FileKind::Quarantined) {
+        // A damaged journal is copied aside and replaced, so that its path always names a
+        // journal; a damaged snapshot is renamed.
+        let what = if f.name.starts_with(&format!("{SNAPSHOT}.journal.corrupt.")) {
+            "journal copied"
+        } else {
+            "snapshot renamed"
+        };
         findings.push(
             Finding::info(
                 Section::Registry,
                 Kind::QuarantinedFile,
                 Some(&f.path),
                 format!(
-                    "{} ({} bytes) is a damaged file renamed aside {} ago; nothing removes it: \
-                     look at it, then delete it",
+                    "{} ({} bytes) is a damaged {what} aside {} ago; nothing removes it: look \
+                     at it, then delete it",
                     quoted(&f.path),
                     f.len,
                     human_age(f.age)

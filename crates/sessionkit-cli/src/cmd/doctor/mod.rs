@@ -120,7 +120,8 @@ pub(crate) enum Kind {
     JournalTornTail,
     /// The registry could not be read.
     RegistryError,
-    /// A damaged file renamed aside earlier; an operator looks at it.
+    /// A damaged file set aside earlier (a snapshot renamed, a journal copied); an operator
+    /// looks at it.
     QuarantinedFile,
     /// A transcript ends in a torn tail; `--fix` cuts it under the transcript's lock.
     TranscriptTornTail,
@@ -158,7 +159,8 @@ impl Kind {
 pub(crate) enum Outcome {
     /// It is gone.
     Fixed,
-    /// The damaged file was renamed aside; it still needs an operator, so it counts as left.
+    /// The damaged file was set aside (a snapshot renamed, a journal copied and replaced); it
+    /// still needs an operator, so it counts as left.
     Quarantined,
     /// It is still there.
     Left,
