@@ -173,7 +173,7 @@ impl StoreBuilder {
     /// A waiter is woken by the OS when the lock is released (see the crate's platform
     /// notes), so it does not lose the lock to a busy holder between polls.
     ///
-    /// By default, 60 s ([`DEFAULT_LOCK_TIMEOUT`](crate::DEFAULT_LOCK_TIMEOUT)).
+    /// By default, 60 s ([`DEFAULT_LOCK_TIMEOUT`]).
     pub fn lock_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.lock_timeout = timeout;
         self
