@@ -11,7 +11,8 @@ suites:
   atomic       atomic whole-file writes side by side, then the tokio stall probe
   lock         the write lock: uncontended cost, hand-off latency, contended throughput
   sweep        a startup sweep of stale locks, ours against the original's way, with a ticker
-  store        the session registry at its cap: ours, the original's way, SQLite
+  store        the session registry at its cap: ours, the original's way, SQLite;
+               then several processes writing one store: ours, SQLite
   all          every suite: atomic, then lock, then sweep, then store
 
 options:

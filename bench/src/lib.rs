@@ -14,7 +14,8 @@
 //!   real `/proc` owner lookup, while a 1 ms ticker runs on the same runtime.
 //! - `store` runs 64 tasks creating sessions against a registry at its cap: ours, a model of
 //!   the original and SQLite, each row in a child process (this binary with
-//!   `SESSIONKIT_BENCH_STORE_CHILD` set).
+//!   `SESSIONKIT_BENCH_STORE_CHILD` set); then several processes writing one durable store at
+//!   once, ours and SQLite, each process this binary with `SESSIONKIT_BENCH_STORE_WRITER` set.
 //!
 //! Everything a suite prints on stdout is Markdown, so a run can be pasted into
 //! `docs/benchmarks.md`; progress goes to stderr. See `docs/benchmarks.md` for what each

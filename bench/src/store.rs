@@ -17,7 +17,12 @@
 //! memory and its I/O counters are its own; the rows of a size take turns in rounds, the first
 //! one rotating. The registry is seeded once per size (not timed) and every row starts from a
 //! copy of the seed.
+//!
+//! A last section ([`multi`]) has several processes write one durable store at once, ours and
+//! SQLite `synchronous=FULL`, each process this binary again.
 
+#[path = "store_multi.rs"]
+mod multi;
 #[path = "store_naive.rs"]
 mod naive;
 #[path = "store_sqlite.rs"]
@@ -73,6 +78,8 @@ struct Plan {
     until_compacted: bool,
     /// Every row runs once per round.
     rounds: usize,
+    /// The multi-process section's rows; they take turns in as many rounds as the others.
+    multi: multi::Layout,
 }
 
 impl Plan {
@@ -84,6 +91,11 @@ impl Plan {
                 windows: [Duration::from_millis(1500), Duration::from_millis(2500)],
                 until_compacted: false,
                 rounds: 1,
+                multi: multi::Layout {
+                    procs: 4,
+                    threads: 8,
+                    per_thread: 100,
+                },
             }
         } else {
             Plan {
@@ -92,6 +104,11 @@ impl Plan {
                 windows: [Duration::from_secs(5), Duration::from_secs(15)],
                 until_compacted: true,
                 rounds: 2,
+                multi: multi::Layout {
+                    procs: 4,
+                    threads: 8,
+                    per_thread: 500,
+                },
             }
         };
         if let Some(n) = options.iters {
@@ -286,6 +303,9 @@ pub(crate) fn run_suite(options: &Options, args: &[OsString]) -> io::Result<()> 
     if let Some(spec) = std::env::var_os(CHILD_ENV) {
         return work::run_child(&spec.to_string_lossy());
     }
+    if let Some(role) = std::env::var_os(multi::WRITER_ENV) {
+        return multi::run_writer(&role.to_string_lossy());
+    }
     if !cfg!(target_os = "linux") {
         println!("SKIP: store benchmark: it reads /proc for memory and I/O");
         return Ok(());
@@ -377,7 +397,42 @@ pub(crate) fn run_suite(options: &Options, args: &[OsString]) -> io::Result<()> 
             }
         }
     }
+    let mut multi_results: Vec<multi::MultiResult> = multi::KINDS
+        .into_iter()
+        .map(multi::MultiResult::new)
+        .collect();
+    for round in 0..plan.rounds {
+        let n = multi::KINDS.len();
+        for k in 0..n {
+            let kind = multi::KINDS[(round + k) % n];
+            runs += 1;
+            let dir = root.path().join(format!("run{runs}-multi-{}", kind.name()));
+            let layout = plan.multi;
+            progress(&format!(
+                "round {}/{}: {} processes × {} threads × {} upserts, {}",
+                round + 1,
+                plan.rounds,
+                layout.procs,
+                layout.threads,
+                layout.per_thread,
+                kind.name()
+            ));
+            let report = multi::run_row(&exe, &dir, kind, layout)?;
+            progress(&format!(
+                "  {:.1} s ({:.0}/s), p99 {:.2} ms",
+                report.wall().as_secs_f64(),
+                report.rate(),
+                millis(report.p99())
+            ));
+            multi_results
+                .iter_mut()
+                .find(|r| r.kind == kind)
+                .ok_or_else(|| io::Error::other("no result slot"))?
+                .add(report);
+        }
+    }
     print_report(&plan, &seeds, &results, &idle);
+    print!("{}", multi::render(plan.multi, &multi_results));
     progress("done");
     root.close()
         .map_err(|e| context(e, "remove the benchmark's temp dir".to_owned()))
@@ -484,6 +539,7 @@ fn print_header(
         plan.sizes[1],
         MAX_IDLE.as_secs()
     );
+    println!("{}", multi::header_line(plan.multi));
     println!();
 }
 
