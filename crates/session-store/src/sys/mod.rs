@@ -237,6 +237,24 @@ mod tests {
         (open(), open(), open())
     }
 
+    /// Takes the exclusive lock through `journal` while `holder` holds it: `holder` lets go
+    /// only once the caller has found it held.
+    fn taken_once_released(holder: &File, journal: &File) -> Held {
+        let waiting = AtomicBool::new(false);
+        thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                lock_journal(journal, JournalLock::Exclusive, HANG, &|| {
+                    waiting.store(true, Ordering::SeqCst);
+                })
+            });
+            wait_until("the waiter to find the lock held", || {
+                waiting.load(Ordering::SeqCst)
+            });
+            super::unlock_journal(holder, Held::Own).unwrap();
+            waiter.join().unwrap().unwrap()
+        })
+    }
+
     /// A held lock is waited for by a thread blocked in the OS's wait, through another open
     /// of the file, which then holds the lock for the caller until it is unlocked.
     #[cfg(target_os = "linux")]
@@ -245,24 +263,12 @@ mod tests {
         let dir = Scratch::new("lock-wait");
         let (holder, journal, third) = three_opens(&dir);
         assert!(try_lock(&holder, JournalLock::Exclusive).unwrap());
-        let waiting = AtomicBool::new(false);
-        thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                lock_journal(&journal, JournalLock::Exclusive, HANG, &|| {
-                    waiting.store(true, Ordering::SeqCst);
-                })
-            });
-            wait_until("the waiter to find the lock held", || {
-                waiting.load(Ordering::SeqCst)
-            });
-            super::unlock_journal(&holder, Held::Own).unwrap();
-            let held = waiter.join().unwrap().unwrap();
-            assert!(matches!(held, Held::Reopened(_)), "{held:?}");
-            // The other open holds the lock for the caller, until it is unlocked.
-            assert!(!try_lock(&third, JournalLock::Shared).unwrap());
-            super::unlock_journal(&journal, held).unwrap();
-            assert!(try_lock(&third, JournalLock::Shared).unwrap());
-        });
+        let held = taken_once_released(&holder, &journal);
+        assert!(matches!(held, Held::Reopened(_)), "{held:?}");
+        // The other open holds the lock for the caller, until it is unlocked.
+        assert!(!try_lock(&third, JournalLock::Shared).unwrap());
+        super::unlock_journal(&journal, held).unwrap();
+        assert!(try_lock(&third, JournalLock::Shared).unwrap());
     }
 
     /// A caller that gives up leaves a thread blocked on the lock; once the holder lets go,
@@ -304,19 +310,7 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert_eq!(LOCK_WAITERS.load(Ordering::SeqCst), MOST_LOCK_WAITERS);
         }
-        let waiting = AtomicBool::new(false);
-        thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                lock_journal(&journal, JournalLock::Exclusive, HANG, &|| {
-                    waiting.store(true, Ordering::SeqCst);
-                })
-            });
-            wait_until("the waiter to find the lock held", || {
-                waiting.load(Ordering::SeqCst)
-            });
-            super::unlock_journal(&holder, Held::Own).unwrap();
-            let held = waiter.join().unwrap().unwrap();
-            assert!(matches!(held, Held::Own), "{held:?}");
-        });
+        let held = taken_once_released(&holder, &journal);
+        assert!(matches!(held, Held::Own), "{held:?}");
     }
 }

@@ -60,6 +60,21 @@ fn stamp(ago: Duration, form: Form) -> String {
     }
 }
 
+/// Entries `k0`, `k1`, ... for sessions `s0`, `s1`, ..., updated 10 minutes ago and a minute
+/// later each, each with a transcript of `bytes` bytes.
+fn sessions_with_transcripts(store: &Store, dir: &Scratch, n: u64, bytes: usize) {
+    for i in 0..n {
+        let sid = format!("s{i}");
+        store
+            .upsert(
+                format!("k{i}"),
+                entry(&sid, Duration::from_secs(600 - i * 60), ""),
+            )
+            .unwrap();
+        plant(&dir.join(format!("{sid}.jsonl")), bytes, Duration::ZERO);
+    }
+}
+
 /// Maintenance that runs only when asked, so tests see each pass.
 fn on_demand() -> Maintenance {
     Maintenance::new().background(false).interval(None)
@@ -739,16 +754,7 @@ fn the_disk_budget_counts_subdirectories_but_evicts_nothing_for_them_alone() {
         &dir,
         on_demand().max_disk_bytes(Some(20_000)).high_water(0.5),
     );
-    for i in 0..4u64 {
-        let sid = format!("s{i}");
-        store
-            .upsert(
-                format!("k{i}"),
-                entry(&sid, Duration::from_secs(600 - i * 60), ""),
-            )
-            .unwrap();
-        plant(&dir.join(format!("{sid}.jsonl")), 4000, Duration::ZERO);
-    }
+    sessions_with_transcripts(&store, &dir, 4, 4000);
     fs::create_dir_all(dir.join("media/deep")).unwrap();
     let blob = dir.join("media/deep/blob");
     plant(&blob, 5000, Duration::ZERO);
@@ -858,16 +864,7 @@ fn the_disk_budget_frees_nothing_when_subdirectories_alone_pass_the_high_water_m
 fn a_high_water_mark_of_zero_frees_all_it_may_when_there_are_no_subdirectories() {
     let dir = Scratch::new("disk-zero");
     let store = open(&dir, on_demand().max_disk_bytes(Some(1000)).high_water(0.0));
-    for i in 0..3u64 {
-        let sid = format!("s{i}");
-        store
-            .upsert(
-                format!("k{i}"),
-                entry(&sid, Duration::from_secs(600 - i * 60), ""),
-            )
-            .unwrap();
-        plant(&dir.join(format!("{sid}.jsonl")), 500, Duration::ZERO);
-    }
+    sessions_with_transcripts(&store, &dir, 3, 500);
     let archive = dir.join(format!("a.jsonl.deleted.{}", stamp(DAY, Form::Ours)));
     plant(&archive, 500, Duration::ZERO);
     // A mark of 0 cannot be reached (the journal stays), but with nothing in subdirectories
