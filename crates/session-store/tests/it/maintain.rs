@@ -611,24 +611,24 @@ fn a_cap_that_cannot_evict_does_not_start_a_pass_per_batch() {
     assert_eq!(store.count().unwrap(), 200);
 }
 
-/// A pass out of time still removes 64 files, and the next background pass follows within a
-/// second rather than a whole interval.
-#[test]
-fn a_backlog_of_orphans_shrinks_by_every_pass_and_soon() {
-    let dir = Scratch::new("backlog");
+/// Opens a store (clock moved by hand) whose passes have no time to spare, beside 100 orphan
+/// transcripts two hours old; each pass's report is sent to the receiver as (entries capped,
+/// orphans removed, incomplete).
+fn open_with_backlog(
+    dir: &Scratch,
+    m: Maintenance,
+) -> (
+    Store,
+    std::sync::Arc<ManualClock>,
+    std::sync::mpsc::Receiver<(usize, usize, bool)>,
+) {
     let (tx, rx) = std::sync::mpsc::channel();
     let (store, clock) = open_with_clock(
-        &dir,
-        Maintenance::new()
-            .time_budget(Duration::ZERO)
-            .interval(Some(Duration::from_secs(60)))
-            .on_pass(move |r| {
-                let _ = tx.send((r.orphans.len(), r.incomplete));
-            }),
+        dir,
+        m.time_budget(Duration::ZERO).on_pass(move |r| {
+            let _ = tx.send((r.capped.len(), r.orphans.len(), r.incomplete));
+        }),
     );
-    store
-        .upsert("probe", entry("sp", Duration::ZERO, ""))
-        .unwrap();
     for i in 0..100 {
         plant(
             &dir.join(format!("o{i:03}.jsonl")),
@@ -636,23 +636,37 @@ fn a_backlog_of_orphans_shrinks_by_every_pass_and_soon() {
             2 * Duration::from_secs(3600),
         );
     }
-    clock.advance(Duration::from_secs(61));
-    assert_eq!(passes_after_a_touch(&store), 1);
-    assert_eq!(
-        rx.recv_timeout(Duration::from_secs(120)).unwrap(),
-        (64, true)
-    );
-    clock.advance(Duration::from_secs(1));
-    assert_eq!(passes_after_a_touch(&store), 2);
-    assert_eq!(
-        rx.recv_timeout(Duration::from_secs(120)).unwrap(),
-        (36, false)
-    );
-    let left: Vec<String> = dir
-        .names()
+    (store, clock, rx)
+}
+
+/// The orphans [`open_with_backlog`] planted that are still there.
+fn backlog_left(dir: &Scratch) -> Vec<String> {
+    dir.names()
         .into_iter()
         .filter(|n| n.starts_with('o') && n.ends_with(".jsonl"))
-        .collect();
+        .collect()
+}
+
+/// A pass out of time still removes 64 files, and the next background pass follows within a
+/// second rather than a whole interval.
+#[test]
+fn a_backlog_of_orphans_shrinks_by_every_pass_and_soon() {
+    let dir = Scratch::new("backlog");
+    let (store, clock, rx) = open_with_backlog(
+        &dir,
+        Maintenance::new().interval(Some(Duration::from_secs(60))),
+    );
+    store
+        .upsert("probe", entry("sp", Duration::ZERO, ""))
+        .unwrap();
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(passes_after_a_touch(&store), 1);
+    let hang = sessionkit_test_support::HANG;
+    assert_eq!(rx.recv_timeout(hang).unwrap(), (0, 64, true));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(passes_after_a_touch(&store), 2);
+    assert_eq!(rx.recv_timeout(hang).unwrap(), (0, 36, false));
+    let left = backlog_left(&dir);
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -662,24 +676,8 @@ fn a_backlog_of_orphans_shrinks_by_every_pass_and_soon() {
 #[test]
 fn an_unfinished_pass_goes_on_with_no_interval_and_no_requests() {
     let dir = Scratch::new("backlog-idle");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (store, clock) = open_with_clock(
-        &dir,
-        Maintenance::new()
-            .time_budget(Duration::ZERO)
-            .interval(None)
-            .max_entries(Some(1))
-            .on_pass(move |r| {
-                let _ = tx.send((r.capped.len(), r.orphans.len(), r.incomplete));
-            }),
-    );
-    for i in 0..100 {
-        plant(
-            &dir.join(format!("o{i:03}.jsonl")),
-            10,
-            2 * Duration::from_secs(3600),
-        );
-    }
+    let (store, clock, rx) =
+        open_with_backlog(&dir, Maintenance::new().interval(None).max_entries(Some(1)));
     // The third entry passes the cap's trigger (a cap of 1 and a slack of 1): its batch starts
     // the first pass, and no request follows.
     for i in 0..3u64 {
@@ -695,11 +693,7 @@ fn an_unfinished_pass_goes_on_with_no_interval_and_no_requests() {
     clock.advance(Duration::from_secs(1));
     assert_eq!(rx.recv_timeout(hang).unwrap(), (0, 36, false));
     assert_eq!(store.counters().background_passes, 2);
-    let left: Vec<String> = dir
-        .names()
-        .into_iter()
-        .filter(|n| n.starts_with('o') && n.ends_with(".jsonl"))
-        .collect();
+    let left = backlog_left(&dir);
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(store.count().unwrap(), 1);
 }
