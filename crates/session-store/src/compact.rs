@@ -15,9 +15,13 @@
 //! state's idempotence). The same argument covers a crash between the renames, which leaves
 //! the new snapshot with the whole old journal. A crash before the first rename leaves the
 //! old files. Nothing acknowledged is lost at any point.
+//!
+//! A compaction is also how the store makes good a failed fsync of the journal ([`FsyncDebt`]):
+//! it writes everything before `O` from memory and fsyncs all it writes.
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use sessionkit_atomic_fs::{AtomicWriter, Durability};
@@ -41,6 +45,8 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         }
     };
     let io = |step: &'static str, e| shared.journal_io(Operation::Compact, step)(e);
+    // Taken before the starting offset: a failed fsync counted by now wrote only below it.
+    let mark = shared.fsync_debt.mark();
     shared.refresh()?;
     let (journal, offset) = {
         let view = shared.read();
@@ -60,6 +66,11 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         })
         .map_err(atomic("write the new snapshot"))?;
 
+    #[cfg(test)]
+    crate::hooks::reached(
+        crate::hooks::Point::CompactionStarted,
+        &shared.snapshot_path,
+    );
     let _batch = lock(&shared.batch_lock);
     let started = Instant::now();
     let locked = journal
@@ -111,10 +122,7 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
             drop(view);
             let report = report_of(entries, snapshot_len, journal_before, next_len, started);
             drop(locked);
-            shared.count(|c| {
-                c.compactions += 1;
-                c.snapshot_bytes += snapshot_len;
-            });
+            finished(shared, mark, snapshot_len);
             return Ok(report);
         }
         let rest = journal.read_from(view.offset).map_err(|e| io("read", e))?;
@@ -139,10 +147,7 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     }
     let report = report_of(entries, snapshot_len, journal_before, next_len, started);
     drop(locked);
-    shared.count(|c| {
-        c.compactions += 1;
-        c.snapshot_bytes += snapshot_len;
-    });
+    finished(shared, mark, snapshot_len);
     tracing::info!(
         entries,
         snapshot_bytes = report.snapshot_bytes,
@@ -152,6 +157,59 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         "compacted the session store"
     );
     Ok(report)
+}
+
+/// Counts a finished compaction, and what it made good of the failed fsyncs counted by `mark`.
+fn finished(shared: &Shared, mark: u64, snapshot_len: u64) {
+    let repaired = shared.fsync_debt.made_good(mark);
+    shared.count(|c| {
+        c.compactions += 1;
+        c.snapshot_bytes += snapshot_len;
+        if repaired {
+            c.fsync_repairs += 1;
+        }
+    });
+    if repaired {
+        tracing::info!(path = %shared.snapshot_path.display(),
+            "compacted the session store after a failed fsync of its journal: it is durable again");
+    }
+}
+
+/// Failed fsyncs of the journal, and how many of them finished compactions have made good.
+///
+/// After a failed fsync the kernel may have dropped the pages it could not write, and a later
+/// fsync that succeeds does not bring them back: those bytes survive in memory only. A
+/// compaction makes them durable again, but only one that took its starting offset after the
+/// failure: it writes everything before that offset from memory, and copies only later bytes
+/// from the journal. So each compaction marks the count of failures before it starts, and
+/// makes good that many when it finishes.
+#[derive(Debug, Default)]
+pub(crate) struct FsyncDebt {
+    failed: AtomicU64,
+    made_good: AtomicU64,
+}
+
+impl FsyncDebt {
+    /// Counts a failed fsync of the journal.
+    pub(crate) fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// True while some failed fsync has not been made good by a compaction.
+    pub(crate) fn owed(&self) -> bool {
+        self.made_good.load(Ordering::SeqCst) < self.failed.load(Ordering::SeqCst)
+    }
+
+    /// The mark a compaction takes before its starting offset.
+    fn mark(&self) -> u64 {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// A compaction that took `mark` finished; true if it made good a failure not made good
+    /// before.
+    fn made_good(&self, mark: u64) -> bool {
+        self.made_good.fetch_max(mark, Ordering::SeqCst) < mark
+    }
 }
 
 fn report_of(
@@ -213,4 +271,80 @@ fn encode_in_slices(shared: &Shared, out: &mut dyn Write) -> io::Result<(usize, 
     out.write_all(buf.as_bytes())?;
     written += buf.len() as u64;
     Ok((entries, written))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::FsyncDebt;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// An fsync of the journal fails.
+        Fail,
+        /// Compaction `n` (of at most three at once) starts.
+        Start(usize),
+        /// Compaction `n` finishes, if it started.
+        Finish(usize),
+        /// Compaction `n` fails, if it started.
+        Abandon(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            Just(Step::Fail),
+            (0..3usize).prop_map(Step::Start),
+            (0..3usize).prop_map(Step::Finish),
+            (0..3usize).prop_map(Step::Abandon),
+        ]
+    }
+
+    proptest! {
+        /// The debt against the rule in its docs: a repair is owed while some failure came
+        /// after the start of every compaction that finished.
+        #[test]
+        fn a_repair_is_owed_until_a_compaction_started_after_the_failure_finishes(
+            steps in prop::collection::vec(step(), 0..40),
+        ) {
+            let debt = FsyncDebt::default();
+            let mut marks: [Option<u64>; 3] = [None; 3];
+            let mut started_at: [Option<usize>; 3] = [None; 3];
+            let mut failures: Vec<usize> = Vec::new();
+            let mut latest_finished_start: Option<usize> = None;
+            for (time, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Fail => {
+                        debt.failed();
+                        failures.push(time);
+                    }
+                    Step::Start(n) if marks[n].is_none() => {
+                        marks[n] = Some(debt.mark());
+                        started_at[n] = Some(time);
+                    }
+                    Step::Finish(n) => {
+                        if let (Some(mark), Some(start)) = (marks[n].take(), started_at[n].take()) {
+                            let owed_before = debt.owed();
+                            let made_good = debt.made_good(mark);
+                            let newly = failures.iter().any(|&failed| {
+                                failed < start && latest_finished_start.is_none_or(|s| s < failed)
+                            });
+                            prop_assert_eq!(made_good, newly);
+                            prop_assert!(!made_good || owed_before);
+                            latest_finished_start = latest_finished_start.max(Some(start));
+                        }
+                    }
+                    Step::Abandon(n) => {
+                        marks[n] = None;
+                        started_at[n] = None;
+                    }
+                    Step::Start(_) => {}
+                }
+                let owed = failures
+                    .last()
+                    .is_some_and(|&failed| latest_finished_start.is_none_or(|start| start < failed));
+                prop_assert_eq!(debt.owed(), owed);
+            }
+        }
+    }
 }

@@ -99,6 +99,8 @@ mod compact;
 mod entry;
 mod error;
 mod files;
+#[cfg(test)]
+mod hooks;
 pub mod journal;
 mod maintain;
 mod open;

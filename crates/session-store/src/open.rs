@@ -101,6 +101,7 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         schedule: Mutex::new(schedule),
         active: Mutex::new(Default::default()),
         dirty_since: Mutex::new(None),
+        fsync_debt: Default::default(),
     });
     tracing::debug!(path = %snapshot_path.display(), epoch, entries = report.snapshot_entries,
         records = report.journal_records, "opened session store");
@@ -155,7 +156,7 @@ fn load(
                 "quarantined a corrupt journal, keeping the records before the damage");
             report.quarantined.push(aside);
             #[cfg(test)]
-            hooks::between_copy_and_replace(&journal_path);
+            crate::hooks::reached(crate::hooks::Point::JournalRecovery, &journal_path);
             AtomicWriter::new()
                 .durability(Durability::Durable)
                 .write(&journal_path, prefix)
@@ -306,35 +307,6 @@ fn fresh_epoch() -> u64 {
         .unwrap_or(1)
 }
 
-/// Hooks for tests that must act at one point of opening.
-#[cfg(test)]
-pub(crate) mod hooks {
-    use std::path::{Path, PathBuf};
-    use std::sync::Mutex;
-
-    type Hook = Box<dyn FnOnce() + Send>;
-
-    static BETWEEN_COPY_AND_REPLACE: Mutex<Vec<(PathBuf, Hook)>> = Mutex::new(Vec::new());
-
-    /// Runs `hook` once, the next time the damaged journal at `path` has been copied aside and
-    /// is about to be replaced (its lock still held).
-    pub(crate) fn on_recovery(path: &Path, hook: impl FnOnce() + Send + 'static) {
-        let mut hooks = BETWEEN_COPY_AND_REPLACE.lock().unwrap();
-        hooks.push((path.to_path_buf(), Box::new(hook)));
-    }
-
-    pub(super) fn between_copy_and_replace(path: &Path) {
-        let hook = {
-            let mut hooks = BETWEEN_COPY_AND_REPLACE.lock().unwrap();
-            let at = hooks.iter().position(|(p, _)| p == path);
-            at.map(|at| hooks.remove(at).1)
-        };
-        if let Some(hook) = hook {
-            hook();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -373,7 +345,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(None));
         let (other_snapshot, other_journal, seen_in_hook) =
             (snapshot.clone(), journal.clone(), seen.clone());
-        super::hooks::on_recovery(&journal, move || {
+        crate::hooks::on(crate::hooks::Point::JournalRecovery, &journal, move || {
             let other = Store::builder()
                 .recover(true)
                 .lock_timeout(Duration::from_millis(20))

@@ -36,8 +36,11 @@ pub enum SyncMode {
     /// A failed fsync is logged, counted ([`IoCounters::failed_fsyncs`]) and tried again an
     /// interval later. After a failed fsync the kernel may have dropped the pages it could not
     /// write, and a later fsync that succeeds does not bring them back: what was written
-    /// before the failure may not survive a power loss. [`Store::compact`] writes the whole
-    /// registry from memory with fsync, which makes it durable again.
+    /// before the failure would not survive a power loss. So the store then compacts in the
+    /// background as soon as it can, automatic compaction off or not: a compaction writes the
+    /// whole registry from memory with fsync, which makes it durable again
+    /// ([`IoCounters::fsync_repairs`]). A failed compaction is tried again after 1 s, doubling
+    /// up to 5 min, and once more when the last handle is dropped.
     Interval(Duration),
     /// Updates are acknowledged once written; the journal is never fsynced by the store (the
     /// kernel writes it back in its own time). A crash of the process loses nothing, a power
@@ -145,7 +148,8 @@ impl StoreBuilder {
     }
 
     /// Whether the store compacts by itself in the background; [`Store::compact`] works
-    /// either way.
+    /// either way. Off, the store still compacts after a failed fsync of its journal, to make
+    /// it durable again (see [`SyncMode::Interval`]).
     ///
     /// By default, on.
     pub fn auto_compact(&mut self, yes: bool) -> &mut Self {
@@ -373,8 +377,14 @@ pub struct IoCounters {
     /// process, or another open of the store) and waited for it.
     pub journal_lock_waits: u64,
     /// Journal fsyncs that failed. A batch's failed fsync fails the batch (its bytes are
-    /// taken back out); interval mode's timed fsync is tried again an interval later.
+    /// taken back out); interval mode's timed fsync is tried again an interval later. After
+    /// either, the store compacts as soon as it can, to make durable again what the kernel may
+    /// have dropped (see [`SyncMode::Interval`]).
     pub failed_fsyncs: u64,
+    /// Compactions that made the store durable again after failed fsyncs of the journal: each
+    /// one started after the failures it made good. Most are background compactions, started
+    /// for this and counted in [`background_compactions`](Self::background_compactions).
+    pub fsync_repairs: u64,
 }
 
 /// The in-memory view of the store, as of `offset` bytes into the journal `journal`.
@@ -419,6 +429,8 @@ pub(crate) struct Shared {
     pub(crate) active: Mutex<HashMap<String, usize>>,
     /// When the oldest write not yet fsynced happened (interval mode).
     pub(crate) dirty_since: Mutex<Option<Instant>>,
+    /// Failed fsyncs of the journal that a compaction has yet to make good.
+    pub(crate) fsync_debt: crate::compact::FsyncDebt,
 }
 
 impl fmt::Debug for Shared {
@@ -463,6 +475,12 @@ impl Shared {
 
     pub(crate) fn count(&self, f: impl FnOnce(&mut IoCounters)) {
         f(&mut lock(&self.counters));
+    }
+
+    /// Counts a failed fsync of the journal, which a compaction then makes good.
+    pub(crate) fn fsync_failed(&self) {
+        self.count(|c| c.failed_fsyncs += 1);
+        self.fsync_debt.failed();
     }
 
     /// Counts a wait for the journal's lock ([`IoCounters::journal_lock_waits`]).

@@ -152,30 +152,23 @@ pub(crate) fn start<T: Send + 'static>(
 fn run(shared: &Arc<Shared>, rx: &Receiver<Request>) {
     let max = shared.config.max_batch;
     loop {
-        // With an fsync owed (interval mode), wait no longer than until it is due.
-        let first = match pending_sync_due(shared) {
-            Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+        let first = match wake_after(shared) {
+            Some(wait) => match rx.recv_timeout(wait) {
                 Ok(request) => request,
                 Err(RecvTimeoutError::Timeout) => {
-                    sync_now(shared);
+                    if pending_sync_due(shared).is_some_and(|due| due <= Instant::now()) {
+                        sync_now(shared);
+                    }
+                    // After a failed fsync, here or before.
+                    maybe_compact(shared);
+                    maybe_maintain(shared);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             },
-            None => match idle_wait(shared) {
-                // Idle, wake up for a timed maintenance pass, or to go on with one.
-                Some(wait) => match rx.recv_timeout(wait) {
-                    Ok(request) => request,
-                    Err(RecvTimeoutError::Timeout) => {
-                        maybe_maintain(shared);
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match rx.recv() {
-                    Ok(request) => request,
-                    Err(_) => break,
-                },
+            None => match rx.recv() {
+                Ok(request) => request,
+                Err(_) => break,
             },
         };
         let mut batch = vec![first];
@@ -187,10 +180,32 @@ fn run(shared: &Arc<Shared>, rx: &Receiver<Request>) {
         }
         commit(shared, batch);
     }
-    // The last handle is gone: owe no fsync.
+    // The last handle is gone: owe no fsync, and try once more to make good a failed one.
     if pending_sync_due(shared).is_some() {
         sync_now(shared);
     }
+    // Here, not on the compaction thread, which stops once no handle is left.
+    if shared.fsync_debt.owed() && claim_compaction(shared) {
+        compact_job(shared);
+    }
+}
+
+/// How long the idle writer waits for a request before it has timed work to do; `None`: until
+/// a request comes.
+fn wake_after(shared: &Shared) -> Option<Duration> {
+    // An fsync owed in interval mode is due an interval after the first write it covers.
+    let sync = pending_sync_due(shared).map(|due| due.saturating_duration_since(Instant::now()));
+    // A failed fsync owes a compaction: look again every second until one has made it good
+    // (the compaction may be running, or pausing after failures of its own).
+    let repair = shared
+        .fsync_debt
+        .owed()
+        .then_some(crate::schedule::RETRY_AFTER);
+    // A timed maintenance pass, or one to go on with.
+    [sync, repair, idle_wait(shared)]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// When the owed fsync of interval mode is due, if one is owed.
@@ -213,9 +228,10 @@ fn sync_now(shared: &Shared) {
             // Tried again an interval later, not at once: a failing disk would otherwise keep
             // the writer spinning on fsyncs (and the log filling) until it recovers.
             *lock(&shared.dirty_since) = Some(Instant::now());
-            shared.count(|c| c.failed_fsyncs += 1);
+            shared.fsync_failed();
             tracing::error!(path = %shared.journal_path.display(), error = %e,
-                "interval fsync of the session journal failed; it is tried again an interval later");
+                "interval fsync of the session journal failed; it is tried again an interval \
+                 later, and the store compacts to be durable again");
         }
     }
 }
@@ -434,7 +450,8 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
         Ok(durable) => durable,
         Err((step, e)) => {
             if step == "fsync" {
-                shared.count(|c| c.failed_fsyncs += 1);
+                // The compaction that makes it good starts after this batch (`commit`).
+                shared.fsync_failed();
             }
             // The batch failed: take its bytes back out, so that no caller is told "failed"
             // about an update a later reader would still find (after a failed fsync the data
@@ -504,11 +521,34 @@ fn next_seq(shared: &Shared) -> u64 {
         + 1
 }
 
-/// Starts a background compaction if the journal has grown past its threshold.
+/// Starts a background compaction if the journal has grown past its threshold, or a failed
+/// fsync is owed one.
 fn maybe_compact(shared: &Arc<Shared>) {
-    if !shared.config.auto_compact {
-        return;
+    let due = shared.fsync_debt.owed() || (shared.config.auto_compact && past_threshold(shared));
+    if due && claim_compaction(shared) && !shared.compactor.kick(shared) {
+        shared
+            .compacting
+            .store(false, std::sync::atomic::Ordering::Release);
     }
+}
+
+/// Claims the process's one background compaction, unless one runs or compaction pauses
+/// after failures; counts it if claimed.
+fn claim_compaction(shared: &Shared) -> bool {
+    let backing_off = !lock(&shared.schedule).compaction_may_start(shared.config.clock.now());
+    if backing_off
+        || shared
+            .compacting
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        return false;
+    }
+    shared.count(|c| c.background_compactions += 1);
+    true
+}
+
+/// True if the journal has grown to where compaction starts by itself.
+fn past_threshold(shared: &Shared) -> bool {
     let (journal_bytes, snapshot_bytes) = {
         let view = shared.read();
         (view.offset, view.snapshot_bytes)
@@ -517,23 +557,7 @@ fn maybe_compact(shared: &Arc<Shared>) {
         .config
         .compact_min_bytes
         .max((snapshot_bytes as f64 * shared.config.compact_ratio) as u64);
-    if journal_bytes < threshold {
-        return;
-    }
-    let backing_off = !lock(&shared.schedule).compaction_may_start(shared.config.clock.now());
-    if backing_off
-        || shared
-            .compacting
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-    {
-        return;
-    }
-    shared.count(|c| c.background_compactions += 1);
-    if !shared.compactor.kick(shared) {
-        shared
-            .compacting
-            .store(false, std::sync::atomic::Ordering::Release);
-    }
+    journal_bytes >= threshold
 }
 
 /// One background compaction, on the compaction thread; true if it finished, which frees its
@@ -784,5 +808,160 @@ mod tests {
         wait_until("the owed fsync", || store.counters().fsyncs == 1);
         assert!(super::pending_sync_due(&store.shared).is_none());
         assert!(store.get("k").unwrap().is_some());
+    }
+
+    fn entry(id: &str) -> Entry {
+        Entry::parse(&format!(r#"{{"sessionId":"{id}","updatedAt":1}}"#)).unwrap()
+    }
+
+    /// The keys of the snapshot file on disk, or nothing if there is none yet.
+    fn snapshot_keys(path: &std::path::Path) -> Option<Vec<String>> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        Some(value.as_object().unwrap().keys().cloned().collect())
+    }
+
+    /// Waits until the store owes no repair, then checks that a compaction made one.
+    fn assert_made_good(store: &Store) {
+        wait_until("a compaction to make the failed fsync good", || {
+            !store.shared.fsync_debt.owed()
+        });
+        let counters = store.counters();
+        assert!(counters.failed_fsyncs >= 1, "{counters:?}");
+        assert!(counters.fsync_repairs >= 1, "{counters:?}");
+        assert!(
+            counters.compactions >= counters.fsync_repairs,
+            "{counters:?}"
+        );
+    }
+
+    /// After a failed interval fsync the kernel may have dropped what it could not write, so
+    /// the store compacts from memory, automatic compaction off or not. It used to go on with
+    /// the journal as it was, fsyncing only what came after.
+    #[test]
+    fn a_failed_interval_fsync_is_made_good_by_a_compaction() {
+        let dir = sessionkit_test_support::Scratch::new("interval-fsync-repair");
+        let snapshot = dir.join("sessions.json");
+        let store = Store::builder()
+            .sync(SyncMode::Interval(Duration::from_millis(20)))
+            .auto_compact(false)
+            .open(&snapshot)
+            .unwrap();
+        for key in ["a", "b", "c"] {
+            store.upsert(key, entry(key)).unwrap();
+        }
+        crate::files::faults::fail_syncs(store.journal_path(), true);
+        wait_until("a failed fsync", || store.counters().failed_fsyncs >= 1);
+        crate::files::faults::fail_syncs(store.journal_path(), false);
+
+        assert_made_good(&store);
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["a", "b", "c"]);
+    }
+
+    /// A batch whose fsync fails is taken back out, and the batches before it are made
+    /// durable again by a compaction: the failed writeback may have taken their last page.
+    #[test]
+    fn a_failed_batch_fsync_is_made_good_by_a_compaction() {
+        let dir = sessionkit_test_support::Scratch::new("batch-fsync-repair");
+        let snapshot = dir.join("sessions.json");
+        let store = Store::builder()
+            .auto_compact(false)
+            .open(&snapshot)
+            .unwrap();
+        store.upsert("kept", entry("kept")).unwrap();
+        crate::files::faults::fail_syncs(store.journal_path(), true);
+        let failed = store.upsert("failed", entry("failed")).unwrap_err();
+        crate::files::faults::fail_syncs(store.journal_path(), false);
+        assert!(failed.to_string().contains("fsync"), "{failed}");
+
+        assert_made_good(&store);
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
+        assert!(store.get("failed").unwrap().is_none());
+    }
+
+    /// A compaction that took its starting offset before an fsync failed copies the failed
+    /// bytes from the journal, and so does not make the failure good: a later one must.
+    #[test]
+    fn a_compaction_started_before_a_failed_fsync_does_not_make_it_good() {
+        use std::sync::atomic::Ordering;
+
+        let dir = sessionkit_test_support::Scratch::new("repair-race");
+        let snapshot = dir.join("sessions.json");
+        let store = Store::builder()
+            .auto_compact(false)
+            .open(&snapshot)
+            .unwrap();
+        store.upsert("kept", entry("kept")).unwrap();
+        // Keeps the repair out of the background until the compaction below has finished.
+        store.shared.compacting.store(true, Ordering::Release);
+        let during = store.clone();
+        crate::hooks::on(
+            crate::hooks::Point::CompactionStarted,
+            &snapshot,
+            move || {
+                crate::files::faults::fail_syncs(during.journal_path(), true);
+                during.upsert("failed", entry("failed")).unwrap_err();
+                crate::files::faults::fail_syncs(during.journal_path(), false);
+            },
+        );
+        store.compact().unwrap();
+        let counters = store.counters();
+        assert_eq!(
+            (
+                counters.compactions,
+                counters.failed_fsyncs,
+                counters.fsync_repairs
+            ),
+            (1, 1, 0)
+        );
+        assert!(store.shared.fsync_debt.owed());
+
+        store.shared.compacting.store(false, Ordering::Release);
+        assert_made_good(&store);
+        assert_eq!(store.counters().fsync_repairs, 1);
+    }
+
+    /// A repair whose compaction failed is tried again by the idle writer, with no request to
+    /// wake it: the failure may well be the last thing that happens to the store for a while.
+    #[test]
+    fn a_failed_repair_is_tried_again_with_no_requests() {
+        let dir = sessionkit_test_support::Scratch::new("repair-retried");
+        let snapshot = dir.join("sessions.json");
+        let store = Store::builder().open(&snapshot).unwrap();
+        store.upsert("kept", entry("kept")).unwrap();
+        // A directory where the snapshot goes fails every compaction.
+        std::fs::create_dir(&snapshot).unwrap();
+        crate::files::faults::fail_syncs(store.journal_path(), true);
+        store.upsert("failed", entry("failed")).unwrap_err();
+        crate::files::faults::fail_syncs(store.journal_path(), false);
+        wait_until("a failed compaction", || {
+            store.counters().failed_compactions >= 1
+        });
+        assert!(store.shared.fsync_debt.owed());
+        std::fs::remove_dir(&snapshot).unwrap();
+
+        assert_made_good(&store);
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
+    }
+
+    /// A failed fsync still owed when the last handle goes is made good on the way out: the
+    /// writer's last fsync fails here, with no interval left to try again in.
+    #[test]
+    fn a_failed_fsync_at_close_is_made_good_on_the_way_out() {
+        let dir = sessionkit_test_support::Scratch::new("close-fsync-repair");
+        let snapshot = dir.join("sessions.json");
+        let store = Store::builder()
+            .sync(SyncMode::Interval(Duration::from_secs(3600)))
+            .open(&snapshot)
+            .unwrap();
+        store.upsert("k", entry("k")).unwrap();
+        let journal = store.journal_path().to_path_buf();
+        crate::files::faults::fail_syncs(&journal, true);
+        drop(store);
+        wait_until("the snapshot written on the way out", || {
+            snapshot_keys(&snapshot).is_some()
+        });
+        crate::files::faults::fail_syncs(&journal, false);
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["k"]);
     }
 }

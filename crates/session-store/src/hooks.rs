@@ -1,0 +1,37 @@
+//! Hooks for the crate's unit tests that must act at one point of an operation, by path.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Where an operation stops to run a hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Point {
+    /// Opening: a damaged journal has been copied aside and is about to be replaced (its
+    /// lock still held). Keyed by the journal's path.
+    JournalRecovery,
+    /// Compaction: its starting offset is taken and its snapshot written, and it is about to
+    /// take the journal's lock. Keyed by the snapshot's path.
+    CompactionStarted,
+}
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+static HOOKS: Mutex<Vec<(Point, PathBuf, Hook)>> = Mutex::new(Vec::new());
+
+/// Runs `hook` once, the next time an operation on `path` reaches `point`.
+pub(crate) fn on(point: Point, path: &Path, hook: impl FnOnce() + Send + 'static) {
+    let mut hooks = HOOKS.lock().unwrap();
+    hooks.push((point, path.to_path_buf(), Box::new(hook)));
+}
+
+/// Runs the hook waiting for `point` on `path`, if there is one.
+pub(crate) fn reached(point: Point, path: &Path) {
+    let hook = {
+        let mut hooks = HOOKS.lock().unwrap();
+        let at = hooks.iter().position(|(p, q, _)| *p == point && q == path);
+        at.map(|at| hooks.remove(at).2)
+    };
+    if let Some(hook) = hook {
+        hook();
+    }
+}
