@@ -20,6 +20,8 @@ pub enum Operation {
     WriteJournal,
     /// Compacting: writing a new snapshot and a fresh journal.
     Compact,
+    /// Flushing: making every acknowledged update durable now.
+    Flush,
     /// A maintenance pass.
     Maintain,
     /// Reading a store without changing it.
@@ -37,6 +39,7 @@ impl fmt::Display for Operation {
             Operation::Open => "open the store",
             Operation::WriteJournal => "write to the journal",
             Operation::Compact => "compact the store",
+            Operation::Flush => "flush the store",
             Operation::Maintain => "maintain the store",
             Operation::Read => "read the store",
             Operation::Transcript => "use the transcript",

@@ -26,7 +26,10 @@
 //!
 //! - **Acknowledged means durable, as promised.** An update's call returns once its batch is
 //!   written and, with [`SyncMode::EveryBatch`] (the default), fsynced. A batch that fails is
-//!   taken back out of the journal, and every caller in it gets the error.
+//!   taken back out of the journal, and every caller in it gets the error. After any failed
+//!   fsync of the journal the store compacts by itself, because the kernel may have dropped
+//!   what it failed to write; [`Store::flush`] makes everything acknowledged durable on
+//!   demand, in any mode.
 //! - **Many processes.** Each batch is appended under the journal's exclusive OS lock, after
 //!   reading what other processes appended, so every process's state is the replay of one
 //!   file in one order. Reads see this process's acknowledged updates and, for the price of a

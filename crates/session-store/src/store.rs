@@ -40,11 +40,12 @@ pub enum SyncMode {
     /// background as soon as it can, automatic compaction off or not: a compaction writes the
     /// whole registry from memory with fsync, which makes it durable again
     /// ([`IoCounters::fsync_repairs`]). A failed compaction is tried again after 1 s, doubling
-    /// up to 5 min, and once more when the last handle is dropped.
+    /// up to 5 min, and once more when the last handle is dropped. [`Store::flush`] does both
+    /// the fsync and the compaction at once, in the caller's thread.
     Interval(Duration),
-    /// Updates are acknowledged once written; the journal is never fsynced by the store (the
-    /// kernel writes it back in its own time). A crash of the process loses nothing, a power
-    /// loss may.
+    /// Updates are acknowledged once written; the journal is fsynced only by
+    /// [`Store::flush`] (the kernel writes it back in its own time). A crash of the process
+    /// loses nothing, a power loss may.
     Never,
 }
 
@@ -828,6 +829,25 @@ impl Store {
     /// journal stay.
     pub fn compact(&self) -> Result<CompactReport> {
         crate::compact::compact(&self.shared)
+    }
+
+    /// Makes every update acknowledged before this call durable now, whatever the
+    /// [`SyncMode`]: fsyncs the journal, and if a fsync of it has failed since the last
+    /// compaction that made such a failure good (see [`SyncMode::Interval`]), compacts in this
+    /// thread. Writers are held up for the one fsync.
+    ///
+    /// Call it before a process exits with [`SyncMode::Interval`] or [`SyncMode::Never`]:
+    /// dropping the last handle lets the writer thread finish queued updates and an owed
+    /// fsync by itself, but a process that exits right away may cut that short.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Operation::Flush`] if the fsync failed and the compaction that
+    /// would make it good was superseded by another process's or could not start; the
+    /// compaction's own error if it failed. Either way the updates stay applied, and a
+    /// compaction in the background tries again.
+    pub fn flush(&self) -> Result<()> {
+        crate::writer::flush(&self.shared)
     }
 }
 

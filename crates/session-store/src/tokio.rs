@@ -204,6 +204,15 @@ impl Store {
     pub async fn compact_async(&self) -> Result<CompactReport> {
         self.blocking(Operation::Compact, Store::compact).await
     }
+
+    /// [`flush`](Store::flush) on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Store::flush).
+    pub async fn flush_async(&self) -> Result<()> {
+        self.blocking(Operation::Flush, Store::flush).await
+    }
 }
 
 impl Store {

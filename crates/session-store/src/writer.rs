@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::io;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -234,6 +235,44 @@ fn sync_now(shared: &Shared) {
                  later, and the store compacts to be durable again");
         }
     }
+}
+
+/// [`Store::flush`](crate::Store::flush): fsyncs the journal under the batch lock, so that no
+/// batch is half written and the owed fsync of interval mode is settled, then makes good a
+/// failed fsync with a compaction in this thread.
+pub(crate) fn flush(shared: &Arc<Shared>) -> Result<()> {
+    let synced = {
+        let _batch = lock(&shared.batch_lock);
+        let journal = shared.read().journal.clone();
+        let synced = journal.sync();
+        match &synced {
+            Ok(()) => {
+                *lock(&shared.dirty_since) = None;
+                shared.count(|c| c.fsyncs += 1);
+            }
+            Err(e) => {
+                shared.fsync_failed();
+                tracing::error!(path = %shared.journal_path.display(), error = %e,
+                    "flushing the session journal failed; the store compacts to be durable");
+            }
+        }
+        synced
+    };
+    if !shared.fsync_debt.owed() {
+        return Ok(());
+    }
+    // A compaction that another process supersedes makes nothing good here: its own tail
+    // copy may have read pages this process failed to write. One more try, on its files.
+    for _ in 0..2 {
+        crate::compact::compact(shared)?;
+        if !shared.fsync_debt.owed() {
+            return Ok(());
+        }
+    }
+    let source = synced.err().unwrap_or_else(|| {
+        io::Error::other("an earlier fsync of the journal failed, and compactions were superseded")
+    });
+    Err(shared.journal_io(Operation::Flush, "fsync")(source))
 }
 
 /// What a batch resolved each request to.
@@ -942,6 +981,71 @@ mod tests {
 
         assert_made_good(&store);
         assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
+    }
+
+    /// `flush` fsyncs what interval mode has not yet, at once, and settles the owed fsync.
+    #[test]
+    fn flush_makes_interval_mode_durable_now() {
+        let dir = sessionkit_test_support::Scratch::new("flush-interval");
+        let store = Store::builder()
+            .sync(SyncMode::Interval(Duration::from_secs(3600)))
+            .open(dir.join("sessions.json"))
+            .unwrap();
+        assert!(!store.upsert("k", entry("k")).unwrap().durable);
+        assert!(super::pending_sync_due(&store.shared).is_some());
+        store.flush().unwrap();
+        assert_eq!(store.counters().fsyncs, 1);
+        assert!(super::pending_sync_due(&store.shared).is_none());
+    }
+
+    /// When `flush`'s own fsync fails, it makes the failure good with a compaction in the
+    /// caller's thread, and so still returns only once everything is durable.
+    #[test]
+    fn flush_makes_its_own_failed_fsync_good_before_it_returns() {
+        use std::sync::atomic::Ordering;
+
+        let dir = sessionkit_test_support::Scratch::new("flush-repair");
+        let snapshot = dir.join("sessions.json");
+        let store = Store::builder()
+            .sync(SyncMode::Interval(Duration::from_secs(3600)))
+            .open(&snapshot)
+            .unwrap();
+        store.upsert("k", entry("k")).unwrap();
+        // No background compaction gets there first.
+        store.shared.compacting.store(true, Ordering::Release);
+        crate::files::faults::fail_syncs(store.journal_path(), true);
+        let flushed = store.flush();
+        crate::files::faults::fail_syncs(store.journal_path(), false);
+        flushed.unwrap();
+        let counters = store.counters();
+        assert_eq!(
+            (
+                counters.failed_fsyncs,
+                counters.fsync_repairs,
+                counters.compactions
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["k"]);
+        store.shared.compacting.store(false, Ordering::Release);
+    }
+
+    /// A failure `flush` cannot make good is an error that names the operation and the path.
+    #[test]
+    fn flush_reports_a_failure_it_cannot_make_good() {
+        let dir = sessionkit_test_support::Scratch::new("flush-fails");
+        let snapshot = dir.join("sessions.json");
+        let store = Store::builder().open(&snapshot).unwrap();
+        store.upsert("k", entry("k")).unwrap();
+        std::fs::create_dir(&snapshot).unwrap();
+        crate::files::faults::fail_syncs(store.journal_path(), true);
+        let error = store.flush().unwrap_err();
+        crate::files::faults::fail_syncs(store.journal_path(), false);
+        let text = error.to_string();
+        assert!(text.contains("compact the store"), "{text}");
+        assert!(text.contains(&snapshot.display().to_string()), "{text}");
+        assert!(store.shared.fsync_debt.owed());
+        assert!(store.get("k").unwrap().is_some());
     }
 
     /// A failed fsync still owed when the last handle goes is made good on the way out: the

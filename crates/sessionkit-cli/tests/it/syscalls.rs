@@ -24,32 +24,7 @@ fn traced(args: &[&str], stdin: &[u8]) -> Option<Vec<String>> {
 
 /// [`traced`] with `filter` as strace's options instead of the write calls.
 fn traced_as(filter: &[&str], args: &[&str], stdin: &[u8]) -> Option<Vec<String>> {
-    if Command::new("strace")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        println!("SKIP: syscall counts: strace is not installed");
-        return None;
-    }
-    let mut child = Command::new("strace")
-        .args(["-f", "-qq"])
-        .args(filter)
-        .args(["-o", "/dev/stderr", "--"])
-        .arg(env!("CARGO_BIN_EXE_sessionkit"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strace");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("PTRACE_TRACEME") {
-        println!("SKIP: syscall counts: ptrace is not permitted here");
-        return None;
-    }
+    let out = run_traced(filter, args, stdin)?;
     assert!(
         out.status.success(),
         "{}",
@@ -67,6 +42,38 @@ fn traced_as(filter: &[&str], args: &[&str], stdin: &[u8]) -> Option<Vec<String>
         })
         .collect();
     Some(lines)
+}
+
+/// One `sessionkit` run under `strace -f` with `options`, its trace on standard error; `None`
+/// (after a `SKIP:` line) if this machine cannot trace.
+fn run_traced(options: &[&str], args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
+    if Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        println!("SKIP: syscall counts: strace is not installed");
+        return None;
+    }
+    let mut child = Command::new("strace")
+        .args(["-f", "-qq"])
+        .args(options)
+        .args(["-o", "/dev/stderr", "--"])
+        .arg(env!("CARGO_BIN_EXE_sessionkit"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strace");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("PTRACE_TRACEME") {
+        println!("SKIP: syscall counts: ptrace is not permitted here");
+        return None;
+    }
+    Some(out)
 }
 
 fn count(lines: &[String], call: &str) -> usize {
@@ -215,4 +222,49 @@ fn a_sweep_makes_eight_calls_per_stale_lock_and_five_per_kept_one() {
         crate::util::names(planted.path()),
         ["fresh.lock", "live.jsonl.lock", "notes.txt"]
     );
+}
+
+/// A `store set` whose journal `fdatasync` fails (`EIO`, injected by strace) exits with an
+/// I/O error and, before it exits, compacts the store to make durable again what the kernel
+/// may have dropped: the library would compact in the background, and the exit would cut that
+/// short.
+#[test]
+fn a_store_set_whose_fsync_fails_compacts_before_it_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.json");
+    let path_arg = path.to_str().unwrap();
+    crate::util::run_ok(
+        ["store", "set", path_arg, "kept"],
+        br#"{"sessionId":"kept","updatedAt":1}"#,
+    );
+    assert!(
+        !path.exists(),
+        "a fresh store has no snapshot until it compacts"
+    );
+
+    // The batch's fsync is the run's first `fdatasync`: the journal exists, and the
+    // compaction's writes use `fsync`.
+    let Some(out) = run_traced(
+        &[
+            "-e",
+            "trace=fdatasync",
+            "-e",
+            "inject=fdatasync:error=EIO:when=1",
+        ],
+        &["store", "set", path_arg, "failed"],
+        br#"{"sessionId":"failed","updatedAt":2}"#,
+    ) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(crate::util::IO_ERR), "{stderr}");
+    assert!(stderr.contains("(INJECTED)"), "{stderr}");
+
+    let written = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("no snapshot after the failed set ({e}): {stderr}"));
+    let snapshot: serde_json::Value = serde_json::from_slice(&written).unwrap();
+    let keys: Vec<&String> = snapshot.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["kept"], "{stderr}");
+    let missing = crate::util::run(["store", "get", path_arg, "failed"], b"");
+    assert_eq!(missing.status.code(), Some(1));
 }

@@ -72,9 +72,10 @@ fn journal_path(path: &Path) -> PathBuf {
 
 /// Opens the store at `path` for a command that writes.
 ///
-/// Unless `create` is set, a missing store is an error. The store never compacts in the
-/// background, so the command's exit cannot cut a compaction short. If the open cut a torn
-/// journal tail, a warning says so on standard error.
+/// Unless `create` is set, a missing store is an error. The store does not compact in the
+/// background, so the command's exit cannot cut a compaction short; after a failed fsync,
+/// when the library would, the command compacts before it exits (`write::settled`). If the
+/// open cut a torn journal tail, a warning says so on standard error.
 fn open(path: &Path, create: bool) -> Result<Store, Failure> {
     let store = Store::builder()
         .create(create)

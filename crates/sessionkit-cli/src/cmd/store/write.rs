@@ -11,7 +11,7 @@ use sessionkit::store::{
     TranscriptDisposal,
 };
 
-use super::{open, print, to_json};
+use super::{open, print, to_json, warn};
 use crate::failure::Failure;
 use crate::{duration, exit};
 
@@ -116,10 +116,10 @@ pub(super) fn set(args: &SetArgs) -> Result<u8, Failure> {
         Change::Upsert(Entry::parse(&text).map_err(|e| bad_input(Box::new(e)))?)
     };
     let store = open(&args.path, true)?;
-    match change {
+    let written = match change {
         Change::Upsert(entry) => match args.updated_at.activity() {
-            None => store.upsert(args.key.as_str(), entry)?,
-            Some(activity) => store.upsert_with(args.key.as_str(), entry, activity)?,
+            None => store.upsert(args.key.as_str(), entry),
+            Some(activity) => store.upsert_with(args.key.as_str(), entry, activity),
         },
         Change::Patch(patch) => {
             let activity = if args.preserve_activity {
@@ -127,17 +127,33 @@ pub(super) fn set(args: &SetArgs) -> Result<u8, Failure> {
             } else {
                 Activity::Advance
             };
-            store.patch(args.key.as_str(), patch, activity)?
+            store.patch(args.key.as_str(), patch, activity)
         }
     };
+    settled(&store, written)?;
     Ok(exit::SUCCESS)
 }
 
 /// Removes the entry under the key; a missing key writes nothing and succeeds.
 pub(super) fn delete(args: &DeleteArgs) -> Result<u8, Failure> {
     let store = open(&args.path, false)?;
-    store.delete(args.key.as_str())?;
+    settled(&store, store.delete(args.key.as_str()))?;
     Ok(exit::SUCCESS)
+}
+
+/// A write's result, after making good what its failure may have left: after a failed fsync
+/// the library compacts in the background, which this process's exit would cut short, so
+/// `Store::flush` compacts here first. A flush that fails too is a warning; the write's own
+/// error is the one reported.
+fn settled<T>(store: &Store, written: sessionkit::store::Result<T>) -> Result<T, Failure> {
+    if written.is_err()
+        && let Err(e) = store.flush()
+    {
+        warn(&format!(
+            "the store could not be made durable again after the failed write: {e}"
+        ));
+    }
+    Ok(written?)
 }
 
 /// Compacts the store now and prints the report.
@@ -281,7 +297,7 @@ pub(super) fn maintain(args: &MaintainArgs) -> Result<u8, Failure> {
         .auto_compact(false)
         .maintenance(m)
         .open(&args.path)?;
-    let report = store.maintain(args.dry_run)?;
+    let report = settled(&store, store.maintain(args.dry_run))?;
     // The library logs why through `tracing`, which this tool does not print; an operator who
     // asked for a budget learns here that the pass could not keep to it.
     if let (false, Some(max), Some(after)) =
