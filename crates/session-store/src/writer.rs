@@ -811,11 +811,13 @@ impl Drop for ClearOnDrop<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
-    use sessionkit_test_support::wait_until;
+    use sessionkit_test_support::{Scratch, wait_until};
 
-    use crate::{Entry, Store, SyncMode};
+    use crate::{Entry, Store, StoreBuilder, SyncMode};
 
     /// In interval mode, a timed fsync that fails is tried again an interval later. It used to
     /// be tried again at once, forever: the writer spun on a failing disk.
@@ -853,8 +855,29 @@ mod tests {
         Entry::parse(&format!(r#"{{"sessionId":"{id}","updatedAt":1}}"#)).unwrap()
     }
 
+    /// A store in a fresh scratch directory with `settings`, holding the key `kept`, and
+    /// the path of its snapshot (none on disk yet).
+    fn store_with(
+        name: &str,
+        settings: impl FnOnce(&mut StoreBuilder) -> &mut StoreBuilder,
+    ) -> (Scratch, PathBuf, Store) {
+        let dir = Scratch::new(name);
+        let snapshot = dir.join("sessions.json");
+        let store = settings(&mut Store::builder()).open(&snapshot).unwrap();
+        store.upsert("kept", entry("kept")).unwrap();
+        (dir, snapshot, store)
+    }
+
+    /// Runs `f` with every fsync of the journal at `journal` failing.
+    fn failing_syncs<T>(journal: &Path, f: impl FnOnce() -> T) -> T {
+        crate::files::faults::fail_syncs(journal, true);
+        let result = f();
+        crate::files::faults::fail_syncs(journal, false);
+        result
+    }
+
     /// The keys of the snapshot file on disk, or nothing if there is none yet.
-    fn snapshot_keys(path: &std::path::Path) -> Option<Vec<String>> {
+    fn snapshot_keys(path: &Path) -> Option<Vec<String>> {
         let text = std::fs::read_to_string(path).ok()?;
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         Some(value.as_object().unwrap().keys().cloned().collect())
@@ -879,38 +902,26 @@ mod tests {
     /// the journal as it was, fsyncing only what came after.
     #[test]
     fn a_failed_interval_fsync_is_made_good_by_a_compaction() {
-        let dir = sessionkit_test_support::Scratch::new("interval-fsync-repair");
-        let snapshot = dir.join("sessions.json");
-        let store = Store::builder()
-            .sync(SyncMode::Interval(Duration::from_millis(20)))
-            .auto_compact(false)
-            .open(&snapshot)
-            .unwrap();
-        for key in ["a", "b", "c"] {
-            store.upsert(key, entry(key)).unwrap();
-        }
-        crate::files::faults::fail_syncs(store.journal_path(), true);
-        wait_until("a failed fsync", || store.counters().failed_fsyncs >= 1);
-        crate::files::faults::fail_syncs(store.journal_path(), false);
+        let (_dir, snapshot, store) = store_with("interval-fsync-repair", |b| {
+            b.sync(SyncMode::Interval(Duration::from_millis(20)))
+                .auto_compact(false)
+        });
+        failing_syncs(store.journal_path(), || {
+            wait_until("a failed fsync", || store.counters().failed_fsyncs >= 1);
+        });
 
         assert_made_good(&store);
-        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["a", "b", "c"]);
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
     }
 
     /// A batch whose fsync fails is taken back out, and the batches before it are made
     /// durable again by a compaction: the failed writeback may have taken their last page.
     #[test]
     fn a_failed_batch_fsync_is_made_good_by_a_compaction() {
-        let dir = sessionkit_test_support::Scratch::new("batch-fsync-repair");
-        let snapshot = dir.join("sessions.json");
-        let store = Store::builder()
-            .auto_compact(false)
-            .open(&snapshot)
-            .unwrap();
-        store.upsert("kept", entry("kept")).unwrap();
-        crate::files::faults::fail_syncs(store.journal_path(), true);
-        let failed = store.upsert("failed", entry("failed")).unwrap_err();
-        crate::files::faults::fail_syncs(store.journal_path(), false);
+        let (_dir, snapshot, store) = store_with("batch-fsync-repair", |b| b.auto_compact(false));
+        let failed = failing_syncs(store.journal_path(), || {
+            store.upsert("failed", entry("failed")).unwrap_err()
+        });
         assert!(failed.to_string().contains("fsync"), "{failed}");
 
         assert_made_good(&store);
@@ -922,15 +933,7 @@ mod tests {
     /// bytes from the journal, and so does not make the failure good: a later one must.
     #[test]
     fn a_compaction_started_before_a_failed_fsync_does_not_make_it_good() {
-        use std::sync::atomic::Ordering;
-
-        let dir = sessionkit_test_support::Scratch::new("repair-race");
-        let snapshot = dir.join("sessions.json");
-        let store = Store::builder()
-            .auto_compact(false)
-            .open(&snapshot)
-            .unwrap();
-        store.upsert("kept", entry("kept")).unwrap();
+        let (_dir, snapshot, store) = store_with("repair-race", |b| b.auto_compact(false));
         // Keeps the repair out of the background until the compaction below has finished.
         store.shared.compacting.store(true, Ordering::Release);
         let during = store.clone();
@@ -938,9 +941,9 @@ mod tests {
             crate::hooks::Point::CompactionStarted,
             &snapshot,
             move || {
-                crate::files::faults::fail_syncs(during.journal_path(), true);
-                during.upsert("failed", entry("failed")).unwrap_err();
-                crate::files::faults::fail_syncs(during.journal_path(), false);
+                failing_syncs(during.journal_path(), || {
+                    during.upsert("failed", entry("failed")).unwrap_err();
+                });
             },
         );
         store.compact().unwrap();
@@ -964,15 +967,12 @@ mod tests {
     /// wake it: the failure may well be the last thing that happens to the store for a while.
     #[test]
     fn a_failed_repair_is_tried_again_with_no_requests() {
-        let dir = sessionkit_test_support::Scratch::new("repair-retried");
-        let snapshot = dir.join("sessions.json");
-        let store = Store::builder().open(&snapshot).unwrap();
-        store.upsert("kept", entry("kept")).unwrap();
+        let (_dir, snapshot, store) = store_with("repair-retried", |b| b);
         // A directory where the snapshot goes fails every compaction.
         std::fs::create_dir(&snapshot).unwrap();
-        crate::files::faults::fail_syncs(store.journal_path(), true);
-        store.upsert("failed", entry("failed")).unwrap_err();
-        crate::files::faults::fail_syncs(store.journal_path(), false);
+        failing_syncs(store.journal_path(), || {
+            store.upsert("failed", entry("failed")).unwrap_err();
+        });
         wait_until("a failed compaction", || {
             store.counters().failed_compactions >= 1
         });
@@ -986,12 +986,9 @@ mod tests {
     /// `flush` fsyncs what interval mode has not yet, at once, and settles the owed fsync.
     #[test]
     fn flush_makes_interval_mode_durable_now() {
-        let dir = sessionkit_test_support::Scratch::new("flush-interval");
-        let store = Store::builder()
-            .sync(SyncMode::Interval(Duration::from_secs(3600)))
-            .open(dir.join("sessions.json"))
-            .unwrap();
-        assert!(!store.upsert("k", entry("k")).unwrap().durable);
+        let (_dir, _, store) = store_with("flush-interval", |b| {
+            b.sync(SyncMode::Interval(Duration::from_secs(3600)))
+        });
         assert!(super::pending_sync_due(&store.shared).is_some());
         store.flush().unwrap();
         assert_eq!(store.counters().fsyncs, 1);
@@ -1002,21 +999,12 @@ mod tests {
     /// caller's thread, and so still returns only once everything is durable.
     #[test]
     fn flush_makes_its_own_failed_fsync_good_before_it_returns() {
-        use std::sync::atomic::Ordering;
-
-        let dir = sessionkit_test_support::Scratch::new("flush-repair");
-        let snapshot = dir.join("sessions.json");
-        let store = Store::builder()
-            .sync(SyncMode::Interval(Duration::from_secs(3600)))
-            .open(&snapshot)
-            .unwrap();
-        store.upsert("k", entry("k")).unwrap();
+        let (_dir, snapshot, store) = store_with("flush-repair", |b| {
+            b.sync(SyncMode::Interval(Duration::from_secs(3600)))
+        });
         // No background compaction gets there first.
         store.shared.compacting.store(true, Ordering::Release);
-        crate::files::faults::fail_syncs(store.journal_path(), true);
-        let flushed = store.flush();
-        crate::files::faults::fail_syncs(store.journal_path(), false);
-        flushed.unwrap();
+        failing_syncs(store.journal_path(), || store.flush()).unwrap();
         let counters = store.counters();
         assert_eq!(
             (
@@ -1026,46 +1014,37 @@ mod tests {
             ),
             (1, 1, 1)
         );
-        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["k"]);
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
         store.shared.compacting.store(false, Ordering::Release);
     }
 
     /// A failure `flush` cannot make good is an error that names the operation and the path.
     #[test]
     fn flush_reports_a_failure_it_cannot_make_good() {
-        let dir = sessionkit_test_support::Scratch::new("flush-fails");
-        let snapshot = dir.join("sessions.json");
-        let store = Store::builder().open(&snapshot).unwrap();
-        store.upsert("k", entry("k")).unwrap();
+        let (_dir, snapshot, store) = store_with("flush-fails", |b| b);
         std::fs::create_dir(&snapshot).unwrap();
-        crate::files::faults::fail_syncs(store.journal_path(), true);
-        let error = store.flush().unwrap_err();
-        crate::files::faults::fail_syncs(store.journal_path(), false);
+        let error = failing_syncs(store.journal_path(), || store.flush()).unwrap_err();
         let text = error.to_string();
         assert!(text.contains("compact the store"), "{text}");
         assert!(text.contains(&snapshot.display().to_string()), "{text}");
         assert!(store.shared.fsync_debt.owed());
-        assert!(store.get("k").unwrap().is_some());
+        assert!(store.get("kept").unwrap().is_some());
     }
 
     /// A failed fsync still owed when the last handle goes is made good on the way out: the
     /// writer's last fsync fails here, with no interval left to try again in.
     #[test]
     fn a_failed_fsync_at_close_is_made_good_on_the_way_out() {
-        let dir = sessionkit_test_support::Scratch::new("close-fsync-repair");
-        let snapshot = dir.join("sessions.json");
-        let store = Store::builder()
-            .sync(SyncMode::Interval(Duration::from_secs(3600)))
-            .open(&snapshot)
-            .unwrap();
-        store.upsert("k", entry("k")).unwrap();
-        let journal = store.journal_path().to_path_buf();
-        crate::files::faults::fail_syncs(&journal, true);
-        drop(store);
-        wait_until("the snapshot written on the way out", || {
-            snapshot_keys(&snapshot).is_some()
+        let (_dir, snapshot, store) = store_with("close-fsync-repair", |b| {
+            b.sync(SyncMode::Interval(Duration::from_secs(3600)))
         });
-        crate::files::faults::fail_syncs(&journal, false);
-        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["k"]);
+        let journal = store.journal_path().to_path_buf();
+        failing_syncs(&journal, || {
+            drop(store);
+            wait_until("the snapshot written on the way out", || {
+                snapshot_keys(&snapshot).is_some()
+            });
+        });
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
     }
 }
