@@ -200,6 +200,13 @@ impl FsyncDebt {
         self.made_good.load(Ordering::SeqCst) < self.failed.load(Ordering::SeqCst)
     }
 
+    /// Gives up what is owed, when this process reloaded the store from another process's
+    /// compaction: the memory that could pay it is gone. True if something was owed.
+    pub(crate) fn forfeit(&self) -> bool {
+        let failed = self.failed.load(Ordering::SeqCst);
+        self.made_good.fetch_max(failed, Ordering::SeqCst) < failed
+    }
+
     /// The mark a compaction takes before its starting offset.
     fn mark(&self) -> u64 {
         self.failed.load(Ordering::SeqCst)

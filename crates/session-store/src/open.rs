@@ -233,7 +233,7 @@ pub(crate) fn catch_up_to(shared: &Shared, view: &mut View, end: Option<u64>) ->
         .map_err(shared.journal_io(Operation::ReadJournal, "stat"))?;
     if !current {
         *view = load_fresh(shared)?;
-        shared.count(|c| c.reloads += 1);
+        shared.reloaded();
         return Ok(());
     }
     let bytes = view

@@ -40,8 +40,11 @@ pub enum SyncMode {
     /// background as soon as it can, automatic compaction off or not: a compaction writes the
     /// whole registry from memory with fsync, which makes it durable again
     /// ([`IoCounters::fsync_repairs`]). A failed compaction is tried again after 1 s, doubling
-    /// up to 5 min, and once more when the last handle is dropped. [`Store::flush`] does both
-    /// the fsync and the compaction at once, in the caller's thread.
+    /// up to 5 min, and once more by the writer thread when the last handle is dropped (a
+    /// process that exits right away cuts that short). [`Store::flush`] does both the fsync
+    /// and the compaction at once, in the caller's thread. Only this process can make the
+    /// failure good, from its memory: if another process compacts the store first, this one
+    /// reloads what that one wrote ([`IoCounters::forfeited_repairs`]).
     Interval(Duration),
     /// Updates are acknowledged once written; the journal is fsynced only by
     /// [`Store::flush`] (the kernel writes it back in its own time). A crash of the process
@@ -386,6 +389,10 @@ pub struct IoCounters {
     /// one started after the failures it made good. Most are background compactions, started
     /// for this and counted in [`background_compactions`](Self::background_compactions).
     pub fsync_repairs: u64,
+    /// Times a failed fsync could no longer be made good: another process compacted the store
+    /// first, and this one reloaded it. What the failed fsync covered survives a power loss
+    /// only if that compaction read it before the kernel dropped it; an error is logged.
+    pub forfeited_repairs: u64,
 }
 
 /// The in-memory view of the store, as of `offset` bytes into the journal `journal`.
@@ -478,6 +485,20 @@ impl Shared {
         f(&mut lock(&self.counters));
     }
 
+    /// Counts a reload of the whole store after another process compacted it. A failed fsync
+    /// not yet made good is forfeited: this process's memory, which could have made it good,
+    /// now holds what that process's compaction wrote.
+    pub(crate) fn reloaded(&self) {
+        self.count(|c| c.reloads += 1);
+        if self.fsync_debt.forfeit() {
+            self.count(|c| c.forfeited_repairs += 1);
+            tracing::error!(path = %self.snapshot_path.display(),
+                "another process compacted the session store before this one made a failed \
+                 fsync of its journal good; what this process wrote before the failure survives \
+                 a power loss only if that compaction read it before the kernel dropped it");
+        }
+    }
+
     /// Counts a failed fsync of the journal, which a compaction then makes good.
     pub(crate) fn fsync_failed(&self) {
         self.count(|c| c.failed_fsyncs += 1);
@@ -516,7 +537,7 @@ impl Shared {
                 let mut view = self.write();
                 if view.journal.id == journal.id {
                     *view = fresh;
-                    self.count(|c| c.reloads += 1);
+                    self.reloaded();
                 }
                 Ok(())
             }

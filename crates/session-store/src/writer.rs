@@ -153,24 +153,18 @@ pub(crate) fn start<T: Send + 'static>(
 fn run(shared: &Arc<Shared>, rx: &Receiver<Request>) {
     let max = shared.config.max_batch;
     loop {
-        let first = match wake_after(shared) {
-            Some(wait) => match rx.recv_timeout(wait) {
-                Ok(request) => request,
-                Err(RecvTimeoutError::Timeout) => {
-                    if pending_sync_due(shared).is_some_and(|due| due <= Instant::now()) {
-                        sync_now(shared);
-                    }
-                    // After a failed fsync, here or before.
-                    maybe_compact(shared);
-                    maybe_maintain(shared);
-                    continue;
+        let first = match rx.recv_timeout(wake_after(shared)) {
+            Ok(request) => request,
+            Err(RecvTimeoutError::Timeout) => {
+                if pending_sync_due(shared).is_some_and(|due| due <= Instant::now()) {
+                    sync_now(shared);
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
-            None => match rx.recv() {
-                Ok(request) => request,
-                Err(_) => break,
-            },
+                // After a failed fsync, here or on another thread, or a compaction's pause.
+                maybe_compact(shared);
+                maybe_maintain(shared);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
         };
         let mut batch = vec![first];
         while batch.len() < max {
@@ -185,28 +179,39 @@ fn run(shared: &Arc<Shared>, rx: &Receiver<Request>) {
     if pending_sync_due(shared).is_some() {
         sync_now(shared);
     }
-    // Here, not on the compaction thread, which stops once no handle is left.
-    if shared.fsync_debt.owed() && claim_compaction(shared) {
+    // Here, not on the compaction thread, which stops once no handle is left. A running
+    // compaction may have taken its mark before the last failure: wait for it, then try once
+    // more, whatever the pause after failed compactions says.
+    while shared.fsync_debt.owed() {
+        if shared
+            .compacting
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        shared.count(|c| c.background_compactions += 1);
         compact_job(shared);
+        if shared.fsync_debt.owed() {
+            tracing::error!(path = %shared.snapshot_path.display(),
+                "the last handle of the session store is gone with a failed fsync of its \
+                 journal not made good; what was written before it may not survive a power loss");
+        }
+        break;
     }
 }
 
-/// How long the idle writer waits for a request before it has timed work to do; `None`: until
-/// a request comes.
-fn wake_after(shared: &Shared) -> Option<Duration> {
+/// How long the idle writer waits for a request before it looks for timed work: at most a
+/// second, so that it also finds work that another thread left, such as a failed fsync of
+/// `Store::maintain`'s batch whose repair could not start.
+fn wake_after(shared: &Shared) -> Duration {
     // An fsync owed in interval mode is due an interval after the first write it covers.
     let sync = pending_sync_due(shared).map(|due| due.saturating_duration_since(Instant::now()));
-    // A failed fsync owes a compaction: look again every second until one has made it good
-    // (the compaction may be running, or pausing after failures of its own).
-    let repair = shared
-        .fsync_debt
-        .owed()
-        .then_some(crate::schedule::RETRY_AFTER);
     // A timed maintenance pass, or one to go on with.
-    [sync, repair, idle_wait(shared)]
+    [sync, idle_wait(shared)]
         .into_iter()
         .flatten()
-        .min()
+        .fold(crate::schedule::RETRY_AFTER, Duration::min)
 }
 
 /// When the owed fsync of interval mode is due, if one is owed.
@@ -813,6 +818,7 @@ impl Drop for ClearOnDrop<'_> {
 mod tests {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     use sessionkit_test_support::{Scratch, wait_until};
@@ -903,12 +909,12 @@ mod tests {
     #[test]
     fn a_failed_interval_fsync_is_made_good_by_a_compaction() {
         let (_dir, snapshot, store) = store_with("interval-fsync-repair", |b| {
-            b.sync(SyncMode::Interval(Duration::from_millis(20)))
+            b.sync(SyncMode::Interval(Duration::from_secs(3600)))
                 .auto_compact(false)
         });
-        failing_syncs(store.journal_path(), || {
-            wait_until("a failed fsync", || store.counters().failed_fsyncs >= 1);
-        });
+        // The timed fsync, run here; the idle writer finds the debt by itself.
+        failing_syncs(store.journal_path(), || super::sync_now(&store.shared));
+        assert_eq!(store.counters().failed_fsyncs, 1);
 
         assert_made_good(&store);
         assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
@@ -961,6 +967,80 @@ mod tests {
         store.shared.compacting.store(false, Ordering::Release);
         assert_made_good(&store);
         assert_eq!(store.counters().fsync_repairs, 1);
+    }
+
+    /// A compaction running when the last handle goes may have taken its mark before the
+    /// writer's last, failed fsync: the writer waits for it, then makes the failure good itself.
+    #[test]
+    fn the_way_out_waits_for_a_running_compaction_then_repairs() {
+        let dir = Scratch::new("close-after-compaction");
+        let snapshot = dir.join("sessions.json");
+        let slot: Arc<Mutex<Option<Store>>> = Arc::default();
+        let last = slot.clone();
+        crate::hooks::on(
+            crate::hooks::Point::CompactionStarted,
+            &snapshot,
+            move || {
+                let store = last.lock().unwrap().take().unwrap();
+                let (journal, shared) = (store.journal_path().to_path_buf(), store.shared.clone());
+                failing_syncs(&journal, || {
+                    drop(store);
+                    wait_until("the writer's last fsync to fail", || {
+                        shared.counters.lock().unwrap().failed_fsyncs == 1
+                    });
+                });
+            },
+        );
+        let store = Store::builder()
+            .sync(SyncMode::Interval(Duration::from_secs(3600)))
+            .compact_when(0, 0.0)
+            .open(&snapshot)
+            .unwrap();
+        let shared = store.shared.clone();
+        *slot.lock().unwrap() = Some(store);
+        // The batch starts a background compaction, which stops in the hook above.
+        let answer = slot
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|s| s.upsert("kept", entry("kept")));
+        answer.unwrap().unwrap();
+
+        wait_until("the repair on the way out", || {
+            shared.counters.lock().unwrap().fsync_repairs == 1
+                && !shared.compacting.load(Ordering::Acquire)
+        });
+        assert_eq!(shared.counters.lock().unwrap().compactions, 2);
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
+    }
+
+    /// Once another process's compaction has replaced the files and this one has reloaded
+    /// them, its memory holds nothing a compaction could make good: the debt is given up and
+    /// counted as such, never counted as repaired by a later compaction.
+    #[test]
+    fn a_reload_forfeits_a_failed_fsync_not_yet_made_good() {
+        let (_dir, snapshot, store) = store_with("repair-forfeited", |b| {
+            b.sync(SyncMode::Interval(Duration::from_secs(3600)))
+        });
+        // This process's repair never starts: the other one compacts first.
+        store.shared.compacting.store(true, Ordering::Release);
+        failing_syncs(store.journal_path(), || super::sync_now(&store.shared));
+        assert!(store.shared.fsync_debt.owed());
+        let other = Store::open(&snapshot).unwrap();
+        assert!(!other.compact().unwrap().superseded);
+
+        assert!(store.get("kept").unwrap().is_some());
+        let counters = store.counters();
+        assert_eq!(
+            (
+                counters.reloads,
+                counters.forfeited_repairs,
+                counters.fsync_repairs
+            ),
+            (1, 1, 0)
+        );
+        assert!(!store.shared.fsync_debt.owed());
+        store.shared.compacting.store(false, Ordering::Release);
     }
 
     /// A repair whose compaction failed is tried again by the idle writer, with no request to
@@ -1039,10 +1119,12 @@ mod tests {
             b.sync(SyncMode::Interval(Duration::from_secs(3600)))
         });
         let journal = store.journal_path().to_path_buf();
+        let shared = store.shared.clone();
         failing_syncs(&journal, || {
             drop(store);
-            wait_until("the snapshot written on the way out", || {
-                snapshot_keys(&snapshot).is_some()
+            wait_until("the compaction on the way out", || {
+                shared.counters.lock().unwrap().fsync_repairs == 1
+                    && !shared.compacting.load(Ordering::Acquire)
             });
         });
         assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
