@@ -89,6 +89,14 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     }
     let journal_before = journal.len().map_err(|e| io("stat", e))?;
     let epoch = shared.read().epoch;
+    // A failed batch behind a fence stays out of the new journal (the view never read it).
+    let fence_end = match crate::fence::current(shared, epoch, Operation::Compact)? {
+        Some(fence) => {
+            let tail = journal.read_from(offset).map_err(|e| io("read", e))?;
+            fence.end_in(epoch, &tail, offset)
+        }
+        None => None,
+    };
     let header = JournalHeader::new(epoch + 1).encode_line().into_bytes();
     // The records appended since `offset` are copied file to file in chunks: a slow
     // compaction may have many megabytes of them, which need not sit in memory.
@@ -96,7 +104,7 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     let new_journal = writer
         .prepare_with(&shared.journal_path, |out| {
             out.write_all(&header)?;
-            copied = journal.copy_lines_from(offset, out)?;
+            copied = journal.copy_lines_from(offset, fence_end, out)?;
             Ok(())
         })
         .map_err(atomic("write the new journal"))?;
@@ -125,7 +133,9 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
             finished(shared, mark, snapshot_len);
             return Ok(report);
         }
-        let rest = journal.read_from(view.offset).map_err(|e| io("read", e))?;
+        let rest = journal
+            .read_range(view.offset, fence_end.unwrap_or(u64::MAX))
+            .map_err(|e| io("read", e))?;
         shared.count(|c| c.journal_bytes_read += rest.len() as u64);
         let cut = rest
             .iter()
@@ -145,6 +155,10 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         view.epoch = epoch + 1;
         view.snapshot_bytes = snapshot_len;
     }
+    // This process's fence fenced the old journal only. Its file is left for the next open
+    // (or fenced cut) to remove: another process may already write to the new journal, and
+    // fence a batch of its own there.
+    lock(&shared.fence).take_if(|fence| fence.epoch == epoch);
     let report = report_of(entries, snapshot_len, journal_before, next_len, started);
     drop(locked);
     finished(shared, mark, snapshot_len);

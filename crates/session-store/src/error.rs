@@ -134,6 +134,8 @@ pub enum JournalProblem {
     EntryNotAnObject,
     /// The `patch` of a patch record is not a JSON object.
     PatchNotAnObject,
+    /// The journal's fence file (`<journal>.fence`) is not a fence.
+    BadFence,
 }
 
 impl fmt::Display for JournalProblem {
@@ -148,6 +150,7 @@ impl fmt::Display for JournalProblem {
             JournalProblem::BadWriter => f.write_str("the writer is not 16 lowercase hex digits"),
             JournalProblem::EntryNotAnObject => f.write_str("the entry is not a JSON object"),
             JournalProblem::PatchNotAnObject => f.write_str("the patch is not a JSON object"),
+            JournalProblem::BadFence => f.write_str("the journal's fence file is not a fence"),
         }
     }
 }
@@ -239,9 +242,25 @@ pub enum Error {
     },
 
     /// The update was in a batch that could not be written or synced; none of that batch's
-    /// updates is in the store. Every caller of the batch gets the same cause.
+    /// updates is in the store. Every caller of the batch gets the same cause. If the batch
+    /// could not be cut back out of the journal, a fence keeps every reader from it until the
+    /// next writer or open cuts it ([`OpenReport::fenced_batch_bytes`](crate::OpenReport)).
     #[error("failed to write a batch of updates to `{path}`", path = path.display())]
     Batch {
+        /// The snapshot of the store.
+        path: PathBuf,
+        /// Why the batch failed.
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
+
+    /// The update was in a batch that could not be written or synced, and whose bytes could be
+    /// neither cut back out of the journal nor fenced off (the disk refuses writes): this
+    /// process does not show the batch's updates, but another process, or the next open, may
+    /// find them. See [`is_outcome_unknown`](Error::is_outcome_unknown).
+    #[error("failed to write a batch of updates to `{path}`, and could not take it back out: \
+        its updates may reappear", path = path.display())]
+    BatchOutcomeUnknown {
         /// The snapshot of the store.
         path: PathBuf,
         /// Why the batch failed.
@@ -337,6 +356,7 @@ impl Error {
             | Error::NoSuchEntry { path, .. }
             | Error::NoStore { path, .. }
             | Error::Batch { path, .. }
+            | Error::BatchOutcomeUnknown { path, .. }
             | Error::WriterStopped { path }
             | Error::AtomicWrite { path, .. }
             | Error::Lock { path, .. }
@@ -350,7 +370,9 @@ impl Error {
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             Error::Io { source, .. } => Some(source),
-            Error::Batch { source, .. } => source.io_error(),
+            Error::Batch { source, .. } | Error::BatchOutcomeUnknown { source, .. } => {
+                source.io_error()
+            }
             Error::AtomicWrite { source, .. } => source.io_error(),
             _ => None,
         }
@@ -371,6 +393,13 @@ impl Error {
         self.io_error()
             .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
             || self.lock_error().is_some_and(|e| e.is_timeout())
+    }
+
+    /// True if a failed batch could not be taken back out of the journal
+    /// ([`Error::BatchOutcomeUnknown`]): its updates may reappear in another process or at the
+    /// next open. For [`Error::Batch`] this is false: none of the batch's updates is anywhere.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Error::BatchOutcomeUnknown { .. })
     }
 
     /// True if `touch` named a key without an entry.

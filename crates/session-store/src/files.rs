@@ -217,16 +217,18 @@ impl JournalFile {
         }
     }
 
-    /// Copies the whole lines from `offset` on (up to and including the last `\n`; bytes after
-    /// it are a torn tail) to `out`, 64 KiB at a time; returns the bytes and lines copied.
+    /// Copies the whole lines from `offset` up to `end` or the end of the file (up to and
+    /// including the last `\n`; bytes after it are a torn tail) to `out`, 64 KiB at a time;
+    /// returns the bytes and lines copied.
     pub(crate) fn copy_lines_from(
         &self,
         offset: u64,
+        end: Option<u64>,
         out: &mut dyn Write,
     ) -> io::Result<(u64, usize)> {
         let mut chunk = vec![0; 64 * 1024];
         let mut cut = offset;
-        let mut end = self.len()?;
+        let mut end = self.len()?.min(end.unwrap_or(u64::MAX));
         while end > offset {
             let start = end.saturating_sub(chunk.len() as u64).max(offset);
             let buf = &mut chunk[..usize::try_from(end - start).unwrap_or(0)];
@@ -260,13 +262,17 @@ impl JournalFile {
 
     /// Cuts the file back to `len` bytes (a failed append's leftovers, a torn tail).
     pub(crate) fn truncate(&self, len: u64) -> io::Result<()> {
+        #[cfg(test)]
+        if faults::planted(faults::Fault::Truncate, &self.path) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         self.file.set_len(len)
     }
 
     /// Flushes the file's data (and the metadata needed to read it) to the device.
     pub(crate) fn sync(&self) -> io::Result<()> {
         #[cfg(test)]
-        if faults::sync_fails(&self.path) {
+        if faults::planted(faults::Fault::Sync, &self.path) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         self.file.sync_data()
@@ -279,19 +285,34 @@ pub(crate) mod faults {
     use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 
-    static FAILING_SYNCS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    /// What fails.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Fault {
+        /// Every fsync of the journal.
+        Sync,
+        /// Every truncate of the journal.
+        Truncate,
+        /// Every write of the journal's fence file.
+        Fence,
+    }
 
-    /// Makes every fsync of the journal at `path` fail with `EIO`, or stop failing.
-    pub(crate) fn fail_syncs(path: &Path, yes: bool) {
-        let mut failing = FAILING_SYNCS.lock().unwrap();
-        failing.retain(|p| p != path);
+    static PLANTED: Mutex<Vec<(Fault, PathBuf)>> = Mutex::new(Vec::new());
+
+    /// Makes `fault` happen (with `EIO`) to the journal at `path`, or stop happening.
+    pub(crate) fn plant(fault: Fault, path: &Path, yes: bool) {
+        let mut planted = PLANTED.lock().unwrap();
+        planted.retain(|(f, p)| (*f, p.as_path()) != (fault, path));
         if yes {
-            failing.push(path.to_path_buf());
+            planted.push((fault, path.to_path_buf()));
         }
     }
 
-    pub(super) fn sync_fails(path: &Path) -> bool {
-        FAILING_SYNCS.lock().unwrap().iter().any(|p| p == path)
+    pub(crate) fn planted(fault: Fault, path: &Path) -> bool {
+        PLANTED
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(f, p)| *f == fault && p == path)
     }
 }
 
@@ -335,19 +356,34 @@ mod tests {
         fs::write(&path, &text).unwrap();
         let journal = JournalFile::open(&path, false).unwrap();
         let mut out = Vec::new();
-        assert_eq!(journal.copy_lines_from(0, &mut out).unwrap(), (5, 2));
+        assert_eq!(journal.copy_lines_from(0, None, &mut out).unwrap(), (5, 2));
         assert_eq!(out, b"a\nbb\n");
         out.clear();
-        assert_eq!(journal.copy_lines_from(2, &mut out).unwrap(), (3, 1));
+        assert_eq!(journal.copy_lines_from(2, None, &mut out).unwrap(), (3, 1));
         assert_eq!(out, b"bb\n");
         out.clear();
-        assert_eq!(journal.copy_lines_from(5, &mut out).unwrap(), (0, 0));
+        assert_eq!(journal.copy_lines_from(5, None, &mut out).unwrap(), (0, 0));
         assert!(out.is_empty());
+        // An end stops the copy there (a fence), at its last whole line.
+        assert_eq!(
+            journal.copy_lines_from(0, Some(2), &mut out).unwrap(),
+            (2, 1)
+        );
+        assert_eq!(out, b"a\n");
+        out.clear();
+        assert_eq!(
+            journal.copy_lines_from(0, Some(4), &mut out).unwrap(),
+            (2, 1)
+        );
+        out.clear();
         // Lines longer than a chunk are copied whole.
         let long: Vec<u8> = std::iter::repeat_n(b'y', 150_000).chain(*b"\nz").collect();
         fs::write(&path, &long).unwrap();
         let journal = JournalFile::open(&path, false).unwrap();
-        assert_eq!(journal.copy_lines_from(0, &mut out).unwrap(), (150_001, 1));
+        assert_eq!(
+            journal.copy_lines_from(0, None, &mut out).unwrap(),
+            (150_001, 1)
+        );
         assert_eq!(out, &long[..150_001]);
     }
 }

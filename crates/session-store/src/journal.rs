@@ -447,6 +447,15 @@ struct RawHeader {
     epoch: u64,
 }
 
+/// The epoch in the header of a whole journal file's `bytes`, if its first line is a valid
+/// header of this version.
+pub(crate) fn header_epoch(bytes: &[u8]) -> Option<u64> {
+    let first_nl = bytes.iter().position(|&b| b == b'\n')?;
+    parse_header(Path::new(""), &bytes[..first_nl])
+        .ok()
+        .map(|h| h.epoch)
+}
+
 fn parse_header(path: &Path, line: &[u8]) -> Result<JournalHeader> {
     // Read the version alone first, so a newer header with other fields is reported as such.
     #[derive(Deserialize)]
@@ -485,9 +494,9 @@ struct RawRecord<'a> {
     reason: Option<&'a str>,
 }
 
-type Decoded = std::result::Result<Record, (JournalProblem, Option<serde_json::Error>)>;
+pub(crate) type Decoded = std::result::Result<Record, (JournalProblem, Option<serde_json::Error>)>;
 
-fn decode_record(line: &[u8]) -> Decoded {
+pub(crate) fn decode_record(line: &[u8]) -> Decoded {
     let bad = |source| (JournalProblem::BadRecord, Some(source));
     let raw: RawRecord<'_> = serde_json::from_slice(line).map_err(bad)?;
     let writer = raw

@@ -26,7 +26,10 @@
 //!
 //! - **Acknowledged means durable, as promised.** An update's call returns once its batch is
 //!   written and, with [`SyncMode::EveryBatch`] (the default), fsynced. A batch that fails is
-//!   taken back out of the journal, and every caller in it gets the error. After any failed
+//!   taken back out of the journal, and every caller in it gets the error; if the disk refuses
+//!   even that, a fence file beside the journal keeps every reader, in every process, from the
+//!   batch until the next writer or open cuts it (and if the fence cannot be written either,
+//!   the callers hear that the outcome is unknown: [`Error::is_outcome_unknown`]). After any failed
 //!   fsync of the journal the store compacts by itself, because the kernel may have dropped
 //!   what it failed to write; [`Store::flush`] makes everything acknowledged durable on
 //!   demand, in any mode.
@@ -101,6 +104,7 @@
 mod compact;
 mod entry;
 mod error;
+mod fence;
 mod files;
 #[cfg(test)]
 mod hooks;
@@ -121,6 +125,7 @@ mod writer;
 
 pub use crate::entry::{Activity, Entry, Patch, SESSION_ID, UPDATED_AT, resolve_updated_at};
 pub use crate::error::{Error, Input, JournalProblem, Operation, Result, SnapshotProblem};
+pub use crate::fence::FencedBatch;
 pub use crate::journal::{
     EvictReason, JOURNAL_SUFFIX, JOURNAL_VERSION, JournalHeader, JournalRecord, Op, ParsedJournal,
     Record, SeqCheck, SeqTracker, TornTail, WriterId, parse_journal, parse_records,

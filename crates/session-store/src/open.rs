@@ -102,6 +102,7 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         active: Mutex::new(Default::default()),
         dirty_since: Mutex::new(None),
         fsync_debt: Default::default(),
+        fence: Mutex::new(None),
     });
     tracing::debug!(path = %snapshot_path.display(), epoch, entries = report.snapshot_entries,
         records = report.journal_records, "opened session store");
@@ -137,7 +138,8 @@ fn load(
             .map_err(|e| Error::io(Operation::ReadJournal, "read", snapshot_path, &j.path, e))
     };
     let bytes = read(&journal)?;
-    let parsed = match parse_journal(&journal_path, &bytes) {
+    let bytes = cut_fenced_batch(config, snapshot_path, &journal, &bytes, report)?;
+    let parsed = match parse_journal(&journal_path, bytes) {
         Ok(parsed) => parsed,
         Err(Error::CorruptJournal { offset, .. }) if config.recover => {
             // Keep every whole record before the damage; the damaged file goes aside whole.
@@ -151,7 +153,7 @@ fn load(
             // Copied aside, then replaced by an atomic rename, all under the damaged file's
             // lock: the path always names a journal, and another process waiting for the
             // lock finds the file replaced and moves to the new one, as after a compaction.
-            let aside = crate::snapshot::quarantine_copy(&journal_path, &bytes)?;
+            let aside = crate::snapshot::quarantine_copy(&journal_path, bytes)?;
             tracing::error!(path = %journal_path.display(), aside = %aside.display(), offset,
                 "quarantined a corrupt journal, keeping the records before the damage");
             report.quarantined.push(aside);
@@ -218,6 +220,50 @@ fn load(
     }))
 }
 
+/// Cuts a failed batch that a fence keeps from readers out of the journal (whose exclusive lock
+/// the caller holds), fsyncs the cut and removes the fence; a stale fence is just removed, and
+/// one that cannot be read is an error, or with `recover` renamed aside. Returns the journal's
+/// bytes without the batch.
+fn cut_fenced_batch<'b>(
+    config: &StoreBuilder,
+    snapshot_path: &Path,
+    journal: &JournalFile,
+    bytes: &'b [u8],
+    report: &mut OpenReport,
+) -> Result<&'b [u8]> {
+    let fence_path = crate::fence::path_for(&journal.path);
+    let io = |step, subject: &Path, e| Error::io(Operation::Open, step, snapshot_path, subject, e);
+    let Some(file) = crate::fence::read(&fence_path).map_err(|e| io("read", &fence_path, e))?
+    else {
+        return Ok(bytes);
+    };
+    let fence = match crate::fence::Fence::parse(&fence_path, &file) {
+        Ok(fence) => fence,
+        Err(e) if e.is_corrupt() && config.recover => {
+            let aside = quarantine(&fence_path)?;
+            tracing::error!(path = %fence_path.display(), aside = %aside.display(), error = %e,
+                "quarantined a journal fence that could not be read; a failed batch it hid \
+                 may be applied");
+            report.quarantined.push(aside);
+            return Ok(bytes);
+        }
+        Err(e) => return Err(e),
+    };
+    let end = fence.end_of_file(bytes);
+    if let Some(end) = end {
+        journal
+            .truncate(end)
+            .and_then(|()| journal.sync())
+            .map_err(|e| io("cut the fenced batch out of", &journal.path, e))?;
+        let len = bytes.len() as u64 - end;
+        tracing::warn!(path = %journal.path.display(), offset = end, len,
+            "cut a failed batch, fenced off by its writer, out of the journal");
+        report.fenced_batch_bytes = Some(len);
+    }
+    crate::fence::remove(&fence_path).map_err(|e| io("remove", &fence_path, e))?;
+    Ok(&bytes[..end.map_or(bytes.len(), |end| end as usize)])
+}
+
 /// Brings `view` up to date: reads what was appended to its journal since, or reloads the
 /// whole store if a compaction replaced the journal. The caller holds the journal's lock, or
 /// reads with [`catch_up_to`] only what is final.
@@ -236,12 +282,22 @@ pub(crate) fn catch_up_to(shared: &Shared, view: &mut View, end: Option<u64>) ->
         shared.reloaded();
         return Ok(());
     }
-    let bytes = view
+    let mut bytes = view
         .journal
         .read_range(view.offset, end.unwrap_or(u64::MAX))
         .map_err(shared.journal_io(Operation::ReadJournal, "read"))?;
     if bytes.is_empty() {
         return Ok(());
+    }
+    // Looked for only when there is something new to read: a failed batch behind a fence is
+    // never applied.
+    if let Some(fence) = crate::fence::current(shared, view.epoch, Operation::ReadJournal)?
+        && let Some(end) = fence.end_in(view.epoch, &bytes, view.offset)
+    {
+        bytes.truncate(usize::try_from(end - view.offset).unwrap_or(bytes.len()));
+        if bytes.is_empty() {
+            return Ok(());
+        }
     }
     shared.count(|c| c.journal_bytes_read += bytes.len() as u64);
     // A torn tail here is an append in flight (or a crash leftover the writer will cut); only
@@ -275,7 +331,13 @@ pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
         let bytes = journal
             .read_from(0)
             .map_err(shared.journal_io(Operation::ReadJournal, "read"))?;
-        let parsed = parse_journal(&shared.journal_path, &bytes)?;
+        let end = match crate::journal::header_epoch(&bytes) {
+            Some(epoch) => crate::fence::current(shared, epoch, Operation::ReadJournal)?
+                .and_then(|fence| fence.end_of_file(&bytes)),
+            None => None,
+        }
+        .map_or(bytes.len(), |end| end as usize);
+        let parsed = parse_journal(&shared.journal_path, &bytes[..end])?;
         drop(locked);
         let mut state = state;
         let mut seqs = SeqTracker::new();

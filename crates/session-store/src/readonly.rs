@@ -6,6 +6,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Operation, Result};
+use crate::fence::{Fence, FencedBatch};
 use crate::journal::{SeqTracker, TornTail, parse_journal};
 use crate::snapshot::parse_snapshot;
 use crate::state::State;
@@ -24,6 +25,9 @@ pub struct StoreFiles {
     pub snapshot: Option<Vec<u8>>,
     /// The journal's bytes; `None` if there is no journal.
     pub journal: Option<Vec<u8>>,
+    /// The bytes of the journal's fence file (`<journal>.fence`), read under the same lock;
+    /// `None` if there is none (the usual case). See [`FencedBatch`].
+    pub fence: Option<Vec<u8>>,
 }
 
 /// A store loaded from its files without changing them.
@@ -40,6 +44,8 @@ pub struct LoadedStore {
     pub journal_records: usize,
     /// A torn journal tail, left in place (only whole records count).
     pub torn_tail: Option<TornTail>,
+    /// A failed batch that a fence keeps from readers, left in place and not applied.
+    pub fenced_batch: Option<FencedBatch>,
 }
 
 /// Reads the snapshot at `snapshot_path` and its journal without changing either, and without
@@ -103,18 +109,40 @@ pub fn read_store_files(snapshot_path: impl AsRef<Path>) -> Result<StoreFiles> {
             }
             None => None,
         };
+        let fence_path = crate::fence::path_for(&journal_path);
+        let fence = crate::fence::read(&fence_path).map_err(|e| failed("read", &fence_path, e))?;
         return Ok(StoreFiles {
             snapshot_path: path.to_path_buf(),
             journal_path,
             snapshot,
             journal,
+            fence,
         });
     }
 }
 
 impl StoreFiles {
+    /// The failed batch at the end of the journal that its fence keeps from readers, if the
+    /// fence holds; `None` if there is no fence, or it is stale.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CorruptJournal`] if the fence file is not a fence;
+    /// [`Error::UnsupportedJournal`] if it is a fence of a newer format.
+    pub fn fenced_batch(&self) -> Result<Option<FencedBatch>> {
+        let (Some(file), Some(journal)) = (&self.fence, &self.journal) else {
+            return Ok(None);
+        };
+        let fence = Fence::parse(&crate::fence::path_for(&self.journal_path), file)?;
+        Ok(fence.end_of_file(journal).map(|offset| FencedBatch {
+            offset,
+            len: journal.len() as u64 - offset,
+        }))
+    }
+
     /// Parses the files and replays the journal's whole records over the snapshot, as opening
-    /// the store would, but repairs nothing: a torn tail is reported and left.
+    /// the store would, but repairs nothing: a torn tail is reported and left, as is a failed
+    /// batch behind a fence ([`fenced_batch`](StoreFiles::fenced_batch)), which is not applied.
     ///
     /// # Errors
     ///
@@ -127,8 +155,10 @@ impl StoreFiles {
         };
         let mut journal_records = 0;
         let mut torn_tail = None;
+        let fenced_batch = self.fenced_batch()?;
         if let Some(bytes) = &self.journal {
-            let parsed = parse_journal(&self.journal_path, bytes)?;
+            let end = fenced_batch.map_or(bytes.len(), |f| f.offset as usize);
+            let parsed = parse_journal(&self.journal_path, &bytes[..end])?;
             journal_records = state
                 .replay(&parsed.records, &mut SeqTracker::new())
                 .applied;
@@ -141,6 +171,7 @@ impl StoreFiles {
             journal_bytes: len(&self.journal),
             journal_records,
             torn_tail,
+            fenced_batch,
         })
     }
 }

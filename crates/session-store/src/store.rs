@@ -260,6 +260,10 @@ pub struct OpenReport {
     pub journal_records: usize,
     /// Bytes of a torn journal tail that were cut off (a crash mid-append), if any.
     pub torn_tail_bytes: Option<u64>,
+    /// Bytes of a failed batch that were cut off, if any: its writer could not cut it back out
+    /// of the journal, and fenced it off from every reader instead
+    /// ([`Error::Batch`](crate::Error::Batch)).
+    pub fenced_batch_bytes: Option<u64>,
     /// Damaged files renamed aside (only with [`StoreBuilder::recover`]).
     pub quarantined: Vec<PathBuf>,
     /// True if the store did not exist and was created.
@@ -439,6 +443,9 @@ pub(crate) struct Shared {
     pub(crate) dirty_since: Mutex<Option<Instant>>,
     /// Failed fsyncs of the journal that a compaction has yet to make good.
     pub(crate) fsync_debt: crate::compact::FsyncDebt,
+    /// This process's fence over a batch of its own that failed and could not be cut back
+    /// out, until the cut is made (`fence.rs`).
+    pub(crate) fence: Mutex<Option<crate::fence::Fence>>,
 }
 
 impl fmt::Debug for Shared {

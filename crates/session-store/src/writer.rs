@@ -304,7 +304,8 @@ impl Outcome {
 /// Writes one batch and answers its callers.
 pub(crate) fn commit(shared: &Arc<Shared>, batch: Vec<Request>) {
     let _batch = lock(&shared.batch_lock);
-    match write_batch(shared, &batch) {
+    let mut outcome_unknown = false;
+    match write_batch(shared, &batch, &mut outcome_unknown) {
         Ok((outcomes, durable)) => {
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 request.reply.send(outcome.map(|seq| Ack { seq, durable }));
@@ -315,9 +316,12 @@ pub(crate) fn commit(shared: &Arc<Shared>, batch: Vec<Request>) {
                 updates = batch.len(), "a batch of session updates failed");
             let shared_error = std::sync::Arc::new(e);
             for request in batch {
-                request.reply.send(Err(Error::Batch {
-                    path: shared.snapshot_path.clone(),
-                    source: shared_error.clone(),
+                let path = shared.snapshot_path.clone();
+                let source = shared_error.clone();
+                request.reply.send(Err(if outcome_unknown {
+                    Error::BatchOutcomeUnknown { path, source }
+                } else {
+                    Error::Batch { path, source }
                 }));
             }
         }
@@ -327,8 +331,13 @@ pub(crate) fn commit(shared: &Arc<Shared>, batch: Vec<Request>) {
 }
 
 /// Writes a batch and applies it; each request's answer (its record's `seq`, 0 if there was
-/// nothing to write) and whether the batch is durable.
-fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u64>>, bool)> {
+/// nothing to write) and whether the batch is durable. If it fails after writing and its bytes
+/// can be neither cut back out nor fenced off, `outcome_unknown` is set.
+fn write_batch(
+    shared: &Arc<Shared>,
+    batch: &[Request],
+    outcome_unknown: &mut bool,
+) -> Result<(Vec<Result<u64>>, bool)> {
     let io = |step: &'static str, e| shared.journal_io(Operation::WriteJournal, step)(e);
     // Lock the current journal, following compactions until the one locked is the one named.
     let locked = loop {
@@ -345,20 +354,23 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
     };
     let journal = locked.journal();
     // Under the lock nobody else appends: read what others wrote, and cut a torn tail a
-    // crashed writer left, so that this batch starts on a fresh line. The batch is marked in
-    // flight before the view's lock is let go: readers of this process read no further.
-    let (start, _appending) = {
+    // crashed writer left, or a failed batch behind a fence, so that this batch starts on a
+    // fresh line. The batch is marked in flight before the view's lock is let go: readers of
+    // this process read no further.
+    let (start, epoch, _appending) = {
         let mut view = shared.write();
         crate::open::catch_up(shared, &mut view)?;
         let len = journal.len().map_err(|e| io("stat", e))?;
-        if len > view.offset {
+        let cut = len > view.offset;
+        if cut {
             tracing::warn!(path = %shared.journal_path.display(), offset = view.offset,
                 len = len - view.offset, "cut a torn journal tail before appending");
             journal
                 .truncate(view.offset)
                 .map_err(|e| io("truncate", e))?;
         }
-        (view.offset, journal.appending(view.offset))
+        crate::fence::take_down(shared, journal, cut)?;
+        (view.offset, view.epoch, journal.appending(view.offset))
     };
 
     let now = shared.now_ms();
@@ -499,10 +511,33 @@ fn write_batch(shared: &Arc<Shared>, batch: &[Request]) -> Result<(Vec<Result<u6
             }
             // The batch failed: take its bytes back out, so that no caller is told "failed"
             // about an update a later reader would still find (after a failed fsync the data
-            // may sit in the page cache). The lock keeps everyone else out meanwhile.
+            // may sit in the page cache). The lock keeps everyone else out meanwhile; if the
+            // cut fails, a fence keeps every reader from the bytes until the next writer cuts
+            // them.
             if let Err(cut) = journal.truncate(start) {
-                tracing::error!(path = %shared.journal_path.display(), error = %cut,
-                    "could not take a failed batch back out of the journal");
+                let first = outcomes.iter().find_map(|o| match o {
+                    Outcome::Write(record) => Some(record.seq),
+                    _ => None,
+                });
+                let fence = crate::fence::Fence {
+                    epoch,
+                    offset: start,
+                    writer: shared.writer,
+                    seq: first.unwrap_or_default(),
+                };
+                match crate::fence::put_up(shared, fence) {
+                    Ok(()) => tracing::error!(path = %shared.journal_path.display(),
+                        error = %cut, offset = start,
+                        "could not take a failed batch back out of the journal; fenced it off \
+                         until the next write cuts it"),
+                    Err(fenced) => {
+                        tracing::error!(path = %shared.journal_path.display(),
+                            error = %cut, fence_error = %fenced, offset = start,
+                            "could not take a failed batch back out of the journal, nor fence \
+                             it off: other processes, and the next open, may apply it");
+                        *outcome_unknown = true;
+                    }
+                }
             }
             return Err(io(step, e));
         }
@@ -823,6 +858,7 @@ mod tests {
 
     use sessionkit_test_support::{Scratch, wait_until};
 
+    use crate::files::faults::Fault;
     use crate::{Entry, Store, StoreBuilder, SyncMode};
 
     /// In interval mode, a timed fsync that fails is tried again an interval later. It used to
@@ -835,7 +871,7 @@ mod tests {
             .sync(SyncMode::Interval(every))
             .open(dir.join("sessions.json"))
             .unwrap();
-        crate::files::faults::fail_syncs(store.journal_path(), true);
+        crate::files::faults::plant(Fault::Sync, store.journal_path(), true);
         let started = Instant::now();
         let entry = Entry::parse(r#"{"sessionId":"s","updatedAt":1}"#).unwrap();
         assert!(!store.upsert("k", entry).unwrap().durable);
@@ -851,7 +887,7 @@ mod tests {
         );
 
         // Once the disk recovers, the owed fsync goes through, and then nothing is owed.
-        crate::files::faults::fail_syncs(store.journal_path(), false);
+        crate::files::faults::plant(Fault::Sync, store.journal_path(), false);
         wait_until("the owed fsync", || store.counters().fsyncs == 1);
         assert!(super::pending_sync_due(&store.shared).is_none());
         assert!(store.get("k").unwrap().is_some());
@@ -876,9 +912,18 @@ mod tests {
 
     /// Runs `f` with every fsync of the journal at `journal` failing.
     fn failing_syncs<T>(journal: &Path, f: impl FnOnce() -> T) -> T {
-        crate::files::faults::fail_syncs(journal, true);
+        failing(&[Fault::Sync], journal, f)
+    }
+
+    /// Runs `f` with `faults` planted on the journal at `journal`.
+    fn failing<T>(faults: &[Fault], journal: &Path, f: impl FnOnce() -> T) -> T {
+        for &fault in faults {
+            crate::files::faults::plant(fault, journal, true);
+        }
         let result = f();
-        crate::files::faults::fail_syncs(journal, false);
+        for &fault in faults {
+            crate::files::faults::plant(fault, journal, false);
+        }
         result
     }
 
@@ -1128,5 +1173,220 @@ mod tests {
             });
         });
         assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
+    }
+
+    /// True if the journal's bytes hold a record for `key`.
+    fn journal_mentions(store: &Store, key: &str) -> bool {
+        let text = std::fs::read_to_string(store.journal_path()).unwrap();
+        text.contains(&format!("\"key\":\"{key}\""))
+    }
+
+    /// The store's keys, sorted.
+    fn keys(store: &Store) -> Vec<String> {
+        let mut keys: Vec<String> = store
+            .list(&crate::ListQuery::all())
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Holds off the repair compaction a failed fsync starts (it would leave a fenced batch
+    /// out of the journal too; these tests show what the fence alone does), then fails an
+    /// upsert of `failed` whose fsync and truncate both fail; returns its error.
+    fn fail_uncut(store: &Store, also: &[Fault]) -> crate::Error {
+        store.shared.compacting.store(true, Ordering::Release);
+        let faults = [&[Fault::Sync, Fault::Truncate][..], also].concat();
+        failing(&faults, store.journal_path(), || {
+            store.upsert("failed", entry("failed")).unwrap_err()
+        })
+    }
+
+    fn fence_of(store: &Store) -> PathBuf {
+        crate::fence::path_for(store.journal_path())
+    }
+
+    /// A batch whose fsync fails and whose bytes cannot be cut back out either stays in the
+    /// file behind a fence: no reader applies it (this process, another one, the read-only
+    /// loader), and the next writer, here another process, cuts it and takes the fence down.
+    #[test]
+    fn a_failed_batch_that_cannot_be_cut_is_fenced_off_from_every_reader() {
+        let (_dir, snapshot, store) = store_with("fence-readers", |b| b.auto_compact(false));
+        let other = Store::open(&snapshot).unwrap();
+        let failed = fail_uncut(&store, &[]);
+        assert!(!failed.is_outcome_unknown(), "{failed}");
+        assert!(
+            failed.to_string().contains("failed to write a batch"),
+            "{failed}"
+        );
+        assert!(journal_mentions(&store, "failed"));
+        assert!(fence_of(&store).exists());
+
+        assert!(store.get("failed").unwrap().is_none());
+        assert!(other.get("failed").unwrap().is_none());
+        assert!(other.get("kept").unwrap().is_some());
+        let loaded = crate::load_store(&snapshot).unwrap();
+        assert!(loaded.state.get("failed").is_none());
+        let fenced = loaded.fenced_batch.unwrap();
+        assert_eq!(fenced.offset + fenced.len, loaded.journal_bytes);
+
+        other.upsert("after", entry("after")).unwrap();
+        assert!(!fence_of(&store).exists());
+        assert!(!journal_mentions(&store, "failed"));
+        assert!(store.get("after").unwrap().is_some());
+        assert!(store.get("failed").unwrap().is_none());
+        assert_eq!(crate::load_store(&snapshot).unwrap().fenced_batch, None);
+        store.shared.compacting.store(false, Ordering::Release);
+    }
+
+    /// The writer whose batch was fenced off cuts it itself once the disk lets it, before its
+    /// next batch; a fresh open then finds only what was acknowledged.
+    #[test]
+    fn the_writer_that_fenced_a_batch_cuts_it_before_its_next_one() {
+        let (_dir, snapshot, store) = store_with("fence-own-cut", |b| b.auto_compact(false));
+        fail_uncut(&store, &[]);
+        // While the cut still fails, no batch is written after the fenced one.
+        let refused = failing(&[Fault::Truncate], store.journal_path(), || {
+            store.upsert("refused", entry("refused")).unwrap_err()
+        });
+        let cause = std::error::Error::source(&refused).unwrap().to_string();
+        assert!(cause.contains("truncate"), "{cause}");
+        assert!(!journal_mentions(&store, "refused"));
+        store.upsert("next", entry("next")).unwrap();
+        assert!(!fence_of(&store).exists());
+        assert!(!journal_mentions(&store, "failed"));
+        store.shared.compacting.store(false, Ordering::Release);
+        drop(store);
+        let reopened = Store::open(&snapshot).unwrap();
+        assert_eq!(keys(&reopened), ["kept", "next"]);
+    }
+
+    /// A process that dies with a fenced batch in the journal leaves it to the next open,
+    /// which cuts it and says so.
+    #[test]
+    fn open_cuts_a_batch_its_writer_fenced_off_before_it_died() {
+        let (_dir, snapshot, store) = store_with("fence-open", |b| b.auto_compact(false));
+        fail_uncut(&store, &[]);
+        let fence = fence_of(&store);
+        let journal_len = std::fs::metadata(store.journal_path()).unwrap().len();
+        // As if the process died: its threads never run again.
+        std::mem::forget(store);
+
+        let reopened = Store::open(&snapshot).unwrap();
+        let report = reopened.open_report();
+        let cut = report.fenced_batch_bytes.unwrap();
+        assert_eq!(
+            std::fs::metadata(reopened.journal_path()).unwrap().len(),
+            journal_len - cut
+        );
+        assert!(!fence.exists());
+        assert_eq!(keys(&reopened), ["kept"]);
+    }
+
+    /// A compaction, here the repair of the failed fsync, leaves a fenced batch out of its new
+    /// journal even while the journal cannot be cut.
+    #[test]
+    fn a_compaction_leaves_a_fenced_batch_out() {
+        let (_dir, snapshot, store) = store_with("fence-compact", |b| b.auto_compact(false));
+        fail_uncut(&store, &[]);
+        store.shared.compacting.store(false, Ordering::Release);
+        // The journal still cannot be cut: only the compaction can leave the batch out.
+        failing(&[Fault::Truncate], store.journal_path(), || {
+            store.flush().unwrap();
+        });
+        assert_eq!(store.counters().fsync_repairs, 1);
+        assert!(!journal_mentions(&store, "failed"));
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
+        // The fence outlives the journal it fenced, stale, until the next open removes it.
+        assert!(fence_of(&store).exists());
+        store.upsert("next", entry("next")).unwrap();
+        assert!(store.get("next").unwrap().is_some());
+        drop(store);
+        let reopened = Store::open(&snapshot).unwrap();
+        assert_eq!(reopened.open_report().fenced_batch_bytes, None);
+        assert!(!fence_of(&reopened).exists());
+        assert_eq!(keys(&reopened), ["kept", "next"]);
+    }
+
+    /// If the fence cannot be written either, the batch's callers hear that its outcome is
+    /// unknown: this process shows none of it, but another process reads it.
+    #[test]
+    fn a_batch_that_can_be_neither_cut_nor_fenced_has_an_unknown_outcome() {
+        let (_dir, snapshot, store) = store_with("fence-unknown", |b| b.auto_compact(false));
+        let other = Store::open(&snapshot).unwrap();
+        let failed = fail_uncut(&store, &[Fault::Fence]);
+        assert!(failed.is_outcome_unknown(), "{failed}");
+        assert!(failed.to_string().contains("may reappear"), "{failed}");
+        assert!(!fence_of(&store).exists());
+        assert!(store.get("failed").unwrap().is_none());
+        assert!(other.get("failed").unwrap().is_some());
+        // Once the disk recovers, this process's next batch cuts it.
+        store.upsert("next", entry("next")).unwrap();
+        assert!(!journal_mentions(&store, "failed"));
+        store.shared.compacting.store(false, Ordering::Release);
+    }
+
+    /// A fence that names another record than the one at its offset, or another epoch, is
+    /// stale (its removal was lost, and the journal grew again): open hides nothing for it and
+    /// removes it. One that names the record there cuts from it.
+    #[test]
+    fn open_obeys_a_fence_only_over_the_record_it_names() {
+        let (_dir, snapshot, store) = store_with("fence-stale", |b| b.auto_compact(false));
+        let ack = store.upsert("second", entry("second")).unwrap();
+        let (epoch, offset) = {
+            let view = store.shared.read();
+            let parsed = crate::journal::parse_journal(
+                store.journal_path(),
+                &std::fs::read(store.journal_path()).unwrap(),
+            )
+            .unwrap();
+            (view.epoch, parsed.records.last().unwrap().offset)
+        };
+        let writer = store.shared.writer;
+        let fence_path = fence_of(&store);
+        drop(store);
+        let put = |epoch, seq| {
+            let fence = crate::fence::Fence {
+                epoch,
+                offset,
+                writer,
+                seq,
+            };
+            std::fs::write(&fence_path, fence.encode_line()).unwrap();
+        };
+        for (epoch, seq) in [(epoch, ack.seq + 1), (epoch + 1, ack.seq)] {
+            put(epoch, seq);
+            let reopened = Store::open(&snapshot).unwrap();
+            assert_eq!(reopened.open_report().fenced_batch_bytes, None);
+            assert_eq!(keys(&reopened), ["kept", "second"]);
+            assert!(!fence_path.exists());
+        }
+        put(epoch, ack.seq);
+        let reopened = Store::open(&snapshot).unwrap();
+        assert!(reopened.open_report().fenced_batch_bytes.unwrap() > 0);
+        assert_eq!(keys(&reopened), ["kept"]);
+    }
+
+    /// A fence file that is not a fence is corruption: open refuses it, naming it, and with
+    /// `recover` renames it aside and says so.
+    #[test]
+    fn a_corrupt_fence_is_refused_or_quarantined() {
+        let (_dir, snapshot, store) = store_with("fence-corrupt", |b| b.auto_compact(false));
+        let fence_path = fence_of(&store);
+        drop(store);
+        std::fs::write(&fence_path, b"{\"sessionkitFence\":1,\"epo").unwrap();
+        let err = Store::open(&snapshot).unwrap_err();
+        assert!(err.is_corrupt(), "{err}");
+        assert_eq!(err.path(), Some(fence_path.as_path()));
+        assert!(crate::load_store(&snapshot).unwrap_err().is_corrupt());
+
+        let reopened = Store::builder().recover(true).open(&snapshot).unwrap();
+        let quarantined = &reopened.open_report().quarantined;
+        assert_eq!(quarantined.len(), 1);
+        assert!(quarantined[0].to_string_lossy().contains(".fence.corrupt."));
+        assert!(!fence_path.exists());
+        assert_eq!(keys(&reopened), ["kept"]);
     }
 }

@@ -1,0 +1,385 @@
+//! A fence over a failed batch that could not be taken back out of the journal.
+//!
+//! A batch whose write or fsync fails is truncated back out of the journal before its callers
+//! hear that it failed. If that truncate fails as well, the batch's bytes stay in the file, and
+//! a reader would apply updates whose callers were told they failed. So the writer, still
+//! holding the journal's exclusive lock, writes a fence beside the journal
+//! (`sessions.json.journal.fence`, atomically and durably) naming where the batch starts, and
+//! every reader of that journal stops there: this process's and other processes' catch-ups,
+//! opens, reloads, compactions and the read-only loader. The next writer to take the lock cuts
+//! the bytes, fsyncs the cut and removes the fence; a compaction leaves them out of its new
+//! journal; an open cuts them too.
+//!
+//! A fence names the journal's epoch and the failed batch's first record (writer and seq). One
+//! that outlived its batch (its removal lost to a power cut after the cut was fsynced, then the
+//! journal grew again, or a compaction replaced the journal) is stale and hides nothing: a fence
+//! holds only while the line at its offset is that record, or not a whole valid record at all
+//! (the torn or garbled bytes of the write that failed).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sessionkit_atomic_fs::{AtomicWriter, Durability};
+
+use crate::error::{Error, JournalProblem, Operation, Result};
+use crate::journal::{WriterId, decode_record, header_epoch};
+use crate::store::{Shared, lock};
+
+/// The fence format version this crate writes and reads.
+const FENCE_VERSION: u64 = 1;
+
+/// Where a failed batch starts in the journal of one epoch, and its first record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fence {
+    /// The epoch of the journal the batch is in.
+    pub(crate) epoch: u64,
+    /// The byte offset where the batch starts: readers stop here.
+    pub(crate) offset: u64,
+    /// The writer of the batch's first record.
+    pub(crate) writer: WriterId,
+    /// The seq of the batch's first record.
+    pub(crate) seq: u64,
+}
+
+/// The bytes of a journal that a fence keeps every reader from: a failed batch, left in the
+/// file because it could not be cut back out, that the next writer or open cuts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct FencedBatch {
+    /// Where the failed batch starts.
+    pub offset: u64,
+    /// How many bytes of it are in the file.
+    pub len: u64,
+}
+
+#[derive(Deserialize)]
+struct RawFence {
+    #[serde(rename = "sessionkitFence")]
+    version: u64,
+    epoch: u64,
+    offset: u64,
+    writer: String,
+    seq: u64,
+}
+
+impl Fence {
+    /// The fence file's whole content: one JSON line.
+    pub(crate) fn encode_line(&self) -> String {
+        format!(
+            "{{\"sessionkitFence\":{FENCE_VERSION},\"epoch\":{},\"offset\":{},\"writer\":\"{}\",\"seq\":{}}}\n",
+            self.epoch, self.offset, self.writer, self.seq
+        )
+    }
+
+    /// Parses a fence file's bytes; `path` only names the file in errors. Never panics.
+    ///
+    /// A fence that cannot be read is reported as a corrupt journal (the fence is part of the
+    /// journal's state), never ignored: ignoring it could let readers apply a failed batch.
+    pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Fence> {
+        let corrupt = |source| Error::CorruptJournal {
+            path: path.to_path_buf(),
+            line: 1,
+            offset: 0,
+            problem: JournalProblem::BadFence,
+            source,
+        };
+        let raw: RawFence = serde_json::from_slice(bytes).map_err(|e| corrupt(Some(e)))?;
+        if raw.version != FENCE_VERSION {
+            return Err(Error::UnsupportedJournal {
+                path: path.to_path_buf(),
+                version: raw.version,
+            });
+        }
+        let writer = raw.writer.parse().map_err(|_| corrupt(None))?;
+        Ok(Fence {
+            epoch: raw.epoch,
+            offset: raw.offset,
+            writer,
+            seq: raw.seq,
+        })
+    }
+
+    /// Where readers of a journal of `epoch` stop, if this fence holds over `bytes`: the
+    /// journal's bytes from offset `base` up to its end. `None` if the fence is stale (another
+    /// epoch, an offset before `base` or at or past the end, not the start of a line, or a
+    /// whole valid record other than the batch's first at its offset).
+    pub(crate) fn end_in(&self, epoch: u64, bytes: &[u8], base: u64) -> Option<u64> {
+        if epoch != self.epoch || self.offset < base {
+            return None;
+        }
+        let at = usize::try_from(self.offset - base).ok()?;
+        if at >= bytes.len() || (at > 0 && bytes[at - 1] != b'\n') {
+            return None;
+        }
+        let rest = &bytes[at..];
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            // A torn line: the failed write stopped part way.
+            return Some(self.offset);
+        };
+        match decode_record(&rest[..nl]) {
+            Ok(record) if record.writer != self.writer || record.seq != self.seq => None,
+            // The batch's first record, or bytes that are no record at all (a write that
+            // failed may leave anything).
+            _ => Some(self.offset),
+        }
+    }
+
+    /// Where readers of a whole journal file's `bytes` stop, if this fence holds over them.
+    pub(crate) fn end_of_file(&self, bytes: &[u8]) -> Option<u64> {
+        self.end_in(header_epoch(bytes)?, bytes, 0)
+    }
+}
+
+/// The fence file of the journal at `journal_path`: `<journal>.fence`.
+pub(crate) fn path_for(journal_path: &Path) -> PathBuf {
+    let mut name = journal_path.as_os_str().to_owned();
+    name.push(".fence");
+    PathBuf::from(name)
+}
+
+/// The fence file's bytes, or `None` if there is none.
+pub(crate) fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the fence file; true if there was one.
+pub(crate) fn remove(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The fence the readers of `shared`'s journal of `epoch` respect: this process's own (set
+/// when its batch failed, whether or not the file could be written), else the file's.
+pub(crate) fn current(shared: &Shared, epoch: u64, op: Operation) -> Result<Option<Fence>> {
+    if let Some(own) = *lock(&shared.fence)
+        && own.epoch == epoch
+    {
+        return Ok(Some(own));
+    }
+    let path = path_for(&shared.journal_path);
+    match read(&path) {
+        Ok(Some(bytes)) => Fence::parse(&path, &bytes).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(Error::io(
+            op,
+            "read the fence",
+            &shared.snapshot_path,
+            &path,
+            e,
+        )),
+    }
+}
+
+/// Fences off a failed batch that starts at `fence.offset` and could not be cut back out.
+/// Called with the journal's exclusive lock held, so that no reader gets past the batch before
+/// the fence is in place. This process's readers stop at the fence from now on whatever
+/// happens; the error is the fence file's, which other processes then cannot see.
+pub(crate) fn put_up(shared: &Shared, fence: Fence) -> std::result::Result<(), Error> {
+    *lock(&shared.fence) = Some(fence);
+    let path = path_for(&shared.journal_path);
+    #[cfg(test)]
+    if crate::files::faults::planted(crate::files::faults::Fault::Fence, &shared.journal_path) {
+        return Err(Error::io(
+            Operation::WriteJournal,
+            "write the fence",
+            &shared.snapshot_path,
+            &path,
+            io::Error::from_raw_os_error(libc::EIO),
+        ));
+    }
+    AtomicWriter::new()
+        .durability(Durability::Durable)
+        .write(&path, fence.encode_line().as_bytes())
+        .map_err(|source| Error::AtomicWrite {
+            op: Operation::WriteJournal,
+            step: "write the fence",
+            path,
+            source,
+        })
+}
+
+/// Takes the fence down after the writer cut the journal back to where its readers stood:
+/// fsyncs the cut first, so that a fence is never gone while the bytes it hid may come back
+/// after a power cut. Called with the journal's exclusive lock held; does nothing (and makes
+/// no syscall) if this process has no fence and `cut` is false.
+pub(crate) fn take_down(
+    shared: &Shared,
+    journal: &crate::files::JournalFile,
+    cut: bool,
+) -> Result<()> {
+    let own = lock(&shared.fence).is_some();
+    if !own && !cut {
+        return Ok(());
+    }
+    let path = path_for(&shared.journal_path);
+    let io = |step, subject: &Path, e| {
+        Error::io(
+            Operation::WriteJournal,
+            step,
+            &shared.snapshot_path,
+            subject,
+            e,
+        )
+    };
+    if own || path.exists() {
+        journal
+            .sync()
+            .map_err(|e| io("fsync the cut", &shared.journal_path, e))?;
+        if remove(&path).map_err(|e| io("remove the fence", &path, e))? {
+            tracing::info!(path = %shared.journal_path.display(),
+                "cut a fenced failed batch out of the journal and removed its fence");
+        }
+        *lock(&shared.fence) = None;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Record;
+    use proptest::prelude::*;
+
+    const W: WriterId = WriterId::new(0x9f1c_2a7b_e0d3_4c55);
+
+    fn line(seq: u64, writer: WriterId) -> String {
+        Record::delete(seq, writer, format!("k{seq}")).encode()
+    }
+
+    fn journal(epoch: u64, records: &[(u64, WriterId)]) -> Vec<u8> {
+        let mut text = crate::journal::JournalHeader::new(epoch).encode_line();
+        for &(seq, writer) in records {
+            text.push_str(&line(seq, writer));
+            text.push('\n');
+        }
+        text.into_bytes()
+    }
+
+    #[test]
+    fn a_fence_round_trips_through_its_file_format() {
+        let fence = Fence {
+            epoch: 7,
+            offset: 1234,
+            writer: W,
+            seq: 12,
+        };
+        assert_eq!(
+            fence.encode_line(),
+            "{\"sessionkitFence\":1,\"epoch\":7,\"offset\":1234,\"writer\":\"9f1c2a7be0d34c55\",\"seq\":12}\n"
+        );
+        assert_eq!(
+            Fence::parse(Path::new("f"), fence.encode_line().as_bytes()).unwrap(),
+            fence
+        );
+    }
+
+    #[test]
+    fn a_fence_of_another_version_or_garbage_is_an_error_naming_the_file() {
+        let newer = Fence::parse(
+            Path::new("j.fence"),
+            br#"{"sessionkitFence":2,"epoch":1,"offset":1,"writer":"9f1c2a7be0d34c55","seq":1}"#,
+        )
+        .unwrap_err();
+        assert!(newer.is_unsupported(), "{newer}");
+        for bad in [
+            &b""[..],
+            b"{}",
+            br#"{"sessionkitFence":1,"epoch":1,"offset":1,"writer":"XYZ","seq":1}"#,
+        ] {
+            let err = Fence::parse(Path::new("j.fence"), bad).unwrap_err();
+            assert!(err.is_corrupt(), "{err}");
+            assert_eq!(err.path(), Some(Path::new("j.fence")));
+        }
+    }
+
+    #[test]
+    fn a_fence_holds_over_its_own_record_a_torn_line_or_garbage_and_nothing_else() {
+        let other = WriterId::new(1);
+        let bytes = journal(3, &[(1, other), (5, W), (6, W)]);
+        let header_len = crate::journal::JournalHeader::new(3).encode_line().len() as u64;
+        let second = header_len + line(1, other).len() as u64 + 1;
+        let fence = |epoch, offset, seq| Fence {
+            epoch,
+            offset,
+            writer: W,
+            seq,
+        };
+        assert_eq!(fence(3, second, 5).end_of_file(&bytes), Some(second));
+        // Another epoch, another record, past the end, not a line start: stale.
+        assert_eq!(fence(4, second, 5).end_of_file(&bytes), None);
+        assert_eq!(fence(3, second, 6).end_of_file(&bytes), None);
+        assert_eq!(fence(3, header_len, 1).end_of_file(&bytes), None);
+        assert_eq!(fence(3, bytes.len() as u64, 5).end_of_file(&bytes), None);
+        assert_eq!(fence(3, second + 1, 5).end_of_file(&bytes), None);
+        // Torn or garbled bytes at the offset: the failed write's.
+        let mut torn = bytes[..second as usize].to_vec();
+        torn.extend_from_slice(b"{\"seq\":5,\"wri");
+        assert_eq!(fence(3, second, 5).end_of_file(&torn), Some(second));
+        let mut zeros = bytes[..second as usize].to_vec();
+        zeros.extend_from_slice(&[0; 40]);
+        zeros.push(b'\n');
+        assert_eq!(fence(3, second, 5).end_of_file(&zeros), Some(second));
+        // Read from the fence's own offset, as a catch-up that stopped there does.
+        assert_eq!(
+            fence(3, second, 5).end_in(3, &bytes[second as usize..], second),
+            Some(second)
+        );
+        assert_eq!(
+            fence(3, second, 5).end_in(3, &bytes[second as usize + 1..], second + 1),
+            None
+        );
+    }
+
+    proptest! {
+        /// Any bytes as a fence file give a fence or an error, never a panic; and any fence
+        /// over any bytes gives an end inside them or none.
+        #[test]
+        fn fences_never_panic_and_never_point_outside_the_bytes(
+            file in proptest::collection::vec(any::<u8>(), 0..120),
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            epoch in 0u64..3,
+            offset in 0u64..220,
+            base in 0u64..40,
+            seq in 0u64..4,
+        ) {
+            let _ = Fence::parse(Path::new("f"), &file);
+            let fence = Fence { epoch, offset, writer: W, seq };
+            if let Some(end) = fence.end_in(epoch, &bytes, base) {
+                prop_assert!(end >= base && end < base + bytes.len() as u64);
+                prop_assert_eq!(end, offset);
+            }
+            let _ = fence.end_of_file(&bytes);
+        }
+
+        /// Over a journal of whole records, a fence hides the records from its offset on only
+        /// if the first of them is the one it names: a stale fence never hides a record.
+        #[test]
+        fn a_fence_hides_records_only_from_the_one_it_names(
+            records in proptest::collection::vec((1u64..6, any::<bool>()), 1..12),
+            at in 0usize..12,
+            seq in 1u64..6,
+            mine in any::<bool>(),
+        ) {
+            let writer_of = |w: bool| if w { W } else { WriterId::new(2) };
+            let list: Vec<(u64, WriterId)> =
+                records.iter().map(|&(s, w)| (s, writer_of(w))).collect();
+            let bytes = journal(1, &list);
+            let parsed = crate::journal::parse_journal(Path::new("j"), &bytes).unwrap();
+            let at = at % parsed.records.len();
+            let offset = parsed.records[at].offset;
+            let fence = Fence { epoch: 1, offset, writer: writer_of(mine), seq };
+            let named = parsed.records[at].record.seq == seq
+                && parsed.records[at].record.writer == writer_of(mine);
+            prop_assert_eq!(fence.end_of_file(&bytes), named.then_some(offset));
+        }
+    }
+}
