@@ -257,6 +257,99 @@ fn a_corrupt_journal_is_said_to_be_copied_aside_and_replaced() {
     );
 }
 
+/// A fence, as a writer puts one up over a failed batch it could not cut, naming seq `seq`
+/// of `WRITER` at `offset` in the journal of epoch 1.
+fn fence_line(offset: usize, seq: u64) -> String {
+    format!(
+        "{{\"sessionkitFence\":1,\"epoch\":1,\"offset\":{offset},\"writer\":\"{WRITER}\",\"seq\":{seq}}}\n"
+    )
+}
+
+#[test]
+fn a_fenced_failed_batch_is_reported_and_cut_and_its_records_never_applied() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let journal = d.join("sessions.json.journal");
+    let whole = format!("{HEADER}{}", upsert(1, "k1", "s1"));
+    let failed = upsert(2, "k2", "s2");
+    fs::write(&journal, format!("{whole}{failed}")).expect("plant a failed batch");
+    let fence = d.join("sessions.json.journal.fence");
+    fs::write(&fence, fence_line(whole.len(), 2)).expect("plant its fence");
+
+    let before = contents(d);
+    let out = stdout(&doctor(d, &[]), DATA_ERR);
+    assert_eq!(contents(d), before, "{out}");
+    let line = finding(&out, "journal-fenced-batch", &journal);
+    assert!(
+        line.contains(&format!(
+            "ends in a failed batch of {} bytes at byte offset {}",
+            failed.len(),
+            whole.len()
+        )) && line.ends_with("; --fix cuts it, under the journal's lock"),
+        "{line}"
+    );
+    assert!(
+        out.contains("registry: `") && out.contains(": 1 entry, "),
+        "{out}"
+    );
+
+    let out = stdout(&doctor(d, &["--fix"]), 0);
+    assert!(
+        out.contains(&format!(
+            "cut a fenced-off failed batch of {} bytes from `{}`",
+            failed.len(),
+            journal.display()
+        )),
+        "{out}"
+    );
+    assert!(!fence.exists());
+    assert_eq!(keys(d), ["k1"]);
+    let out = stdout(&doctor(d, &[]), 0);
+    assert_eq!(
+        summary(&out),
+        "doctor: 0 problems, 0 fixed, 0 left",
+        "{out}"
+    );
+}
+
+#[test]
+fn a_corrupt_fence_is_quarantined() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let journal = d.join("sessions.json.journal");
+    fs::write(&journal, format!("{HEADER}{}", upsert(1, "k1", "s1"))).expect("plant a journal");
+    let fence = d.join("sessions.json.journal.fence");
+    fs::write(&fence, "{\"sessionkitFence\":1,").expect("plant a corrupt fence");
+
+    let out = stdout(&doctor(d, &[]), DATA_ERR);
+    let line = finding(&out, "fence-corrupt", &fence);
+    assert!(
+        line.contains("; --fix quarantines it (renames it to `"),
+        "{line}"
+    );
+
+    // Quarantined, like a corrupt snapshot: left for an operator, so still a problem.
+    let out = stdout(&doctor(d, &["--fix"]), DATA_ERR);
+    assert!(
+        out.contains("fence-corrupt (quarantined, for an operator to look at): "),
+        "{out}"
+    );
+    let aside = named(d, "sessions.json.journal.fence.corrupt.");
+    assert_eq!(aside.len(), 1, "{out}");
+    assert!(
+        out.contains(&format!("quarantined `{}` as `", fence.display())),
+        "{out}"
+    );
+    assert!(!fence.exists());
+    assert_eq!(keys(d), ["k1"]);
+    let out = stdout(&doctor(d, &[]), 0);
+    let line = finding(&out, "quarantined-file", &aside[0]);
+    assert!(
+        line.contains("is a damaged journal fence renamed aside"),
+        "{line}"
+    );
+}
+
 #[test]
 fn a_stale_lock_and_a_torn_journal_tail_leave_every_whole_record() {
     let dir = tempfile::tempdir().expect("temp dir");

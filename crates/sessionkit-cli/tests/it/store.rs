@@ -743,6 +743,107 @@ fn check_passes_a_clean_store_with_its_transcripts() {
     assert_eq!(contents(dir.path()), before);
 }
 
+/// Appends a whole record of writer `aa` for `key` to the journal at `path`'s store, as a
+/// failed batch its writer could not cut, and fences it off; returns where it starts and its
+/// length.
+fn plant_fenced_batch(path: &Path, key: &str) -> (u64, u64) {
+    let text = fs::read_to_string(journal(path)).expect("journal");
+    let header: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("header")).expect("header JSON");
+    let offset = text.len() as u64;
+    let record = format!(
+        "{{\"seq\":7,\"writer\":\"00000000000000aa\",\"op\":\"upsert\",\"key\":\"{key}\",\"entry\":{{\"sessionId\":\"s1\"}}}}\n"
+    );
+    fs::write(journal(path), format!("{text}{record}")).expect("append the batch");
+    fs::write(
+        fence(path),
+        format!(
+            "{{\"sessionkitFence\":1,\"epoch\":{},\"offset\":{offset},\"writer\":\"00000000000000aa\",\"seq\":7}}\n",
+            header["epoch"]
+        ),
+    )
+    .expect("fence");
+    (offset, record.len() as u64)
+}
+
+fn fence(path: &Path) -> PathBuf {
+    let mut name = journal(path).into_os_string();
+    name.push(".fence");
+    PathBuf::from(name)
+}
+
+#[test]
+fn check_reports_a_fenced_batch_readers_skip_it_and_a_write_cuts_it() {
+    let (dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1"}"#);
+    fs::write(dir.path().join("s1.jsonl"), "").expect("transcript");
+    let (offset, len) = plant_fenced_batch(&path, "failed");
+    let before = contents(dir.path());
+
+    let output = run(args(&["check"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(DATA_ERR));
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("journal-fenced-batch: "), "{text}");
+    assert!(
+        lines[0].contains(&format!(
+            "failed batch of {len} bytes at line 3 (byte offset {offset})"
+        )),
+        "{text}"
+    );
+    let report = json(
+        &String::from_utf8(run(args(&["check", "--json"], &path, &[]), b"").stdout).expect("UTF-8"),
+    );
+    assert_eq!(report["problems"][0]["kind"], "journal-fenced-batch");
+    assert_eq!(report["entries"], 1);
+
+    // Readers skip the fenced batch and leave it.
+    assert_eq!(
+        run(args(&["get"], &path, &["failed"]), b"").status.code(),
+        Some(1)
+    );
+    assert_eq!(contents(dir.path()), before);
+
+    // A write opens the store, which cuts the batch, and says so.
+    let output = run(args(&["set"], &path, &["b"]), br#"{"sessionId":"s1"}"#);
+    assert_eq!(output.status.code(), Some(0));
+    let warning = String::from_utf8(output.stderr).expect("UTF-8");
+    assert!(
+        warning.starts_with(&format!(
+            "sessionkit: warning: cut a failed batch of {len} bytes from "
+        )) && warning.lines().count() == 1,
+        "{warning}"
+    );
+    assert!(!fence(&path).exists());
+    ok(&["check"], &path, &[], b"");
+    assert_eq!(
+        run(args(&["get"], &path, &["failed"]), b"").status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn check_reports_a_corrupt_fence_and_a_write_refuses_it() {
+    let (dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1"}"#);
+    fs::write(dir.path().join("s1.jsonl"), "").expect("transcript");
+    fs::write(fence(&path), "{\"sessionkitFence\":1,").expect("fence");
+
+    let report = json(
+        &String::from_utf8(run(args(&["check", "--json"], &path, &[]), b"").stdout).expect("UTF-8"),
+    );
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["problems"][0]["kind"], "fence-corrupt");
+    assert_eq!(
+        report["problems"][0]["file"],
+        fence(&path).to_str().unwrap()
+    );
+    let output = run(args(&["set"], &path, &["b"]), br#"{"sessionId":"s1"}"#);
+    assert_eq!(output.status.code(), Some(DATA_ERR));
+    assert!(fence(&path).exists());
+}
+
 #[test]
 fn check_reports_a_torn_tail_and_changes_nothing_until_a_write_cuts_it() {
     let (dir, path) = store_dir();

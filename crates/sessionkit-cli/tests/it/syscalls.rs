@@ -268,3 +268,58 @@ fn a_store_set_whose_fsync_fails_compacts_before_it_exits() {
     let missing = crate::util::run(["store", "get", path_arg, "failed"], b"");
     assert_eq!(missing.status.code(), Some(1));
 }
+
+/// A `store set` whose journal `fdatasync` fails and whose every `ftruncate` fails too (both
+/// injected by strace) cannot cut its batch back out of the journal: it fences the batch off,
+/// and the compaction it runs before exiting leaves the batch out of the new journal. No later
+/// reader, in another process, finds the update its caller was told failed.
+#[test]
+fn a_store_set_that_can_cut_nothing_fences_its_failed_batch_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.json");
+    let path_arg = path.to_str().unwrap();
+    let fence = dir.path().join("sessions.json.journal.fence");
+    crate::util::run_ok(
+        ["store", "set", path_arg, "kept"],
+        br#"{"sessionId":"kept","updatedAt":1}"#,
+    );
+
+    let Some(out) = run_traced(
+        &[
+            "-e",
+            "trace=fdatasync,ftruncate",
+            "-e",
+            "inject=fdatasync:error=EIO:when=1",
+            "-e",
+            "inject=ftruncate:error=EIO",
+        ],
+        &["store", "set", path_arg, "failed"],
+        br#"{"sessionId":"failed","updatedAt":2}"#,
+    ) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(crate::util::IO_ERR), "{stderr}");
+    assert!(
+        stderr.contains("ftruncate(") && stderr.contains("(INJECTED)"),
+        "{stderr}"
+    );
+    // The fence outlives the journal it fenced, which the compaction replaced.
+    assert!(fence.exists(), "{stderr}");
+
+    let journal = std::fs::read_to_string(dir.path().join("sessions.json.journal")).unwrap();
+    assert!(!journal.contains("\"failed\""), "{journal}");
+    let missing = crate::util::run(["store", "get", path_arg, "failed"], b"");
+    assert_eq!(missing.status.code(), Some(1));
+    std::fs::write(dir.path().join("kept.jsonl"), "").unwrap();
+    let check = crate::util::run(["store", "check", path_arg], b"");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{report}");
+
+    // The next open removes the stale fence.
+    crate::util::run_ok(
+        ["store", "set", path_arg, "next"],
+        br#"{"sessionId":"next","updatedAt":3}"#,
+    );
+    assert!(!fence.exists());
+}

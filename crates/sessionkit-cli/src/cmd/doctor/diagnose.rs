@@ -25,13 +25,14 @@ use crate::failure::Failure;
 /// What kind of file a directory entry is, by its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FileKind {
-    /// `sessions.json` or its journal.
+    /// `sessions.json`, its journal, or the journal's fence.
     Registry,
     /// `<sessionId>.jsonl` or `<sessionId>-topic-<thread>.jsonl`.
     Transcript,
     /// `*.jsonl.deleted.*`, `*.jsonl.reset.*`, `sessions.json.bak.*`.
     Archive,
-    /// `sessions.json.corrupt.*`, `sessions.json.journal.corrupt.*`.
+    /// `sessions.json.corrupt.*`, `sessions.json.journal.corrupt.*`,
+    /// `sessions.json.journal.fence.corrupt.*`.
     Quarantined,
     /// `*.lock` and `*.lock.gen`.
     Lock,
@@ -55,7 +56,7 @@ pub(crate) struct FileInfo {
 /// Classifies a file name of the state directory.
 pub(crate) fn classify(name: &str) -> FileKind {
     let journal = format!("{SNAPSHOT}.journal");
-    if name == SNAPSHOT || name == journal {
+    if name == SNAPSHOT || name == journal || name == format!("{journal}.fence") {
         FileKind::Registry
     } else if atomic_fs::is_temp_file_name(name.as_ref()) {
         FileKind::Temp
@@ -70,6 +71,7 @@ pub(crate) fn classify(name: &str) -> FileKind {
         FileKind::Archive
     } else if name.starts_with(&format!("{SNAPSHOT}.corrupt."))
         || name.starts_with(&format!("{journal}.corrupt."))
+        || name.starts_with(&format!("{journal}.fence.corrupt."))
     {
         FileKind::Quarantined
     } else {
@@ -395,24 +397,48 @@ fn registry(
                     None,
                 ));
             }
-            check::Kind::JournalTornTail => {
+            check::Kind::JournalTornTail | check::Kind::JournalFencedBatch => {
                 let offset = problem.offset.unwrap_or(journal_bytes);
                 let len = journal_bytes.saturating_sub(offset);
+                let (kind, what) = if problem.kind == check::Kind::JournalTornTail {
+                    (
+                        Kind::JournalTornTail,
+                        format!(
+                            "a torn tail of {len} bytes at byte offset {offset}: an append was \
+                             cut short by a crash"
+                        ),
+                    )
+                } else {
+                    (
+                        Kind::JournalFencedBatch,
+                        format!(
+                            "a failed batch of {len} bytes at byte offset {offset} that its \
+                             writer could not cut back out, and fenced off from readers instead"
+                        ),
+                    )
+                };
                 findings.push(
                     Finding::problem(
                         Section::Registry,
-                        Kind::JournalTornTail,
+                        kind,
                         Some(file),
-                        format!(
-                            "{} ends in a torn tail of {len} bytes at byte offset {offset}: an \
-                             append was cut short by a crash",
-                            quoted(file)
-                        ),
+                        format!("{} ends in {what}", quoted(file)),
                         Some("cuts it, under the journal's lock".to_owned()),
                     )
                     .bytes(len),
                 );
             }
+            check::Kind::FenceCorrupt => findings.push(Finding::problem(
+                Section::Registry,
+                Kind::FenceCorrupt,
+                Some(file),
+                problem.message.clone(),
+                Some(format!(
+                    "quarantines it (renames it to {}; a failed batch it fenced off, if any, is \
+                     then read as part of the journal)",
+                    quoted(&aside(file))
+                )),
+            )),
             // Several corrupt lines are one problem: `--fix` quarantines the file once.
             check::Kind::JournalCorrupt => {}
             check::Kind::TranscriptMissing | check::Kind::TranscriptError => {}
@@ -494,6 +520,11 @@ fn quarantined(files: &[FileInfo], findings: &mut Vec<Finding>) {
         // journal; a damaged snapshot is renamed.
         let what = if f.name.starts_with(&format!("{SNAPSHOT}.journal.corrupt.")) {
             "journal copied"
+        } else if f
+            .name
+            .starts_with(&format!("{SNAPSHOT}.journal.fence.corrupt."))
+        {
+            "journal fence renamed"
         } else {
             "snapshot renamed"
         };

@@ -233,10 +233,12 @@ fn orphans_only(settings: &Settings) -> Maintenance {
 }
 
 /// The registry's kinds of problem that opening the store with `recover` settles.
-const OPENED: [Kind; 3] = [
+const OPENED: [Kind; 5] = [
     Kind::SnapshotCorrupt,
     Kind::JournalCorrupt,
     Kind::JournalTornTail,
+    Kind::JournalFencedBatch,
+    Kind::FenceCorrupt,
 ];
 
 /// Opens the store with `recover` (cutting a torn journal tail, quarantining a corrupt file),
@@ -275,14 +277,32 @@ fn registry(
             format!("cut a torn tail of {bytes} bytes from {}", quoted(&journal)),
         )?;
     }
-    let journal_aside = format!("{SNAPSHOT}.journal.corrupt.");
-    let is_journal = |aside: &Path| {
+    if let Some(bytes) = open.fenced_batch_bytes {
+        actions.done(
+            "cut-fenced-batch",
+            Some(&journal),
+            format!(
+                "cut a fenced-off failed batch of {bytes} bytes from {}",
+                quoted(&journal)
+            ),
+        )?;
+    }
+    let named = |aside: &Path, prefix: &str| {
         aside
             .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(&journal_aside))
+            .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
     };
+    let is_journal = |aside: &Path| named(aside, &format!("{SNAPSHOT}.journal.corrupt."));
+    let fence = with_suffix(&journal, ".fence");
+    let is_fence = |aside: &Path| named(aside, &format!("{SNAPSHOT}.journal.fence.corrupt."));
     for aside in &open.quarantined {
-        let from = if is_journal(aside) { &journal } else { &path };
+        let from = if is_journal(aside) {
+            &journal
+        } else if is_fence(aside) {
+            &fence
+        } else {
+            &path
+        };
         actions.done(
             "quarantine",
             Some(from),
@@ -300,7 +320,11 @@ fn registry(
         )?;
     }
     let journal_quarantined = open.quarantined.iter().any(|a| is_journal(a));
-    let snapshot_quarantined = open.quarantined.iter().any(|a| !is_journal(a));
+    let fence_quarantined = open.quarantined.iter().any(|a| is_fence(a));
+    let snapshot_quarantined = open
+        .quarantined
+        .iter()
+        .any(|a| !is_journal(a) && !is_fence(a));
     let outcome = |quarantined: bool| {
         if quarantined {
             Outcome::Quarantined
@@ -311,6 +335,12 @@ fn registry(
     settle_all(report, Kind::SnapshotCorrupt, outcome(snapshot_quarantined));
     settle_all(report, Kind::JournalCorrupt, outcome(journal_quarantined));
     settle_all(report, Kind::JournalTornTail, outcome(journal_quarantined));
+    settle_all(
+        report,
+        Kind::JournalFencedBatch,
+        outcome(journal_quarantined),
+    );
+    settle_all(report, Kind::FenceCorrupt, outcome(fence_quarantined));
 
     match store.maintain(false) {
         Ok(pass) => {
@@ -344,7 +374,9 @@ fn registry(
         }
     }
 
-    let repaired = open.torn_tail_bytes.is_some() || !open.quarantined.is_empty();
+    let repaired = open.torn_tail_bytes.is_some()
+        || open.fenced_batch_bytes.is_some()
+        || !open.quarantined.is_empty();
     if open.journal_records > 0 || repaired {
         match store.compact() {
             Ok(c) if c.superseded => actions.done(

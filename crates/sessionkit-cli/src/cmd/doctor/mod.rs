@@ -118,6 +118,10 @@ pub(crate) enum Kind {
     JournalUnsupported,
     /// The journal ends in a torn tail; `--fix` cuts it.
     JournalTornTail,
+    /// The journal ends in a failed batch behind its fence; `--fix` cuts it.
+    JournalFencedBatch,
+    /// The journal's fence file cannot be read; `--fix` quarantines it.
+    FenceCorrupt,
     /// The registry could not be read.
     RegistryError,
     /// A damaged file set aside earlier (a snapshot renamed, a journal copied); an operator

@@ -56,6 +56,11 @@ pub(crate) enum Kind {
     JournalCorrupt,
     /// The journal ends in bytes after its last newline: an append cut short by a crash.
     JournalTornTail,
+    /// The journal ends in a failed batch that its writer could not cut back out, and fenced
+    /// off from readers instead; its records were not checked or applied.
+    JournalFencedBatch,
+    /// The journal's fence file (`<journal>.fence`) cannot be read.
+    FenceCorrupt,
     /// An entry's transcript does not exist.
     TranscriptMissing,
     /// An entry's transcript is not a regular file, or cannot be looked at.
@@ -70,6 +75,8 @@ impl Kind {
             Kind::JournalUnsupported => "journal-unsupported",
             Kind::JournalCorrupt => "journal-corrupt",
             Kind::JournalTornTail => "journal-torn-tail",
+            Kind::JournalFencedBatch => "journal-fenced-batch",
+            Kind::FenceCorrupt => "fence-corrupt",
             Kind::TranscriptMissing => "transcript-missing",
             Kind::TranscriptError => "transcript-error",
         }
@@ -165,7 +172,10 @@ pub(crate) fn examine(path: &Path) -> Result<Examined, Failure> {
         },
     };
     let records = match &files.journal {
-        Some(bytes) => check_journal(&journal, bytes, &mut problems),
+        Some(bytes) => {
+            let end = fenced_end(&files, &journal, bytes, &mut problems);
+            check_journal(&journal, &bytes[..end], &mut problems)
+        }
         None => Vec::new(),
     };
     let len = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(0, |b| b.len() as u64);
@@ -295,6 +305,51 @@ fn journal_problem(journal: &Path, err: &store::Error) -> Problem {
         problem.offset = Some(*offset);
     }
     problem
+}
+
+/// Where the journal's `bytes` end for readers: before a failed batch behind a fence (reported
+/// as a problem), or at their end. A fence file that cannot be read is reported too, and hides
+/// nothing here.
+fn fenced_end(
+    files: &store::StoreFiles,
+    journal: &Path,
+    bytes: &[u8],
+    problems: &mut Vec<Problem>,
+) -> usize {
+    match files.fenced_batch() {
+        Ok(None) => bytes.len(),
+        Ok(Some(fenced)) => {
+            let end =
+                usize::try_from(fenced.offset).map_or(bytes.len(), |end| end.min(bytes.len()));
+            let line = bytes[..end].iter().filter(|&&b| b == b'\n').count() + 1;
+            let mut problem = Problem::new(
+                Kind::JournalFencedBatch,
+                journal,
+                format!(
+                    "`{}` ends in a failed batch of {} bytes at line {line} (byte offset {}) \
+                     that its writer could not cut back out, and fenced off instead: no reader \
+                     applies it, and the next write to the store or open of it cuts it off",
+                    journal.display(),
+                    fenced.len,
+                    fenced.offset
+                ),
+            );
+            problem.line = Some(line);
+            problem.offset = Some(fenced.offset);
+            problems.push(problem);
+            end
+        }
+        Err(err) => {
+            let kind = if err.is_unsupported() {
+                Kind::JournalUnsupported
+            } else {
+                Kind::FenceCorrupt
+            };
+            let fence = err.path().unwrap_or(journal);
+            problems.push(Problem::new(kind, fence, chain(&err)));
+            bytes.len()
+        }
+    }
 }
 
 /// A torn tail of `len` bytes at `offset`, on line `line`.

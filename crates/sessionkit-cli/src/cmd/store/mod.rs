@@ -75,7 +75,8 @@ fn journal_path(path: &Path) -> PathBuf {
 /// Unless `create` is set, a missing store is an error. The store does not compact in the
 /// background, so the command's exit cannot cut a compaction short; after a failed fsync,
 /// when the library would, the command compacts before it exits (`write::settled`). If the
-/// open cut a torn journal tail, a warning says so on standard error.
+/// open cut a torn journal tail or a fenced-off failed batch, a warning says so on standard
+/// error.
 fn open(path: &Path, create: bool) -> Result<Store, Failure> {
     let store = Store::builder()
         .create(create)
@@ -85,6 +86,13 @@ fn open(path: &Path, create: bool) -> Result<Store, Failure> {
         warn(&format!(
             "cut a torn tail of {bytes} bytes from `{}`: an append was interrupted by a crash \
              and never acknowledged",
+            journal_path(path).display()
+        ));
+    }
+    if let Some(bytes) = store.open_report().fenced_batch_bytes {
+        warn(&format!(
+            "cut a failed batch of {bytes} bytes from `{}`: its writer could not cut it back \
+             out, fenced it off, and told its callers it failed",
             journal_path(path).display()
         ));
     }
