@@ -90,7 +90,7 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     let journal_before = journal.len().map_err(|e| io("stat", e))?;
     let epoch = shared.read().epoch;
     // A failed batch behind a fence stays out of the new journal (the view never read it).
-    let fence_end = match crate::fence::current(shared, epoch, Operation::Compact)? {
+    let fence_end = match crate::fence::current(shared, Operation::Compact)? {
         Some(fence) => {
             let tail = journal.read_from(offset).map_err(|e| io("read", e))?;
             fence.end_in(epoch, &tail, offset)
@@ -155,10 +155,9 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         view.epoch = epoch + 1;
         view.snapshot_bytes = snapshot_len;
     }
-    // This process's fence fenced the old journal only. Its file is left for the next open
-    // (or fenced cut) to remove: another process may already write to the new journal, and
-    // fence a batch of its own there.
-    lock(&shared.fence).take_if(|fence| fence.epoch == epoch);
+    // A fence over the old journal is stale now. Its file is left for the next open (or
+    // fenced cut) to remove: another process may already write to the new journal, and fence
+    // a batch of its own there.
     let report = report_of(entries, snapshot_len, journal_before, next_len, started);
     drop(locked);
     finished(shared, mark, snapshot_len);

@@ -255,9 +255,9 @@ pub enum Error {
     },
 
     /// The update was in a batch that could not be written or synced, and whose bytes could be
-    /// neither cut back out of the journal nor fenced off (the disk refuses writes): this
-    /// process does not show the batch's updates, but another process, or the next open, may
-    /// find them. See [`is_outcome_unknown`](Error::is_outcome_unknown).
+    /// neither cut back out of the journal nor fenced off (the disk refuses writes): any
+    /// reader, in this process or another, may find the batch's updates from now on, as may
+    /// the next open. See [`is_outcome_unknown`](Error::is_outcome_unknown).
     #[error("failed to write a batch of updates to `{path}`, and could not take it back out: \
         its updates may reappear", path = path.display())]
     BatchOutcomeUnknown {
@@ -396,8 +396,8 @@ impl Error {
     }
 
     /// True if a failed batch could not be taken back out of the journal
-    /// ([`Error::BatchOutcomeUnknown`]): its updates may reappear in another process or at the
-    /// next open. For [`Error::Batch`] this is false: none of the batch's updates is anywhere.
+    /// ([`Error::BatchOutcomeUnknown`]): its updates may be read back, here, in another process
+    /// or at the next open. For [`Error::Batch`] this is false: none of the batch's updates is anywhere.
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, Error::BatchOutcomeUnknown { .. })
     }

@@ -8,7 +8,9 @@
 //! every reader of that journal stops there: this process's and other processes' catch-ups,
 //! opens, reloads, compactions and the read-only loader. The next writer to take the lock cuts
 //! the bytes, fsyncs the cut and removes the fence; a compaction leaves them out of its new
-//! journal; an open cuts them too.
+//! journal; an open cuts them too. If the fence cannot be written either, nothing fences the
+//! batch: its callers hear that its outcome is unknown ([`Error::BatchOutcomeUnknown`]), since
+//! once the lock is let go any reader may apply it.
 //!
 //! A fence names the journal's epoch and the failed batch's first record (writer and seq). One
 //! that outlived its batch (its removal lost to a power cut after the cut was fsynced, then the
@@ -25,7 +27,7 @@ use sessionkit_atomic_fs::{AtomicWriter, Durability};
 
 use crate::error::{Error, JournalProblem, Operation, Result};
 use crate::journal::{WriterId, decode_record, header_epoch};
-use crate::store::{Shared, lock};
+use crate::store::Shared;
 
 /// The fence format version this crate writes and reads.
 const FENCE_VERSION: u64 = 1;
@@ -56,8 +58,6 @@ pub struct FencedBatch {
 
 #[derive(Deserialize)]
 struct RawFence {
-    #[serde(rename = "sessionkitFence")]
-    version: u64,
     epoch: u64,
     offset: u64,
     writer: String,
@@ -85,13 +85,21 @@ impl Fence {
             problem: JournalProblem::BadFence,
             source,
         };
-        let raw: RawFence = serde_json::from_slice(bytes).map_err(|e| corrupt(Some(e)))?;
-        if raw.version != FENCE_VERSION {
+        // The version alone first, so that a newer fence with other fields is reported as
+        // such, not as damage that `recover` would rename aside.
+        #[derive(Deserialize)]
+        struct Version {
+            #[serde(rename = "sessionkitFence")]
+            version: u64,
+        }
+        let version: Version = serde_json::from_slice(bytes).map_err(|e| corrupt(Some(e)))?;
+        if version.version != FENCE_VERSION {
             return Err(Error::UnsupportedJournal {
                 path: path.to_path_buf(),
-                version: raw.version,
+                version: version.version,
             });
         }
+        let raw: RawFence = serde_json::from_slice(bytes).map_err(|e| corrupt(Some(e)))?;
         let writer = raw.writer.parse().map_err(|_| corrupt(None))?;
         Ok(Fence {
             epoch: raw.epoch,
@@ -157,14 +165,10 @@ pub(crate) fn remove(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// The fence the readers of `shared`'s journal of `epoch` respect: this process's own (set
-/// when its batch failed, whether or not the file could be written), else the file's.
-pub(crate) fn current(shared: &Shared, epoch: u64, op: Operation) -> Result<Option<Fence>> {
-    if let Some(own) = *lock(&shared.fence)
-        && own.epoch == epoch
-    {
-        return Ok(Some(own));
-    }
+/// The fence over `shared`'s journal, if its file exists. Every reader, this process's
+/// included, goes by the file alone: only the file is seen by every process, and removed by
+/// whichever of them cuts the batch.
+pub(crate) fn current(shared: &Shared, op: Operation) -> Result<Option<Fence>> {
     let path = path_for(&shared.journal_path);
     match read(&path) {
         Ok(Some(bytes)) => Fence::parse(&path, &bytes).map(Some),
@@ -181,10 +185,10 @@ pub(crate) fn current(shared: &Shared, epoch: u64, op: Operation) -> Result<Opti
 
 /// Fences off a failed batch that starts at `fence.offset` and could not be cut back out.
 /// Called with the journal's exclusive lock held, so that no reader gets past the batch before
-/// the fence is in place. This process's readers stop at the fence from now on whatever
-/// happens; the error is the fence file's, which other processes then cannot see.
+/// the fence is in place. If this fails, nothing fences the batch: once the lock is let go,
+/// any reader may apply it, and no writer may cut it any more (another may have written after
+/// it).
 pub(crate) fn put_up(shared: &Shared, fence: Fence) -> std::result::Result<(), Error> {
-    *lock(&shared.fence) = Some(fence);
     let path = path_for(&shared.journal_path);
     #[cfg(test)]
     if crate::files::faults::planted(crate::files::faults::Fault::Fence, &shared.journal_path) {
@@ -207,20 +211,20 @@ pub(crate) fn put_up(shared: &Shared, fence: Fence) -> std::result::Result<(), E
         })
 }
 
-/// Takes the fence down after the writer cut the journal back to where its readers stood:
-/// fsyncs the cut first, so that a fence is never gone while the bytes it hid may come back
-/// after a power cut. Called with the journal's exclusive lock held; does nothing (and makes
-/// no syscall) if this process has no fence and `cut` is false.
+/// After the writer cut the journal back to where its readers stood (`cut`), takes down a
+/// fence, if there is one: fsyncs the cut first, so that a fence is never gone while the bytes
+/// it hid may come back after a power cut. Called with the journal's exclusive lock held;
+/// makes no syscall if `cut` is false. A failed fsync here is a failed fsync of the journal
+/// ([`Shared::fsync_failed`]), and leaves the fence up.
 pub(crate) fn take_down(
     shared: &Shared,
     journal: &crate::files::JournalFile,
     cut: bool,
 ) -> Result<()> {
-    let own = lock(&shared.fence).is_some();
-    if !own && !cut {
+    let path = path_for(&shared.journal_path);
+    if !cut || !path.exists() {
         return Ok(());
     }
-    let path = path_for(&shared.journal_path);
     let io = |step, subject: &Path, e| {
         Error::io(
             Operation::WriteJournal,
@@ -230,15 +234,13 @@ pub(crate) fn take_down(
             e,
         )
     };
-    if own || path.exists() {
-        journal
-            .sync()
-            .map_err(|e| io("fsync the cut", &shared.journal_path, e))?;
-        if remove(&path).map_err(|e| io("remove the fence", &path, e))? {
-            tracing::info!(path = %shared.journal_path.display(),
-                "cut a fenced failed batch out of the journal and removed its fence");
-        }
-        *lock(&shared.fence) = None;
+    if let Err(e) = journal.sync() {
+        shared.fsync_failed();
+        return Err(io("fsync the cut", &shared.journal_path, e));
+    }
+    if remove(&path).map_err(|e| io("remove the fence", &path, e))? {
+        tracing::info!(path = %shared.journal_path.display(),
+            "cut a fenced failed batch out of the journal and removed its fence");
     }
     Ok(())
 }
@@ -290,6 +292,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(newer.is_unsupported(), "{newer}");
+        // A newer fence may have other fields: still unsupported, never called damage.
+        let reshaped =
+            Fence::parse(Path::new("j.fence"), br#"{"sessionkitFence":2,"at":[1,2]}"#).unwrap_err();
+        assert!(reshaped.is_unsupported(), "{reshaped}");
         for bad in [
             &b""[..],
             b"{}",

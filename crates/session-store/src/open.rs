@@ -102,7 +102,6 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         active: Mutex::new(Default::default()),
         dirty_since: Mutex::new(None),
         fsync_debt: Default::default(),
-        fence: Mutex::new(None),
     });
     tracing::debug!(path = %snapshot_path.display(), epoch, entries = report.snapshot_entries,
         records = report.journal_records, "opened session store");
@@ -291,7 +290,7 @@ pub(crate) fn catch_up_to(shared: &Shared, view: &mut View, end: Option<u64>) ->
     }
     // Looked for only when there is something new to read: a failed batch behind a fence is
     // never applied.
-    if let Some(fence) = crate::fence::current(shared, view.epoch, Operation::ReadJournal)?
+    if let Some(fence) = crate::fence::current(shared, Operation::ReadJournal)?
         && let Some(end) = fence.end_in(view.epoch, &bytes, view.offset)
     {
         bytes.truncate(usize::try_from(end - view.offset).unwrap_or(bytes.len()));
@@ -331,12 +330,9 @@ pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
         let bytes = journal
             .read_from(0)
             .map_err(shared.journal_io(Operation::ReadJournal, "read"))?;
-        let end = match crate::journal::header_epoch(&bytes) {
-            Some(epoch) => crate::fence::current(shared, epoch, Operation::ReadJournal)?
-                .and_then(|fence| fence.end_of_file(&bytes)),
-            None => None,
-        }
-        .map_or(bytes.len(), |end| end as usize);
+        let end = crate::fence::current(shared, Operation::ReadJournal)?
+            .and_then(|fence| fence.end_of_file(&bytes))
+            .map_or(bytes.len(), |end| end as usize);
         let parsed = parse_journal(&shared.journal_path, &bytes[..end])?;
         drop(locked);
         let mut state = state;

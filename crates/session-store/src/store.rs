@@ -443,9 +443,6 @@ pub(crate) struct Shared {
     pub(crate) dirty_since: Mutex<Option<Instant>>,
     /// Failed fsyncs of the journal that a compaction has yet to make good.
     pub(crate) fsync_debt: crate::compact::FsyncDebt,
-    /// This process's fence over a batch of its own that failed and could not be cut back
-    /// out, until the cut is made (`fence.rs`).
-    pub(crate) fence: Mutex<Option<crate::fence::Fence>>,
 }
 
 impl fmt::Debug for Shared {

@@ -534,7 +534,7 @@ fn write_batch(
                         tracing::error!(path = %shared.journal_path.display(),
                             error = %cut, fence_error = %fenced, offset = start,
                             "could not take a failed batch back out of the journal, nor fence \
-                             it off: other processes, and the next open, may apply it");
+                             it off: any reader, in this process or another, may apply it");
                         *outcome_unknown = true;
                     }
                 }
@@ -1298,6 +1298,7 @@ mod tests {
         });
         assert_eq!(store.counters().fsync_repairs, 1);
         assert!(!journal_mentions(&store, "failed"));
+        assert!(store.get("failed").unwrap().is_none());
         assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
         // The fence outlives the journal it fenced, stale, until the next open removes it.
         assert!(fence_of(&store).exists());
@@ -1311,21 +1312,97 @@ mod tests {
     }
 
     /// If the fence cannot be written either, the batch's callers hear that its outcome is
-    /// unknown: this process shows none of it, but another process reads it.
+    /// unknown: once the lock is let go every reader may apply it, this process's included,
+    /// and no writer cuts it any more, for another process may have written after it.
     #[test]
     fn a_batch_that_can_be_neither_cut_nor_fenced_has_an_unknown_outcome() {
         let (_dir, snapshot, store) = store_with("fence-unknown", |b| b.auto_compact(false));
-        let other = Store::open(&snapshot).unwrap();
+        let other = Store::builder()
+            .auto_compact(false)
+            .open(&snapshot)
+            .unwrap();
         let failed = fail_uncut(&store, &[Fault::Fence]);
         assert!(failed.is_outcome_unknown(), "{failed}");
         assert!(failed.to_string().contains("may reappear"), "{failed}");
         assert!(!fence_of(&store).exists());
-        assert!(store.get("failed").unwrap().is_none());
         assert!(other.get("failed").unwrap().is_some());
-        // Once the disk recovers, this process's next batch cuts it.
+        other.upsert("other", entry("other")).unwrap();
         store.upsert("next", entry("next")).unwrap();
-        assert!(!journal_mentions(&store, "failed"));
+        assert!(store.get("failed").unwrap().is_some());
         store.shared.compacting.store(false, Ordering::Release);
+        drop((store, other));
+        let reopened = Store::open(&snapshot).unwrap();
+        assert_eq!(keys(&reopened), ["failed", "kept", "next", "other"]);
+    }
+
+    /// Once another process cut a fenced batch and fenced one of its own, the first process
+    /// obeys the new fence: every reader goes by the fence file alone.
+    #[test]
+    fn a_second_fence_is_obeyed_after_the_first_was_cut() {
+        let (_dir, snapshot, store) = store_with("fence-second", |b| b.auto_compact(false));
+        let other = Store::builder()
+            .auto_compact(false)
+            .open(&snapshot)
+            .unwrap();
+        fail_uncut(&store, &[]);
+        other.upsert("after", entry("after")).unwrap();
+        fail_uncut(&other, &[]);
+        assert!(fence_of(&store).exists());
+        assert!(store.get("failed").unwrap().is_none());
+        assert!(store.get("after").unwrap().is_some());
+        store.upsert("next", entry("next")).unwrap();
+        assert!(!fence_of(&store).exists());
+        assert!(!journal_mentions(&store, "failed"));
+        for s in [&store, &other] {
+            s.shared.compacting.store(false, Ordering::Release);
+        }
+        drop((store, other));
+        assert_eq!(
+            keys(&Store::open(&snapshot).unwrap()),
+            ["after", "kept", "next"]
+        );
+    }
+
+    /// A process that reloads the store after another one compacted it obeys a fence over
+    /// the new journal.
+    #[test]
+    fn a_reload_obeys_a_fence_over_the_new_journal() {
+        let (_dir, snapshot, store) = store_with("fence-reload", |b| b.auto_compact(false));
+        let other = Store::builder()
+            .auto_compact(false)
+            .open(&snapshot)
+            .unwrap();
+        assert!(!other.compact().unwrap().superseded);
+        fail_uncut(&other, &[]);
+        assert!(store.get("failed").unwrap().is_none());
+        assert!(store.get("kept").unwrap().is_some());
+        assert_eq!(store.counters().reloads, 1);
+        other.shared.compacting.store(false, Ordering::Release);
+    }
+
+    /// The fence comes down only once the cut is fsynced: if that fsync fails, the batch
+    /// fails, the fence stays, and the failure is owed a repair like any failed fsync. The
+    /// next batch's own fsync makes the cut durable, and its record at the fence's offset
+    /// makes the fence stale; the next open removes it.
+    #[test]
+    fn a_fence_stays_up_until_its_cut_is_fsynced() {
+        let (_dir, snapshot, store) = store_with("fence-cut-fsync", |b| b.auto_compact(false));
+        fail_uncut(&store, &[]);
+        let failed = failing_syncs(store.journal_path(), || {
+            store.upsert("next", entry("next")).unwrap_err()
+        });
+        let cause = std::error::Error::source(&failed).unwrap().to_string();
+        assert!(cause.contains("fsync the cut"), "{cause}");
+        assert!(fence_of(&store).exists());
+        assert!(!journal_mentions(&store, "failed"));
+        assert_eq!(store.counters().failed_fsyncs, 2);
+        store.upsert("next", entry("next")).unwrap();
+        store.shared.compacting.store(false, Ordering::Release);
+        assert_made_good(&store);
+        drop(store);
+        let reopened = Store::open(&snapshot).unwrap();
+        assert!(!fence_of(&reopened).exists());
+        assert_eq!(keys(&reopened), ["kept", "next"]);
     }
 
     /// A fence that names another record than the one at its offset, or another epoch, is
