@@ -46,6 +46,16 @@ fn stdout(output: &Output, code: i32) -> String {
     out
 }
 
+/// Runs `doctor` on `dir` and asserts that it finds nothing.
+fn assert_no_problems(dir: &Path) {
+    let out = stdout(&doctor(dir, &[]), 0);
+    assert_eq!(
+        summary(&out),
+        "doctor: 0 problems, 0 fixed, 0 left",
+        "{out}"
+    );
+}
+
 /// The last line of the report: `doctor: N problems, N fixed, N left`.
 fn summary(out: &str) -> &str {
     out.lines().last().unwrap_or_else(|| panic!("no output"))
@@ -304,12 +314,7 @@ fn a_fenced_failed_batch_is_reported_and_cut_and_its_records_never_applied() {
     );
     assert!(!fence.exists());
     assert_eq!(keys(d), ["k1"]);
-    let out = stdout(&doctor(d, &[]), 0);
-    assert_eq!(
-        summary(&out),
-        "doctor: 0 problems, 0 fixed, 0 left",
-        "{out}"
-    );
+    assert_no_problems(d);
 }
 
 #[test]
@@ -388,12 +393,7 @@ fn a_stale_lock_and_a_torn_journal_tail_leave_every_whole_record() {
     assert_eq!(keys(d), ["k1", "k2", "k3"]);
     assert!(named(d, "sessions.json.corrupt.").is_empty());
     assert!(named(d, "sessions.json.journal.corrupt.").is_empty());
-    let out = stdout(&doctor(d, &[]), 0);
-    assert_eq!(
-        summary(&out),
-        "doctor: 0 problems, 0 fixed, 0 left",
-        "{out}"
-    );
+    assert_no_problems(d);
 }
 
 #[test]
