@@ -10,11 +10,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{cmd, tidy};
+use crate::{cmd, tidy, tools};
 
 /// The steps, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
+    Tools,
     Fmt,
     Clippy,
     Test,
@@ -26,7 +27,8 @@ enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 8] = [
+    const ALL: [Step; 9] = [
+        Step::Tools,
         Step::Fmt,
         Step::Clippy,
         Step::Test,
@@ -39,6 +41,7 @@ impl Step {
 
     fn name(self) -> &'static str {
         match self {
+            Step::Tools => "tools",
             Step::Fmt => "fmt",
             Step::Clippy => "clippy",
             Step::Test => "test",
@@ -114,6 +117,10 @@ struct Ci<'a> {
 impl Ci<'_> {
     fn run_step(&mut self, step: Step) -> Result<(), String> {
         match step {
+            Step::Tools => {
+                self.skip_lines.extend(tools::run());
+                Ok(())
+            }
             Step::Fmt => self.tee(&["fmt", "--all", "--", "--check"]),
             Step::Clippy => self.tee(&[
                 "clippy",
@@ -464,7 +471,7 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.ends_with("\nci: 8 passed, 0 failed\n"), "{text}");
+        assert!(text.ends_with("\nci: 9 passed, 0 failed\n"), "{text}");
         assert!(!text.contains("--skip-slow"), "{text}");
     }
 

@@ -6,6 +6,7 @@
 mod ci;
 mod cmd;
 mod tidy;
+mod tools;
 
 use std::env;
 use std::ffi::OsString;
@@ -17,11 +18,13 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args...]
 
 commands:
-  ci [--skip-slow]                         run every CI check in order, stop at the first failure, print a summary;
+  ci [--skip-slow]                         run `tools`, then every CI check in order, stop at the first failure, print a summary;
                                            --skip-slow leaves out the quick torture and benchmark runs and the README run
   torture [atomic|lock|store|all] [--quick] [args...] run the torture suite (default all); without --quick it is the long soak
   bench <atomic|lock|sweep|store|all> [--quick] [args...] run the benchmark suite (all: every suite)
   tidy                                     check that every .rs file starts with //! and has no forbidden macros or attributes
+  tools                                    check for the programs the tests start and install the missing ones (as root,
+                                           with apt-get); `ci` does this first
   help                                     print this text
 
 Extra arguments after the suite are passed to the torture or benchmark binary unchanged.
@@ -40,6 +43,7 @@ enum Task {
     Torture { suite: String, rest: Vec<OsString> },
     Bench { suite: String, rest: Vec<OsString> },
     Tidy,
+    Tools,
     Help,
 }
 
@@ -90,6 +94,10 @@ fn run(task: Task) -> Result<(), String> {
             cmd::run(command)
         }
         Task::Tidy => tidy::run(&root),
+        Task::Tools => {
+            tools::run();
+            Ok(())
+        }
         Task::Help => Ok(()),
     }
 }
@@ -111,6 +119,8 @@ fn parse(args: &[OsString]) -> Result<Task, String> {
         },
         "tidy" if rest.is_empty() => Ok(Task::Tidy),
         "tidy" => Err(format!("`tidy` takes no arguments, not {}", listed(rest))),
+        "tools" if rest.is_empty() => Ok(Task::Tools),
+        "tools" => Err(format!("`tools` takes no arguments, not {}", listed(rest))),
         "torture" => {
             let (suite, rest) = suite(rest, &TORTURE_SUITES, Some("all"))?;
             Ok(Task::Torture { suite, rest })
@@ -206,8 +216,9 @@ mod tests {
             "help" | "-h" | "--help" => Ok(Task::Help),
             "ci" if rest.is_empty() => Ok(Task::Ci { skip_slow: false }),
             "ci" if rest == ["--skip-slow"] => Ok(Task::Ci { skip_slow: true }),
-            "ci" | "tidy" if !rest.is_empty() => Err(listed()),
+            "ci" | "tidy" | "tools" if !rest.is_empty() => Err(listed()),
             "tidy" => Ok(Task::Tidy),
+            "tools" => Ok(Task::Tools),
             "torture" => match named {
                 None => Ok(Task::Torture {
                     suite: "all".to_owned(),
@@ -232,12 +243,13 @@ mod tests {
     }
 
     /// Command words and near misses of them.
-    const COMMANDS: [&str; 13] = [
+    const COMMANDS: [&str; 14] = [
         "help",
         "-h",
         "--help",
         "ci",
         "tidy",
+        "tools",
         "torture",
         "bench",
         "lint",
