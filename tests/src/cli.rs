@@ -45,12 +45,22 @@ pub const QUICK_STORE_IMAGES: u64 = 1_000;
 pub const SOAK_STORE_IMAGES: u64 = 10_000;
 /// The most images the store's no-fsync mutant gets before it counts as not caught.
 pub const STORE_MUTANT_IMAGE_CAP: u64 = 100;
+/// Kills of a session-store writer under injected faults in a `--quick` run.
+pub const QUICK_STORE_FAULT_KILLS: u64 = 300;
+/// Kills of a session-store writer under injected faults in a long soak.
+pub const SOAK_STORE_FAULT_KILLS: u64 = 3_000;
+/// The most kills the store's false-fail mutant gets under faults before it counts as not
+/// caught.
+pub const STORE_MUTANT_FAULT_KILLS: u64 = 100;
+/// At least this many kills under faults must see a fence left over a failed batch, or the
+/// part did not test what it is for.
+pub const STORE_FAULT_KILLS_FOR_A_FENCE: u64 = 100;
 
 /// The help text.
 pub const USAGE: &str = "\
 usage: sessionkit-torture <suite> [--quick] [--seed N] [--kills N] [--images N] [--sections N]
                           [--dir PATH] [--kill9-writer VARIANT] [--store-writer VARIANT]
-                          [--store-readers N]
+                          [--store-readers N] [--fault-kills N]
 
 suites:
   atomic    kill -9 torture and power-loss images for sessionkit-atomic-fs
@@ -60,14 +70,18 @@ suites:
   store     kill -9 torture of a durable sessionkit-session-store writer process (4 threads
             of upserts, patches and deletes, a reader thread, compactions all the time, and
             every fourth round a second writer process): every acknowledged update must be
-            there on reopen and no store call may fail; then power-loss images of the same
-            writer (no acknowledged update lost) and the no-fsync mutant, which must be caught
+            there on reopen and no store call may fail; then the same under strace, which
+            injects EIO into fdatasync, fsync and ftruncate: no update the store said failed
+            may be found, none acknowledged lost, and the false-fail mutant must be caught;
+            then power-loss images of the same writer (no acknowledged update lost) and the
+            no-fsync mutant, which must be caught
   all       every suite: atomic, lock, then store
 
 options:
   --quick     CI size: 2,000 kills, 300 images and 20,000 lock sections; for the store, 1,000
-              kills and 1,000 images (default: a soak of 20,000 kills, 3,000 images and 200,000
-              lock sections; for the store, 10,000 kills and 10,000 images)
+              kills, 300 kills under faults and 1,000 images (default: a soak of 20,000 kills,
+              3,000 images and 200,000 lock sections; for the store, 10,000 kills, 3,000 under
+              faults and 10,000 images)
   --seed N    replay a run; the seed is printed at the start of every run
   --kills N   number of kill -9 rounds (of each suite)
   --images N  power-loss images with the correct writer, of each suite (each mutant: until
@@ -82,10 +96,13 @@ options:
               self-test: run the store's kill -9 part with a broken writer (ack-early: the ack
               is printed before the update is written; skip-write: every fifth update is
               acknowledged and never written; no-fsync: SyncMode::Never, which kill -9 cannot
-              catch) to see the run fail; the store's power-loss part is then left out;
-              default: correct
+              catch; false-fail: an update that succeeded is reported as failed) to see the run
+              fail; the store's power-loss part is then left out; default: correct
   --store-readers N
               reader threads (get and list in a loop) in each store writer process; default 1
+  --fault-kills N
+              kills of the store writer under injected faults (the false-fail mutant: until
+              caught, max 100)
 
 Parts this machine cannot run print a line starting with `SKIP: `.
 Exit status: 0 when no violation, 1 on a violation or harness error, 2 on a usage error.";
@@ -128,6 +145,8 @@ pub struct SuiteOptions {
     pub store_writer: StoreVariant,
     /// Reader threads per store child (`get` and `list` in a loop), if given.
     pub store_readers: Option<u64>,
+    /// Kills of the store writer under injected faults, if given.
+    pub fault_kills: Option<u64>,
     /// Set for the internal `child-locker` role: play a lock-set worker instead of a suite
     /// (routed through [`Invocation::Suite`] so the binary's dispatch stays as it is).
     pub child_locker: Option<LockerArgs>,
@@ -147,6 +166,7 @@ impl SuiteOptions {
             kill9_writer: Variant::Correct,
             store_writer: StoreVariant::Correct,
             store_readers: None,
+            fault_kills: None,
             child_locker: None,
         }
     }
@@ -206,6 +226,7 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, String> {
             "--dir" => options.dir = Some(flags.path()?),
             "--kill9-writer" => options.kill9_writer = flags.choice("writer", Variant::parse)?,
             "--store-readers" => options.store_readers = Some(flags.u64()?),
+            "--fault-kills" => options.fault_kills = Some(flags.u64()?),
             "--store-writer" => {
                 options.store_writer = flags.choice("store writer", StoreVariant::parse)?;
             }
@@ -424,6 +445,13 @@ fn run_store(
         failures.push(format!("store kill -9: {} violations", report.violations));
     }
 
+    if matches!(
+        options.store_writer,
+        StoreVariant::Correct | StoreVariant::FalseFail
+    ) {
+        run_store_faults(options, &config, failures);
+    }
+
     if options.store_writer != StoreVariant::Correct {
         say("\nnote: store power-loss images left out: --store-writer self-test run");
         return;
@@ -447,6 +475,72 @@ fn run_store(
     let outcome = store_power::run(&config);
     if let Some(report) = reported_images("store power-loss images", outcome, failures) {
         failures.extend(report.failures());
+    }
+}
+
+/// The store's kill -9 torture again, every child under `strace` injecting faults, with the
+/// writer of `options` and then (after the correct one) the false-fail mutant until caught.
+fn run_store_faults(options: &SuiteOptions, kill9: &StoreKill9Config, failures: &mut Vec<String>) {
+    let kills = options.or_default(
+        options.fault_kills,
+        QUICK_STORE_FAULT_KILLS,
+        SOAK_STORE_FAULT_KILLS,
+    );
+    let mut config = kill9.clone();
+    config.kills = kills;
+    config.seed = mix64(kill9.seed ^ 0xfa_017);
+    config.fresh_every = 20;
+    // Faults stop a child's threads early, so the children get longer to run into them.
+    config.max_delay = Duration::from_millis(80);
+    say(&format!(
+        "\n== session store kill -9 torture under injected faults: {kills} kills, writer {}, \
+         each child under strace injecting EIO into some of its fdatasync, ftruncate (every \
+         other one) and fsync calls; no update the store said failed may be found; kill 0-{} ms \
+         after ready; then the false-fail mutant until caught (max \
+         {STORE_MUTANT_FAULT_KILLS}) ==",
+        config.variant,
+        config.max_delay.as_millis()
+    ));
+    match store::find_strace() {
+        Ok(strace) => config.faults = Some(strace),
+        Err(reason) => {
+            say(&format!("SKIP: store faults: {reason}"));
+            return;
+        }
+    }
+    let Some(report) = reported("store faults", store::run_kill9(&config), failures) else {
+        return;
+    };
+    if config.variant != StoreVariant::Correct {
+        if report.violations > 0 {
+            failures.push(format!("store faults: {} violations", report.violations));
+        }
+        return;
+    }
+    if report.violations > 0 {
+        failures.push(format!("store faults: {} violations", report.violations));
+    }
+    if report.failed_updates == 0 {
+        failures.push("store faults: the injected faults failed no update".to_owned());
+    }
+    if kills >= STORE_FAULT_KILLS_FOR_A_FENCE && report.fences_left == 0 {
+        failures.push(format!(
+            "store faults: no kill in {kills} left a fence over a failed batch"
+        ));
+    }
+    config.variant = StoreVariant::FalseFail;
+    config.kills = STORE_MUTANT_FAULT_KILLS;
+    config.stop_when_caught = true;
+    say("\nthe false-fail mutant (an update that succeeded reported as failed):");
+    if let Some(mutant) = reported("store faults mutant", store::run_kill9(&config), failures) {
+        if mutant.violations == 0 {
+            failures.push(format!(
+                "store faults: the false-fail mutant went uncaught in {} kills",
+                mutant.kills
+            ));
+        } else {
+            say(&format!("mutant caught at kill {}", mutant.kills));
+        }
     }
 }
 

@@ -55,6 +55,7 @@ use crate::kill9::sweep_orphans;
 use crate::lock_child::{
     HISTORY_PREFIX, LockTiming, LockVariant, LockerArgs, STOP_NAME, counter_lock_path, counter_path,
 };
+use crate::process::signal;
 use crate::rng::{SplitMix64, mix64};
 use crate::scratch::ScratchDir;
 
@@ -885,23 +886,6 @@ impl Drop for Pool<'_> {
             let _ = worker.child.kill();
             let _ = worker.child.wait();
         }
-    }
-}
-
-/// Sends `SIGname` to `pid` with the `kill` program (this crate has no unsafe code).
-fn signal(pid: u32, name: &str) -> Result<(), String> {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run kill -{name}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("kill -{name} {pid} failed ({status})"))
     }
 }
 

@@ -50,7 +50,7 @@ pub struct Tools {
 
 /// Finds `name` on `PATH` or in the usual system directories (a root shell's `PATH` may lack
 /// `/sbin`).
-fn find_tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))

@@ -106,6 +106,34 @@ impl WriterProcess {
     }
 }
 
+/// Sends `SIGname` to `pid` with the `kill` program (this crate has no unsafe code).
+pub(crate) fn signal(pid: u32, name: &str) -> Result<(), String> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run kill -{name}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -{name} {pid} failed ({status})"))
+    }
+}
+
+/// The children of process `pid`, from `/proc`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|list| {
+            list.split_whitespace()
+                .filter_map(|child| child.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A child process that prints one event per line, read on a thread as they come. Dropping it
 /// kills and reaps the child, so no child outlives a failed harness (or keeps a loop mount
 /// busy).
@@ -113,6 +141,8 @@ impl WriterProcess {
 pub(crate) struct LineChild<E> {
     /// What the messages call it.
     name: &'static str,
+    /// The child is `strace` running the real one, which is the process to kill.
+    traced: bool,
     child: Option<Child>,
     events: Receiver<E>,
     reader: Option<JoinHandle<()>>,
@@ -159,10 +189,18 @@ impl<E: Send + 'static> LineChild<E> {
             .map_err(|e| format!("cannot start the ack reader: {e}"))?;
         Ok(LineChild {
             name,
+            traced: false,
             child: Some(child),
             events,
             reader: Some(reader),
         })
+    }
+
+    /// Marks the child as `strace` running the real one: a kill goes to the tracee, and
+    /// `strace` then exits with the tracee's signal.
+    pub(crate) fn traced(mut self) -> LineChild<E> {
+        self.traced = true;
+        self
     }
 
     /// The first line the child prints.
@@ -189,9 +227,20 @@ impl<E: Send + 'static> LineChild<E> {
     /// decides whether that is one (a child may exit after reporting a finding).
     pub(crate) fn kill_and_reap(mut self) -> Result<(Vec<E>, Result<(), String>), String> {
         let mut child = self.child.take().ok_or("child already reaped")?;
-        child
-            .kill()
-            .map_err(|e| format!("cannot kill child {}: {e}", child.id()))?;
+        let tracees = if self.traced {
+            children_of(child.id())
+        } else {
+            Vec::new()
+        };
+        if tracees.is_empty() {
+            child
+                .kill()
+                .map_err(|e| format!("cannot kill child {}: {e}", child.id()))?;
+        }
+        for tracee in tracees {
+            // The tracee may have exited on its own since it was listed: strace's status tells.
+            let _ = signal(tracee, "KILL");
+        }
         let status = child
             .wait()
             .map_err(|e| format!("cannot reap child {}: {e}", child.id()))?;

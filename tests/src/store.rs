@@ -43,6 +43,9 @@ use crate::store_child::{
     JOURNAL_NAME, SNAPSHOT_NAME, StoreChildArgs, StoreVariant, ThreadOps, apply_op, snapshot_path,
 };
 
+/// The fence a writer puts up over a failed batch it could not cut back out of the journal.
+const FENCE_NAME: &str = "sessions.json.journal.fence";
+
 /// How many violation descriptions a report keeps.
 const MAX_EXAMPLES: usize = 10;
 
@@ -68,10 +71,22 @@ pub struct AckLine {
     pub version: u64,
 }
 
+/// One `fail` line of a child under injected faults: the update its thread made last failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailLine {
+    /// The worker thread.
+    pub thread: u64,
+    /// The failed op's index in the thread's stream.
+    pub index: u64,
+    /// The store said the update may or may not be applied.
+    pub unknown: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Event {
     Ready,
     Ack(AckLine),
+    Fail(FailLine),
     /// The store failed the child (a finding, not a harness failure).
     Error(String),
     Garbage(String),
@@ -99,6 +114,16 @@ fn parse_event(text: &[u8]) -> Event {
                 _ => Event::Garbage(text.into_owned()),
             }
         }
+        ["fail", thread, index, outcome @ ("known" | "unknown")] => {
+            match (thread.parse(), index.parse()) {
+                (Ok(thread), Ok(index)) => Event::Fail(FailLine {
+                    thread,
+                    index,
+                    unknown: *outcome == "unknown",
+                }),
+                _ => Event::Garbage(text.into_owned()),
+            }
+        }
         _ => Event::Garbage(text.into_owned()),
     }
 }
@@ -108,6 +133,8 @@ fn parse_event(text: &[u8]) -> Event {
 pub struct Reaped {
     /// Its acknowledgements, in order.
     pub acks: Vec<AckLine>,
+    /// Its failed updates (under injected faults), in order.
+    pub fails: Vec<FailLine>,
     /// The store errors it reported, in order.
     pub errors: Vec<String>,
 }
@@ -116,6 +143,8 @@ pub struct Reaped {
 #[derive(Debug)]
 pub struct StoreProcess {
     child: LineChild<Event>,
+    /// The child reported that it could not open the store, and exits on its own.
+    open_failed: bool,
 }
 
 impl StoreProcess {
@@ -129,6 +158,36 @@ impl StoreProcess {
         argv.extend(args.to_args());
         Ok(StoreProcess {
             child: LineChild::spawn("store child", exe, argv, parse_event)?,
+            open_failed: false,
+        })
+    }
+
+    /// Starts `exe store-child <args>` under `strace <options>` (which inject the faults);
+    /// a kill goes to the child itself.
+    ///
+    /// # Errors
+    ///
+    /// Fails if `strace` cannot be started.
+    pub fn spawn_traced(
+        strace: &Path,
+        options: &[String],
+        exe: &Path,
+        args: &StoreChildArgs,
+    ) -> Result<StoreProcess, String> {
+        let mut argv: Vec<OsString> = ["-f", "-qq", "--seccomp-bpf", "-o", "/dev/null"]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        argv.extend(options.iter().map(OsString::from));
+        argv.extend([
+            "--".into(),
+            exe.as_os_str().to_owned(),
+            "store-child".into(),
+        ]);
+        argv.extend(args.to_args());
+        Ok(StoreProcess {
+            child: LineChild::spawn("store child", strace, argv, parse_event)?.traced(),
+            open_failed: false,
         })
     }
 
@@ -142,7 +201,10 @@ impl StoreProcess {
     pub fn wait_ready(&mut self) -> Result<Option<String>, String> {
         match self.child.first()? {
             Event::Ready => Ok(None),
-            Event::Error(e) => Ok(Some(e)),
+            Event::Error(e) => {
+                self.open_failed = true;
+                Ok(Some(e))
+            }
             other => Err(format!("store child printed {other:?} before ready")),
         }
     }
@@ -159,12 +221,13 @@ impl StoreProcess {
         for event in events {
             match event {
                 Event::Ack(ack) => reaped.acks.push(ack),
+                Event::Fail(fail) => reaped.fails.push(fail),
                 Event::Error(e) => reaped.errors.push(e),
                 other => return Err(format!("store child printed {other:?} after ready")),
             }
         }
         // A child that reported a store error may exit on its own.
-        if reaped.errors.is_empty() {
+        if reaped.errors.is_empty() && !self.open_failed {
             killed?;
         }
         Ok(reaped)
@@ -195,7 +258,7 @@ impl History {
 }
 
 /// The updates a killed child may or may not have made: per key, the state after its thread's
-/// next, unacknowledged op.
+/// next, unacknowledged op, unless the store said that op failed.
 #[derive(Clone, Debug, Default)]
 pub struct InFlight {
     states: BTreeMap<String, KeyState>,
@@ -330,15 +393,18 @@ impl Model {
     }
 
     /// Applies the acknowledged ops of the child run with `args` (its `acks`, as printed) and
-    /// returns the states its in-flight ops would give.
+    /// returns the states its in-flight ops would give. A thread's op that `fails` names as
+    /// failed with a known outcome is not in flight: it must not be found.
     ///
     /// # Errors
     ///
-    /// A harness error: an ack that is not the next op of its thread's stream.
+    /// A harness error: an ack that is not the next op of its thread's stream, or a failure that
+    /// is not the op after its thread's last ack.
     pub fn record_child(
         &mut self,
         args: &StoreChildArgs,
         acks: &[AckLine],
+        fails: &[FailLine],
     ) -> Result<InFlight, String> {
         let mut per_thread: Vec<Vec<&AckLine>> = vec![Vec::new(); args.threads as usize];
         for ack in acks {
@@ -379,10 +445,29 @@ impl Model {
                 history.floor = history.states.len() - 1;
             }
             let op = ops.next_op();
+            let mut failed = fails.iter().filter(|fail| fail.thread == thread);
+            if let Some(fail) = failed.next() {
+                if fail.index != op.index || failed.next().is_some() {
+                    return Err(format!(
+                        "thread {thread} reported {fail:?}, but its next op is {}",
+                        op.index
+                    ));
+                }
+                if !fail.unknown {
+                    continue;
+                }
+            }
             let latest = self.keys.get(&op.key).map_or(&None, History::latest);
             in_flight
                 .states
                 .insert(op.key.clone(), apply_op(latest.as_ref(), &op.kind));
+        }
+        if let Some(fail) = fails.iter().find(|fail| {
+            fail.thread
+                .checked_sub(args.thread_base)
+                .is_none_or(|t| t >= args.threads)
+        }) {
+            return Err(format!("{fail:?} is not from one of this child's threads"));
         }
         Ok(in_flight)
     }
@@ -586,6 +671,11 @@ pub struct StoreKill9Config {
     pub fresh_every: u64,
     /// Every this many rounds two writer processes share the store (0: never).
     pub pair_every: u64,
+    /// Runs every child under this `strace`, which injects `EIO` into some of its `fdatasync`,
+    /// `fsync` and `ftruncate` calls (see [`fault_plan`]); `None`: no faults.
+    pub faults: Option<PathBuf>,
+    /// Stops after the first round with a violation (a mutant's run: it only has to be caught).
+    pub stop_when_caught: bool,
 }
 
 impl StoreKill9Config {
@@ -605,8 +695,66 @@ impl StoreKill9Config {
             max_delay: Duration::from_millis(20),
             fresh_every: 100,
             pair_every: 4,
+            faults: None,
+            stop_when_caught: false,
         }
     }
+}
+
+/// Finds `strace` and checks that it can trace here.
+///
+/// # Errors
+///
+/// Why not, for a `SKIP:` line.
+pub fn find_strace() -> Result<PathBuf, String> {
+    let strace = crate::power::find_tool("strace")
+        .ok_or("strace is not installed (`cargo xtask tools` installs it)")?;
+    let output = std::process::Command::new(&strace)
+        .args(["-f", "-qq", "-o", "/dev/null", "--", "true"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", strace.display()))?;
+    if output.status.success() {
+        Ok(strace)
+    } else {
+        Err(format!(
+            "strace cannot trace here: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// The `strace` options that inject faults into one child, drawn from `rng`. `strace` counts
+/// each thread's calls apart, so the writer thread's batches, the compactor's and the opener's
+/// calls each fail on their own schedule:
+///
+/// - every few `fdatasync` calls (each batch's one fsync) fail from the second to the eighth
+///   on, so batches fail and are cut back out of the journal;
+/// - every other `ftruncate` fails, so half of those cuts fail and the batch is fenced off
+///   instead, and half of the cuts at the fence succeed;
+/// - in half the children every few `fsync` calls fail too: the fence's own write (then the
+///   outcome is unknown), a directory's, or a compaction's.
+pub fn fault_plan(rng: &mut SplitMix64) -> Vec<String> {
+    let mut options = vec![
+        "-e".to_owned(),
+        "trace=fdatasync,fsync,ftruncate".to_owned(),
+        "-e".to_owned(),
+        format!(
+            "inject=fdatasync:error=EIO:when={}+{}",
+            2 + rng.below(7),
+            3 + rng.below(6)
+        ),
+        "-e".to_owned(),
+        format!("inject=ftruncate:error=EIO:when={}+2", 1 + rng.below(2)),
+    ];
+    if rng.below(2) == 0 {
+        options.push("-e".to_owned());
+        options.push(format!(
+            "inject=fsync:error=EIO:when={}+{}",
+            2 + rng.below(11),
+            4 + rng.below(9)
+        ));
+    }
+    options
 }
 
 /// What a kill -9 run found.
@@ -655,6 +803,18 @@ pub struct StoreKill9Report {
     pub max_entries: usize,
     /// Orphan temp files swept (the store does not remove them on open).
     pub orphans_removed: u64,
+    /// Children run under injected faults (0 without them).
+    pub faulted_children: u64,
+    /// Updates that failed with a known outcome under injected faults: none may be found.
+    pub failed_updates: u64,
+    /// Updates whose outcome the store said was unknown (its fence could not be written).
+    pub unknown_outcomes: u64,
+    /// Children that could not open the store under injected faults.
+    pub open_faults: u64,
+    /// Kills that left a fence over a failed batch for the reopen to cut.
+    pub fences_left: u64,
+    /// Reopens that cut a fenced batch out of the journal.
+    pub fenced_cuts: u64,
     /// Wall-clock time of the run.
     pub elapsed: Duration,
     /// The first few violations, described.
@@ -694,6 +854,20 @@ impl fmt::Display for StoreKill9Report {
              torn tail bytes cut: {}",
             self.landed, self.torn_bytes
         )?;
+        if self.faulted_children > 0 {
+            writeln!(
+                f,
+                "  children under injected faults: {}; updates failed: {} (outcome unknown: \
+                 {}); opens failed: {}; kills that left a fence: {}; reopens that cut a fenced \
+                 batch: {}",
+                self.faulted_children,
+                self.failed_updates,
+                self.unknown_outcomes,
+                self.open_faults,
+                self.fences_left,
+                self.fenced_cuts
+            )?;
+        }
         for example in &self.examples {
             writeln!(f, "  VIOLATION: {example}")?;
         }
@@ -781,6 +955,7 @@ pub fn run_kill9(config: &StoreKill9Config) -> Result<StoreKill9Report, String> 
                 readers: config.readers,
                 disk_check: true,
                 variant: config.variant,
+                faults: config.faults.is_some(),
             })
             .collect();
         // A quarter of the kills come within 2 ms of `ready`: the first batches and the first
@@ -792,14 +967,26 @@ pub fn run_kill9(config: &StoreKill9Config) -> Result<StoreKill9Report, String> 
         };
         let mut processes = Vec::new();
         for args in &children {
-            processes.push(StoreProcess::spawn(&config.exe, args)?);
+            processes.push(match &config.faults {
+                Some(strace) => {
+                    report.faulted_children += 1;
+                    let plan = fault_plan(&mut rng);
+                    StoreProcess::spawn_traced(strace, &plan, &config.exe, args)?
+                }
+                None => StoreProcess::spawn(&config.exe, args)?,
+            });
         }
         let mut problems = Vec::new();
         let mut open_errors = 0;
         for process in &mut processes {
             if let Some(error) = process.wait_ready()? {
-                open_errors += 1;
-                problems.push(format!("a child could not open the store: {error}"));
+                if config.faults.is_some() {
+                    // An injected fault may fail the open's own cut or fsync.
+                    report.open_faults += 1;
+                } else {
+                    open_errors += 1;
+                    problems.push(format!("a child could not open the store: {error}"));
+                }
             }
         }
         std::thread::sleep(delay);
@@ -807,7 +994,7 @@ pub fn run_kill9(config: &StoreKill9Config) -> Result<StoreKill9Report, String> 
         let mut delays = vec![delay];
         let last = processes.pop();
         let mut errors = 0;
-        let mut reap = |process: StoreProcess, acks: &mut Vec<Vec<AckLine>>| {
+        let mut reap = |process: StoreProcess, acks: &mut Vec<Reaped>| {
             let reaped = process.kill_and_reap()?;
             if let Some(first) = reaped.errors.first() {
                 errors += reaped.errors.len() as u64;
@@ -816,7 +1003,7 @@ pub fn run_kill9(config: &StoreKill9Config) -> Result<StoreKill9Report, String> 
                     reaped.errors.len()
                 ));
             }
-            acks.push(reaped.acks);
+            acks.push(reaped);
             Ok::<(), String>(())
         };
         for process in processes {
@@ -835,8 +1022,18 @@ pub fn run_kill9(config: &StoreKill9Config) -> Result<StoreKill9Report, String> 
         if pair {
             report.pair_rounds += 1;
         }
-        let acked: usize = acks.iter().map(Vec::len).sum();
+        let acked: usize = acks.iter().map(|reaped| reaped.acks.len()).sum();
         report.acked += acked as u64;
+        for fail in acks.iter().flat_map(|reaped| &reaped.fails) {
+            if fail.unknown {
+                report.unknown_outcomes += 1;
+            } else {
+                report.failed_updates += 1;
+            }
+        }
+        if s.dir.join(FENCE_NAME).exists() {
+            report.fences_left += 1;
+        }
 
         let temps = find_temps(&s.dir)?;
         if temps.any() {
@@ -849,8 +1046,8 @@ pub fn run_kill9(config: &StoreKill9Config) -> Result<StoreKill9Report, String> 
             report.between_renames += 1;
         }
         let mut in_flight = InFlight::default();
-        for (args, acks) in children.iter().zip(&acks) {
-            in_flight.merge(s.model.record_child(args, acks)?);
+        for (args, reaped) in children.iter().zip(&acks) {
+            in_flight.merge(s.model.record_child(args, &reaped.acks, &reaped.fails)?);
         }
 
         match Store::open(snapshot_path(&s.dir)) {
@@ -858,6 +1055,9 @@ pub fn run_kill9(config: &StoreKill9Config) -> Result<StoreKill9Report, String> 
                 if let Some(bytes) = store.open_report().torn_tail_bytes {
                     report.torn_tails += 1;
                     report.torn_bytes += bytes;
+                }
+                if store.open_report().fenced_batch_bytes.is_some() {
+                    report.fenced_cuts += 1;
                 }
                 match list_store(&store) {
                     Ok(observed) => {
@@ -914,6 +1114,9 @@ pub fn run_kill9(config: &StoreKill9Config) -> Result<StoreKill9Report, String> 
             if problems.iter().any(|p| p.starts_with("reopen failed")) {
                 subject = None;
             }
+            if config.stop_when_caught {
+                break;
+            }
         }
     }
     report.elapsed = started.elapsed();
@@ -968,6 +1171,7 @@ mod tests {
             readers: 0,
             disk_check: false,
             variant: StoreVariant::Correct,
+            faults: false,
         };
         let mut ops = ThreadOps::new(11, 1, 0, 2);
         let mut acks = Vec::new();
@@ -985,7 +1189,7 @@ mod tests {
             });
         }
         let mut model = Model::new();
-        let in_flight = model.record_child(&args, &acks).expect("acks match");
+        let in_flight = model.record_child(&args, &acks, &[]).expect("acks match");
         assert_eq!(in_flight.len(), 1);
         assert!(model.check(&truth, &in_flight, true).ok());
 
@@ -1013,6 +1217,82 @@ mod tests {
         // An ack that is not the stream's next op is a harness error.
         let mut shuffled = acks.clone();
         shuffled.swap(0, 1);
-        assert!(Model::new().record_child(&args, &shuffled).is_err());
+        assert!(Model::new().record_child(&args, &shuffled, &[]).is_err());
+    }
+
+    #[test]
+    fn a_failed_op_must_not_land_unless_its_outcome_is_unknown() {
+        let args = StoreChildArgs {
+            dir: PathBuf::from("/nowhere"),
+            seed: 12,
+            gen_: 1,
+            threads: 1,
+            thread_base: 3,
+            live_keys: 2,
+            compact_every_ms: 0,
+            readers: 0,
+            disk_check: false,
+            variant: StoreVariant::Correct,
+            faults: true,
+        };
+        let mut ops = ThreadOps::new(12, 1, 3, 2);
+        let first = ops.next_op();
+        let ack = match parse_event(first.ack_line(3).as_bytes()) {
+            Event::Ack(a) => a,
+            other => panic!("{other:?}"),
+        };
+        let mut truth = BTreeMap::new();
+        if let Some(f) = apply_op(None, &first.kind) {
+            truth.insert(first.key.clone(), f);
+        }
+        let failed = ops.next_op();
+        let mut landed = truth.clone();
+        match apply_op(truth.get(&failed.key), &failed.kind) {
+            Some(f) => landed.insert(failed.key.clone(), f),
+            None => landed.remove(&failed.key),
+        };
+        assert_eq!(
+            parse_event(b"fail 3 1 known"),
+            Event::Fail(FailLine {
+                thread: 3,
+                index: 1,
+                unknown: false,
+            })
+        );
+
+        for (line, may_land) in [(&b"fail 3 1 known"[..], false), (b"fail 3 1 unknown", true)] {
+            let Event::Fail(fail) = parse_event(line) else {
+                panic!("{line:?} is not a fail line");
+            };
+            let mut model = Model::new();
+            let in_flight = model
+                .record_child(&args, std::slice::from_ref(&ack), &[fail])
+                .expect("the failure is the op after the ack");
+            assert!(model.check(&truth, &in_flight, true).ok());
+            assert_eq!(model.check(&landed, &in_flight, true).ok(), may_land);
+        }
+
+        // A failure that is not its thread's next op, or of another child's thread: harness
+        // errors.
+        for fail in [
+            FailLine {
+                thread: 3,
+                index: 0,
+                unknown: false,
+            },
+            FailLine {
+                thread: 0,
+                index: 1,
+                unknown: false,
+            },
+        ] {
+            let mut model = Model::new();
+            assert!(
+                model
+                    .record_child(&args, std::slice::from_ref(&ack), &[fail])
+                    .is_err()
+            );
+        }
+        assert!(matches!(parse_event(b"fail 3 1 maybe"), Event::Garbage(_)));
     }
 }

@@ -36,9 +36,22 @@
 //! - `e:<gen>:<t>:<j>`: ephemeral keys of one child's thread, created, patched and deleted;
 //!   never re-created, so a delete is exactly checkable.
 //!
+//! With `faults` (the faults part, which runs the child under `strace` injecting `EIO` into its
+//! `fdatasync`, `fsync` and `ftruncate` calls), a failed update is expected: the worker prints
+//!
+//! ```text
+//! fail <thread> <index> <known|unknown>
+//! ```
+//!
+//! and stops, `unknown` when the store said the outcome is unknown
+//! ([`Error::is_outcome_unknown`](sessionkit_session_store::Error::is_outcome_unknown)). A
+//! failed compaction or open is expected too; a failed read, or an acknowledgement without
+//! fsync, is still an `error`.
+//!
 //! Variants the checker must catch ([`StoreVariant`]): acknowledging before the update is
-//! written, acknowledging updates that were never written, and (for power-loss images)
-//! [`SyncMode::Never`] while claiming durability.
+//! written, acknowledging updates that were never written, (for power-loss images)
+//! [`SyncMode::Never`] while claiming durability, and (for the faults part) reporting an update
+//! that was written as failed.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
@@ -110,15 +123,20 @@ pub enum StoreVariant {
     /// The store opened with [`SyncMode::Never`], acknowledged as if durable: survives kill -9,
     /// must be caught by the power-loss images.
     NoFsync,
+    /// Each thread's second update (and every fourth after it), if it succeeds, is reported as
+    /// failed with a known outcome, as a store that applied a batch whose callers it told of a
+    /// failure would look: the faults part must catch it.
+    FalseFail,
 }
 
 impl StoreVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [StoreVariant; 4] = [
+    pub const ALL: [StoreVariant; 5] = [
         StoreVariant::Correct,
         StoreVariant::AckEarly,
         StoreVariant::SkipWrite,
         StoreVariant::NoFsync,
+        StoreVariant::FalseFail,
     ];
 
     /// The name used on the command line and in reports.
@@ -128,6 +146,7 @@ impl StoreVariant {
             StoreVariant::AckEarly => "ack-early",
             StoreVariant::SkipWrite => "skip-write",
             StoreVariant::NoFsync => "no-fsync",
+            StoreVariant::FalseFail => "false-fail",
         }
     }
 
@@ -378,6 +397,9 @@ pub struct StoreChildArgs {
     pub disk_check: bool,
     /// The writer variant.
     pub variant: StoreVariant,
+    /// The child runs under injected faults: failed updates, compactions and opens are
+    /// expected, and a failed update is reported as a `fail` line.
+    pub faults: bool,
 }
 
 impl StoreChildArgs {
@@ -404,6 +426,8 @@ impl StoreChildArgs {
             u64::from(self.disk_check).to_string().into(),
             "--variant".into(),
             self.variant.name().into(),
+            "--faults".into(),
+            u64::from(self.faults).to_string().into(),
         ]
     }
 
@@ -425,6 +449,7 @@ impl StoreChildArgs {
             readers: 0,
             disk_check: false,
             variant: StoreVariant::Correct,
+            faults: false,
         };
         let mut flags = Flags::new(args);
         while let Some(flag) = flags.next_flag() {
@@ -438,6 +463,7 @@ impl StoreChildArgs {
                 "--compact-every-ms" => parsed.compact_every_ms = flags.u64()?,
                 "--readers" => parsed.readers = flags.u64()?,
                 "--disk-check" => parsed.disk_check = flags.u64()? != 0,
+                "--faults" => parsed.faults = flags.u64()? != 0,
                 "--variant" => {
                     parsed.variant = flags.choice("store variant", StoreVariant::parse)?
                 }
@@ -552,33 +578,33 @@ fn worker(store: &Store, args: &StoreChildArgs, thread: u64, acked: &Acked) {
     while started.elapsed() < RUNAWAY_LIMIT {
         let op = ops.next_op();
         let line = op.ack_line(thread);
-        let done = match args.variant {
+        let applied = match args.variant {
             StoreVariant::AckEarly => {
                 say(&line);
-                apply(store, &op, false)
+                apply(store, &op, false, args.faults)
             }
             StoreVariant::SkipWrite if op.index % 5 == 4 => {
                 say(&line);
-                true
+                Applied::Done
             }
             StoreVariant::NoFsync | StoreVariant::SkipWrite => {
-                let done = apply(store, &op, false);
-                if done {
-                    say(&line);
-                }
-                done
+                acknowledge(apply(store, &op, false, args.faults), &line)
             }
-            StoreVariant::Correct => {
-                let done = apply(store, &op, true);
-                if done {
-                    say(&line);
-                }
-                done
+            StoreVariant::FalseFail if op.index % 4 == 1 => match apply(store, &op, true, true) {
+                Applied::Done => Applied::Failed { unknown: false },
+                failed => failed,
+            },
+            StoreVariant::Correct | StoreVariant::FalseFail => {
+                acknowledge(apply(store, &op, true, args.faults), &line)
             }
         };
-        if !done {
-            // A failed update stays this thread's last op, in flight for the checker; the
-            // thread's stream cannot go on past it.
+        if let Applied::Failed { unknown } = applied {
+            // A failed update stays this thread's last op, for the checker; the thread's stream
+            // cannot go on past it.
+            if args.faults || args.variant == StoreVariant::FalseFail {
+                let outcome = if unknown { "unknown" } else { "known" };
+                say(&format!("fail {thread} {} {outcome}", op.index));
+            }
             return;
         }
         let after = match op.kind {
@@ -589,9 +615,27 @@ fn worker(store: &Store, args: &StoreChildArgs, thread: u64, acked: &Acked) {
     }
 }
 
-/// Performs `op` through the store; false if the store refused it. With `strict` (the correct
-/// writer), insists the acknowledgement says fsynced and a delete found its key.
-fn apply(store: &Store, op: &StoreOp, strict: bool) -> bool {
+/// What became of one op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    /// The store acknowledged it.
+    Done,
+    /// The store refused it; `unknown` if it said the update may or may not be applied.
+    Failed { unknown: bool },
+}
+
+/// Prints the ack line of an op the store acknowledged, and passes on what became of it.
+fn acknowledge(applied: Applied, line: &str) -> Applied {
+    if applied == Applied::Done {
+        say(line);
+    }
+    applied
+}
+
+/// Performs `op` through the store. With `strict` (the correct writer), insists the
+/// acknowledgement says fsynced and a delete found its key. A refusal is reported as an `error`
+/// unless `faults` makes it expected.
+fn apply(store: &Store, op: &StoreOp, strict: bool, faults: bool) -> Applied {
     let result = match &op.kind {
         OpKind::Upsert(entry) => Entry::from_value(&Value::Object(entry.clone()))
             .and_then(|entry| store.upsert(op.key.clone(), entry)),
@@ -610,11 +654,15 @@ fn apply(store: &Store, op: &StoreOp, strict: bool) -> bool {
         ),
         Ok(_) => {}
         Err(e) => {
-            report_error(&format!("{} of {} failed: {e}", op.kind.name(), op.key));
-            return false;
+            if !faults {
+                report_error(&format!("{} of {} failed: {e}", op.kind.name(), op.key));
+            }
+            return Applied::Failed {
+                unknown: e.is_outcome_unknown(),
+            };
         }
     }
-    true
+    Applied::Done
 }
 
 /// Reads the store as a gateway does, all the time: the whole list, or one key.
@@ -643,6 +691,8 @@ fn compactor(store: &Store, args: &StoreChildArgs, acked: &Acked) {
         ));
         let before = args.disk_check.then(|| lock(acked).clone());
         match store.compact() {
+            // Under injected faults a compaction may fail; what it leaves is checked on reopen.
+            Err(_) if args.faults => {}
             Err(e) => report_error(&format!("compaction failed: {e}")),
             Ok(report) => {
                 if let Some(before) = before
@@ -739,6 +789,7 @@ mod tests {
             readers: 1,
             disk_check: true,
             variant: StoreVariant::AckEarly,
+            faults: true,
         };
         let parsed = StoreChildArgs::parse(&args.to_args()).expect("parses");
         assert_eq!(parsed.dir, args.dir);
@@ -749,6 +800,7 @@ mod tests {
         assert_eq!((parsed.compact_every_ms, parsed.thread_base), (2, 4));
         assert_eq!((parsed.readers, parsed.disk_check), (1, true));
         assert_eq!(parsed.variant, StoreVariant::AckEarly);
+        assert!(parsed.faults);
     }
 
     #[test]

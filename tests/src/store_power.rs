@@ -317,6 +317,7 @@ impl Run<'_> {
                 readers: self.config.readers,
                 disk_check: true,
                 variant,
+                faults: false,
             };
             let delay = Duration::from_micros(rng.range_inclusive(5_000, 25_000));
             let mut process = StoreProcess::spawn(&self.config.exe, &args)?;
@@ -324,7 +325,7 @@ impl Run<'_> {
             std::thread::sleep(delay);
             let reaped = process.kill_and_reap()?;
             store_error = store_error.or(reaped.errors.first().cloned());
-            let acks = reaped.acks;
+            let acks = &reaped.acks;
             report.acked += acks.len() as u64;
             if let Some(error) = &store_error {
                 report.store_errors += 1;
@@ -336,7 +337,7 @@ impl Run<'_> {
                     ));
                 }
             }
-            let in_flight = model.record_child(&args, &acks)?;
+            let in_flight = model.record_child(&args, acks, &reaped.fails)?;
 
             let verdict = self.check_image(&name, &model, &in_flight)?;
             report.images += 1;

@@ -51,15 +51,17 @@ fn store_child_args() -> impl Strategy<Value = StoreChildArgs> {
         StoreVariant::AckEarly,
         StoreVariant::SkipWrite,
         StoreVariant::NoFsync,
+        StoreVariant::FalseFail,
     ]);
     let counts = (any::<u64>(), any::<u64>(), 1..=u64::MAX, any::<u64>());
     let more = (any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>());
-    (dir(), counts, more, variant).prop_map(
+    (dir(), counts, more, variant, any::<bool>()).prop_map(
         |(
             dir,
             (seed, gen_, threads, thread_base),
             (live_keys, compact, readers, check),
             variant,
+            faults,
         )| {
             StoreChildArgs {
                 dir,
@@ -72,6 +74,7 @@ fn store_child_args() -> impl Strategy<Value = StoreChildArgs> {
                 readers,
                 disk_check: check,
                 variant,
+                faults,
             }
         },
     )
@@ -120,6 +123,9 @@ fn words() -> impl Strategy<Value = Vec<OsString>> {
             "--quick",
             "--kills",
             "--store-writer",
+            "--fault-kills",
+            "--faults",
+            "false-fail",
             "atomic",
             "store",
             "child-writer",

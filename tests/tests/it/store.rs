@@ -1,8 +1,10 @@
 //! The session-store torture: the kill -9 checker passes the correct writer and catches the
 //! broken ones, and the power-loss images catch the no-fsync mutant.
 
+use std::ffi::OsString;
 use std::process::Command;
 
+use sessionkit_tests::cli::{self, Invocation, Suite};
 use sessionkit_tests::store::{self, StoreKill9Config};
 use sessionkit_tests::store_child::StoreVariant;
 use sessionkit_tests::store_power::{self, StorePowerConfig, StorePowerOutcome};
@@ -74,4 +76,77 @@ fn store_power_loss_images_pass_the_correct_writer_and_catch_no_fsync() {
     assert_eq!(report.variants[0].images, 20, "{report}");
     assert!(report.variants[1].caught(), "{report}");
     assert!(report.failures().is_empty(), "{report}");
+}
+
+/// `strace`, or `None` after a `SKIP:` line if this machine has none or cannot trace.
+fn strace() -> Option<std::path::PathBuf> {
+    match store::find_strace() {
+        Ok(path) => Some(path),
+        Err(reason) => {
+            println!("SKIP: store faults: {reason}");
+            None
+        }
+    }
+}
+
+fn faults(variant: StoreVariant, kills: u64, seed: u64) -> Option<store::StoreKill9Report> {
+    let mut config = StoreKill9Config::new(exe(), kills, seed, variant);
+    config.fresh_every = 20;
+    config.faults = Some(strace()?);
+    config.max_delay = std::time::Duration::from_millis(80);
+    let report = store::run_kill9(&config).expect("the harness runs");
+    println!("{report}");
+    assert_eq!(report.faulted_children, report.sigkills, "{report}");
+    Some(report)
+}
+
+#[test]
+fn store_faults_never_apply_a_failed_update_nor_lose_an_acknowledged_one() {
+    let Some(report) = faults(StoreVariant::Correct, 40, 0x5707_0004) else {
+        return;
+    };
+    assert_eq!(report.violations, 0, "{report}");
+    assert_eq!(report.kills, 40, "{report}");
+    assert!(report.acked > 0, "{report}");
+    assert!(
+        report.failed_updates > 0,
+        "the faults failed no update: {report}"
+    );
+}
+
+#[test]
+fn store_faults_catch_a_failed_update_that_was_applied() {
+    let Some(report) = faults(StoreVariant::FalseFail, 40, 0x5707_0005) else {
+        return;
+    };
+    assert!(report.violations >= 1, "{report}");
+}
+
+#[test]
+fn the_store_suite_takes_its_writer_and_the_kills_under_faults() {
+    let words: Vec<OsString> = [
+        "store",
+        "--fault-kills",
+        "17",
+        "--store-writer",
+        "false-fail",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    match cli::parse(&words) {
+        Ok(Invocation::Suite(options)) => {
+            assert_eq!(options.suite, Suite::Store);
+            assert_eq!(options.fault_kills, Some(17));
+            assert_eq!(options.store_writer, StoreVariant::FalseFail);
+        }
+        other => panic!("parsed as {other:?}"),
+    }
+    for bad in [
+        vec!["store", "--fault-kills"],
+        vec!["store", "--fault-kills", "x"],
+    ] {
+        let words: Vec<OsString> = bad.iter().map(OsString::from).collect();
+        assert!(cli::parse(&words).is_err(), "{bad:?} parsed");
+    }
 }
