@@ -227,19 +227,10 @@ impl<E: Send + 'static> LineChild<E> {
     /// decides whether that is one (a child may exit after reporting a finding).
     pub(crate) fn kill_and_reap(mut self) -> Result<(Vec<E>, Result<(), String>), String> {
         let mut child = self.child.take().ok_or("child already reaped")?;
-        let tracees = if self.traced {
-            children_of(child.id())
-        } else {
-            Vec::new()
-        };
-        if tracees.is_empty() {
+        if !self.traced || !kill_tracees(&child) {
             child
                 .kill()
                 .map_err(|e| format!("cannot kill child {}: {e}", child.id()))?;
-        }
-        for tracee in tracees {
-            // The tracee may have exited on its own since it was listed: strace's status tells.
-            let _ = signal(tracee, "KILL");
         }
         let status = child
             .wait()
@@ -263,9 +254,24 @@ impl<E: Send + 'static> LineChild<E> {
     }
 }
 
+/// SIGKILLs the processes `strace` (`child`) traces; false if it had none left.
+///
+/// Killing `strace` alone would only detach them, and they would run on.
+fn kill_tracees(child: &Child) -> bool {
+    let tracees = children_of(child.id());
+    for &tracee in &tracees {
+        // A tracee that exited since it was listed is no error: strace's status tells.
+        let _ = signal(tracee, "KILL");
+    }
+    !tracees.is_empty()
+}
+
 impl<E> Drop for LineChild<E> {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if self.traced {
+                kill_tracees(&child);
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
