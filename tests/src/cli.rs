@@ -492,12 +492,6 @@ fn run_store_faults(options: &SuiteOptions, kill9: &StoreKill9Config, failures: 
     config.fresh_every = 20;
     // Faults stop a child's threads early, so the children get longer to run into them.
     config.max_delay = Duration::from_millis(80);
-    // Two faulted processes on one store still lose acknowledged updates now and then (about
-    // 6 in 250 such rounds; see ARCHITECTURE.md's known gaps), so only the soak has them, until
-    // that is fixed.
-    if options.quick {
-        config.pair_every = 0;
-    }
     say(&format!(
         "\n== session store kill -9 torture under injected faults: {kills} kills, writer {}, \
          each child under strace injecting EIO into some of its fdatasync, ftruncate (every \
@@ -507,7 +501,7 @@ fn run_store_faults(options: &SuiteOptions, kill9: &StoreKill9Config, failures: 
         config.variant,
         config.max_delay.as_millis(),
         if config.pair_every == 0 {
-            "one writer process at a time (--quick)".to_owned()
+            "one writer process at a time".to_owned()
         } else {
             format!("a second writer process every {} rounds", config.pair_every)
         }

@@ -349,8 +349,19 @@ fn write_batch(
             break locked;
         }
         drop(locked);
+        #[cfg(test)]
+        crate::hooks::reached(
+            crate::hooks::Point::WriterFoundJournalReplaced,
+            &shared.journal_path,
+        );
+        // Reload a view still on the replaced file (the reload takes the new file's lock). A
+        // view that another thread of this process moved on meanwhile is left alone: reading
+        // it here would read another process's batch in flight with no lock held, and apply
+        // it even if that batch then failed and was cut back out.
         let mut view = shared.write();
-        crate::open::catch_up(shared, &mut view)?;
+        if Arc::ptr_eq(&view.journal, &journal) {
+            crate::open::catch_up(shared, &mut view)?;
+        }
     };
     let journal = locked.journal();
     // Under the lock nobody else appends: read what others wrote, and cut a torn tail a
@@ -1206,6 +1217,72 @@ mod tests {
 
     fn fence_of(store: &Store) -> PathBuf {
         crate::fence::path_for(store.journal_path())
+    }
+
+    /// A writer that finds the journal it locked replaced reloads the view only if the view is
+    /// still on that file. Here a reader of its process has already moved the view to the new
+    /// journal, where another process holds the lock over a batch it then cuts back out (its
+    /// fsync failed): the writer waits for the lock and never sees that batch. It used to
+    /// catch up on the moved view with no lock held, applying the batch, and once the batch
+    /// was cut it appended past the end of the file (two torture writers under I/O faults).
+    #[test]
+    fn a_writer_never_reads_the_new_journal_without_its_lock() {
+        use std::io::Write as _;
+
+        use crate::hooks::{Point, on};
+        use crate::journal::{Record, WriterId};
+        use crate::sys::{JournalLock, lock_journal};
+
+        let (_dir, snapshot, store) = store_with("writer-moved-view", |b| b.auto_compact(false));
+        let other = Store::builder()
+            .auto_compact(false)
+            .open(&snapshot)
+            .unwrap();
+        assert_eq!(
+            other.get("kept").unwrap().unwrap().session_id(),
+            Some("kept")
+        );
+        // The other process's view is on the journal this compaction replaces.
+        store.compact().unwrap();
+        let journal = store.journal_path().to_path_buf();
+        let in_flight = Arc::new(Mutex::new(None));
+        let (reader, path, slot) = (other.clone(), journal.clone(), in_flight.clone());
+        on(Point::WriterFoundJournalReplaced, &journal, move || {
+            // A reader of this process moves the view to the new journal.
+            assert!(reader.get("kept").unwrap().is_some());
+            // Another process takes the new journal's lock and writes a batch.
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            let held = lock_journal(&file, JournalLock::Exclusive, Duration::ZERO, &|| {});
+            assert!(held.is_ok(), "{held:?}");
+            let len = file.metadata().unwrap().len();
+            let mut line = String::new();
+            Record::upsert(1, WriterId::random(), "ghost", &entry("ghost")).encode_line(&mut line);
+            (&file).write_all(line.as_bytes()).unwrap();
+            *slot.lock().unwrap() = Some((file, len));
+        });
+        let waits = other.counters().journal_lock_waits;
+        let writing = {
+            let other = other.clone();
+            std::thread::spawn(move || other.upsert("after", entry("after")))
+        };
+        wait_until("the writer waits for the new journal's lock", || {
+            other.counters().journal_lock_waits > waits
+        });
+        // The other process's batch fails: it cuts it back out, then lets go of the lock.
+        let (file, len) = in_flight.lock().unwrap().take().expect("the hook ran");
+        file.set_len(len).unwrap();
+        drop(file);
+        writing.join().unwrap().unwrap();
+
+        for view in [&other, &store] {
+            assert!(view.get("ghost").unwrap().is_none());
+            assert_eq!(keys(view), ["after", "kept"]);
+        }
+        drop((store, other));
+        assert_eq!(keys(&Store::open(&snapshot).unwrap()), ["after", "kept"]);
     }
 
     /// A batch whose fsync fails and whose bytes cannot be cut back out either stays in the

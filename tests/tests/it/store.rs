@@ -94,8 +94,6 @@ fn faults(variant: StoreVariant, kills: u64, seed: u64) -> Option<store::StoreKi
     config.fresh_every = 20;
     config.faults = Some(strace()?);
     config.max_delay = std::time::Duration::from_millis(80);
-    // Two faulted processes on one store is a known gap (ARCHITECTURE.md), left to the soak.
-    config.pair_every = 0;
     let report = store::run_kill9(&config).expect("the harness runs");
     println!("{report}");
     assert_eq!(report.faulted_children, report.sigkills, "{report}");
