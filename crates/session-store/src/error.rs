@@ -402,6 +402,21 @@ impl Error {
         matches!(self, Error::BatchOutcomeUnknown { .. })
     }
 
+    /// True if the file system had no room for what the operation wrote: a full disk
+    /// (`ENOSPC`), a used-up quota (`EDQUOT`) or the process's file size limit (`EFBIG`).
+    /// Reading goes on working; writes work again once there is room. Whether a failed
+    /// batch's updates are in the store is [`Error::is_outcome_unknown`]'s to say.
+    pub fn is_storage_full(&self) -> bool {
+        self.io_error().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull
+                    | io::ErrorKind::QuotaExceeded
+                    | io::ErrorKind::FileTooLarge
+            )
+        })
+    }
+
     /// True if `touch` named a key without an entry.
     pub fn is_no_such_entry(&self) -> bool {
         matches!(self, Error::NoSuchEntry { .. })
@@ -456,6 +471,49 @@ impl Error {
             path: path.to_path_buf(),
             subject: subject.to_path_buf(),
             source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn io_error(errno: i32) -> Error {
+        let path = Path::new("/s/sessions.json");
+        Error::io(
+            Operation::WriteJournal,
+            "append to",
+            path,
+            Path::new("/s/sessions.json.journal"),
+            io::Error::from_raw_os_error(errno),
+        )
+    }
+
+    /// A full disk, a used-up quota and the file size limit count as no room; other I/O
+    /// errors do not, also inside a failed batch.
+    #[test]
+    fn storage_full_is_enospc_edquot_or_efbig() {
+        for (errno, full) in [
+            (libc::ENOSPC, true),
+            (libc::EDQUOT, true),
+            (libc::EFBIG, true),
+            (libc::EIO, false),
+            (libc::EROFS, false),
+        ] {
+            assert_eq!(io_error(errno).is_storage_full(), full, "errno {errno}");
+            let batch = Error::Batch {
+                path: "/s/sessions.json".into(),
+                source: Arc::new(io_error(errno)),
+            };
+            assert_eq!(
+                batch.is_storage_full(),
+                full,
+                "a batch failed with errno {errno}"
+            );
         }
     }
 }

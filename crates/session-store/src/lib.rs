@@ -29,7 +29,8 @@
 //!   taken back out of the journal, and every caller in it gets the error; if the disk refuses
 //!   even that, a fence file beside the journal keeps every reader, in every process, from the
 //!   batch until the next writer or open cuts it (and if the fence cannot be written either,
-//!   the callers hear that the outcome is unknown: [`Error::is_outcome_unknown`]). After any failed
+//!   the callers hear that the outcome is unknown: [`Error::is_outcome_unknown`]). A full disk
+//!   fails a batch the same way ([`Error::is_storage_full`]), and reads go on. After any failed
 //!   fsync of the journal the store compacts by itself, because the kernel may have dropped
 //!   what it failed to write; [`Store::flush`] makes everything acknowledged durable on
 //!   demand, in any mode.

@@ -1,5 +1,6 @@
 //! Helpers shared by the test suites of sessionkit's crates: scratch directories that remove
-//! themselves, file ages, live and dead child processes, and whether the tests run as root.
+//! themselves, file ages, live and dead child processes, whether the tests run as root, and
+//! mounts (a small tmpfs for a full disk) that undo themselves.
 //!
 //! It depends on std alone, so the tests of any crate in the workspace can use it without a
 //! dependency pointing back up (atomic-fs's tests included). It is not published.
@@ -9,8 +10,9 @@
 //!
 //! # Platform behavior
 //!
-//! Linux: [`Sleeper`] reads its child's start time from `/proc/<pid>/stat`, and [`is_root`]
-//! reads the effective user id from `/proc/self/status`.
+//! Linux: [`Sleeper`] reads its child's start time from `/proc/<pid>/stat`, [`is_root`]
+//! reads the effective user id from `/proc/self/status`, and [`Mount`] runs `mount` and
+//! `umount`.
 //!
 //! # Example
 //!
@@ -137,6 +139,73 @@ pub fn is_root() -> bool {
                 .map(|ids| ids.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// A file system mounted for a test (a small tmpfs, a bind mount), unmounted on drop.
+///
+/// Mounting needs root: a test that cannot mount prints `SKIP:` with the reason
+/// [`Mount::new`] gives, and checks nothing else.
+#[derive(Debug)]
+#[must_use = "the mount is undone when this is dropped"]
+pub struct Mount {
+    target: PathBuf,
+}
+
+impl Mount {
+    /// Runs `mount <args> <target>`. Fails, saying why, when the tests do not run as root
+    /// ([`is_root`]) or `mount` fails (a container without the capability, no `mount`).
+    pub fn new(args: &[&str], target: &Path) -> Result<Mount, String> {
+        if !is_root() {
+            return Err("mounting needs root".to_owned());
+        }
+        let output = Command::new("mount")
+            .args(args)
+            .arg(target)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "mount {args:?} {} failed ({}): {}",
+                target.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(Mount {
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// A tmpfs mounted on the existing directory `target` with `options`, such as `size=64k`
+    /// (the file system is full past it: `ENOSPC`) or `nr_inodes=8`.
+    pub fn tmpfs(target: &Path, options: &str) -> Result<Mount, String> {
+        Mount::new(&["-t", "tmpfs", "-o", options, "tmpfs"], target)
+    }
+
+    /// Mounts it again with `options`, such as `remount,bind,ro`; panics if that fails.
+    pub fn remount(&self, options: &str) {
+        let status = Command::new("mount")
+            .args(["-o", options])
+            .arg(&self.target)
+            .status()
+            .unwrap_or_else(|e| panic!("run mount: {e}"));
+        assert!(
+            status.success(),
+            "mount -o {options} {} failed: {status}",
+            self.target.display()
+        );
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.target).status();
+    }
 }
 
 /// How long [`wait_until`] waits before it calls the wait a hang. Only a hang takes this long:

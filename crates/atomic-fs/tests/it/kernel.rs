@@ -3,55 +3,28 @@
 //! Mounting needs root; without it each test prints `SKIP:` and checks nothing else.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sessionkit_atomic_fs::{AtomicWriter, Step, append_record};
-use sessionkit_test_support::is_root;
+use sessionkit_test_support::Mount;
 
 use crate::util::Scratch;
 
-/// A mount that is undone on drop.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn run(args: &[&str]) {
-        let status = Command::new("mount")
-            .args(args)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mount {args:?} failed");
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn skip(why: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    println!("SKIP: atomic-fs kernel errors: {why}");
-    true
-}
-
-fn tmpfs(dir: &Path, options: &str) -> Mount {
-    Mount::run(&["-t", "tmpfs", "-o", options, "tmpfs", dir.to_str().unwrap()]);
-    Mount(dir.to_path_buf())
+/// The mount, or `None` after a `SKIP:` line saying why it could not be made.
+fn mounted(mount: Result<Mount, String>) -> Option<Mount> {
+    mount
+        .inspect_err(|why| println!("SKIP: atomic-fs kernel errors: {why}"))
+        .ok()
 }
 
 #[test]
 fn kernel_full_tmpfs_gives_enospc_and_keeps_the_target() {
-    if skip("mounting a tmpfs needs root") {
-        return;
-    }
     let scratch = Scratch::new("enospc");
     let mnt = scratch.join("mnt");
     fs::create_dir(&mnt).unwrap();
-    let _m = tmpfs(&mnt, "size=64k");
+    let Some(_m) = mounted(Mount::tmpfs(&mnt, "size=64k")) else {
+        return;
+    };
     let target = mnt.join("sessions.json");
     fs::write(&target, b"old").unwrap();
     let err = sessionkit_atomic_fs::write(&target, vec![1u8; 1 << 20]).unwrap_err();
@@ -63,13 +36,12 @@ fn kernel_full_tmpfs_gives_enospc_and_keeps_the_target() {
 
 #[test]
 fn kernel_no_inodes_left_fails_at_create_temp() {
-    if skip("mounting a tmpfs needs root") {
-        return;
-    }
     let scratch = Scratch::new("inodes");
     let mnt = scratch.join("mnt");
     fs::create_dir(&mnt).unwrap();
-    let _m = tmpfs(&mnt, "size=1m,nr_inodes=3");
+    let Some(_m) = mounted(Mount::tmpfs(&mnt, "size=1m,nr_inodes=3")) else {
+        return;
+    };
     // The root directory takes one inode; fill the rest.
     let target = mnt.join("t");
     fs::write(&target, b"old").unwrap();
@@ -86,17 +58,15 @@ fn kernel_no_inodes_left_fails_at_create_temp() {
 
 #[test]
 fn kernel_read_only_mount_gives_erofs() {
-    if skip("bind mounts need root") {
-        return;
-    }
     let scratch = Scratch::new("erofs");
     let (src, mnt) = (scratch.join("src"), scratch.join("mnt"));
     fs::create_dir(&src).unwrap();
     fs::create_dir(&mnt).unwrap();
     fs::write(src.join("t"), b"old").unwrap();
-    Mount::run(&["--bind", src.to_str().unwrap(), mnt.to_str().unwrap()]);
-    let _m = Mount(mnt.clone());
-    Mount::run(&["-o", "remount,bind,ro", mnt.to_str().unwrap()]);
+    let Some(m) = mounted(Mount::new(&["--bind", src.to_str().unwrap()], &mnt)) else {
+        return;
+    };
+    m.remount("remount,bind,ro");
     let err = sessionkit_atomic_fs::write(mnt.join("t"), b"new").unwrap_err();
     assert_eq!(err.step(), Some(Step::CreateTemp), "{err}");
     assert_eq!(err.io_error().unwrap().raw_os_error(), Some(30), "{err}");

@@ -7,7 +7,7 @@ mod asyncs;
 mod corrupt;
 // Entries, patches and the `updatedAt` rule, with RFC 7396's own examples.
 mod entry;
-// A hung holder of the journal's lock; a compaction that keeps failing.
+// A hung holder of the journal's lock; a compaction that keeps failing; a full disk.
 mod failures;
 // The OpenClaw fixture: load, save, load again; corrupt snapshots; quarantine.
 mod fixture;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sessionkit_session_store::{
     Clock, Entry, Maintenance, MaintenanceMode, ManualClock, Store, TranscriptDisposal,
 };
-use sessionkit_test_support::set_modified_ago;
+use sessionkit_test_support::{Mount, set_modified_ago};
 
 use crate::util::Scratch;
 
@@ -870,38 +870,11 @@ fn a_high_water_mark_of_zero_frees_all_it_may_when_there_are_no_subdirectories()
     assert_eq!(dir.names(), ["sessions.json.journal"]);
 }
 
-/// A mount that is undone on drop.
-struct Mount(std::path::PathBuf);
-
-impl Mount {
-    /// Runs `mount args... target`, or returns `None` (having said `SKIP:`) when the tests do
-    /// not run as root or the machine lets no one mount (a container without the capability).
-    fn new(args: &[&str], target: &Path) -> Option<Mount> {
-        if !sessionkit_test_support::is_root() {
-            println!("SKIP: session-store disk budget across mounts: mounting needs root");
-            return None;
-        }
-        let output = std::process::Command::new("mount")
-            .args(args)
-            .arg(target)
-            .output()
-            .expect("run mount");
-        if !output.status.success() {
-            println!(
-                "SKIP: session-store disk budget across mounts: mount {args:?} failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-            return None;
-        }
-        Some(Mount(target.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
+/// The mount, or `None` after a `SKIP:` line saying why it could not be made.
+fn mounted(mount: Result<Mount, String>) -> Option<Mount> {
+    mount
+        .inspect_err(|why| println!("SKIP: session-store disk budget across mounts: {why}"))
+        .ok()
 }
 
 #[test]
@@ -911,7 +884,7 @@ fn the_disk_budget_counts_no_other_file_system_below_the_store() {
     fs::create_dir_all(dir.join("media")).unwrap();
     plant(&dir.join("media/here"), 3000, Duration::ZERO);
     let other = dir.dir("media/tmpfs");
-    let Some(_mount) = Mount::new(&["-t", "tmpfs", "tmpfs"], &other) else {
+    let Some(_mount) = mounted(Mount::new(&["-t", "tmpfs", "tmpfs"], &other)) else {
         return;
     };
     plant(&other.join("there"), 7000, Duration::ZERO);
@@ -931,7 +904,10 @@ fn a_bind_mount_of_the_store_inside_itself_is_counted_once() {
     fs::create_dir_all(dir.join("media")).unwrap();
     plant(&dir.join("media/blob"), 3000, Duration::ZERO);
     let inside = dir.dir("loop");
-    let Some(_mount) = Mount::new(&["--bind", dir.path().to_str().unwrap()], &inside) else {
+    let Some(_mount) = mounted(Mount::new(
+        &["--bind", dir.path().to_str().unwrap()],
+        &inside,
+    )) else {
         return;
     };
     // `loop/` shows the store's directory again, `media/` and `loop/` included.
