@@ -52,8 +52,8 @@ pub const SOAK_STORE_FAULT_KILLS: u64 = 3_000;
 /// The most kills the store's false-fail mutant gets under faults before it counts as not
 /// caught.
 pub const STORE_MUTANT_FAULT_KILLS: u64 = 100;
-/// At least this many kills under faults must see a fence left over a failed batch, or the
-/// part did not test what it is for.
+/// At least this many kills under faults must see a fence left over a failed batch, and an
+/// update failed with a full disk, or the part did not test what it is for.
 pub const STORE_FAULT_KILLS_FOR_A_FENCE: u64 = 100;
 
 /// The help text.
@@ -71,8 +71,9 @@ suites:
             of upserts, patches and deletes, a reader thread, compactions all the time, and
             every fourth round a second writer process): every acknowledged update must be
             there on reopen and no store call may fail; then the same under strace, which
-            injects EIO into fdatasync, fsync and ftruncate: no update the store said failed
-            may be found, none acknowledged lost, and the false-fail mutant must be caught;
+            injects EIO into fdatasync, fsync and ftruncate, or for a third of the children
+            ENOSPC into the journal's writes: no update the store said failed may be found,
+            none acknowledged lost, and the false-fail mutant must be caught;
             then power-loss images of the same writer (no acknowledged update lost) and the
             no-fsync mutant, which must be caught
   all       every suite: atomic, lock, then store
@@ -495,7 +496,9 @@ fn run_store_faults(options: &SuiteOptions, kill9: &StoreKill9Config, failures: 
     say(&format!(
         "\n== session store kill -9 torture under injected faults: {kills} kills, writer {}, \
          each child under strace injecting EIO into some of its fdatasync, ftruncate (every \
-         other one) and fsync calls; no update the store said failed may be found; kill 0-{} ms \
+         other one) and fsync calls, or for a third of the children (the full-disk plan) ENOSPC \
+         into some of the journal's writes and EIO into its fdatasync and ftruncate only; no \
+         update the store said failed may be found; kill 0-{} ms \
          after ready; {}; then the false-fail mutant until caught (max \
          {STORE_MUTANT_FAULT_KILLS}) ==",
         config.variant,
@@ -531,6 +534,11 @@ fn run_store_faults(options: &SuiteOptions, kill9: &StoreKill9Config, failures: 
     if kills >= STORE_FAULT_KILLS_FOR_A_FENCE && report.fences_left == 0 {
         failures.push(format!(
             "store faults: no kill in {kills} left a fence over a failed batch"
+        ));
+    }
+    if kills >= STORE_FAULT_KILLS_FOR_A_FENCE && report.full_disk_failures == 0 {
+        failures.push(format!(
+            "store faults: no update in {kills} kills failed with a full disk"
         ));
     }
     config.variant = StoreVariant::FalseFail;

@@ -80,6 +80,8 @@ pub struct FailLine {
     pub index: u64,
     /// The store said the update may or may not be applied.
     pub unknown: bool,
+    /// The store said the disk was full (`Error::is_storage_full`).
+    pub full: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,16 +116,21 @@ fn parse_event(text: &[u8]) -> Event {
                 _ => Event::Garbage(text.into_owned()),
             }
         }
-        ["fail", thread, index, outcome @ ("known" | "unknown")] => {
-            match (thread.parse(), index.parse()) {
-                (Ok(thread), Ok(index)) => Event::Fail(FailLine {
-                    thread,
-                    index,
-                    unknown: *outcome == "unknown",
-                }),
-                _ => Event::Garbage(text.into_owned()),
-            }
-        }
+        [
+            "fail",
+            thread,
+            index,
+            outcome @ ("known" | "unknown"),
+            cause @ ..,
+        ] if matches!(cause, [] | ["full"]) => match (thread.parse(), index.parse()) {
+            (Ok(thread), Ok(index)) => Event::Fail(FailLine {
+                thread,
+                index,
+                unknown: *outcome == "unknown",
+                full: !cause.is_empty(),
+            }),
+            _ => Event::Garbage(text.into_owned()),
+        },
         _ => Event::Garbage(text.into_owned()),
     }
 }
@@ -723,9 +730,20 @@ pub fn find_strace() -> Result<PathBuf, String> {
     }
 }
 
-/// The `strace` options that inject faults into one child, drawn from `rng`. `strace` counts
+/// The faults one child runs under: `strace` options, drawn from a seeded generator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// The options, put before the child's command line.
+    pub options: Vec<String>,
+    /// True for the full-disk plan: only the journal's own calls fail, its writes with
+    /// `ENOSPC`.
+    pub full_disk: bool,
+}
+
+/// The faults of one child, drawn from `rng`; `journal` is the store's journal. `strace` counts
 /// each thread's calls apart, so the writer thread's batches, the compactor's and the opener's
-/// calls each fail on their own schedule:
+/// calls each fail on their own schedule. Two children in three get the plan of failing
+/// fsyncs:
 ///
 /// - every few `fdatasync` calls (each batch's one fsync) fail from the second to the eighth
 ///   on, so batches fail and are cut back out of the journal;
@@ -733,7 +751,41 @@ pub fn find_strace() -> Result<PathBuf, String> {
 ///   instead, and half of the cuts at the fence succeed;
 /// - in half the children every few `fsync` calls fail too: the fence's own write (then the
 ///   outcome is unknown), a directory's, or a compaction's.
-pub fn fault_plan(rng: &mut SplitMix64) -> Vec<String> {
+///
+/// The third gets the full-disk plan, which touches the journal's calls alone (`strace -P`):
+/// every few of its `write` calls (each batch's one append, and the header of a new journal)
+/// fail with `ENOSPC` from the second to the fifth on, and its `fdatasync` and every other
+/// `ftruncate` with `EIO` as above. So a batch fails before any byte of it is written, a cut
+/// of nothing may fail and fence off an empty batch, and the fence (another file) always goes
+/// up.
+pub fn fault_plan(rng: &mut SplitMix64, journal: &Path) -> FaultPlan {
+    let ftruncate = format!("inject=ftruncate:error=EIO:when={}+2", 1 + rng.below(2));
+    if rng.below(3) == 0 {
+        let options = vec![
+            "-P".to_owned(),
+            journal.display().to_string(),
+            "-e".to_owned(),
+            "trace=write,fdatasync,ftruncate".to_owned(),
+            "-e".to_owned(),
+            format!(
+                "inject=write:error=ENOSPC:when={}+{}",
+                2 + rng.below(4),
+                2 + rng.below(5)
+            ),
+            "-e".to_owned(),
+            format!(
+                "inject=fdatasync:error=EIO:when={}+{}",
+                3 + rng.below(6),
+                4 + rng.below(6)
+            ),
+            "-e".to_owned(),
+            ftruncate,
+        ];
+        return FaultPlan {
+            options,
+            full_disk: true,
+        };
+    }
     let mut options = vec![
         "-e".to_owned(),
         "trace=fdatasync,fsync,ftruncate".to_owned(),
@@ -744,7 +796,7 @@ pub fn fault_plan(rng: &mut SplitMix64) -> Vec<String> {
             3 + rng.below(6)
         ),
         "-e".to_owned(),
-        format!("inject=ftruncate:error=EIO:when={}+2", 1 + rng.below(2)),
+        ftruncate,
     ];
     if rng.below(2) == 0 {
         options.push("-e".to_owned());
@@ -754,7 +806,10 @@ pub fn fault_plan(rng: &mut SplitMix64) -> Vec<String> {
             4 + rng.below(9)
         ));
     }
-    options
+    FaultPlan {
+        options,
+        full_disk: false,
+    }
 }
 
 /// What a kill -9 run found.
@@ -805,6 +860,10 @@ pub struct StoreKill9Report {
     pub orphans_removed: u64,
     /// Children run under injected faults (0 without them).
     pub faulted_children: u64,
+    /// Of them, children under the full-disk plan ([`fault_plan`]).
+    pub full_disk_children: u64,
+    /// Failed updates whose error said the disk was full (of both kinds).
+    pub full_disk_failures: u64,
     /// Updates that failed with a known outcome under injected faults: none may be found.
     pub failed_updates: u64,
     /// Updates whose outcome the store said was unknown (its fence could not be written).
@@ -857,12 +916,14 @@ impl fmt::Display for StoreKill9Report {
         if self.faulted_children > 0 {
             writeln!(
                 f,
-                "  children under injected faults: {}; updates failed: {} (outcome unknown: \
-                 {}); opens failed: {}; kills that left a fence: {}; reopens that cut a fenced \
-                 batch: {}",
+                "  children under injected faults: {} (under the full-disk plan: {}); updates \
+                 failed: {} (outcome unknown: {}; the disk full: {}); opens failed: {}; kills \
+                 that left a fence: {}; reopens that cut a fenced batch: {}",
                 self.faulted_children,
+                self.full_disk_children,
                 self.failed_updates,
                 self.unknown_outcomes,
+                self.full_disk_failures,
                 self.open_faults,
                 self.fences_left,
                 self.fenced_cuts
@@ -970,8 +1031,11 @@ pub fn run_kill9(config: &StoreKill9Config) -> Result<StoreKill9Report, String> 
             processes.push(match &config.faults {
                 Some(strace) => {
                     report.faulted_children += 1;
-                    let plan = fault_plan(&mut rng);
-                    StoreProcess::spawn_traced(strace, &plan, &config.exe, args)?
+                    let plan = fault_plan(&mut rng, &s.dir.join(JOURNAL_NAME));
+                    if plan.full_disk {
+                        report.full_disk_children += 1;
+                    }
+                    StoreProcess::spawn_traced(strace, &plan.options, &config.exe, args)?
                 }
                 None => StoreProcess::spawn(&config.exe, args)?,
             });
@@ -1025,6 +1089,9 @@ pub fn run_kill9(config: &StoreKill9Config) -> Result<StoreKill9Report, String> 
         let acked: usize = acks.iter().map(|reaped| reaped.acks.len()).sum();
         report.acked += acked as u64;
         for fail in acks.iter().flat_map(|reaped| &reaped.fails) {
+            if fail.full {
+                report.full_disk_failures += 1;
+            }
             if fail.unknown {
                 report.unknown_outcomes += 1;
             } else {
@@ -1257,6 +1324,7 @@ mod tests {
                 thread: 3,
                 index: 1,
                 unknown: false,
+                full: false,
             })
         );
 
@@ -1279,11 +1347,13 @@ mod tests {
                 thread: 3,
                 index: 0,
                 unknown: false,
+                full: false,
             },
             FailLine {
                 thread: 0,
                 index: 1,
                 unknown: false,
+                full: false,
             },
         ] {
             let mut model = Model::new();
@@ -1293,6 +1363,51 @@ mod tests {
                     .is_err()
             );
         }
-        assert!(matches!(parse_event(b"fail 3 1 maybe"), Event::Garbage(_)));
+        assert_eq!(
+            parse_event(b"fail 3 1 unknown full"),
+            Event::Fail(FailLine {
+                thread: 3,
+                index: 1,
+                unknown: true,
+                full: true,
+            })
+        );
+        for garbage in [
+            &b"fail 3 1 maybe"[..],
+            b"fail 3 1 known empty",
+            b"fail 3 1 known full full",
+        ] {
+            assert!(
+                matches!(parse_event(garbage), Event::Garbage(_)),
+                "{garbage:?}"
+            );
+        }
+    }
+
+    /// A third of the plans or so are the full-disk plan, which touches the journal alone;
+    /// the others fail fsyncs and truncates of every file and never write.
+    #[test]
+    fn fault_plans_are_of_both_kinds_and_the_full_disk_one_touches_the_journal_alone() {
+        let journal = Path::new("/s/sessions.json.journal");
+        let mut rng = SplitMix64::new(42);
+        let plans: Vec<FaultPlan> = (0..300).map(|_| fault_plan(&mut rng, journal)).collect();
+        let full = plans.iter().filter(|p| p.full_disk).count();
+        assert!((60..=140).contains(&full), "{full} of 300 full-disk plans");
+        for plan in &plans {
+            let joined = plan.options.join(" ");
+            if plan.full_disk {
+                assert!(
+                    joined.starts_with("-P /s/sessions.json.journal ")
+                        && joined.contains("inject=write:error=ENOSPC:when=")
+                        && !joined.contains("inject=fsync"),
+                    "{joined}"
+                );
+            } else {
+                assert!(
+                    !joined.contains("-P") && !joined.contains("write"),
+                    "{joined}"
+                );
+            }
+        }
     }
 }

@@ -591,19 +591,23 @@ fn worker(store: &Store, args: &StoreChildArgs, thread: u64, acked: &Acked) {
                 acknowledge(apply(store, &op, false, args.faults), &line)
             }
             StoreVariant::FalseFail if op.index % 4 == 1 => match apply(store, &op, true, true) {
-                Applied::Done => Applied::Failed { unknown: false },
+                Applied::Done => Applied::Failed {
+                    unknown: false,
+                    full: false,
+                },
                 failed => failed,
             },
             StoreVariant::Correct | StoreVariant::FalseFail => {
                 acknowledge(apply(store, &op, true, args.faults), &line)
             }
         };
-        if let Applied::Failed { unknown } = applied {
+        if let Applied::Failed { unknown, full } = applied {
             // A failed update stays this thread's last op, for the checker; the thread's stream
             // cannot go on past it.
             if args.faults || args.variant == StoreVariant::FalseFail {
                 let outcome = if unknown { "unknown" } else { "known" };
-                say(&format!("fail {thread} {} {outcome}", op.index));
+                let cause = if full { " full" } else { "" };
+                say(&format!("fail {thread} {} {outcome}{cause}", op.index));
             }
             return;
         }
@@ -620,8 +624,9 @@ fn worker(store: &Store, args: &StoreChildArgs, thread: u64, acked: &Acked) {
 enum Applied {
     /// The store acknowledged it.
     Done,
-    /// The store refused it; `unknown` if it said the update may or may not be applied.
-    Failed { unknown: bool },
+    /// The store refused it; `unknown` if it said the update may or may not be applied, `full`
+    /// if it said the disk was full.
+    Failed { unknown: bool, full: bool },
 }
 
 /// Prints the ack line of an op the store acknowledged, and passes on what became of it.
@@ -659,6 +664,7 @@ fn apply(store: &Store, op: &StoreOp, strict: bool, faults: bool) -> Applied {
             }
             return Applied::Failed {
                 unknown: e.is_outcome_unknown(),
+                full: e.is_storage_full(),
             };
         }
     }

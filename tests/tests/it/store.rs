@@ -112,6 +112,10 @@ fn store_faults_never_apply_a_failed_update_nor_lose_an_acknowledged_one() {
         report.failed_updates > 0,
         "the faults failed no update: {report}"
     );
+    assert!(
+        report.full_disk_failures > 0,
+        "no update failed with a full disk: {report}"
+    );
 }
 
 #[test]
