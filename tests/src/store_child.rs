@@ -37,14 +37,17 @@
 //!   never re-created, so a delete is exactly checkable.
 //!
 //! With `faults` (the faults part, which runs the child under `strace` injecting `EIO` into its
-//! `fdatasync`, `fsync` and `ftruncate` calls), a failed update is expected: the worker prints
+//! `fdatasync`, `fsync` and `ftruncate` calls, or `ENOSPC` into the journal's writes), a failed
+//! update is expected: the worker prints
 //!
 //! ```text
-//! fail <thread> <index> <known|unknown>
+//! fail <thread> <index> <known|unknown> [full]
 //! ```
 //!
 //! and stops, `unknown` when the store said the outcome is unknown
-//! ([`Error::is_outcome_unknown`](sessionkit_session_store::Error::is_outcome_unknown)). A
+//! ([`Error::is_outcome_unknown`](sessionkit_session_store::Error::is_outcome_unknown)), `full`
+//! when it said the disk is full
+//! ([`Error::is_storage_full`](sessionkit_session_store::Error::is_storage_full)). A
 //! failed compaction or open is expected too; a failed read, or an acknowledgement without
 //! fsync, is still an `error`.
 //!
