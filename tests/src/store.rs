@@ -759,57 +759,55 @@ pub struct FaultPlan {
 /// of nothing may fail and fence off an empty batch, and the fence (another file) always goes
 /// up.
 pub fn fault_plan(rng: &mut SplitMix64, journal: &Path) -> FaultPlan {
-    let ftruncate = format!("inject=ftruncate:error=EIO:when={}+2", 1 + rng.below(2));
-    if rng.below(3) == 0 {
-        let options = vec![
+    let ftruncate = inject("ftruncate", "EIO", 1 + rng.below(2), 2);
+    let full_disk = rng.below(3) == 0;
+    let mut options = if full_disk {
+        let mut options = vec![
             "-P".to_owned(),
             journal.display().to_string(),
             "-e".to_owned(),
             "trace=write,fdatasync,ftruncate".to_owned(),
-            "-e".to_owned(),
-            format!(
-                "inject=write:error=ENOSPC:when={}+{}",
-                2 + rng.below(4),
-                2 + rng.below(5)
-            ),
-            "-e".to_owned(),
-            format!(
-                "inject=fdatasync:error=EIO:when={}+{}",
-                3 + rng.below(6),
-                4 + rng.below(6)
-            ),
-            "-e".to_owned(),
-            ftruncate,
         ];
-        return FaultPlan {
-            options,
-            full_disk: true,
-        };
-    }
-    let mut options = vec![
-        "-e".to_owned(),
-        "trace=fdatasync,fsync,ftruncate".to_owned(),
-        "-e".to_owned(),
-        format!(
-            "inject=fdatasync:error=EIO:when={}+{}",
-            2 + rng.below(7),
-            3 + rng.below(6)
-        ),
-        "-e".to_owned(),
-        ftruncate,
-    ];
-    if rng.below(2) == 0 {
-        options.push("-e".to_owned());
-        options.push(format!(
-            "inject=fsync:error=EIO:when={}+{}",
-            2 + rng.below(11),
-            4 + rng.below(9)
+        options.extend(inject(
+            "write",
+            "ENOSPC",
+            2 + rng.below(4),
+            2 + rng.below(5),
         ));
+        options.extend(inject(
+            "fdatasync",
+            "EIO",
+            3 + rng.below(6),
+            4 + rng.below(6),
+        ));
+        options
+    } else {
+        let mut options = vec![
+            "-e".to_owned(),
+            "trace=fdatasync,fsync,ftruncate".to_owned(),
+        ];
+        options.extend(inject(
+            "fdatasync",
+            "EIO",
+            2 + rng.below(7),
+            3 + rng.below(6),
+        ));
+        options
+    };
+    options.extend(ftruncate);
+    if !full_disk && rng.below(2) == 0 {
+        options.extend(inject("fsync", "EIO", 2 + rng.below(11), 4 + rng.below(9)));
     }
-    FaultPlan {
-        options,
-        full_disk: false,
-    }
+    FaultPlan { options, full_disk }
+}
+
+/// The `strace` options that fail `call` with `errno` at its `first` call and every `step`th
+/// after it.
+fn inject(call: &str, errno: &str, first: u64, step: u64) -> [String; 2] {
+    [
+        "-e".to_owned(),
+        format!("inject={call}:error={errno}:when={first}+{step}"),
+    ]
 }
 
 /// What a kill -9 run found.
