@@ -19,6 +19,7 @@
 //! A compaction is also how the store makes good a failed fsync of the journal ([`FsyncDebt`]):
 //! it writes everything before `O` from memory and fsyncs all it writes.
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +72,12 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         crate::hooks::Point::CompactionStarted,
         &shared.snapshot_path,
     );
+    // The snapshot about to be replaced stays open until the locks are let go, so that the
+    // rename below drops only its name. The kernel frees its blocks and cached pages when the
+    // last handle closes, which for a snapshot of 80 MB took 16 to 19 ms under the locks on
+    // the reference VM; held here, that happens on this thread after them. Declared before
+    // the batch lock, it is dropped after it. Only a cost moves, so a failed open is no error.
+    let _replaced = File::open(&shared.snapshot_path).ok();
     let _batch = lock(&shared.batch_lock);
     let started = Instant::now();
     let locked = journal
@@ -121,6 +128,8 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     new_journal
         .commit()
         .map_err(atomic("put the new journal in place"))?;
+    #[cfg(test)]
+    crate::hooks::reached(crate::hooks::Point::FilesReplaced, &shared.snapshot_path);
 
     // The view moves to the new files: first everything of the old journal, then the switch.
     // A reader may have seen the renames and reloaded the view from the new files already.
@@ -298,6 +307,65 @@ mod tests {
     use proptest::prelude::*;
 
     use super::FsyncDebt;
+
+    /// The snapshot that a compaction replaces is still open in this process when both renames
+    /// are done and the journal's lock is still held, so the renames freed nothing under the
+    /// lock; it is closed by the time the compaction returns.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_replaced_snapshot_is_freed_after_the_locks() {
+        use std::os::unix::fs::MetadataExt;
+        use std::sync::{Arc, Mutex};
+
+        use sessionkit_test_support::Scratch;
+
+        use crate::hooks::{Point, on};
+        use crate::{Entry, Store};
+
+        let dir = Scratch::new("compact-frees-after-locks");
+        let snapshot = dir.join("sessions.json");
+        let store = Store::builder()
+            .auto_compact(false)
+            .open(&snapshot)
+            .unwrap();
+        let entry = |id: &str| Entry::parse(&format!(r#"{{"sessionId":"{id}","updatedAt":1}}"#));
+        store.upsert("a", entry("a").unwrap()).unwrap();
+        store.compact().unwrap();
+        let old = std::fs::metadata(&snapshot).unwrap();
+        let old = (old.dev(), old.ino());
+        assert_eq!(open_handles(old, &snapshot), 0);
+        store.upsert("b", entry("b").unwrap()).unwrap();
+
+        let seen = Arc::new(Mutex::new(None));
+        let at_hook = seen.clone();
+        let path = snapshot.clone();
+        on(Point::FilesReplaced, &snapshot, move || {
+            let now = std::fs::metadata(&path).unwrap();
+            let replaced = (now.dev(), now.ino()) != old;
+            *at_hook.lock().unwrap() = Some((replaced, open_handles(old, &path)));
+        });
+        store.compact().unwrap();
+        assert_eq!(*seen.lock().unwrap(), Some((true, 1)));
+        assert_eq!(open_handles(old, &snapshot), 0);
+    }
+
+    /// How many of this process's descriptors refer to the file `id` (device, inode) under
+    /// `path`'s name (`/proc` adds ` (deleted)` once the name is gone). The name guards against
+    /// a freed inode number that another test's file took meanwhile.
+    #[cfg(target_os = "linux")]
+    fn open_handles(id: (u64, u64), path: &std::path::Path) -> usize {
+        use std::os::unix::fs::MetadataExt;
+
+        let name = path.to_string_lossy().into_owned();
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| fd.ok().map(|fd| fd.path()))
+            .filter(|fd| std::fs::metadata(fd).is_ok_and(|m| (m.dev(), m.ino()) == id))
+            .filter(|fd| {
+                std::fs::read_link(fd).is_ok_and(|to| to.to_string_lossy().starts_with(&name))
+            })
+            .count()
+    }
 
     #[derive(Clone, Debug)]
     enum Step {

@@ -12,6 +12,9 @@ pub(crate) enum Point {
     /// Compaction: its starting offset is taken and its snapshot written, and it is about to
     /// take the journal's lock. Keyed by the snapshot's path.
     CompactionStarted,
+    /// Compaction: the new snapshot and the new journal are both renamed into place, and the
+    /// journal's lock is still held. Keyed by the snapshot's path.
+    FilesReplaced,
     /// A batch: the journal file the writer locked turned out to be replaced, and the lock
     /// is let go again. Keyed by the journal's path.
     WriterFoundJournalReplaced,
