@@ -323,6 +323,8 @@ pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
         if !journal.is_current().unwrap_or(false) {
             continue;
         }
+        #[cfg(test)]
+        crate::hooks::reached(crate::hooks::Point::Reloading, &shared.journal_path);
         let state = load_snapshot(&shared.snapshot_path)?;
         let snapshot_bytes = fs::metadata(&shared.snapshot_path)
             .map(|m| m.len())

@@ -533,20 +533,28 @@ impl Shared {
         };
         match crate::open::journal_identity(&self.journal_path)? {
             Some((id, len)) if id == journal.id && len == offset => Ok(()),
-            Some((id, _)) if id != journal.id => {
-                // Another process compacted: load the new files without holding up readers,
-                // and install them unless this process's writer got there first. Either way
-                // the view is as new as the files were when they were loaded.
-                let fresh = crate::open::load_fresh(self)?;
-                let mut view = self.write();
-                if view.journal.id == journal.id {
-                    *view = fresh;
-                    self.reloaded();
-                }
-                Ok(())
-            }
+            Some((id, _)) if id != journal.id => self.reload_from(&journal),
             _ => self.read_appended(&journal),
         }
+    }
+
+    /// Loads the store again after another process's compaction replaced `journal`, and
+    /// installs it if the view is still on `journal`; a view that another thread of this
+    /// process moved on meanwhile is as new as the files were when it was loaded. The files
+    /// are loaded with the view's lock let go, so this process's readers are not held up for
+    /// a whole snapshot, and the old view (its state, and perhaps the last handle on the old
+    /// journal) is dropped after the lock too.
+    pub(crate) fn reload_from(&self, journal: &Arc<JournalFile>) -> Result<()> {
+        let fresh = crate::open::load_fresh(self)?;
+        let mut view = self.write();
+        if !Arc::ptr_eq(&view.journal, journal) {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut *view, fresh);
+        drop(view);
+        self.reloaded();
+        drop(old);
+        Ok(())
     }
 
     /// Reads what was appended to `journal`, never bytes a writer may still cut back out (a

@@ -358,9 +358,8 @@ fn write_batch(
         // view that another thread of this process moved on meanwhile is left alone: reading
         // it here would read another process's batch in flight with no lock held, and apply
         // it even if that batch then failed and was cut back out.
-        let mut view = shared.write();
-        if Arc::ptr_eq(&view.journal, &journal) {
-            crate::open::catch_up(shared, &mut view)?;
+        if Arc::ptr_eq(&shared.read().journal, &journal) {
+            shared.reload_from(&journal)?;
         }
     };
     let journal = locked.journal();
@@ -1283,6 +1282,36 @@ mod tests {
         }
         drop((store, other));
         assert_eq!(keys(&Store::open(&snapshot).unwrap()), ["after", "kept"]);
+    }
+
+    /// A writer that finds its journal replaced by another process's compaction loads the new
+    /// files with the view's lock let go: the process's readers are not held up for a whole
+    /// snapshot.
+    #[test]
+    fn a_writer_reloads_without_holding_the_view() {
+        use crate::hooks::{Point, on};
+
+        let (_dir, snapshot, store) =
+            store_with("writer-reload-unlocked", |b| b.auto_compact(false));
+        let other = Store::builder()
+            .auto_compact(false)
+            .open(&snapshot)
+            .unwrap();
+        other.compact().unwrap();
+        let seen = Arc::new(Mutex::new(None));
+        let (shared, slot) = (store.shared.clone(), seen.clone());
+        on(Point::Reloading, store.journal_path(), move || {
+            let thread = std::thread::current().name().map(str::to_owned);
+            *slot.lock().unwrap() = Some((thread, shared.view.try_write().is_ok()));
+        });
+        store.upsert("after", entry("after")).unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some((Some("sessionkit-store-writer".to_owned()), true))
+        );
+        assert_eq!(store.counters().reloads, 1);
+        assert_eq!(keys(&store), ["after", "kept"]);
+        assert_eq!(keys(&other), ["after", "kept"]);
     }
 
     /// A batch whose fsync fails and whose bytes cannot be cut back out either stays in the
