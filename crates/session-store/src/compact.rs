@@ -5,7 +5,8 @@
 //!    lock, so writers go on appending and applying meanwhile: the snapshot is *fuzzy*, each
 //!    key as of some moment at or after `O`.
 //! 2. Take the journal lock. Read the records appended after `O`, and write a new journal
-//!    (a header with the next epoch, then those records) to a temp file, fsynced.
+//!    (a header with the next epoch and its base, the old journal and `O`, then those records
+//!    copied byte for byte) to a temp file, fsynced.
 //! 3. Rename the snapshot into place, then the journal, fsyncing the directory after each;
 //!    release the lock.
 //!
@@ -29,7 +30,7 @@ use sessionkit_atomic_fs::{AtomicWriter, Durability};
 
 use crate::error::{Error, Operation, Result};
 use crate::files::JournalFile;
-use crate::journal::{JournalHeader, parse_records};
+use crate::journal::{JournalBase, JournalHeader, parse_records};
 use crate::snapshot::{finish_snapshot, push_entries};
 use crate::store::{CompactReport, Shared, lock};
 
@@ -105,7 +106,13 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
         }
         None => None,
     };
-    let header = JournalHeader::new(epoch + 1).encode_line().into_bytes();
+    // The base lets another process that still holds this journal open follow the
+    // compaction by reading journals only, not the snapshot.
+    let (dev, ino) = journal.id;
+    let base = JournalBase::new(epoch, dev, ino, offset);
+    let header = JournalHeader::with_base(epoch + 1, base)
+        .encode_line()
+        .into_bytes();
     // The records appended since `offset` are copied file to file in chunks: a slow
     // compaction may have many megabytes of them, which need not sit in memory.
     let mut copied = (0, 0);

@@ -15,8 +15,9 @@ pub(crate) enum Point {
     /// Compaction: the new snapshot and the new journal are both renamed into place, and the
     /// journal's lock is still held. Keyed by the snapshot's path.
     FilesReplaced,
-    /// A reload after another process's compaction: the new journal is open and locked, and
-    /// the files are about to be read. Keyed by the journal's path.
+    /// After another process's compaction, the view is about to follow it or reload the
+    /// store: the new journal is open and locked, and the files are about to be read. Keyed by
+    /// the journal's path.
     Reloading,
     /// A batch: the journal file the writer locked turned out to be replaced, and the lock
     /// is let go again. Keyed by the journal's path.

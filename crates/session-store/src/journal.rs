@@ -15,6 +15,9 @@
 //!
 //! - `epoch` is chosen by whoever creates the journal (the store, at each compaction); it tells
 //!   one journal generation from the next.
+//! - A compaction's new journal also names, in its header, the journal it replaced and where
+//!   its records were copied from ([`JournalBase`]):
+//!   `{"sessionkitJournal":1,"epoch":8,"base":{"epoch":7,"dev":2049,"ino":131075,"offset":4096}}`.
 //! - `writer` is 16 lowercase hex digits naming one writer (one open store in one process);
 //!   `seq` counts that writer's records from 1 and only grows. Several processes append, one
 //!   batch at a time under the journal's exclusive lock, each from its own counter; there is
@@ -287,17 +290,71 @@ impl Record {
 pub struct JournalHeader {
     /// The journal's generation, chosen by whoever created it.
     pub epoch: u64,
+    /// For a journal written by a compaction, the journal it replaced and where its records
+    /// were copied from; `None` for a journal created empty.
+    pub base: Option<JournalBase>,
+}
+
+/// Where a compaction's new journal comes from: the journal it replaced, and the offset in
+/// that journal from which the new one's records are a byte-for-byte copy.
+///
+/// A process that still holds the replaced journal open, with its state read up to some
+/// offset of it, reaches the new files by reading journals only: the rest of the replaced
+/// journal up to `offset`, then the new journal's records past what it had already read. The
+/// device and inode numbers tell it that the file it holds is the one named: no other file
+/// can have them while it is open. They mean nothing to anyone else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct JournalBase {
+    /// The replaced journal's epoch.
+    pub epoch: u64,
+    /// The replaced journal's device number, as `stat` gives it.
+    pub dev: u64,
+    /// The replaced journal's inode number, as `stat` gives it.
+    pub ino: u64,
+    /// Where, in the replaced journal, the copied records start: the snapshot written with the
+    /// new journal holds at least every record before it.
+    pub offset: u64,
+}
+
+impl JournalBase {
+    /// The base of a journal whose records are copied from `offset` of the journal with this
+    /// epoch, device and inode.
+    pub fn new(epoch: u64, dev: u64, ino: u64, offset: u64) -> JournalBase {
+        JournalBase {
+            epoch,
+            dev,
+            ino,
+            offset,
+        }
+    }
 }
 
 impl JournalHeader {
-    /// A version-1 header with this epoch.
+    /// A version-1 header with this epoch and no base.
     pub fn new(epoch: u64) -> JournalHeader {
-        JournalHeader { epoch }
+        JournalHeader { epoch, base: None }
     }
 
-    /// The header line, with its trailing newline: `{"sessionkitJournal":1,"epoch":<epoch>}\n`.
+    /// A version-1 header with this epoch and base (a compaction's new journal).
+    pub fn with_base(epoch: u64, base: JournalBase) -> JournalHeader {
+        JournalHeader {
+            epoch,
+            base: Some(base),
+        }
+    }
+
+    /// The header line, with its trailing newline: `{"sessionkitJournal":1,"epoch":<epoch>}\n`,
+    /// or with a base
+    /// `{"sessionkitJournal":1,"epoch":<epoch>,"base":{"epoch":<e>,"dev":<d>,"ino":<i>,"offset":<o>}}\n`.
     pub fn encode_line(&self) -> String {
-        format!("{HEADER_PREFIX}{}}}\n", self.epoch)
+        match self.base {
+            None => format!("{HEADER_PREFIX}{}}}\n", self.epoch),
+            Some(b) => format!(
+                "{HEADER_PREFIX}{},\"base\":{{\"epoch\":{},\"dev\":{},\"ino\":{},\"offset\":{}}}}}\n",
+                self.epoch, b.epoch, b.dev, b.ino, b.offset
+            ),
+        }
     }
 }
 
@@ -427,17 +484,57 @@ fn corrupt(
     }
 }
 
-/// Whether a torn first line could be the start of a header we wrote.
+/// Whether a torn first line could be the start of a header we wrote, with a base or without.
 fn is_header_prefix(bytes: &[u8]) -> bool {
-    let prefix = HEADER_PREFIX.as_bytes();
-    if bytes.len() <= prefix.len() {
-        return prefix.starts_with(bytes);
+    use HeaderPart::{Digits, Text};
+    const PLAIN: &[HeaderPart] = &[Text(HEADER_PREFIX), Digits, Text("}")];
+    const BASED: &[HeaderPart] = &[
+        Text(HEADER_PREFIX),
+        Digits,
+        Text(",\"base\":{\"epoch\":"),
+        Digits,
+        Text(",\"dev\":"),
+        Digits,
+        Text(",\"ino\":"),
+        Digits,
+        Text(",\"offset\":"),
+        Digits,
+        Text("}}"),
+    ];
+    is_prefix_of_shape(bytes, PLAIN) || is_prefix_of_shape(bytes, BASED)
+}
+
+/// A piece of the header line's shape: fixed text, or a number (1 to 20 decimal digits).
+enum HeaderPart {
+    Text(&'static str),
+    Digits,
+}
+
+/// Whether `bytes` is a prefix of some line of this shape.
+fn is_prefix_of_shape(mut bytes: &[u8], shape: &[HeaderPart]) -> bool {
+    for part in shape {
+        if bytes.is_empty() {
+            return true;
+        }
+        let n = match part {
+            HeaderPart::Text(text) => {
+                let n = bytes.len().min(text.len());
+                if bytes[..n] != text.as_bytes()[..n] {
+                    return false;
+                }
+                n
+            }
+            HeaderPart::Digits => {
+                let n = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+                if n == 0 || n > 20 {
+                    return false;
+                }
+                n
+            }
+        };
+        bytes = &bytes[n..];
     }
-    let Some(rest) = bytes.strip_prefix(prefix) else {
-        return false;
-    };
-    let digits = rest.strip_suffix(b"}").unwrap_or(rest);
-    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) && digits.len() <= 20
+    bytes.is_empty()
 }
 
 #[derive(Deserialize)]
@@ -445,6 +542,16 @@ struct RawHeader {
     #[serde(rename = "sessionkitJournal")]
     version: u64,
     epoch: u64,
+    #[serde(default)]
+    base: Option<RawBase>,
+}
+
+#[derive(Deserialize)]
+struct RawBase {
+    epoch: u64,
+    dev: u64,
+    ino: u64,
+    offset: u64,
 }
 
 /// The epoch in the header of a whole journal file's `bytes`, if its first line is a valid
@@ -475,6 +582,9 @@ fn parse_header(path: &Path, line: &[u8]) -> Result<JournalHeader> {
     debug_assert_eq!(header.version, JOURNAL_VERSION);
     Ok(JournalHeader {
         epoch: header.epoch,
+        base: header
+            .base
+            .map(|b| JournalBase::new(b.epoch, b.dev, b.ino, b.offset)),
     })
 }
 
@@ -618,6 +728,9 @@ mod tests {
             "{\"sessionkitJournal\":1,\"epoch\":",
             "{\"sessionkitJournal\":1,\"epoch\":12",
             "{\"sessionkitJournal\":1,\"epoch\":12}",
+            "{\"sessionkitJournal\":1,\"epoch\":12,\"ba",
+            "{\"sessionkitJournal\":1,\"epoch\":12,\"base\":{\"epoch\":11,\"dev\":3",
+            "{\"sessionkitJournal\":1,\"epoch\":12,\"base\":{\"epoch\":11,\"dev\":3,\"ino\":4,\"offset\":5}}",
         ] {
             assert!(is_header_prefix(good.as_bytes()), "{good}");
         }
@@ -626,6 +739,11 @@ mod tests {
             "{\"sessionkitJournal\":2",
             "{\"sessionkitJournal\":1,\"epoch\":}",
             "{\"sessionkitJournal\":1,\"epoch\":1a",
+            "{\"sessionkitJournal\":1,\"epoch\":12}}",
+            "{\"sessionkitJournal\":1,\"epoch\":12,\"base\":{\"epoch\":,",
+            "{\"sessionkitJournal\":1,\"epoch\":12,\"base\":{\"epoch\":11,\"ino\":4",
+            "{\"sessionkitJournal\":1,\"epoch\":12,\"base\":{\"epoch\":11,\"dev\":3,\"ino\":4,\"offset\":5}}}",
+            "{\"sessionkitJournal\":1,\"epoch\":123456789012345678901",
         ] {
             assert!(!is_header_prefix(bad.as_bytes()), "{bad}");
         }

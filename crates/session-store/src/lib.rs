@@ -37,7 +37,8 @@
 //! - **Many processes.** Each batch is appended under the journal's exclusive OS lock, after
 //!   reading what other processes appended, so every process's state is the replay of one
 //!   file in one order. Reads see this process's acknowledged updates and, for the price of a
-//!   `stat`, what others appended.
+//!   `stat`, what others appended. Another process's compaction is followed by reading the
+//!   journals, not the snapshot: the new journal names the one it replaced.
 //! - **Compaction never loses anything.** The new snapshot is written beside the old one
 //!   before the journal is locked; the lock is held only to move the few records appended
 //!   meanwhile into a fresh journal and rename both files into place. A crash at any point
@@ -128,8 +129,8 @@ pub use crate::entry::{Activity, Entry, Patch, SESSION_ID, UPDATED_AT, resolve_u
 pub use crate::error::{Error, Input, JournalProblem, Operation, Result, SnapshotProblem};
 pub use crate::fence::FencedBatch;
 pub use crate::journal::{
-    EvictReason, JOURNAL_SUFFIX, JOURNAL_VERSION, JournalHeader, JournalRecord, Op, ParsedJournal,
-    Record, SeqCheck, SeqTracker, TornTail, WriterId, parse_journal, parse_records,
+    EvictReason, JOURNAL_SUFFIX, JOURNAL_VERSION, JournalBase, JournalHeader, JournalRecord, Op,
+    ParsedJournal, Record, SeqCheck, SeqTracker, TornTail, WriterId, parse_journal, parse_records,
 };
 pub use crate::maintain::{
     DEFAULT_HIGH_WATER, DEFAULT_INTERVAL, DEFAULT_MAX_ENTRIES, DEFAULT_ORPHAN_GRACE,

@@ -10,7 +10,9 @@ use sessionkit_atomic_fs::{AtomicWriter, Durability};
 
 use crate::error::{Error, Operation, Result};
 use crate::files::{FileId, JournalFile, sync_dir};
-use crate::journal::{JournalHeader, ParsedJournal, SeqTracker, WriterId, parse_journal};
+use crate::journal::{
+    JournalHeader, JournalRecord, ParsedJournal, SeqTracker, WriterId, parse_journal,
+};
 use crate::snapshot::{load_snapshot, quarantine};
 use crate::state::State;
 use crate::store::{IoCounters, OpenReport, Shared, Store, StoreBuilder, View, journal_path_for};
@@ -277,8 +279,17 @@ pub(crate) fn catch_up_to(shared: &Shared, view: &mut View, end: Option<u64>) ->
         .is_current()
         .map_err(shared.journal_io(Operation::ReadJournal, "stat"))?;
     if !current {
-        *view = load_fresh(shared)?;
-        shared.reloaded();
+        match next_view(shared, &Position::of(view))? {
+            NextView::Follow(follow) => {
+                let read = follow.bytes_read;
+                drop(follow.apply_to(view));
+                shared.followed(read);
+            }
+            NextView::Reload(fresh) => {
+                *view = fresh;
+                shared.reloaded();
+            }
+        }
         return Ok(());
     }
     let mut bytes = view
@@ -309,14 +320,73 @@ pub(crate) fn catch_up_to(shared: &Shared, view: &mut View, end: Option<u64>) ->
     Ok(())
 }
 
-/// Loads the store again from the files, after a compaction replaced the journal.
-pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
+/// Where a view stands in its journal: what [`next_view`] starts from.
+pub(crate) struct Position {
+    journal: Arc<JournalFile>,
+    offset: u64,
+    epoch: u64,
+    lines: usize,
+}
+
+impl Position {
+    pub(crate) fn of(view: &View) -> Position {
+        Position {
+            journal: view.journal.clone(),
+            offset: view.offset,
+            epoch: view.epoch,
+            lines: view.lines,
+        }
+    }
+}
+
+/// How a view on a replaced journal reaches the files that replaced it.
+pub(crate) enum NextView {
+    /// The new journal continues the view's own: a few records bring the view there.
+    Follow(Follow),
+    /// The whole store, loaded again from the files.
+    Reload(View),
+}
+
+/// The records that take a view from its replaced journal to the new one
+/// ([`JournalBase`](crate::JournalBase)), and where the view then stands.
+pub(crate) struct Follow {
+    journal: Arc<JournalFile>,
+    /// The rest of the replaced journal up to the compaction's offset, then the new journal's
+    /// records past what the view had read; in file order.
+    records: Vec<JournalRecord>,
+    offset: u64,
+    lines: usize,
+    epoch: u64,
+    snapshot_bytes: u64,
+    /// Journal bytes read, of both files.
+    pub(crate) bytes_read: u64,
+}
+
+impl Follow {
+    /// Moves `view` to the new journal. Records the view already applied (another thread may
+    /// have read further into the replaced journal meanwhile) are skipped as repeats. Returns
+    /// the replaced journal's handle, for the caller to close after letting go of the view's
+    /// lock: if it is the last, the kernel frees the file then.
+    pub(crate) fn apply_to(self, view: &mut View) -> Arc<JournalFile> {
+        view.state.replay(&self.records, &mut view.seqs);
+        view.offset = self.offset;
+        view.lines = self.lines;
+        view.epoch = self.epoch;
+        view.snapshot_bytes = self.snapshot_bytes;
+        std::mem::replace(&mut view.journal, self.journal)
+    }
+}
+
+/// After a compaction replaced the journal a view stands in: follows it by reading journals
+/// only if the new journal continues the view's own, else loads the store again.
+pub(crate) fn next_view(shared: &Shared, from: &Position) -> Result<NextView> {
     loop {
         let journal = JournalFile::open(&shared.journal_path, false)
             .map(Arc::new)
             .map_err(shared.journal_io(Operation::ReadJournal, "open"))?;
         // The compactor renames the snapshot before the journal, and holds the old journal's
-        // lock until both are in place; taking the new journal's lock orders us after it.
+        // lock until both are in place; taking the new journal's lock orders us after it, and
+        // keeps the files from being replaced again while they are read.
         let locked = journal
             .lock(shared.config.lock_timeout, &|| shared.lock_waited())
             .map_err(shared.journal_io(Operation::ReadJournal, "lock"))?;
@@ -325,10 +395,6 @@ pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
         }
         #[cfg(test)]
         crate::hooks::reached(crate::hooks::Point::Reloading, &shared.journal_path);
-        let state = load_snapshot(&shared.snapshot_path)?;
-        let snapshot_bytes = fs::metadata(&shared.snapshot_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
         let bytes = journal
             .read_from(0)
             .map_err(shared.journal_io(Operation::ReadJournal, "read"))?;
@@ -336,11 +402,23 @@ pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
             .and_then(|fence| fence.end_of_file(&bytes))
             .map_or(bytes.len(), |end| end as usize);
         let parsed = parse_journal(&shared.journal_path, &bytes[..end])?;
+        let snapshot_bytes = || {
+            fs::metadata(&shared.snapshot_path)
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        if let Some(mut follow) = follow(from, &journal, &parsed) {
+            follow.bytes_read += bytes.len() as u64;
+            follow.snapshot_bytes = snapshot_bytes();
+            drop(locked);
+            return Ok(NextView::Follow(follow));
+        }
+        let mut state = load_snapshot(&shared.snapshot_path)?;
+        let snapshot_bytes = snapshot_bytes();
         drop(locked);
-        let mut state = state;
         let mut seqs = SeqTracker::new();
         state.replay(&parsed.records, &mut seqs);
-        return Ok(View {
+        return Ok(NextView::Reload(View {
             state,
             journal,
             offset: parsed.valid_len,
@@ -348,8 +426,76 @@ pub(crate) fn load_fresh(shared: &Shared) -> Result<View> {
             epoch: parsed.header.map_or(0, |h| h.epoch),
             seqs,
             snapshot_bytes,
-        });
+        }));
     }
+}
+
+/// The records from `from` to the end of `parsed`, the new journal `journal`'s whole records,
+/// if its header names `from`'s journal as its base; `None` if not, or if the replaced
+/// journal does not read as the base says it should (then the store is loaded again).
+fn follow(from: &Position, journal: &Arc<JournalFile>, parsed: &ParsedJournal) -> Option<Follow> {
+    let header = parsed.header?;
+    let base = header.base?;
+    if base.epoch != from.epoch || (base.dev, base.ino) != from.journal.id {
+        return None;
+    }
+    let body = parsed
+        .records
+        .first()
+        .map_or(parsed.valid_len, |r| r.offset);
+    let mut records = Vec::new();
+    let mut bytes_read = 0;
+    // Where, in the new journal, the records the view has not applied start.
+    let skip_to = if from.offset < base.offset {
+        // The view is behind the compaction's offset: the rest is in the replaced journal,
+        // which nobody appends to any more, and which this process still holds open.
+        let old = from
+            .journal
+            .read_range(from.offset, base.offset)
+            .ok()
+            .and_then(|rest| {
+                bytes_read += rest.len() as u64;
+                let path = &from.journal.path;
+                crate::journal::parse_records(path, &rest, from.offset, from.lines + 1).ok()
+            });
+        match old {
+            Some(old) if old.valid_len == base.offset => records = old.records,
+            _ => return astray(from),
+        }
+        body
+    } else {
+        body + (from.offset - base.offset)
+    };
+    // The new journal's records are the replaced journal's from the offset on, byte for byte,
+    // so the view's offset maps to the start of a line there, or to the end.
+    let first = parsed.records.partition_point(|r| r.offset < skip_to);
+    let on_a_line = match parsed.records.get(first) {
+        Some(record) => record.offset == skip_to,
+        None => skip_to == parsed.valid_len,
+    };
+    if !on_a_line {
+        return astray(from);
+    }
+    records.extend(parsed.records[first..].iter().cloned());
+    Some(Follow {
+        journal: journal.clone(),
+        records,
+        offset: parsed.valid_len,
+        lines: parsed.records.len() + 1,
+        epoch: header.epoch,
+        snapshot_bytes: 0,
+        bytes_read,
+    })
+}
+
+/// A new journal that names the view's journal as its base, but whose records do not continue
+/// it from the view's offset: not what a compaction writes. Reported, and the store is loaded
+/// again, which reads the files as they are.
+fn astray<T>(from: &Position) -> Option<T> {
+    tracing::warn!(path = %from.journal.path.display(), offset = from.offset,
+        "a compacted journal does not continue the journal it names as its base; \
+         loading the whole store again");
+    None
 }
 
 fn parent(path: &Path) -> &Path {
@@ -373,7 +519,148 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use crate::{Entry, Store, journal_path_for};
+    use crate::hooks::{Point, on};
+    use crate::{Entry, JournalBase, JournalHeader, ListQuery, Store, journal_path_for};
+
+    fn entry(n: usize) -> Entry {
+        Entry::parse(&format!(r#"{{"sessionId":"s{n}","updatedAt":1}}"#)).unwrap()
+    }
+
+    fn keys(store: &Store) -> Vec<String> {
+        let mut keys: Vec<String> = store
+            .list(&ListQuery::all())
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Two handles on one store without automatic compaction, standing in for two processes.
+    fn two_handles(dir: &sessionkit_test_support::Scratch) -> (Store, Store) {
+        let snapshot = dir.join("sessions.json");
+        let mut builder = Store::builder();
+        builder.auto_compact(false);
+        (
+            builder.open(&snapshot).unwrap(),
+            builder.open(&snapshot).unwrap(),
+        )
+    }
+
+    fn len(path: &std::path::Path) -> u64 {
+        fs::metadata(path).unwrap().len()
+    }
+
+    /// A process behind a compaction's starting offset reads the rest of the journal it holds
+    /// open up to that offset, then the new journal; one ahead of it applies only the new
+    /// journal's records past the ones it had read. Either way it follows the compaction by
+    /// reading exactly those journals, never the snapshot, and sees what the compacting
+    /// process sees.
+    #[test]
+    fn a_view_follows_a_compaction_from_behind_and_from_ahead() {
+        let dir = sessionkit_test_support::Scratch::new("follow");
+        let (one, two) = two_handles(&dir);
+        let journal = one.journal_path().to_path_buf();
+        for i in 0..3 {
+            one.upsert(format!("k{i}"), entry(i)).unwrap();
+        }
+        assert_eq!(two.count().unwrap(), 3);
+        let seen = len(&journal);
+        // Behind: `two` has not read these two records when `one` compacts.
+        for i in 3..5 {
+            one.upsert(format!("k{i}"), entry(i)).unwrap();
+        }
+        let offset = len(&journal);
+        assert!(!one.compact().unwrap().superseded);
+        let read = two.counters().journal_bytes_read;
+        assert_eq!(keys(&two), ["k0", "k1", "k2", "k3", "k4"]);
+        let counters = two.counters();
+        assert_eq!(
+            (counters.followed_compactions, counters.reloads),
+            (1, 0),
+            "{counters:?}"
+        );
+        assert_eq!(
+            counters.journal_bytes_read - read,
+            (offset - seen) + len(&journal)
+        );
+
+        // Ahead: once `one`'s compaction has taken its offset, `two` writes (so its view is
+        // past the offset), then `one` writes what `two` has not read.
+        let (two_then, one_then) = (two.clone(), one.clone());
+        on(Point::CompactionStarted, one.path(), move || {
+            two_then.upsert("ahead", entry(5)).unwrap();
+            one_then.upsert("after", entry(6)).unwrap();
+        });
+        assert!(!one.compact().unwrap().superseded);
+        let read = two.counters().journal_bytes_read;
+        let new_journal = fs::read(&journal).unwrap();
+        assert_eq!(
+            new_journal.iter().filter(|&&b| b == b'\n').count(),
+            3,
+            "the new journal holds a header and the two records"
+        );
+        assert_eq!(keys(&two), keys(&one));
+        assert_eq!(keys(&one).len(), 7);
+        let counters = two.counters();
+        assert_eq!(
+            (counters.followed_compactions, counters.reloads),
+            (2, 0),
+            "{counters:?}"
+        );
+        assert_eq!(counters.journal_bytes_read - read, new_journal.len() as u64);
+        drop((one, two));
+        let reopened = Store::open(dir.join("sessions.json")).unwrap();
+        assert_eq!(reopened.count().unwrap(), 7);
+    }
+
+    /// A new journal whose header names another file as its base, or names the view's own
+    /// journal but does not continue it from the view's offset (not what a compaction
+    /// writes), is not followed: the store is loaded again, from the files as they are.
+    #[test]
+    fn a_view_reloads_when_the_new_journal_does_not_continue_its_own() {
+        type Shift = fn(JournalBase, u64) -> JournalBase;
+        let cases: [(&str, Shift); 3] = [
+            ("another file", |b, _| {
+                JournalBase::new(b.epoch, b.dev, b.ino + 1, b.offset)
+            }),
+            ("an offset past the end", |b, _| {
+                JournalBase::new(b.epoch, b.dev, b.ino, b.offset + 1000)
+            }),
+            ("an offset inside a line", |b, seen| {
+                JournalBase::new(b.epoch, b.dev, b.ino, seen - 3)
+            }),
+        ];
+        for (case, shift) in cases {
+            let dir = sessionkit_test_support::Scratch::new("follow-astray");
+            let (one, two) = two_handles(&dir);
+            let journal = one.journal_path().to_path_buf();
+            for i in 0..3 {
+                one.upsert(format!("k{i}"), entry(i)).unwrap();
+            }
+            assert_eq!(two.count().unwrap(), 3);
+            let seen = len(&journal);
+            one.upsert("k3", entry(3)).unwrap();
+            assert!(!one.compact().unwrap().superseded);
+            let bytes = fs::read(&journal).unwrap();
+            let parsed = crate::parse_journal(&journal, &bytes).unwrap();
+            let header = parsed.header.unwrap();
+            let base = header.base.expect("a compaction writes a base");
+            let mut text = JournalHeader::with_base(header.epoch, shift(base, seen)).encode_line();
+            let body = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+            text.push_str(std::str::from_utf8(&bytes[body..]).unwrap());
+            fs::write(&journal, text).unwrap();
+
+            assert_eq!(keys(&two), ["k0", "k1", "k2", "k3"], "{case}");
+            let counters = two.counters();
+            assert_eq!(
+                (counters.followed_compactions, counters.reloads),
+                (0, 1),
+                "{case}: {counters:?}"
+            );
+        }
+    }
 
     /// While a damaged journal is recovered, its path names the damaged file, still locked, so
     /// another opener waits for the lock (here it gives up after its timeout). Recovery used to

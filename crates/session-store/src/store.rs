@@ -18,6 +18,7 @@ use crate::journal::{EvictReason, JOURNAL_SUFFIX, SeqTracker, WriterId};
 #[cfg(doc)]
 use crate::maintain::MaintenanceMode;
 use crate::maintain::{Maintenance, MaintenanceReport};
+use crate::open::NextView;
 use crate::schedule::Schedule;
 use crate::state::{State, Stats};
 use crate::writer::{self, Request, Update};
@@ -43,8 +44,10 @@ pub enum SyncMode {
     /// up to 5 min, and once more by the writer thread when the last handle is dropped (a
     /// process that exits right away cuts that short). [`Store::flush`] does both the fsync
     /// and the compaction at once, in the caller's thread. Only this process can make the
-    /// failure good, from its memory: if another process compacts the store first, this one
-    /// reloads what that one wrote ([`IoCounters::forfeited_repairs`]).
+    /// failure good, from its memory. If another process compacts the store first, this one
+    /// follows that compaction by reading the journals and keeps its memory and the repair;
+    /// only when it has to reload the whole store (after two compactions it did not see) does
+    /// it give the repair up ([`IoCounters::forfeited_repairs`]).
     Interval(Duration),
     /// Updates are acknowledged once written; the journal is fsynced only by
     /// [`Store::flush`] (the kernel writes it back in its own time). A crash of the process
@@ -369,7 +372,14 @@ pub struct IoCounters {
     pub compactions: u64,
     /// Snapshot bytes this process wrote.
     pub snapshot_bytes: u64,
-    /// Times this process reloaded the whole store after another process compacted it.
+    /// Times this process followed another process's compaction by reading journals only: the
+    /// rest of the journal it had open up to where the compaction started, then the new
+    /// journal's records it had not read ([`JournalBase`](crate::JournalBase)). Those bytes
+    /// count in [`journal_bytes_read`](Self::journal_bytes_read).
+    pub followed_compactions: u64,
+    /// Times this process reloaded the whole store, snapshot and journal, after another
+    /// process compacted it: when it could not follow the compaction (the new journal did not
+    /// continue the one it had open, as when two compactions happened in between).
     pub reloads: u64,
     /// Journal bytes read back after opening, to catch up with what other processes (or other
     /// handles) appended. This process's own batches are applied as written, never read back.
@@ -489,6 +499,16 @@ impl Shared {
         f(&mut lock(&self.counters));
     }
 
+    /// Counts a compaction of another process followed by reading journals only, and the
+    /// journal bytes read. Nothing owed is forfeited: this process's memory still holds all
+    /// it wrote, for a compaction of its own to make good.
+    pub(crate) fn followed(&self, bytes_read: u64) {
+        self.count(|c| {
+            c.followed_compactions += 1;
+            c.journal_bytes_read += bytes_read;
+        });
+    }
+
     /// Counts a reload of the whole store after another process compacted it. A failed fsync
     /// not yet made good is forfeited: this process's memory, which could have made it good,
     /// now holds what that process's compaction wrote.
@@ -545,15 +565,34 @@ impl Shared {
     /// a whole snapshot, and the old view (its state, and perhaps the last handle on the old
     /// journal) is dropped after the lock too.
     pub(crate) fn reload_from(&self, journal: &Arc<JournalFile>) -> Result<()> {
-        let fresh = crate::open::load_fresh(self)?;
+        let from = {
+            let view = self.read();
+            if !Arc::ptr_eq(&view.journal, journal) {
+                return Ok(());
+            }
+            crate::open::Position::of(&view)
+        };
+        let next = crate::open::next_view(self, &from)?;
+        drop(from);
         let mut view = self.write();
         if !Arc::ptr_eq(&view.journal, journal) {
             return Ok(());
         }
-        let old = std::mem::replace(&mut *view, fresh);
-        drop(view);
-        self.reloaded();
-        drop(old);
+        match next {
+            NextView::Follow(follow) => {
+                let read = follow.bytes_read;
+                let old = follow.apply_to(&mut view);
+                drop(view);
+                self.followed(read);
+                drop(old);
+            }
+            NextView::Reload(fresh) => {
+                let old = std::mem::replace(&mut *view, fresh);
+                drop(view);
+                self.reloaded();
+                drop(old);
+            }
+        }
         Ok(())
     }
 

@@ -1069,33 +1069,44 @@ mod tests {
         assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
     }
 
-    /// Once another process's compaction has replaced the files and this one has reloaded
-    /// them, its memory holds nothing a compaction could make good: the debt is given up and
-    /// counted as such, never counted as repaired by a later compaction.
+    /// A process that follows another one's compaction keeps its memory, and with it what a
+    /// failed fsync owes: its own next compaction makes that good. One that has to reload
+    /// the store (here after two compactions) has nothing left to make it good with: the debt
+    /// is given up and counted as such, never counted as repaired by a later compaction.
     #[test]
     fn a_reload_forfeits_a_failed_fsync_not_yet_made_good() {
-        let (_dir, snapshot, store) = store_with("repair-forfeited", |b| {
-            b.sync(SyncMode::Interval(Duration::from_secs(3600)))
-        });
-        // This process's repair never starts: the other one compacts first.
-        store.shared.compacting.store(true, Ordering::Release);
-        failing_syncs(store.journal_path(), || super::sync_now(&store.shared));
-        assert!(store.shared.fsync_debt.owed());
-        let other = Store::open(&snapshot).unwrap();
-        assert!(!other.compact().unwrap().superseded);
+        for compactions in [1, 2] {
+            let (_dir, snapshot, store) = store_with("repair-forfeited", |b| {
+                b.sync(SyncMode::Interval(Duration::from_secs(3600)))
+            });
+            // This process's repair does not start: the other one compacts first.
+            store.shared.compacting.store(true, Ordering::Release);
+            failing_syncs(store.journal_path(), || super::sync_now(&store.shared));
+            assert!(store.shared.fsync_debt.owed());
+            let other = Store::open(&snapshot).unwrap();
+            for _ in 0..compactions {
+                assert!(!other.compact().unwrap().superseded);
+            }
 
-        assert!(store.get("kept").unwrap().is_some());
-        let counters = store.counters();
-        assert_eq!(
-            (
-                counters.reloads,
-                counters.forfeited_repairs,
-                counters.fsync_repairs
-            ),
-            (1, 1, 0)
-        );
-        assert!(!store.shared.fsync_debt.owed());
-        store.shared.compacting.store(false, Ordering::Release);
+            assert!(store.get("kept").unwrap().is_some());
+            let counters = store.counters();
+            let followed = u64::from(compactions == 1);
+            assert_eq!(
+                (
+                    counters.followed_compactions,
+                    counters.reloads,
+                    counters.forfeited_repairs,
+                    counters.fsync_repairs
+                ),
+                (followed, 1 - followed, 1 - followed, 0),
+                "{compactions} compactions"
+            );
+            assert_eq!(store.shared.fsync_debt.owed(), followed == 1);
+            store.shared.compacting.store(false, Ordering::Release);
+            store.compact().unwrap();
+            assert_eq!(store.counters().fsync_repairs, followed);
+            assert!(!store.shared.fsync_debt.owed());
+        }
     }
 
     /// A repair whose compaction failed is tried again by the idle writer, with no request to
@@ -1284,34 +1295,45 @@ mod tests {
         assert_eq!(keys(&Store::open(&snapshot).unwrap()), ["after", "kept"]);
     }
 
-    /// A writer that finds its journal replaced by another process's compaction loads the new
-    /// files with the view's lock let go: the process's readers are not held up for a whole
-    /// snapshot.
+    /// A writer that finds its journal replaced by another process's compaction reads the new
+    /// files with the view's lock let go, whether it follows the compaction (one compaction
+    /// in between) or reloads the store (two): the process's readers are not held up.
     #[test]
     fn a_writer_reloads_without_holding_the_view() {
         use crate::hooks::{Point, on};
 
-        let (_dir, snapshot, store) =
-            store_with("writer-reload-unlocked", |b| b.auto_compact(false));
-        let other = Store::builder()
-            .auto_compact(false)
-            .open(&snapshot)
-            .unwrap();
-        other.compact().unwrap();
-        let seen = Arc::new(Mutex::new(None));
-        let (shared, slot) = (store.shared.clone(), seen.clone());
-        on(Point::Reloading, store.journal_path(), move || {
-            let thread = std::thread::current().name().map(str::to_owned);
-            *slot.lock().unwrap() = Some((thread, shared.view.try_write().is_ok()));
-        });
-        store.upsert("after", entry("after")).unwrap();
-        assert_eq!(
-            *seen.lock().unwrap(),
-            Some((Some("sessionkit-store-writer".to_owned()), true))
-        );
-        assert_eq!(store.counters().reloads, 1);
-        assert_eq!(keys(&store), ["after", "kept"]);
-        assert_eq!(keys(&other), ["after", "kept"]);
+        for compactions in [1, 2] {
+            let (_dir, snapshot, store) =
+                store_with("writer-reload-unlocked", |b| b.auto_compact(false));
+            let other = Store::builder()
+                .auto_compact(false)
+                .open(&snapshot)
+                .unwrap();
+            for _ in 0..compactions {
+                other.compact().unwrap();
+            }
+            let seen = Arc::new(Mutex::new(None));
+            let (shared, slot) = (store.shared.clone(), seen.clone());
+            on(Point::Reloading, store.journal_path(), move || {
+                let thread = std::thread::current().name().map(str::to_owned);
+                *slot.lock().unwrap() = Some((thread, shared.view.try_write().is_ok()));
+            });
+            store.upsert("after", entry("after")).unwrap();
+            assert_eq!(
+                *seen.lock().unwrap(),
+                Some((Some("sessionkit-store-writer".to_owned()), true)),
+                "{compactions} compactions"
+            );
+            let counters = store.counters();
+            let followed = u64::from(compactions == 1);
+            assert_eq!(
+                (counters.followed_compactions, counters.reloads),
+                (followed, 1 - followed),
+                "{compactions} compactions"
+            );
+            assert_eq!(keys(&store), ["after", "kept"]);
+            assert_eq!(keys(&other), ["after", "kept"]);
+        }
     }
 
     /// A batch whose fsync fails and whose bytes cannot be cut back out either stays in the
@@ -1469,21 +1491,31 @@ mod tests {
         );
     }
 
-    /// A process that reloads the store after another one compacted it obeys a fence over
-    /// the new journal.
+    /// A process that follows another one's compaction, or reloads the store after two,
+    /// obeys a fence over the new journal.
     #[test]
     fn a_reload_obeys_a_fence_over_the_new_journal() {
-        let (_dir, snapshot, store) = store_with("fence-reload", |b| b.auto_compact(false));
-        let other = Store::builder()
-            .auto_compact(false)
-            .open(&snapshot)
-            .unwrap();
-        assert!(!other.compact().unwrap().superseded);
-        fail_uncut(&other, &[]);
-        assert!(store.get("failed").unwrap().is_none());
-        assert!(store.get("kept").unwrap().is_some());
-        assert_eq!(store.counters().reloads, 1);
-        other.shared.compacting.store(false, Ordering::Release);
+        for compactions in [1, 2] {
+            let (_dir, snapshot, store) = store_with("fence-reload", |b| b.auto_compact(false));
+            let other = Store::builder()
+                .auto_compact(false)
+                .open(&snapshot)
+                .unwrap();
+            for _ in 0..compactions {
+                assert!(!other.compact().unwrap().superseded);
+            }
+            fail_uncut(&other, &[]);
+            assert!(store.get("failed").unwrap().is_none());
+            assert!(store.get("kept").unwrap().is_some());
+            let counters = store.counters();
+            let followed = u64::from(compactions == 1);
+            assert_eq!(
+                (counters.followed_compactions, counters.reloads),
+                (followed, 1 - followed),
+                "{compactions} compactions"
+            );
+            other.shared.compacting.store(false, Ordering::Release);
+        }
     }
 
     /// The fence comes down only once the cut is fsynced: if that fsync fails, the batch

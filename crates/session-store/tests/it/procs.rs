@@ -163,6 +163,7 @@ fn parse_log(text: &str) -> ChildLog {
                 let mut counters = IoCounters::default();
                 counters.compactions = field("compactions");
                 counters.reloads = field("reloads");
+                counters.followed_compactions = field("followedCompactions");
                 counters.updates = field("updates");
                 log.counters = Some(counters);
                 log.counters_text = rest.to_owned();
@@ -258,6 +259,7 @@ fn child_side(
 fn check_logs(logs: &[ChildLog]) -> Vec<WriterId> {
     let mut compactions = 0;
     let mut reloads = 0;
+    let mut followed = 0;
     for (n, log) in logs.iter().enumerate() {
         // Every update was acknowledged once, and each writer's seqs count 1, 2, 3, ...
         let expected: Vec<(u64, usize)> = (0..UPDATES).map(|i| (i as u64 + 1, i)).collect();
@@ -267,9 +269,11 @@ fn check_logs(logs: &[ChildLog]) -> Vec<WriterId> {
         println!("child {n}: {}", log.counters_text);
         compactions += counters.compactions;
         reloads += counters.reloads;
+        followed += counters.followed_compactions;
     }
     println!(
-        "{compactions} compactions, {reloads} reloads, {} compactions on demand superseded",
+        "{compactions} compactions, {followed} followed and {reloads} reloads by the others, {} \
+         compactions on demand superseded",
         logs[0].superseded
     );
     // The run really compacted while the processes wrote.

@@ -9,7 +9,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_json::Value;
 use sessionkit_session_store::{
-    Entry, Error, JournalHeader, Patch, Record, State, encode_snapshot, parse_journal,
+    Entry, Error, JournalBase, JournalHeader, Patch, Record, State, encode_snapshot, parse_journal,
     parse_snapshot, resolve_updated_at,
 };
 
@@ -36,11 +36,25 @@ fn reference_merge(target: &Value, patch: &Value) -> Value {
 }
 
 fn journal_text(records: &[Record]) -> String {
-    let mut text = JournalHeader::new(3).encode_line();
+    journal_text_under(JournalHeader::new(3), records)
+}
+
+fn journal_text_under(header: JournalHeader, records: &[Record]) -> String {
+    let mut text = header.encode_line();
     for r in records {
         r.encode_line(&mut text);
     }
     text
+}
+
+/// A header as the store writes one: plain at open, with a base at compaction.
+fn header() -> impl Strategy<Value = JournalHeader> {
+    let base = (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>())
+        .prop_map(|(epoch, dev, ino, offset)| JournalBase::new(epoch, dev, ino, offset));
+    (any::<u64>(), prop::option::of(base)).prop_map(|(epoch, base)| match base {
+        Some(base) => JournalHeader::with_base(epoch, base),
+        None => JournalHeader::new(epoch),
+    })
 }
 
 fn apply_all(state: &mut State, records: &[Record]) {
@@ -115,14 +129,17 @@ proptest! {
     }
 
     #[test]
-    fn journal_encode_parse_round_trips(records in prop::collection::vec(record(), 0..12)) {
-        let text = journal_text(&records);
+    fn journal_encode_parse_round_trips(
+        header in header(),
+        records in prop::collection::vec(record(), 0..12),
+    ) {
+        let text = journal_text_under(header, &records);
         for r in &records {
             let line = r.encode();
             prop_assert!(!line.contains('\n') && !line.contains('\r'), "{}", line);
         }
         let parsed = parse_journal(path(), text.as_bytes()).unwrap();
-        prop_assert_eq!(parsed.header, Some(JournalHeader::new(3)));
+        prop_assert_eq!(parsed.header, Some(header));
         prop_assert_eq!(parsed.valid_len, text.len() as u64);
         prop_assert!(parsed.torn_tail.is_none());
         let got: Vec<Record> = parsed.records.into_iter().map(|r| r.record).collect();
@@ -131,9 +148,11 @@ proptest! {
 
     #[test]
     fn every_truncation_gives_the_whole_records_before_the_cut(
+        header in header(),
         records in prop::collection::vec(record(), 0..6),
     ) {
-        let text = journal_text(&records);
+        // A cut inside the header leaves a fresh journal with a torn tail, with a base or not.
+        let text = journal_text_under(header, &records);
         let bytes = text.as_bytes();
         // Line ends: the header's, then each record's.
         let ends: Vec<usize> = bytes

@@ -381,13 +381,22 @@ fn two_handles_see_each_others_writes_through_the_journal() {
         one.get("a").unwrap().unwrap().get("n").map(|v| v.get()),
         Some("2")
     );
-    // A compaction by one makes the other reload.
+    // The other follows a compaction by one reading the new journal (here only its header),
+    // not the snapshot.
     one.compact().unwrap();
+    let new_journal = fs::metadata(one.journal_path()).unwrap().len();
+    let read = two.counters().journal_bytes_read;
     two.upsert("b", entry(r#"{"sessionId":"t","updatedAt":1}"#))
         .unwrap();
     assert_eq!(one.count().unwrap(), 2);
     assert_eq!(two.count().unwrap(), 2);
-    assert!(two.counters().reloads >= 1, "{:?}", two.counters());
+    let counters = two.counters();
+    assert_eq!(
+        (counters.followed_compactions, counters.reloads),
+        (1, 0),
+        "{counters:?}"
+    );
+    assert_eq!(counters.journal_bytes_read - read, new_journal);
 }
 
 #[test]
