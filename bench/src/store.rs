@@ -18,9 +18,13 @@
 //! one rotating. The registry is seeded once per size (not timed) and every row starts from a
 //! copy of the seed.
 //!
-//! A last section ([`multi`]) has several processes write one durable store at once, ours and
-//! SQLite `synchronous=FULL`, each process this binary again.
+//! Another section ([`multi`]) has several processes write one durable store at once, ours
+//! and SQLite `synchronous=FULL`, each process this binary again. The last ([`follow`])
+//! times how ours reaches the new files after another process's compaction, at the large
+//! size: following it by reading the journals, against loading the whole store again.
 
+#[path = "store_follow.rs"]
+mod follow;
 #[path = "store_multi.rs"]
 mod multi;
 #[path = "store_naive.rs"]
@@ -80,6 +84,8 @@ struct Plan {
     rounds: usize,
     /// The multi-process section's rows; they take turns in as many rounds as the others.
     multi: multi::Layout,
+    /// The follow section's samples of each way.
+    follow_samples: usize,
 }
 
 impl Plan {
@@ -96,6 +102,7 @@ impl Plan {
                     threads: 8,
                     per_thread: 100,
                 },
+                follow_samples: 2,
             }
         } else {
             Plan {
@@ -109,6 +116,7 @@ impl Plan {
                     threads: 8,
                     per_thread: 500,
                 },
+                follow_samples: 3,
             }
         };
         if let Some(n) = options.iters {
@@ -431,8 +439,23 @@ pub(crate) fn run_suite(options: &Options, args: &[OsString]) -> io::Result<()> 
                 .add(report);
         }
     }
+    let large = &seeds[1];
+    progress(&format!(
+        "following compactions at {} entries: {} samples of each way",
+        large.entries, plan.follow_samples
+    ));
+    runs += 1;
+    let followed = follow::run(
+        &large.dir.join("sessions.json"),
+        &root.path().join(format!("run{runs}-follow")),
+        large.entries,
+        plan.follow_samples,
+    )?;
+    progress(&format!("  {}", followed.summary()));
     print_report(&plan, &seeds, &results, &idle);
     print!("{}", multi::render(plan.multi, &multi_results));
+    println!();
+    print!("{}", followed.render());
     progress("done");
     root.close()
         .map_err(|e| context(e, "remove the benchmark's temp dir".to_owned()))
