@@ -120,6 +120,8 @@ mod snapshot;
 mod state;
 mod store;
 mod sys;
+#[cfg(test)]
+mod testing;
 #[cfg(feature = "tokio")]
 mod tokio;
 mod transcript;

@@ -1,0 +1,27 @@
+//! Helpers shared by the crate's unit tests.
+
+use crate::{ListQuery, Store};
+
+/// The store's keys, sorted.
+pub(crate) fn keys(store: &Store) -> Vec<String> {
+    let mut keys: Vec<String> = store
+        .list(&ListQuery::all())
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Asserts that `store` reached the files left by `compactions` compactions of another
+/// handle as it should: it follows one compaction, and reloads the store after two.
+pub(crate) fn assert_reached(store: &Store, compactions: usize) {
+    let counters = store.counters();
+    let expected = if compactions == 1 { (1, 0) } else { (0, 1) };
+    assert_eq!(
+        (counters.followed_compactions, counters.reloads),
+        expected,
+        "{compactions} compactions: {counters:?}"
+    );
+}
