@@ -358,11 +358,36 @@ pub(crate) struct Follow {
     lines: usize,
     epoch: u64,
     snapshot_bytes: u64,
+    /// For a view behind the compaction's offset, that offset: the replaced journal's records
+    /// up to it are still to be read, and go first.
+    replaced_to: Option<u64>,
     /// Journal bytes read, of both files.
     pub(crate) bytes_read: u64,
 }
 
 impl Follow {
+    /// Reads the replaced journal from the view's offset up to the compaction's, if the view
+    /// is behind it, and puts those records first. The file is still open in this process,
+    /// and nobody appends to it any more. False if it does not read as the base says: not
+    /// whole lines up to that offset.
+    fn read_replaced(&mut self, from: &Position) -> bool {
+        let Some(to) = self.replaced_to.take() else {
+            return true;
+        };
+        let Ok(rest) = from.journal.read_range(from.offset, to) else {
+            return false;
+        };
+        self.bytes_read += rest.len() as u64;
+        let path = &from.journal.path;
+        match crate::journal::parse_records(path, &rest, from.offset, from.lines + 1) {
+            Ok(old) if old.valid_len == to => {
+                self.records.splice(0..0, old.records);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Moves `view` to the new journal. Records the view already applied (another thread may
     /// have read further into the replaced journal meanwhile) are skipped as repeats. Returns
     /// the replaced journal's handle, for the caller to close after letting go of the view's
@@ -380,6 +405,8 @@ impl Follow {
 /// After a compaction replaced the journal a view stands in: follows it by reading journals
 /// only if the new journal continues the view's own, else loads the store again.
 pub(crate) fn next_view(shared: &Shared, from: &Position) -> Result<NextView> {
+    // Set once the replaced journal did not read as the new one's base says.
+    let mut reload = false;
     loop {
         let journal = JournalFile::open(&shared.journal_path, false)
             .map(Arc::new)
@@ -407,11 +434,18 @@ pub(crate) fn next_view(shared: &Shared, from: &Position) -> Result<NextView> {
                 .map(|m| m.len())
                 .unwrap_or(0)
         };
-        if let Some(mut follow) = follow(from, &journal, &parsed) {
+        if !reload && let Some(mut follow) = follow(from, &journal, &parsed) {
             follow.bytes_read += bytes.len() as u64;
             follow.snapshot_bytes = snapshot_bytes();
+            // The replaced journal is read with the new one's lock let go: nobody appends to
+            // it any more, and a view far behind may need megabytes of it.
             drop(locked);
-            return Ok(NextView::Follow(follow));
+            if follow.read_replaced(from) {
+                return Ok(NextView::Follow(follow));
+            }
+            astray::<()>(from);
+            reload = true;
+            continue;
         }
         let mut state = load_snapshot(&shared.snapshot_path)?;
         let snapshot_bytes = snapshot_bytes();
@@ -430,9 +464,10 @@ pub(crate) fn next_view(shared: &Shared, from: &Position) -> Result<NextView> {
     }
 }
 
-/// The records from `from` to the end of `parsed`, the new journal `journal`'s whole records,
-/// if its header names `from`'s journal as its base; `None` if not, or if the replaced
-/// journal does not read as the base says it should (then the store is loaded again).
+/// The new journal `journal`'s whole records (`parsed`) past what `from` has read, if its
+/// header names `from`'s journal as its base and the view's offset maps to a line of it;
+/// `None` if not (then the store is loaded again). A view behind the compaction's offset
+/// still has the rest of the replaced journal to read ([`Follow::read_replaced`]).
 fn follow(from: &Position, journal: &Arc<JournalFile>, parsed: &ParsedJournal) -> Option<Follow> {
     let header = parsed.header?;
     let base = header.base?;
@@ -443,25 +478,9 @@ fn follow(from: &Position, journal: &Arc<JournalFile>, parsed: &ParsedJournal) -
         .records
         .first()
         .map_or(parsed.valid_len, |r| r.offset);
-    let mut records = Vec::new();
-    let mut bytes_read = 0;
+    let behind = from.offset < base.offset;
     // Where, in the new journal, the records the view has not applied start.
-    let skip_to = if from.offset < base.offset {
-        // The view is behind the compaction's offset: the rest is in the replaced journal,
-        // which nobody appends to any more, and which this process still holds open.
-        let old = from
-            .journal
-            .read_range(from.offset, base.offset)
-            .ok()
-            .and_then(|rest| {
-                bytes_read += rest.len() as u64;
-                let path = &from.journal.path;
-                crate::journal::parse_records(path, &rest, from.offset, from.lines + 1).ok()
-            });
-        match old {
-            Some(old) if old.valid_len == base.offset => records = old.records,
-            _ => return astray(from),
-        }
+    let skip_to = if behind {
         body
     } else {
         body + (from.offset - base.offset)
@@ -476,15 +495,15 @@ fn follow(from: &Position, journal: &Arc<JournalFile>, parsed: &ParsedJournal) -
     if !on_a_line {
         return astray(from);
     }
-    records.extend(parsed.records[first..].iter().cloned());
     Some(Follow {
         journal: journal.clone(),
-        records,
+        records: parsed.records[first..].to_vec(),
+        replaced_to: behind.then_some(base.offset),
         offset: parsed.valid_len,
         lines: parsed.records.len() + 1,
         epoch: header.epoch,
         snapshot_bytes: 0,
-        bytes_read,
+        bytes_read: 0,
     })
 }
 
