@@ -191,6 +191,8 @@ impl Entry {
     }
 
     /// The entry as a [`serde_json::Value`] (numbers are parsed; field order is not kept).
+    /// An entry nested deeper than serde_json's limit of 128 levels gives `Value::Null`; its
+    /// text ([`as_str`](Entry::as_str)) is whole either way.
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::from_str(&self.text).unwrap_or_default()
     }
@@ -209,7 +211,7 @@ impl Entry {
     pub fn merge_patch(&self, patch: &Patch) -> Entry {
         let patch_fields = raw::object_fields(&patch.text).unwrap_or_default();
         let mut out = String::with_capacity(self.text.len() + patch.text.len());
-        raw::merge_into(&mut out, Some(&self.text), &patch_fields);
+        raw::merge_into(&mut out, Some(&self.text), patch_fields);
         Entry::from_canonical(out)
     }
 
@@ -411,7 +413,8 @@ impl Patch {
         self.get(UPDATED_AT).and_then(|raw| millis(raw.get()))
     }
 
-    /// The patch as a [`serde_json::Value`].
+    /// The patch as a [`serde_json::Value`]. A patch nested deeper than serde_json's limit of
+    /// 128 levels gives `Value::Null`; its text ([`as_str`](Patch::as_str)) is whole either way.
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::from_str(&self.text).unwrap_or_default()
     }

@@ -225,45 +225,76 @@ pub(crate) fn is_object(raw: &str) -> bool {
 /// order. Moving them is what makes replaying a journal over a state that already contains it
 /// byte-for-byte idempotent: the order after a sequence of patches depends only on which fields
 /// the sequence touched last, not on the order the fields had before.
-pub(crate) fn merge_into(out: &mut String, target: Option<&str>, patch: &Fields<'_>) {
-    let target_fields = target.and_then(object_fields).unwrap_or_default();
-    let touched = |key: &str| patch.iter().any(|(k, _)| k == key);
-    out.push('{');
-    let mut first = true;
-    let mut sep = |out: &mut String| {
-        if !first {
+///
+/// The nested objects are walked with a stack on the heap, not by recursion: serde_json reads a
+/// raw value of any depth, and a patch nested a million objects deep (a caller's, or one line
+/// of a crafted journal) would otherwise overflow the thread's stack and abort the process at
+/// every open.
+pub(crate) fn merge_into<'a>(out: &mut String, target: Option<&'a str>, patch: Fields<'a>) {
+    let mut stack = vec![open_level(out, target, patch)];
+    while let Some(level) = stack.last_mut() {
+        let Some((key, value)) = level.patch.get(level.next) else {
+            out.push('}');
+            stack.pop();
+            continue;
+        };
+        level.next += 1;
+        let value: &'a str = value.get();
+        if is_null(value) {
+            continue;
+        }
+        if !level.first {
             out.push(',');
         }
-        first = false;
-    };
-    for (key, value) in &target_fields {
-        if !touched(key) {
-            sep(out);
+        level.first = false;
+        push_json_string(out, key);
+        out.push(':');
+        if is_object(value) {
+            let existing = level
+                .target
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.get());
+            let nested = object_fields(value).unwrap_or_default();
+            let level = open_level(out, existing, nested);
+            stack.push(level);
+        } else {
+            out.push_str(value);
+        }
+    }
+}
+
+/// One object of a merge in progress: its target's fields, its patch's, the next patch field
+/// to write, and whether nothing is written inside its braces yet.
+struct Level<'a> {
+    target: Fields<'a>,
+    patch: Fields<'a>,
+    next: usize,
+    first: bool,
+}
+
+/// Opens an object of a merge: writes `{` and the target's fields the patch does not name.
+fn open_level<'a>(out: &mut String, target: Option<&'a str>, patch: Fields<'a>) -> Level<'a> {
+    let target = target.and_then(object_fields).unwrap_or_default();
+    out.push('{');
+    let mut first = true;
+    for (key, value) in &target {
+        if !patch.iter().any(|(k, _)| k == key) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
             push_json_string(out, key);
             out.push(':');
             out.push_str(value.get());
         }
     }
-    for (key, value) in patch {
-        let value = value.get();
-        if is_null(value) {
-            continue;
-        }
-        sep(out);
-        push_json_string(out, key);
-        out.push(':');
-        if is_object(value) {
-            let nested = object_fields(value).unwrap_or_default();
-            let existing = target_fields
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.get());
-            merge_into(out, existing, &nested);
-        } else {
-            out.push_str(value);
-        }
+    Level {
+        target,
+        patch,
+        next: 0,
+        first,
     }
-    out.push('}');
 }
 
 #[cfg(test)]
@@ -327,9 +358,45 @@ mod tests {
         merge_into(
             &mut out,
             Some("{\"a\":{\"x\":1,\"z\":0},\"b\": 2.50,\"d\":4}"),
-            &patch,
+            patch,
         );
         assert_eq!(out, r#"{"b":2.50,"a":{"x":1,"y":2},"e":[null]}"#);
+    }
+
+    /// A patch nested deeper than a thread's stack allows recursion for merges into a target
+    /// nested as deep, field by field. The merge runs on a thread with a 64 KiB stack; a
+    /// recursive merge overflows it and aborts the test.
+    #[test]
+    fn a_deep_patch_merges_on_a_small_stack() {
+        const DEPTH: usize = 1_000;
+        let nest = |leaf: &str, extra: &str| {
+            let mut text = "{\"a\":".repeat(DEPTH);
+            text.push_str(leaf);
+            text.push_str(&format!("{extra}}}").repeat(DEPTH));
+            text
+        };
+        let target = nest("1", ",\"k\":0");
+        let patch = nest("2", "");
+        let merge = move || {
+            let Ok(Parsed::Object(patch)) = parse_object(&patch) else {
+                panic!("not an object");
+            };
+            let mut out = String::new();
+            merge_into(&mut out, Some(&target), patch);
+            out
+        };
+        let out = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(merge)
+            .expect("a thread")
+            .join()
+            .expect("the merge");
+        // Every level keeps its `k` before the patched `a`, and the innermost value is the
+        // patch's.
+        let mut want = "{\"k\":0,\"a\":".repeat(DEPTH);
+        want.push('2');
+        want.push_str(&"}".repeat(DEPTH));
+        assert!(out == want, "the merge differs from the expected text");
     }
 
     /// Spellings of keys and strings: plain, with escapes, and non-ASCII.
