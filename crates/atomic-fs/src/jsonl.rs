@@ -483,11 +483,44 @@ pub(crate) fn repair_torn_tail_with(
     })
 }
 
+/// Finds the torn tail of the JSONL file at `path` by reading from its end: only its last
+/// byte when it ends in a newline (as a file without a torn tail does), else backwards in
+/// 64 KiB chunks to its last newline, so that a look costs the same however long the file
+/// is. Nothing is written; `None` if there is no torn tail.
+///
+/// # Errors
+///
+/// [`Error::NotFound`] if the file does not exist, [`Error::Io`] naming the step otherwise.
+pub fn find_torn_tail(path: impl AsRef<Path>) -> Result<Option<TornTail>> {
+    let path = path.as_ref();
+    let ctx = Ctx::new(Operation::Read, path);
+    let mut file = File::open(path).map_err(|e| ctx.read_io(Step::Open, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| ctx.io(Step::Read, path, e))?
+        .len();
+    let keep = whole_records_end(&mut file, len).map_err(|e| ctx.io(Step::Read, path, e))?;
+    Ok((keep < len).then_some(TornTail {
+        offset: keep,
+        len: len - keep,
+    }))
+}
+
 /// The offset just past the last newline of a file of `len` bytes (0 if it has none).
 fn whole_records_end(file: &mut File, len: u64) -> io::Result<u64> {
     const CHUNK: u64 = 64 * 1024;
-    let mut buf = vec![0u8; CHUNK as usize];
-    let mut end = len;
+    if len == 0 {
+        return Ok(0);
+    }
+    // Almost every file ends in a newline: one byte says so.
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(len);
+    }
+    let mut buf = vec![0u8; CHUNK.min(len) as usize];
+    let mut end = len - 1;
     while end > 0 {
         let start = end.saturating_sub(CHUNK);
         let chunk = &mut buf[..(end - start) as usize];

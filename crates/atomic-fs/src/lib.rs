@@ -100,7 +100,7 @@ pub use crate::fs::{FileSystem, RealFs};
 pub use crate::json::read_json;
 pub use crate::jsonl::{
     Appended, JsonlRecords, Record, RecordAppender, Records, Repair, TornTail, append_record,
-    read_jsonl, read_records, read_records_from, repair_torn_tail, split_records,
+    find_torn_tail, read_jsonl, read_records, read_records_from, repair_torn_tail, split_records,
 };
 pub use crate::replace::{
     AtomicWriter, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Durability, PendingWrite, write, write_json,

@@ -222,6 +222,23 @@ pub enum Error {
         version: u64,
     },
 
+    /// The snapshot is missing, but the journal was written by a compaction, which wrote a
+    /// snapshot before it: the snapshot was lost (deleted, or never restored from a backup).
+    /// Loading the journal alone would give a store without most of its entries, and the next
+    /// compaction would make that final. With [`StoreBuilder::recover`](crate::StoreBuilder)
+    /// an open goes on with the journal's entries and reports it
+    /// ([`OpenReport::snapshot_lost`](crate::OpenReport)).
+    #[error("`{path}` is missing, but `{journal}` continues a snapshot that a compaction wrote \
+        (journal epoch {epoch}): the snapshot was lost", path = path.display(), journal = journal.display())]
+    MissingSnapshot {
+        /// The snapshot path.
+        path: PathBuf,
+        /// The journal beside it.
+        journal: PathBuf,
+        /// The journal's epoch.
+        epoch: u64,
+    },
+
     /// Neither the snapshot nor its journal exists (and the store was not to be created).
     #[error("no store at `{path}`: neither it nor `{journal}` exists",
         path = path.display(), journal = journal.display())]
@@ -355,6 +372,7 @@ impl Error {
             | Error::Io { path, .. }
             | Error::NoSuchEntry { path, .. }
             | Error::NoStore { path, .. }
+            | Error::MissingSnapshot { path, .. }
             | Error::Batch { path, .. }
             | Error::BatchOutcomeUnknown { path, .. }
             | Error::WriterStopped { path }
@@ -423,12 +441,14 @@ impl Error {
     }
 
     /// True if a snapshot or journal is damaged ([`Error::CorruptSnapshot`],
-    /// [`Error::CorruptJournal`]): quarantine it and report it. A journal of a newer version is
-    /// not corrupt.
+    /// [`Error::CorruptJournal`]): quarantine it and report it; or if the snapshot is lost
+    /// ([`Error::MissingSnapshot`]): report it. A journal of a newer version is not corrupt.
     pub fn is_corrupt(&self) -> bool {
         matches!(
             self,
-            Error::CorruptSnapshot { .. } | Error::CorruptJournal { .. }
+            Error::CorruptSnapshot { .. }
+                | Error::CorruptJournal { .. }
+                | Error::MissingSnapshot { .. }
         )
     }
 

@@ -137,7 +137,7 @@ pub use crate::journal::{
 pub use crate::maintain::{
     DEFAULT_HIGH_WATER, DEFAULT_INTERVAL, DEFAULT_MAX_ENTRIES, DEFAULT_ORPHAN_GRACE,
     DEFAULT_PRUNE_AFTER, DEFAULT_TIME_BUDGET, Maintenance, MaintenanceMode, MaintenanceReport,
-    PassHook, Protection, TranscriptDisposal, transcript_session,
+    PassHook, Protection, TranscriptDisposal, plan_maintenance, transcript_session,
 };
 pub use crate::readonly::{LoadedStore, StoreFiles, load_store, read_store_files};
 pub use crate::snapshot::{

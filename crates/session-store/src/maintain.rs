@@ -275,6 +275,10 @@ impl Maintenance {
     /// once every unprotected entry is gone (oldest protected first), so that a rule that
     /// protects everything defeats neither. Entries marked active are never evicted.
     ///
+    /// The rule runs while the pass plans, with the store's state locked for reading, so it
+    /// must be quick and must not call the store (a call that writes or catches up would wait
+    /// for that lock on the same thread for ever); it sees the key and the entry it needs.
+    ///
     /// By default, nothing is protected but active entries.
     pub fn protect(mut self, rule: impl Fn(&str, &Entry) -> bool + Send + Sync + 'static) -> Self {
         self.protect = Some(Arc::new(rule));
@@ -299,7 +303,7 @@ impl Maintenance {
 
     /// The count past which the cap evicts (the cap plus its slack), if there is a cap.
     pub(crate) fn cap_trigger(&self) -> Option<usize> {
-        self.max_entries.map(|max| max + slack(max))
+        self.max_entries.map(|max| max.saturating_add(slack(max)))
     }
 }
 
@@ -540,7 +544,14 @@ fn classify(name: &str, snapshot_name: &str) -> Kind {
 /// [`TEMP_GRACE`] (a compaction cut short by a crash leaves them); returns the paths removed.
 /// Failures are logged and skipped: a leftover temp file costs only disk space.
 pub(crate) fn remove_stale_temps(dir: &Path, snapshot_name: &str) -> Vec<PathBuf> {
-    let Ok(files) = list_dir(dir, snapshot_name, false, &mut |_, kind| kind == Kind::Temp) else {
+    // Only atomic-fs's names: OpenClaw's temp files may be another program's writes in
+    // progress, and go only for a disk budget, as OpenClaw's own maintenance removes them.
+    let ours = |name: &str, kind| {
+        kind == Kind::Temp && sessionkit_atomic_fs::is_temp_file_name(name.as_ref())
+    };
+    let Ok(files) = list_dir(dir, snapshot_name, false, &mut |name, kind| {
+        ours(name, kind)
+    }) else {
         return Vec::new();
     };
     let now = SystemTime::now();
@@ -829,13 +840,20 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     };
     // Files are named by their index in the listing from here on.
     let indexed = || files.iter().enumerate();
+    // A transcript whose write lock file exists is in use, or may be (a crash leaves the
+    // file): the pass leaves it (`still_orphan`), so the plan neither lists it nor counts its
+    // bytes as freed. A listing without the lock files (a pass without a disk budget) lists
+    // it, and the pass skips it when it gets there.
+    let held = |f: &FileInfo| files.contains(&format!("{}.lock", files.name(f)));
 
     let mut released_now = released(&gone);
     let mut taken: HashSet<usize> = HashSet::new();
     // 3. Transcripts of sessions no entry references any more, by this plan or by the
     //    evictions earlier in the same pass.
     for (i, f) in indexed() {
-        if session_of(f).is_some_and(|s| released_now.contains(s) || released_before.contains(s)) {
+        if session_of(f).is_some_and(|s| released_now.contains(s) || released_before.contains(s))
+            && !held(f)
+        {
             taken.insert(i);
             plan.transcripts.push((files.path(f), delete_transcripts));
         }
@@ -859,6 +877,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
         if !taken.contains(&i)
             && !referenced_after(session, &released_now)
             && age_of(f) > config.orphan_grace
+            && !held(f)
         {
             taken.insert(i);
             plan.orphans.push((files.path(f), delete_transcripts));
@@ -903,8 +922,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                         session_of(f).is_some_and(|s| !referenced_after(s, &released_now))
                             && (taken.contains(i) || age_of(f) > young)
                             && (!taken.contains(i) || !delete_transcripts)
-                            // Left alone when it is run (`still_orphan`); not counted as freed.
-                            && !files.contains(&format!("{}.lock", files.name(f)))
+                            && !held(f)
                     }
                     Kind::Temp => age_of(f) > TEMP_GRACE,
                     Kind::Counter | Kind::Other => false,
@@ -978,8 +996,8 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                     *n += 1;
                     if *n == state.session_refs(id) && released_now.insert(id.to_owned()) {
                         for &i in by_session.get(id).into_iter().flatten() {
-                            if taken.insert(i) {
-                                let f = &files.files[i];
+                            let f = &files.files[i];
+                            if !held(f) && taken.insert(i) {
                                 *total = total.saturating_sub(f.len);
                                 plan.transcripts.push((files.path(f), true));
                             }
@@ -1191,28 +1209,8 @@ pub(crate) fn run(
         }
     };
     if dry {
-        for (key, reason) in &plan.evict {
-            push_key(&mut report, key.clone(), *reason);
-        }
-        for t in &plan.transcripts {
-            file_as(t, &mut report);
-        }
-        for o in &plan.orphans {
-            report.orphans.push(o.0.clone());
-            file_as(o, &mut report);
-        }
-        report.archives_removed = plan.archives.clone();
-        report.temps_removed = plan.temps.clone();
+        dry_report(&plan, &mut report);
         report.elapsed_ms = budget.elapsed_ms();
-        if config.mode == MaintenanceMode::Warn && !report.is_empty() {
-            tracing::warn!(
-                pruned = report.pruned.len(),
-                capped = report.capped.len(),
-                disk = report.disk_evicted.len(),
-                orphans = report.orphans.len(),
-                "session store maintenance would evict entries (warn mode: nothing changed)"
-            );
-        }
         return Ok(report);
     }
     evict(shared, &plan.evict, &planned, &mut report);
@@ -1325,6 +1323,96 @@ pub(crate) fn run(
             "session store maintenance pass"
         );
     }
+    Ok(report)
+}
+
+/// Fills a dry run's report with everything `plan` would do, and logs it in warn mode.
+fn dry_report(plan: &Plan, report: &mut MaintenanceReport) {
+    let file_as = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| {
+        if *delete {
+            report.deleted.push(path.clone());
+        } else {
+            report.archived.push(path.clone());
+        }
+    };
+    for (key, reason) in &plan.evict {
+        push_key(report, key.clone(), *reason);
+    }
+    for t in &plan.transcripts {
+        file_as(t, report);
+    }
+    for o in &plan.orphans {
+        report.orphans.push(o.0.clone());
+        file_as(o, report);
+    }
+    report.archives_removed = plan.archives.clone();
+    report.temps_removed = plan.temps.clone();
+    if report.mode == MaintenanceMode::Warn && !report.is_empty() {
+        tracing::warn!(
+            pruned = report.pruned.len(),
+            capped = report.capped.len(),
+            disk = report.disk_evicted.len(),
+            orphans = report.orphans.len(),
+            "session store maintenance would evict entries (warn mode: nothing changed)"
+        );
+    }
+}
+
+/// Plans one maintenance pass over the store at `snapshot_path` as `maintenance` configures
+/// it, and reports what the pass would do, changing nothing: a dry run that needs no open
+/// store, as [`Store::maintain`](crate::Store::maintain) with `dry_run` gives, but without
+/// what opening does (creating a journal beside a snapshot alone, cutting a torn tail or a
+/// fenced batch, removing old temp files), and without write permission.
+///
+/// The store is read as [`load_store`](crate::load_store) reads it; no entry counts as active
+/// except those whose `status` is `"running"`, since the marks of [`Store::mark_active`](crate::Store::mark_active)
+/// belong to the process that made them. The report's `mode` is `maintenance`'s and its
+/// `dry_run` is true.
+///
+/// # Errors
+///
+/// Those of [`load_store`](crate::load_store), and [`Error::Io`](crate::Error::Io) if the
+/// store's directory cannot be listed.
+pub fn plan_maintenance(
+    snapshot_path: impl AsRef<Path>,
+    maintenance: &Maintenance,
+) -> crate::error::Result<MaintenanceReport> {
+    use crate::error::{Error, Operation};
+
+    let snapshot_path = snapshot_path.as_ref();
+    let budget = Budget::new(Duration::MAX);
+    let loaded = crate::readonly::load_store(snapshot_path)?;
+    let dir = crate::store::dir_of(snapshot_path);
+    let snapshot_name = snapshot_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let files = list_dir(
+        &dir,
+        &snapshot_name,
+        maintenance.max_disk_bytes.is_some(),
+        &mut |_, _| true,
+    )
+    .map_err(|e| Error::io(Operation::Maintain, "list", snapshot_path, &dir, e))?;
+    let plan = plan(&Inputs {
+        state: &loaded.state,
+        files: &files,
+        released: &HashSet::new(),
+        limits: true,
+        now: SystemTime::now(),
+        active: &HashSet::new(),
+        config: maintenance,
+    });
+    let mut report = MaintenanceReport {
+        mode: maintenance.mode,
+        dry_run: true,
+        kept_protected: plan.kept_protected,
+        disk_bytes_before: plan.disk_before,
+        disk_bytes_after: plan.disk_after,
+        ..MaintenanceReport::default()
+    };
+    dry_report(&plan, &mut report);
+    report.elapsed_ms = budget.elapsed_ms();
     Ok(report)
 }
 

@@ -120,6 +120,7 @@ fn load(
     journal: Arc<JournalFile>,
     report: &mut OpenReport,
 ) -> Result<Option<View>> {
+    let snapshot_found = crate::snapshot::snapshot_found(snapshot_path);
     let mut state = match load_snapshot(snapshot_path) {
         Ok(state) => state,
         Err(e) if e.is_corrupt() && config.recover => {
@@ -139,7 +140,11 @@ fn load(
             .map_err(|e| Error::io(Operation::ReadJournal, "read", snapshot_path, &j.path, e))
     };
     let bytes = read(&journal)?;
-    let bytes = cut_fenced_batch(config, snapshot_path, &journal, &bytes, report)?;
+    // The fence is acted on only once the rest parses: a journal found corrupt (without
+    // `recover`) is left exactly as it was.
+    let fence = find_fence(config, snapshot_path, &journal, &bytes, report)?;
+    let file_len = bytes.len() as u64;
+    let bytes = &bytes[..fence.flatten().map_or(bytes.len(), |end| end as usize)];
     let parsed = match parse_journal(&journal_path, bytes) {
         Ok(parsed) => parsed,
         Err(Error::CorruptJournal { offset, .. }) if config.recover => {
@@ -174,6 +179,22 @@ fn load(
         Err(e) => return Err(e),
     };
     let mut parsed: ParsedJournal = parsed;
+    if let Some(end) = fence {
+        cut_fenced_batch(snapshot_path, &journal, end, file_len, report)?;
+    }
+    if let Err(e) = crate::snapshot::expect_snapshot(
+        snapshot_path,
+        snapshot_found,
+        &journal_path,
+        parsed.header.as_ref(),
+    ) {
+        if !config.recover {
+            return Err(e);
+        }
+        tracing::error!(path = %snapshot_path.display(), error = %e,
+            "the snapshot was lost; going on with the journal's entries only");
+        report.snapshot_lost = true;
+    }
     if let Some(torn) = parsed.torn_tail {
         journal
             .truncate(torn.offset)
@@ -221,48 +242,61 @@ fn load(
     }))
 }
 
-/// Cuts a failed batch that a fence keeps from readers out of the journal (whose exclusive lock
-/// the caller holds), fsyncs the cut and removes the fence; a stale fence is just removed, and
-/// one that cannot be read is an error, or with `recover` renamed aside. Returns the journal's
-/// bytes without the batch.
-fn cut_fenced_batch<'b>(
+/// Reads the journal's fence, if there is one: `Some(Some(end))` if it holds over the
+/// journal's `bytes` (a failed batch starts at `end`), `Some(None)` if it is stale, `None` if
+/// there is no fence. One that cannot be read is an error, or with `recover` renamed aside
+/// (then `None`).
+fn find_fence(
     config: &StoreBuilder,
     snapshot_path: &Path,
     journal: &JournalFile,
-    bytes: &'b [u8],
+    bytes: &[u8],
     report: &mut OpenReport,
-) -> Result<&'b [u8]> {
+) -> Result<Option<Option<u64>>> {
     let fence_path = crate::fence::path_for(&journal.path);
-    let io = |step, subject: &Path, e| Error::io(Operation::Open, step, snapshot_path, subject, e);
-    let Some(file) = crate::fence::read(&fence_path).map_err(|e| io("read", &fence_path, e))?
+    let Some(file) = crate::fence::read(&fence_path)
+        .map_err(|e| Error::io(Operation::Open, "read", snapshot_path, &fence_path, e))?
     else {
-        return Ok(bytes);
+        return Ok(None);
     };
-    let fence = match crate::fence::Fence::parse(&fence_path, &file) {
-        Ok(fence) => fence,
+    match crate::fence::Fence::parse(&fence_path, &file) {
+        Ok(fence) => Ok(Some(fence.end_of_file(bytes))),
         Err(e) if e.is_corrupt() && config.recover => {
             let aside = quarantine(&fence_path)?;
             tracing::error!(path = %fence_path.display(), aside = %aside.display(), error = %e,
                 "quarantined a journal fence that could not be read; a failed batch it hid \
                  may be applied");
             report.quarantined.push(aside);
-            return Ok(bytes);
+            Ok(None)
         }
-        Err(e) => return Err(e),
-    };
-    let end = fence.end_of_file(bytes);
+        Err(e) => Err(e),
+    }
+}
+
+/// Cuts the failed batch a fence keeps from readers out of the journal (whose exclusive lock
+/// the caller holds, and which is `file_len` bytes long) at `end`, fsyncs the cut and removes
+/// the fence; a stale fence (`end` `None`) is just removed.
+fn cut_fenced_batch(
+    snapshot_path: &Path,
+    journal: &JournalFile,
+    end: Option<u64>,
+    file_len: u64,
+    report: &mut OpenReport,
+) -> Result<()> {
+    let fence_path = crate::fence::path_for(&journal.path);
+    let io = |step, subject: &Path, e| Error::io(Operation::Open, step, snapshot_path, subject, e);
     if let Some(end) = end {
+        let len = file_len.saturating_sub(end);
         journal
             .truncate(end)
             .and_then(|()| journal.sync())
             .map_err(|e| io("cut the fenced batch out of", &journal.path, e))?;
-        let len = bytes.len() as u64 - end;
         tracing::warn!(path = %journal.path.display(), offset = end, len,
             "cut a failed batch, fenced off by its writer, out of the journal");
         report.fenced_batch_bytes = Some(len);
     }
     crate::fence::remove(&fence_path).map_err(|e| io("remove", &fence_path, e))?;
-    Ok(&bytes[..end.map_or(bytes.len(), |end| end as usize)])
+    Ok(())
 }
 
 /// Brings `view` up to date: reads what was appended to its journal since, or reloads the
@@ -447,7 +481,14 @@ pub(crate) fn next_view(shared: &Shared, from: &Position) -> Result<NextView> {
             reload = true;
             continue;
         }
+        let found = crate::snapshot::snapshot_found(&shared.snapshot_path);
         let mut state = load_snapshot(&shared.snapshot_path)?;
+        crate::snapshot::expect_snapshot(
+            &shared.snapshot_path,
+            found,
+            &shared.journal_path,
+            parsed.header.as_ref(),
+        )?;
         let snapshot_bytes = snapshot_bytes();
         drop(locked);
         let mut seqs = SeqTracker::new();

@@ -146,8 +146,9 @@ impl StoreFiles {
     ///
     /// # Errors
     ///
-    /// [`Error::CorruptSnapshot`], [`Error::CorruptJournal`] or
-    /// [`Error::UnsupportedJournal`].
+    /// [`Error::CorruptSnapshot`], [`Error::CorruptJournal`],
+    /// [`Error::UnsupportedJournal`], or [`Error::MissingSnapshot`] if the snapshot is missing
+    /// beside a journal that a compaction wrote.
     pub fn load(&self) -> Result<LoadedStore> {
         let mut state = match &self.snapshot {
             Some(bytes) => parse_snapshot(&self.snapshot_path, bytes)?,
@@ -159,6 +160,12 @@ impl StoreFiles {
         if let Some(bytes) = &self.journal {
             let end = fenced_batch.map_or(bytes.len(), |f| f.offset as usize);
             let parsed = parse_journal(&self.journal_path, &bytes[..end])?;
+            crate::snapshot::expect_snapshot(
+                &self.snapshot_path,
+                self.snapshot.is_some(),
+                &self.journal_path,
+                parsed.header.as_ref(),
+            )?;
             journal_records = state
                 .replay(&parsed.records, &mut SeqTracker::new())
                 .applied;

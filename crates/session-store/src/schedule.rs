@@ -56,7 +56,8 @@ impl Schedule {
     /// The schedule of a store opened at `now`: the first timed pass is due an interval later.
     pub(crate) fn new(now: SystemTime, interval: Option<Duration>) -> Schedule {
         Schedule {
-            next_due: interval.map(|every| now + every),
+            // An interval too long to add to the clock is never due.
+            next_due: interval.and_then(|every| now.checked_add(every)),
             cap_rearm: None,
             compact_failures: 0,
             compact_not_before: None,
@@ -75,7 +76,7 @@ impl Schedule {
 
     /// A background pass started at `now`: the next timed one is due an interval later.
     pub(crate) fn pass_started(&mut self, config: &Maintenance, now: SystemTime) {
-        self.next_due = config.interval.map(|every| now + every);
+        self.next_due = config.interval.and_then(|every| now.checked_add(every));
     }
 
     /// A background pass ended at `now`, leaving `count` entries.

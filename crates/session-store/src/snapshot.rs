@@ -49,6 +49,31 @@ pub fn load_snapshot(path: impl AsRef<Path>) -> Result<State> {
     parse_snapshot(path, &bytes)
 }
 
+/// Fails with [`Error::MissingSnapshot`] if the snapshot at `path` was not found while the
+/// journal's `header` says a compaction wrote it (only a compaction's journal has a base, and
+/// a compaction renames its snapshot into place before its journal).
+pub(crate) fn expect_snapshot(
+    path: &Path,
+    found: bool,
+    journal_path: &Path,
+    header: Option<&crate::journal::JournalHeader>,
+) -> Result<()> {
+    match header {
+        Some(header) if header.base.is_some() && !found => Err(Error::MissingSnapshot {
+            path: path.to_path_buf(),
+            journal: journal_path.to_path_buf(),
+            epoch: header.epoch,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether [`load_snapshot`] finds a file at `path`; an error to look counts as found, so that
+/// reading the file reports it.
+pub(crate) fn snapshot_found(path: &Path) -> bool {
+    !matches!(fs::metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+}
+
 /// How much of the snapshot is read at a time.
 const CHUNK: usize = 64 * 1024;
 

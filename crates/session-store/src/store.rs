@@ -269,6 +269,10 @@ pub struct OpenReport {
     pub fenced_batch_bytes: Option<u64>,
     /// Damaged files renamed aside (only with [`StoreBuilder::recover`]).
     pub quarantined: Vec<PathBuf>,
+    /// True if the snapshot was missing beside a journal that a compaction wrote, and the
+    /// store was opened with the journal's entries only (only with [`StoreBuilder::recover`];
+    /// without it the open fails with [`Error::MissingSnapshot`](crate::Error::MissingSnapshot)).
+    pub snapshot_lost: bool,
     /// True if the store did not exist and was created.
     pub created: bool,
     /// Temp files of the snapshot and the journal older than 5 min (left by a compaction a

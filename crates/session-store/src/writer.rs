@@ -219,8 +219,15 @@ fn pending_sync_due(shared: &Shared) -> Option<Instant> {
     let SyncMode::Interval(every) = shared.config.sync else {
         return None;
     };
+    // An interval too long to add to the clock is due in a century; it is still owed, and
+    // paid when the last handle goes.
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     let dirty = lock(&shared.dirty_since);
-    dirty.map(|since| since + every)
+    dirty.map(|since| {
+        since
+            .checked_add(every)
+            .unwrap_or_else(|| since + CENTURY.min(every))
+    })
 }
 
 fn sync_now(shared: &Shared) {
@@ -871,6 +878,35 @@ mod tests {
     use crate::files::faults::Fault;
     use crate::testing::{assert_reached, keys};
     use crate::{Entry, Store, StoreBuilder, SyncMode};
+
+    /// Settings at the edge of their types (an interval of `Duration::MAX`, a cap of
+    /// `usize::MAX`) work rather than panic on the writer thread, which would stop every later
+    /// call with `WriterStopped`; the fsync of interval mode is still owed.
+    #[test]
+    fn extreme_settings_do_not_stop_the_writer() {
+        let dir = Scratch::new("extreme-settings");
+        let path = dir.join("sessions.json");
+        let store = Store::builder()
+            .sync(SyncMode::Interval(Duration::MAX))
+            .maintenance(
+                crate::Maintenance::new()
+                    .max_entries(Some(usize::MAX))
+                    .prune_after(None)
+                    .interval(Some(Duration::MAX)),
+            )
+            .open(&path)
+            .unwrap();
+        for key in ["a", "b", "c"] {
+            let entry = Entry::parse(r#"{"sessionId":"s","updatedAt":1}"#).unwrap();
+            assert!(!store.upsert(key, entry).unwrap().durable);
+        }
+        assert!(store.maintain(false).unwrap().is_empty());
+        // Owed, for the close to pay.
+        assert!(super::pending_sync_due(&store.shared).is_some());
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(keys(&store), ["a", "b", "c"]);
+    }
 
     /// In interval mode, a timed fsync that fails is tried again an interval later. It used to
     /// be tried again at once, forever: the writer spun on a failing disk.

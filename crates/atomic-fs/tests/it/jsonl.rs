@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use sessionkit_atomic_fs::{
-    Durability, Error, RecordAppender, Refusal, append_record, directory_turns_taken, read_jsonl,
-    read_records, read_records_from, repair_torn_tail,
+    Durability, Error, RecordAppender, Refusal, append_record, directory_turns_taken,
+    find_torn_tail, read_jsonl, read_records, read_records_from, repair_torn_tail,
 };
 
 use crate::util::{Call, RecordingFs, Scratch, mode_of};
@@ -237,4 +237,48 @@ fn append_after_foreign_torn_tail_is_detectable() {
     append_record(&path, b"{\"n\":3}").unwrap();
     let err = read_jsonl::<serde_json::Value>(&path).unwrap_err();
     assert!(err.is_corrupt());
+}
+
+/// The torn tail of a file holding `bytes`, as `(offset, len)`.
+fn tail_of(bytes: &[u8]) -> Option<(u64, u64)> {
+    let dir = Scratch::new("find-tail");
+    let path = dir.join("t.jsonl");
+    std::fs::write(&path, bytes).unwrap();
+    find_torn_tail(&path).unwrap().map(|t| (t.offset, t.len))
+}
+
+#[test]
+fn find_torn_tail_finds_the_bytes_after_the_last_newline() {
+    assert_eq!(tail_of(b""), None);
+    assert_eq!(tail_of(b"{}\n"), None);
+    assert_eq!(tail_of(b"{}\n{}\n"), None);
+    assert_eq!(tail_of(b"{}\n{\"a\":"), Some((3, 5)));
+    assert_eq!(tail_of(b"x"), Some((0, 1)));
+    assert_eq!(tail_of(b"{\"a\":1}"), Some((0, 7)));
+    const CHUNK: usize = 64 * 1024;
+    for (before, torn) in [
+        // The newline is the first byte of the last chunk, its last byte, and one chunk
+        // further back.
+        (CHUNK, CHUNK),
+        (10, CHUNK - 1),
+        (CHUNK + 3, 2 * CHUNK + 5),
+    ] {
+        let mut bytes = vec![b'a'; before - 1];
+        bytes.push(b'\n');
+        bytes.extend(std::iter::repeat_n(b'b', torn));
+        assert_eq!(
+            tail_of(&bytes),
+            Some((before as u64, torn as u64)),
+            "{before} {torn}"
+        );
+    }
+    // No newline at all, across several chunks.
+    let len = 3 * CHUNK + 1;
+    assert_eq!(tail_of(&vec![b'c'; len]), Some((0, len as u64)));
+    let dir = Scratch::new("find-tail-missing");
+    assert!(
+        find_torn_tail(dir.join("none.jsonl"))
+            .unwrap_err()
+            .is_not_found()
+    );
 }

@@ -216,3 +216,96 @@ fn a_corrupt_journal_is_copied_aside_readable_by_its_owner_alone() {
     let mode = fs::metadata(&aside[0]).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the copy's mode is {mode:o}");
 }
+
+/// A snapshot that is gone while the journal beside it was written by a compaction is a lost
+/// snapshot, not an empty registry: the open, a read-only load and a reload in another handle
+/// refuse it; with `recover` the open goes on with the journal's entries and says so. The
+/// journal is left as it was.
+#[test]
+fn a_lost_snapshot_behind_a_compacted_journal_is_an_error_not_an_empty_store() {
+    let dir = Scratch::new("lost-snapshot");
+    let path = dir.join("sessions.json");
+    let (_, journal) = seed(&path);
+    let journal_path = dir.join("sessions.json.journal");
+    fs::remove_file(&path).unwrap();
+
+    let err = Store::builder().open(&path).unwrap_err();
+    assert!(
+        matches!(err, sessionkit_session_store::Error::MissingSnapshot { .. }),
+        "{err}"
+    );
+    assert!(err.is_corrupt(), "{err}");
+    assert_eq!(err.path(), Some(path.as_path()));
+    let err = sessionkit_session_store::load_store(&path).unwrap_err();
+    assert!(
+        matches!(err, sessionkit_session_store::Error::MissingSnapshot { .. }),
+        "{err}"
+    );
+    assert_eq!(fs::read(&journal_path).unwrap(), journal);
+    assert!(!path.exists());
+
+    let store = Store::builder().recover(true).open(&path).unwrap();
+    assert!(store.open_report().snapshot_lost);
+    assert!(store.open_report().quarantined.is_empty());
+    assert_eq!(keys(&store), ["late:1", "late:2"]);
+}
+
+/// The same loss found by a handle that reloads after compactions it did not follow.
+#[test]
+fn a_reload_refuses_a_lost_snapshot() {
+    let dir = Scratch::new("lost-snapshot-reload");
+    let path = dir.join("sessions.json");
+    seed(&path);
+    let reader = Store::builder().auto_compact(false).open(&path).unwrap();
+    let writer = Store::builder().auto_compact(false).open(&path).unwrap();
+    // Two compactions: the reader's journal is not the new journal's base, so it reloads.
+    writer.compact().unwrap();
+    writer.compact().unwrap();
+    fs::remove_file(&path).unwrap();
+    let err = reader.get("late:1").unwrap_err();
+    assert!(
+        matches!(err, sessionkit_session_store::Error::MissingSnapshot { .. }),
+        "{err}"
+    );
+    assert!(Store::builder().open(&path).is_err());
+}
+
+/// An open that fails on a corrupt journal leaves the journal and its fence as they were: the
+/// failed batch behind the fence is cut only once the rest of the journal has loaded.
+#[test]
+fn a_failed_open_leaves_a_fenced_batch_and_its_fence_in_place() {
+    let dir = Scratch::new("corrupt-with-fence");
+    let path = dir.join("sessions.json");
+    let (_, journal) = seed(&path);
+    let journal_path = dir.join("sessions.json.journal");
+    let header: serde_json::Value =
+        serde_json::from_slice(journal.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    let epoch = header["epoch"].as_u64().unwrap();
+    let mut damaged = journal.clone();
+    damaged.extend_from_slice(b"not a record\n");
+    let offset = damaged.len();
+    let writer = "00000000000000aa";
+    damaged.extend_from_slice(
+        format!("{{\"seq\":1,\"writer\":\"{writer}\",\"op\":\"delete\",\"key\":\"late:1\"}}\n")
+            .as_bytes(),
+    );
+    fs::write(&journal_path, &damaged).unwrap();
+    let fence_path = dir.join("sessions.json.journal.fence");
+    let fence = format!(
+        "{{\"sessionkitFence\":1,\"epoch\":{epoch},\"offset\":{offset},\"writer\":\"{writer}\",\"seq\":1}}"
+    );
+    fs::write(&fence_path, &fence).unwrap();
+
+    let err = Store::builder().open(&path).unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    assert_eq!(fs::read(&journal_path).unwrap(), damaged);
+    assert_eq!(fs::read_to_string(&fence_path).unwrap(), fence);
+
+    // With `recover`, the records before the damage stay, and the batch and fence go.
+    let store = Store::builder().recover(true).open(&path).unwrap();
+    assert_eq!(
+        keys(&store),
+        ["agent:a:main", "cron:nightly", "late:1", "late:2"]
+    );
+    assert!(!fence_path.exists());
+}

@@ -362,6 +362,110 @@ fn warn_mode_and_dry_runs_change_nothing() {
     assert!(enforce.get("old").unwrap().is_some());
 }
 
+/// Every file of `dir` with its bytes and modification time.
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>, SystemTime)> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+                meta.modified().unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `plan_maintenance` reads the store as it is and plans a whole pass without opening it: a
+/// torn journal tail, a snapshot without a journal (OpenClaw's registry) and an old temp file
+/// stay as they are, and the plan is what a dry run of an open store reports. A transcript
+/// whose write lock file exists is left out of the plan, as the pass leaves it.
+#[test]
+fn a_planned_pass_changes_nothing_and_leaves_out_held_transcripts() {
+    let dir = Scratch::new("plan-only");
+    let path = dir.join("sessions.json");
+    let m = on_demand().orphan_grace(Duration::from_secs(60));
+    {
+        let store = open(&dir, m.clone());
+        store.upsert("old", entry("s0", 40 * DAY, "")).unwrap();
+        store.upsert("held", entry("s1", 41 * DAY, "")).unwrap();
+        store
+            .upsert("new", entry("s2", Duration::ZERO, ""))
+            .unwrap();
+        store.compact().unwrap();
+    }
+    for sid in ["s0", "s1", "s2", "orphan"] {
+        plant(&dir.join(format!("{sid}.jsonl")), 10, DAY);
+    }
+    plant(&dir.join("s1.jsonl.lock"), 10, Duration::ZERO);
+    plant(
+        &dir.join(".sessions.json.1.0123456789abcdef.sktmp"),
+        10,
+        DAY,
+    );
+
+    // The report of an open store's dry run, from a copy of the directory: the open changes
+    // its files.
+    let copy = Scratch::new("plan-only-copy");
+    for (name, bytes, _) in files_of(dir.path()) {
+        fs::write(copy.join(&name), bytes).unwrap();
+        set_modified_ago(
+            &copy.join(&name),
+            if name.contains("lock") {
+                Duration::ZERO
+            } else {
+                DAY
+            },
+        );
+    }
+    let opened = open(&copy, m.clone()).maintain(true).unwrap();
+    // The open removed the old temp file; the plan below leaves it.
+    assert!(
+        !copy
+            .join(".sessions.json.1.0123456789abcdef.sktmp")
+            .exists()
+    );
+
+    // Then a torn tail, and no journal at all.
+    let journal = dir.join("sessions.json.journal");
+    let mut bytes = fs::read(&journal).unwrap();
+    bytes.extend_from_slice(b"{\"seq\":9");
+    fs::write(&journal, &bytes).unwrap();
+    for journal_too in [true, false] {
+        if !journal_too {
+            fs::remove_file(&journal).unwrap();
+        }
+        let before = files_of(dir.path());
+        let report = sessionkit_session_store::plan_maintenance(&path, &m).unwrap();
+        assert_eq!(files_of(dir.path()), before, "the files changed");
+        assert!(report.dry_run);
+        assert_eq!(report.pruned, ["held", "old"]);
+        let names = |paths: &[std::path::PathBuf]| -> Vec<String> {
+            paths
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(&report.archived), ["s0.jsonl", "orphan.jsonl"]);
+        assert_eq!(names(&report.orphans), ["orphan.jsonl"]);
+        assert_eq!(names(&report.temps_removed), Vec::<String>::new());
+        assert_eq!(report.pruned, opened.pruned);
+        assert_eq!(names(&report.archived), names(&opened.archived));
+        assert_eq!(names(&report.orphans), names(&opened.orphans));
+    }
+
+    // The real pass leaves the held transcript too.
+    let store = open(&dir, m);
+    let done = store.maintain(false).unwrap();
+    assert_eq!(done.pruned, ["held", "old"]);
+    assert!(dir.join("s1.jsonl").exists());
+    assert!(!dir.join("s0.jsonl").exists());
+}
+
 #[test]
 fn without_maintenance_settings_nothing_is_ever_evicted() {
     let dir = Scratch::new("none");

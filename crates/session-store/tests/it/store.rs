@@ -423,6 +423,9 @@ fn open_removes_stale_temp_files_of_its_own_files_only() {
         SystemTime::now(),
     );
     plant(".notes.json.4242.00c0ffee00c0fff1.sktmp", old);
+    // OpenClaw's temp files, however old, are left to a disk budget.
+    plant("sessions.json.4244.5f0e.tmp", old);
+    plant(".fs-safe-replace.4244.5f0f.tmp", old);
     let store = Store::open(&path).unwrap();
     let mut removed: Vec<String> = store
         .open_report()
@@ -441,6 +444,8 @@ fn open_removes_stale_temp_files_of_its_own_files_only() {
     let names = dir.names();
     assert!(names.contains(&".sessions.json.4243.00c0ffee00c0fff0.sktmp".to_owned()));
     assert!(names.contains(&".notes.json.4242.00c0ffee00c0fff1.sktmp".to_owned()));
+    assert!(names.contains(&"sessions.json.4244.5f0e.tmp".to_owned()));
+    assert!(names.contains(&".fs-safe-replace.4244.5f0f.tmp".to_owned()));
 }
 
 #[test]
