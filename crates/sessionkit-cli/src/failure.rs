@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sessionkit::{atomic_fs, lock, store, sweeper};
@@ -56,6 +56,15 @@ pub(crate) enum Failure {
         path: PathBuf,
         /// The key asked for.
         key: String,
+    },
+    /// Standard input could not be read for `store set`.
+    SetStdin {
+        /// The snapshot path the user named.
+        path: PathBuf,
+        /// The key to set.
+        key: String,
+        /// The operating system's error.
+        source: io::Error,
     },
     /// Standard input is not an entry or a patch `store set` can use.
     BadInput {
@@ -125,6 +134,7 @@ impl Failure {
             Failure::Spawn { .. } => exit::CANNOT_RUN,
             Failure::Library(_)
             | Failure::Stdin(_)
+            | Failure::SetStdin { .. }
             | Failure::Stdout(_)
             | Failure::Lock(_)
             | Failure::Sweep(_)
@@ -141,6 +151,19 @@ impl Failure {
         // story.
         let _ = writeln!(io::stderr().lock(), "sessionkit: error: {}", self.message());
         self.exit_code()
+    }
+
+    /// This failure with the store and the key named, if it is a failure to read standard
+    /// input: what `store set` fails with when it cannot read its entry.
+    pub(crate) fn setting(self, path: &Path, key: &str) -> Failure {
+        match self {
+            Failure::Stdin(source) => Failure::SetStdin {
+                path: path.to_path_buf(),
+                key: key.to_owned(),
+                source,
+            },
+            other => other,
+        }
     }
 
     /// The message on one line: this error's text, then each source's, joined with `": "`.
@@ -197,6 +220,11 @@ impl fmt::Display for Failure {
             Failure::NoEntry { path, key } => {
                 write!(f, "no entry `{key}` in `{}`", path.display())
             }
+            Failure::SetStdin { path, key, .. } => write!(
+                f,
+                "failed to read standard input to set `{key}` in `{}`",
+                path.display()
+            ),
             Failure::BadInput { path, key, .. } => write!(
                 f,
                 "failed to set `{key}` in `{}` from standard input",
@@ -255,6 +283,7 @@ impl StdError for Failure {
             Failure::NoEntry { .. } => None,
             Failure::ReportJson(source) => Some(source),
             Failure::Stdin(err) | Failure::Stdout(err) => Some(err),
+            Failure::SetStdin { source, .. } => Some(source),
             Failure::Json { source, .. } => Some(source),
             Failure::Spawn { source, .. } | Failure::Wait { source, .. } => Some(source),
             Failure::Revoked { .. } | Failure::Simulate(_) => None,
@@ -293,6 +322,30 @@ mod tests {
                 format!("failed to write standard output: {}", one_line(&text))
             );
             prop_assert_eq!(stdout.exit_code(), exit::IO_ERR);
+        }
+
+        #[test]
+        fn a_store_set_stdin_failure_names_the_key_and_the_store(
+            path in text(),
+            key in text(),
+            why in text(),
+        ) {
+            let set = Failure::Stdin(io::Error::other(why.clone()))
+                .setting(Path::new(&path), &key);
+            prop_assert_eq!(
+                set.message(),
+                format!(
+                    "failed to read standard input to set `{}` in `{}`: {}",
+                    one_line(&key),
+                    one_line(&path),
+                    one_line(&why)
+                )
+            );
+            prop_assert_eq!(set.exit_code(), exit::IO_ERR);
+            // Any other failure passes through unchanged.
+            let other = Failure::Stdout(io::Error::other(why.clone()))
+                .setting(Path::new(&path), &key);
+            prop_assert!(matches!(other, Failure::Stdout(_)), "{:?}", other);
         }
 
         #[test]

@@ -1004,6 +1004,118 @@ fn check_reports_missing_transcripts_by_entry() {
 }
 
 #[test]
+fn check_reports_a_torn_transcript_tail_with_its_offset_and_changes_nothing() {
+    let (dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1"}"#);
+    let transcript = dir.path().join("s1.jsonl");
+    let whole = "{\"type\":\"session\"}\n";
+    let torn = "{\"type\":\"mess";
+    fs::write(&transcript, format!("{whole}{torn}")).expect("tear the transcript");
+    let before = contents(dir.path());
+
+    let output = run(args(&["check"], &path, &[]), b"");
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    assert_eq!(output.status.code(), Some(DATA_ERR), "{out}");
+    assert!(output.stderr.is_empty());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "transcript-torn-tail: entry `a`: transcript `{}` ends in a torn tail of {} \
+                 bytes at byte offset {}: an append was cut short by a crash; the library cuts \
+                 it off when it next opens the transcript for appending, under its write lock, \
+                 and so does `sessionkit doctor --fix` on the store's directory",
+                transcript.display(),
+                torn.len(),
+                whole.len()
+            ),
+            format!(
+                "checked `{}`: 1 entry, 1 journal record, 1 transcript: 1 problem",
+                path.display()
+            ),
+        ],
+        "{out}"
+    );
+
+    let report = json(
+        &String::from_utf8(run(args(&["check", "--json"], &path, &[]), b"").stdout).expect("UTF-8"),
+    );
+    assert_eq!(report["ok"], false);
+    let problems = report["problems"].as_array().expect("an array");
+    assert_eq!(problems.len(), 1, "{report}");
+    assert_eq!(problems[0]["kind"], "transcript-torn-tail");
+    assert_eq!(problems[0]["file"], transcript.to_str().expect("UTF-8"));
+    assert_eq!(problems[0]["key"], "a");
+    assert_eq!(problems[0]["offset"], whole.len());
+    assert_eq!(problems[0]["line"], Value::Null);
+    // Checking is reading: the torn bytes are still there.
+    assert_eq!(contents(dir.path()), before);
+}
+
+#[test]
+fn check_says_doctor_fix_cuts_a_torn_transcript_tail_only_in_the_stores_directory() {
+    let (dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1"}"#);
+    set(
+        &path,
+        "topic",
+        r#"{"sessionId":"s2","sessionFile":"t/s2-topic-7.jsonl"}"#,
+    );
+    let beside = dir.path().join("s1.jsonl");
+    let below = dir.path().join("t/s2-topic-7.jsonl");
+    fs::create_dir(dir.path().join("t")).expect("topic dir");
+    for transcript in [&beside, &below] {
+        fs::write(transcript, "{}\n{\"a\":").expect("tear the transcript");
+    }
+    let output = run(args(&["check"], &path, &[]), b"");
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    assert_eq!(output.status.code(), Some(DATA_ERR), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("transcript-torn-tail: entry `a`: ")
+            && lines[0].contains("torn tail of 5 bytes at byte offset 3")
+            && lines[0].ends_with("and so does `sessionkit doctor --fix` on the store's directory"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "transcript-torn-tail: entry `topic`: transcript `{}` ends in a torn tail of 5 bytes",
+            below.display()
+        )) && lines[1].ends_with(
+            "neither the library nor `sessionkit doctor --fix` cuts it, as both cut only \
+             `<sessionId>.jsonl` transcripts directly in the store's directory"
+        ),
+        "{out}"
+    );
+
+    // As each line says: `doctor --fix` cuts the tail beside the store and not the one below.
+    let fix = run(
+        [
+            OsString::from("doctor"),
+            OsString::from("--fix"),
+            dir.path().into(),
+        ],
+        b"",
+    );
+    assert_eq!(
+        fs::read(&beside).expect("transcript"),
+        b"{}\n",
+        "{}",
+        String::from_utf8_lossy(&fix.stdout)
+    );
+    assert_eq!(fs::read(&below).expect("transcript"), b"{}\n{\"a\":");
+    let output = run(args(&["check"], &path, &[]), b"");
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    assert_eq!(output.status.code(), Some(DATA_ERR), "{out}");
+    assert!(
+        out.starts_with("transcript-torn-tail: entry `topic`: ") && out.lines().count() == 2,
+        "{out}"
+    );
+}
+
+#[test]
 fn check_reports_a_corrupt_snapshot_and_still_checks_the_journal() {
     let (dir, path) = store_dir();
     fs::write(&path, "").expect("an empty snapshot is damage");
@@ -1047,6 +1159,83 @@ fn check_reports_a_bad_header_and_a_torn_only_line() {
     assert!(out.starts_with("journal-torn-tail: "), "{out}");
     assert!(out.contains("at line 1 (byte offset 0)"), "{out}");
     assert_eq!(names(dir.path()), ["sessions.json.journal"]);
+}
+
+/// A dry run plans from the files as they are: an OpenClaw registry (a snapshot and no
+/// journal) gets no journal, a torn journal tail stays, and nothing else changes. The real
+/// pass opens the store, which cuts the tail, and says so on standard error.
+#[test]
+fn maintain_dry_run_changes_no_file_and_the_pass_warns_of_a_cut_tail() {
+    let (dir, path) = store_dir();
+    let old = now_ms() - 40 * 24 * 3600 * 1000;
+    fs::write(
+        &path,
+        format!("{{\n  \"a\": {{\"sessionId\": \"s1\", \"updatedAt\": {old}}}\n}}\n"),
+    )
+    .expect("an OpenClaw registry");
+    fs::write(dir.path().join("s1.jsonl"), "{}\n").expect("a transcript");
+    let before = contents(dir.path());
+    let out = ok(&["maintain"], &path, &["--dry-run"], b"");
+    assert!(out.starts_with("would evict a (pruned)\n"), "{out}");
+    assert_eq!(contents(dir.path()), before);
+
+    // Now with a journal that ends in a torn tail.
+    set(&path, "b", r#"{"sessionId":"s2"}"#);
+    let mut journal_bytes = fs::read(journal(&path)).expect("the journal");
+    journal_bytes.extend_from_slice(b"{\"seq\":7");
+    fs::write(journal(&path), &journal_bytes).expect("a torn tail");
+    let before = contents(dir.path());
+    let out = ok(&["maintain"], &path, &["--dry-run"], b"");
+    assert!(out.starts_with("would evict a (pruned)\n"), "{out}");
+    assert_eq!(contents(dir.path()), before);
+
+    let output = run(args(&["maintain"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(0));
+    let warning = String::from_utf8(output.stderr).expect("UTF-8");
+    assert!(
+        warning.starts_with("sessionkit: warning: cut a torn tail of 8 bytes ")
+            && warning.lines().count() == 1,
+        "{warning}"
+    );
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(out.starts_with("evict a (pruned)\n"), "{out}");
+    assert!(!dir.path().join("s1.jsonl").exists());
+}
+
+/// A snapshot lost beside a journal that a compaction wrote is a problem for `check`, an
+/// error for every other command, and something `doctor --fix` leaves alone: opening the store
+/// would go on with the journal's entries only.
+#[test]
+fn a_lost_snapshot_is_reported_and_left_alone() {
+    let (dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1"}"#);
+    ok(&["compact"], &path, &[], b"");
+    fs::remove_file(&path).expect("lose the snapshot");
+    // And a torn journal tail, which `doctor --fix` would otherwise cut by opening the store.
+    let mut journal_bytes = fs::read(journal(&path)).expect("the journal");
+    journal_bytes.extend_from_slice(b"{\"seq\":7");
+    fs::write(journal(&path), &journal_bytes).expect("a torn tail");
+    let before = contents(dir.path());
+
+    let output = run(args(&["check", "--json"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(65));
+    let report = json(&String::from_utf8(output.stdout).expect("UTF-8"));
+    let kinds: Vec<&str> = report["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(|p| p["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["journal-torn-tail", "snapshot-missing"]);
+    let line = fails(&run(args(&["get"], &path, &["a"]), b""), 65, &path);
+    assert!(line.contains("the snapshot was lost"), "{line}");
+
+    let mut doctor = vec![OsString::from("doctor"), OsString::from("--fix")];
+    doctor.push(dir.path().as_os_str().to_owned());
+    let output = run(doctor, b"");
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(out.contains("snapshot-missing (left)"), "{out}");
+    assert_eq!(contents(dir.path()), before);
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The real system calls of a write, counted under `strace -f` (reliability.md, R1), and of a
-//! sweep, per lock file.
+//! The real system calls of a write, counted under `strace -f` (reliability.md, R1), of a
+//! sweep, per lock file, and the bytes `store check` reads of a transcript.
 //!
 //! The library's own tests assert the call order through its file-system seam; this checks the
 //! same order against the kernel, and that `--no-fsync` and `--fsync` really change the syncs.
@@ -30,8 +30,13 @@ fn traced_as(filter: &[&str], args: &[&str], stdin: &[u8]) -> Option<Vec<String>
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Some(trace_lines(&out))
+}
+
+/// The trace on a traced run's standard error, one call a line.
+fn trace_lines(out: &std::process::Output) -> Vec<String> {
     // Under `-f` every line starts with the pid; drop it so lines start with the call's name.
-    let lines = String::from_utf8_lossy(&out.stderr)
+    String::from_utf8_lossy(&out.stderr)
         .lines()
         .map(|l| match l.split_once(' ') {
             // strace pads the pid column, so more than one space may follow it.
@@ -40,8 +45,7 @@ fn traced_as(filter: &[&str], args: &[&str], stdin: &[u8]) -> Option<Vec<String>
             }
             _ => l.to_owned(),
         })
-        .collect();
-    Some(lines)
+        .collect()
 }
 
 /// One `sessionkit` run under `strace -f` with `options`, its trace on standard error; `None`
@@ -322,4 +326,59 @@ fn a_store_set_that_can_cut_nothing_fences_its_failed_batch_off() {
         br#"{"sessionId":"next","updatedAt":3}"#,
     );
     assert!(!fence.exists());
+}
+
+/// The bytes read from `path` in a trace of `read` and `pread64` calls made with `-y`.
+fn bytes_read(lines: &[String], path: &Path) -> u64 {
+    let path = path.to_str().unwrap();
+    lines
+        .iter()
+        .filter(|l| (l.starts_with("read(") || l.starts_with("pread64(")) && l.contains(path))
+        .map(|l| {
+            let (_, returned) = l.rsplit_once(" = ").unwrap_or_else(|| panic!("{l}"));
+            returned
+                .trim()
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("{l}"))
+        })
+        .sum()
+}
+
+/// `store check` reads one byte of a clean transcript, and of a torn one only its tail (in
+/// one chunk of 64 KiB here), never the records before it: a check costs the same however long
+/// the transcripts are.
+#[test]
+fn store_check_reads_only_the_last_byte_or_the_torn_tail_of_a_transcript() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.json");
+    let path_arg = path.to_str().unwrap();
+    for id in ["clean", "torn"] {
+        crate::util::run_ok(
+            ["store", "set", path_arg, id],
+            format!("{{\"sessionId\":\"{id}\"}}").as_bytes(),
+        );
+    }
+    // 720 KiB of records in each, far more than the chunk a torn tail is looked for in.
+    let records = "{\"type\":\"message\",\"text\":\"0123456789abcdef\"}\n".repeat(1 << 14);
+    let clean = dir.path().join("clean.jsonl");
+    let torn = dir.path().join("torn.jsonl");
+    std::fs::write(&clean, &records).unwrap();
+    std::fs::write(&torn, format!("{records}{{\"type\":")).unwrap();
+
+    let Some(out) = run_traced(
+        &["-y", "-e", "trace=read,pread64"],
+        &["store", "check", path_arg],
+        b"",
+    ) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(crate::util::DATA_ERR));
+    let lines = trace_lines(&out);
+    assert_eq!(bytes_read(&lines, &clean), 1, "{lines:#?}");
+    let read = bytes_read(&lines, &torn);
+    assert!(
+        (1..=1 + 64 * 1024).contains(&read),
+        "{read} bytes read of {}: {lines:#?}",
+        records.len() + 8
+    );
 }

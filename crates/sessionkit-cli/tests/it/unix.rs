@@ -111,3 +111,33 @@ fn unreadable_standard_input_is_an_io_error_and_writes_nothing() {
         assert_eq!(names(dir.path()), Vec::<String>::new());
     }
 }
+
+#[test]
+fn unreadable_standard_input_for_store_set_names_the_key_and_the_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sessions.json");
+    let stdin = File::open(dir.path()).expect("open the directory");
+    let os_error = std::io::Read::read(&mut &stdin, &mut [0; 1]).expect_err("a directory");
+    let output = Command::new(env!("CARGO_BIN_EXE_sessionkit"))
+        .args([
+            OsStr::new("store"),
+            OsStr::new("set"),
+            path.as_os_str(),
+            OsStr::new("agent:main:main"),
+        ])
+        .stdin(Stdio::from(stdin))
+        .output()
+        .expect("run sessionkit");
+    let stderr = String::from_utf8(output.stderr).expect("stderr is UTF-8");
+    assert_eq!(output.status.code(), Some(IO_ERR), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "sessionkit: error: failed to read standard input to set `agent:main:main` in `{}`: \
+             {os_error}\n",
+            path.display()
+        )
+    );
+    // The input is read before the store is opened: nothing is created.
+    assert_eq!(names(dir.path()), Vec::<String>::new());
+}

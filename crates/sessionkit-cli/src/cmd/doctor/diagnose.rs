@@ -1,12 +1,12 @@
 //! The read-only half of `doctor`: what is in the state directory and what is wrong with it.
 //!
 //! Nothing here writes: locks are judged by a dry-run sweep, the registry is read as `store
-//! check` reads it, transcripts are read (only their last byte, unless it shows a torn tail),
-//! and the rest is one directory listing.
+//! check` reads it, transcripts are read (only their last byte, or back to their last newline
+//! if it shows a torn tail), and the rest is one directory listing.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::{self, Read as _, Seek as _, SeekFrom};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -384,6 +384,20 @@ fn registry(
                     quoted(&aside(file))
                 )),
             )),
+            check::Kind::SnapshotMissing => {
+                state = None;
+                findings.push(Finding::problem(
+                    Section::Registry,
+                    Kind::SnapshotMissing,
+                    Some(file),
+                    format!(
+                        "{}; restore it from a backup (`--fix` leaves the registry alone: \
+                         opening it would go on with the journal's entries only)",
+                        problem.message
+                    ),
+                    None,
+                ));
+            }
             check::Kind::JournalUnsupported => {
                 state = None;
                 findings.push(Finding::problem(
@@ -441,7 +455,10 @@ fn registry(
             )),
             // Several corrupt lines are one problem: `--fix` quarantines the file once.
             check::Kind::JournalCorrupt => {}
-            check::Kind::TranscriptMissing | check::Kind::TranscriptError => {}
+            // `examine` looks at no transcript; the transcripts section does.
+            check::Kind::TranscriptMissing
+            | check::Kind::TranscriptError
+            | check::Kind::TranscriptTornTail => {}
         }
     }
     if let Some(first) = corrupt.first() {
@@ -551,7 +568,10 @@ fn quarantined(files: &[FileInfo], findings: &mut Vec<Finding>) {
 pub(crate) fn registry_state(report: &Report) -> RegistryState {
     let untouchable = report.findings.iter().any(|f| {
         f.section == Section::Registry
-            && (f.kind == Kind::JournalUnsupported || f.kind == Kind::RegistryError)
+            && matches!(
+                f.kind,
+                Kind::JournalUnsupported | Kind::SnapshotMissing | Kind::RegistryError
+            )
     });
     if untouchable {
         RegistryState::Untouchable
@@ -583,7 +603,7 @@ fn transcripts(
         count += 1;
         bytes += f.len;
         let path = f.path.as_path();
-        match torn_tail(path, f.len) {
+        match atomic_fs::find_torn_tail(path) {
             Ok(None) => {}
             Ok(Some(tail)) => {
                 let holder = held.get(&with_suffix(path, ".lock"));
@@ -659,25 +679,6 @@ fn transcripts(
         findings.push(finding.age(Some(f.age)).bytes(f.len));
     }
     headers.transcripts = format!("transcripts: {count} ({bytes} bytes), {archives} archives");
-}
-
-/// The torn tail of a transcript `len` bytes long, if it has one: only the last byte is read
-/// unless it is not a newline.
-fn torn_tail(path: &Path, len: u64) -> io::Result<Option<atomic_fs::TornTail>> {
-    if len == 0 {
-        return Ok(None);
-    }
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(len - 1))?;
-    let mut last = [0u8; 1];
-    file.read_exact(&mut last)?;
-    if last[0] == b'\n' {
-        return Ok(None);
-    }
-    match atomic_fs::read_records(path) {
-        Ok(records) => Ok(records.torn_tail),
-        Err(e) => Err(io::Error::other(e)),
-    }
 }
 
 /// The temp-file section, from the dry-run sweep.

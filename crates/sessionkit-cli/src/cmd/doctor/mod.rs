@@ -116,6 +116,9 @@ pub(crate) enum Kind {
     JournalCorrupt,
     /// The journal was written by a newer format version; nothing touches it.
     JournalUnsupported,
+    /// The snapshot is missing beside a journal a compaction wrote: it was lost; nothing
+    /// touches the registry, so that the journal's records stay for an operator.
+    SnapshotMissing,
     /// The journal ends in a torn tail; `--fix` cuts it.
     JournalTornTail,
     /// The journal ends in a failed batch behind its fence; `--fix` cuts it.

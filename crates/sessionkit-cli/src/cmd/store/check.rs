@@ -5,8 +5,11 @@
 //! repaired), then checked piece by piece so that every problem is reported, not just the first:
 //! the snapshot parses; the journal's header and every whole line parse (a bad line does not
 //! stop the check of the lines after it); there is no torn tail; and each entry's transcript
-//! exists. The entries checked are the snapshot's (none if it is corrupt) with the journal's
-//! valid records replayed over them.
+//! exists, is a regular file and has no torn tail. The entries checked are the snapshot's (none
+//! if it is corrupt) with the journal's valid records replayed over them.
+//!
+//! A transcript is looked at by its last byte alone, unless that shows a torn tail: the check
+//! costs the same for a long transcript as for a short one, and never reads its records.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -19,11 +22,13 @@ use clap::Args;
 use serde::Serialize;
 use sessionkit::store::{
     self, Entry, JournalRecord, SeqTracker, State, parse_journal, parse_records, parse_snapshot,
+    transcript_session,
 };
 
 use super::{journal_path, one_line, print, to_json};
 use crate::exit;
 use crate::failure::Failure;
+use sessionkit::atomic_fs;
 
 /// The most corrupt journal lines listed one by one; the rest are counted in one more problem,
 /// so that checking a file that is not a journal at all does not print a line per line.
@@ -50,6 +55,9 @@ pub(crate) struct CheckArgs {
 pub(crate) enum Kind {
     /// The snapshot cannot be read as a registry.
     SnapshotCorrupt,
+    /// The snapshot is missing, but the journal was written by a compaction, which writes the
+    /// snapshot first: the snapshot was lost.
+    SnapshotMissing,
     /// The journal was written by a newer format version; its records were not checked.
     JournalUnsupported,
     /// The journal's header or a whole line of it is not valid.
@@ -65,6 +73,9 @@ pub(crate) enum Kind {
     TranscriptMissing,
     /// An entry's transcript is not a regular file, or cannot be looked at.
     TranscriptError,
+    /// An entry's transcript ends in bytes after its last newline: an append cut short by a
+    /// crash.
+    TranscriptTornTail,
 }
 
 impl Kind {
@@ -72,6 +83,7 @@ impl Kind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::SnapshotCorrupt => "snapshot-corrupt",
+            Kind::SnapshotMissing => "snapshot-missing",
             Kind::JournalUnsupported => "journal-unsupported",
             Kind::JournalCorrupt => "journal-corrupt",
             Kind::JournalTornTail => "journal-torn-tail",
@@ -79,6 +91,7 @@ impl Kind {
             Kind::FenceCorrupt => "fence-corrupt",
             Kind::TranscriptMissing => "transcript-missing",
             Kind::TranscriptError => "transcript-error",
+            Kind::TranscriptTornTail => "transcript-torn-tail",
         }
     }
 }
@@ -92,7 +105,7 @@ pub(crate) struct Problem {
     pub(crate) file: PathBuf,
     /// The 1-based line of the damage, if it is in a line.
     pub(crate) line: Option<usize>,
-    /// The byte offset of the damage in the journal, if it is there.
+    /// The byte offset of the damage in the journal or the transcript, if it is known.
     pub(crate) offset: Option<u64>,
     /// The session key whose transcript it is, for a transcript problem.
     pub(crate) key: Option<String>,
@@ -178,6 +191,17 @@ pub(crate) fn examine(path: &Path) -> Result<Examined, Failure> {
         }
         None => Vec::new(),
     };
+    if files.snapshot.is_none()
+        && let Some(bytes) = &files.journal
+        && let Some(epoch) = compaction_epoch(&journal, bytes)
+    {
+        let err = store::Error::MissingSnapshot {
+            path: path.to_path_buf(),
+            journal: journal.clone(),
+            epoch,
+        };
+        problems.push(Problem::new(Kind::SnapshotMissing, path, chain(&err)));
+    }
     let len = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(0, |b| b.len() as u64);
     Ok(Examined {
         journal,
@@ -187,6 +211,13 @@ pub(crate) fn examine(path: &Path) -> Result<Examined, Failure> {
         journal_bytes: len(&files.journal),
         problems,
     })
+}
+
+/// The epoch of a journal whose header has a `base`, which only a compaction writes.
+fn compaction_epoch(journal: &Path, bytes: &[u8]) -> Option<u64> {
+    let header_end = bytes.iter().position(|&b| b == b'\n')?;
+    let header = parse_journal(journal, &bytes[..=header_end]).ok()?.header?;
+    header.base.map(|_| header.epoch)
 }
 
 /// Checks the store and prints the report; returns 0 if it is clean, 65 if not.
@@ -373,23 +404,25 @@ fn torn_tail(journal: &Path, line: usize, offset: u64, len: u64) -> Problem {
 fn check_transcripts(path: &Path, state: &State, problems: &mut Vec<Problem>) -> usize {
     // A bare `sessions.json` has the empty parent, which joins to paths relative to here.
     let dir = path.parent().unwrap_or(Path::new(""));
-    let mut seen: HashMap<PathBuf, Option<(Kind, String)>> = HashMap::new();
+    let mut seen: HashMap<PathBuf, Option<Trouble>> = HashMap::new();
     for (key, entry) in state.iter() {
         let Some(transcript) = transcript(dir, entry) else {
             continue;
         };
         let found = seen
             .entry(transcript.clone())
-            .or_insert_with(|| look_at(&transcript));
-        if let Some((kind, what)) = found {
+            .or_insert_with(|| look_at(dir, &transcript));
+        if let Some(trouble) = found {
             let mut problem = Problem::new(
-                *kind,
+                trouble.kind,
                 &transcript,
                 format!(
-                    "entry `{key}`: transcript `{}` {what}",
-                    transcript.display()
+                    "entry `{key}`: transcript `{}` {}",
+                    transcript.display(),
+                    trouble.what
                 ),
             );
+            problem.offset = trouble.offset;
             problem.key = Some(key.to_owned());
             problems.push(problem);
         }
@@ -410,15 +443,83 @@ fn transcript(dir: &Path, entry: &Entry) -> Option<PathBuf> {
     }
 }
 
-/// What is wrong with a transcript, if anything.
-fn look_at(transcript: &Path) -> Option<(Kind, String)> {
-    match fs::metadata(transcript) {
-        Ok(meta) if meta.is_file() => None,
-        Ok(_) => Some((Kind::TranscriptError, "is not a regular file".to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Some((Kind::TranscriptMissing, "does not exist".to_owned()))
+/// What is wrong with a transcript.
+#[derive(Debug)]
+struct Trouble {
+    kind: Kind,
+    /// What follows the transcript's path in the message.
+    what: String,
+    /// The byte offset of the damage in the transcript, if it is in it.
+    offset: Option<u64>,
+}
+
+impl Trouble {
+    fn new(kind: Kind, what: String) -> Trouble {
+        Trouble {
+            kind,
+            what,
+            offset: None,
         }
-        Err(e) => Some((Kind::TranscriptError, format!("cannot be looked at: {e}"))),
+    }
+}
+
+/// What is wrong with a transcript of the store in `dir`, if anything: only its metadata and
+/// its last byte are read, unless that shows a torn tail.
+fn look_at(dir: &Path, transcript: &Path) -> Option<Trouble> {
+    let missing = || Trouble::new(Kind::TranscriptMissing, "does not exist".to_owned());
+    match fs::metadata(transcript) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            return Some(Trouble::new(
+                Kind::TranscriptError,
+                "is not a regular file".to_owned(),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(missing()),
+        Err(e) => {
+            return Some(Trouble::new(
+                Kind::TranscriptError,
+                format!("cannot be looked at: {e}"),
+            ));
+        }
+    }
+    match atomic_fs::find_torn_tail(transcript) {
+        Ok(None) => None,
+        Ok(Some(torn)) => Some(Trouble {
+            kind: Kind::TranscriptTornTail,
+            what: format!(
+                "ends in a torn tail of {} bytes at byte offset {}: an append was cut short by a \
+                 crash; {}",
+                torn.len,
+                torn.offset,
+                who_cuts(dir, transcript)
+            ),
+            offset: Some(torn.offset),
+        }),
+        // Archived or deleted since its metadata was read.
+        Err(e) if e.is_not_found() => Some(missing()),
+        Err(e) => Some(Trouble::new(
+            Kind::TranscriptError,
+            format!("cannot be read: {e}"),
+        )),
+    }
+}
+
+/// Who cuts the torn tail of a transcript of the store in `dir`. The library cuts it when it
+/// opens `<sessionId>.jsonl` in the store's directory for appending, and `doctor --fix` cuts it
+/// in any transcript-named file directly in the directory it is given, both under the
+/// transcript's write lock; neither looks anywhere else. (`sessionkit append` cuts nothing.)
+fn who_cuts(dir: &Path, transcript: &Path) -> &'static str {
+    let named = transcript
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| transcript_session(name).is_some());
+    if named && transcript.parent() == Some(dir) {
+        "the library cuts it off when it next opens the transcript for appending, under its \
+         write lock, and so does `sessionkit doctor --fix` on the store's directory"
+    } else {
+        "neither the library nor `sessionkit doctor --fix` cuts it, as both cut only \
+         `<sessionId>.jsonl` transcripts directly in the store's directory"
     }
 }
 
@@ -483,8 +584,11 @@ mod tests {
             Kind::JournalUnsupported,
             Kind::JournalCorrupt,
             Kind::JournalTornTail,
+            Kind::JournalFencedBatch,
+            Kind::FenceCorrupt,
             Kind::TranscriptMissing,
             Kind::TranscriptError,
+            Kind::TranscriptTornTail,
         ] {
             assert_eq!(
                 serde_json::to_value(kind).expect("a kind serializes"),
@@ -528,6 +632,22 @@ mod tests {
         );
         let none = Entry::parse(r#"{"label":"x","sessionFile":7}"#).expect("entry");
         assert_eq!(transcript(dir, &none), None);
+    }
+
+    #[test]
+    fn only_transcripts_beside_the_store_are_said_to_be_cut() {
+        let cut = |dir: &str, transcript: &str| {
+            who_cuts(Path::new(dir), Path::new(transcript)).starts_with("the library cuts it")
+        };
+        assert!(cut("/s", "/s/0b7e.jsonl"));
+        assert!(cut("/s", "/s/0b7e-topic-9.jsonl"));
+        assert!(cut("/s", "/s/./0b7e.jsonl"));
+        // A bare `sessions.json`'s transcripts, relative to here.
+        assert!(cut("", "0b7e.jsonl"));
+        assert!(!cut("/s", "/s/t/0b7e-topic-9.jsonl"));
+        assert!(!cut("/s", "/x/0b7e.jsonl"));
+        assert!(!cut("/s", "/s/notes.txt"));
+        assert!(!cut("/s", "/s/-topic-9.jsonl"));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! The commands that only read (`stats`, `get`, `list`, `check`) never change a file: they read
 //! the snapshot and the journal as they are, under a shared OS lock on the journal so that a
 //! compaction cannot swap the files halfway through the read, and they never create, repair or
-//! quarantine anything. The commands that write (`set`, `delete`, `compact`) open the store
-//! through the library, which cuts a torn journal tail (and says so here, on standard error) but
+//! quarantine anything; nor does `maintain --dry-run`, which plans from the files as they are.
+//! The commands that write (`set`, `delete`, `compact`, `maintain`) open the store through the
+//! library, which cuts a torn journal tail (and says so here, on standard error) but
 //! never touches a corrupt file: the command fails with exit status 65 instead.
 
 pub(crate) mod check;
@@ -16,7 +17,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use sessionkit::store::{Store, journal_path_for};
+use sessionkit::store::{Store, StoreBuilder, journal_path_for};
 
 use crate::failure::Failure;
 
@@ -78,10 +79,14 @@ fn journal_path(path: &Path) -> PathBuf {
 /// open cut a torn journal tail or a fenced-off failed batch, a warning says so on standard
 /// error.
 fn open(path: &Path, create: bool) -> Result<Store, Failure> {
-    let store = Store::builder()
-        .create(create)
-        .auto_compact(false)
-        .open(path)?;
+    let mut builder = Store::builder();
+    builder.create(create);
+    open_with(&mut builder, path)
+}
+
+/// [`open`] with `builder`'s settings (less background compaction).
+fn open_with(builder: &mut StoreBuilder, path: &Path) -> Result<Store, Failure> {
+    let store = builder.auto_compact(false).open(path)?;
     if let Some(bytes) = store.open_report().torn_tail_bytes {
         warn(&format!(
             "cut a torn tail of {bytes} bytes from `{}`: an append was interrupted by a crash \

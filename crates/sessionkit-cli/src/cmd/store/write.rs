@@ -104,7 +104,8 @@ pub(super) fn set(args: &SetArgs) -> Result<u8, Failure> {
         key: args.key.clone(),
         source,
     };
-    let bytes = crate::cmd::read_stdin()?;
+    // A failure to read names the key and the store, as bad input does.
+    let bytes = crate::cmd::read_stdin().map_err(|f| f.setting(&args.path, &args.key))?;
     let text = String::from_utf8(bytes).map_err(|e| bad_input(Box::new(e.utf8_error())))?;
     enum Change {
         Upsert(Entry),
@@ -146,14 +147,20 @@ pub(super) fn delete(args: &DeleteArgs) -> Result<u8, Failure> {
 /// `Store::flush` compacts here first. A flush that fails too is a warning; the write's own
 /// error is the one reported.
 fn settled<T>(store: &Store, written: sessionkit::store::Result<T>) -> Result<T, Failure> {
-    if written.is_err()
-        && let Err(e) = store.flush()
-    {
+    if written.is_err() {
+        make_good(store);
+    }
+    Ok(written?)
+}
+
+/// After a failed write, compacts now if a failed fsync left the store owing one
+/// (`Store::flush`); a failure to is a warning.
+fn make_good(store: &Store) {
+    if let Err(e) = store.flush() {
         warn(&format!(
             "the store could not be made durable again after the failed write: {e}"
         ));
     }
-    Ok(written?)
 }
 
 /// Compacts the store now and prints the report.
@@ -292,12 +299,20 @@ pub(super) fn maintain(args: &MaintainArgs) -> Result<u8, Failure> {
     if let Some(grace) = args.orphan_grace {
         m = m.orphan_grace(grace);
     }
-    let store = Store::builder()
-        .create(false)
-        .auto_compact(false)
-        .maintenance(m)
-        .open(&args.path)?;
-    let report = settled(&store, store.maintain(args.dry_run))?;
+    let report = if args.dry_run {
+        // Planned from the files as they are: opening the store would repair them.
+        sessionkit::store::plan_maintenance(&args.path, &m)?
+    } else {
+        let mut builder = Store::builder();
+        builder.create(false).maintenance(m);
+        let store = super::open_with(&mut builder, &args.path)?;
+        let report = settled(&store, store.maintain(false))?;
+        // A failed eviction batch is one of the report's errors, not the call's.
+        if !report.errors.is_empty() {
+            make_good(&store);
+        }
+        report
+    };
     // The library logs why through `tracing`, which this tool does not print; an operator who
     // asked for a budget learns here that the pass could not keep to it.
     if let (false, Some(max), Some(after)) =
