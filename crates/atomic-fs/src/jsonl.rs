@@ -484,9 +484,9 @@ pub(crate) fn repair_torn_tail_with(
 }
 
 /// Finds the torn tail of the JSONL file at `path` by reading from its end: only its last
-/// byte when it ends in a newline (as a file without a torn tail does), else backwards in
-/// 64 KiB chunks to its last newline, so that a look costs the same however long the file
-/// is. Nothing is written; `None` if there is no torn tail.
+/// byte when it ends in a newline, so a file without a torn tail costs one byte however long
+/// it is; else backwards in 64 KiB chunks to its last newline, its tail and at most one chunk
+/// more. Nothing is written; `None` if there is no torn tail.
 ///
 /// # Errors
 ///

@@ -128,6 +128,7 @@ fn load(
             tracing::error!(path = %snapshot_path.display(), aside = %aside.display(), error = %e,
                 "quarantined a corrupt snapshot");
             report.quarantined.push(aside);
+            write_empty_snapshot(snapshot_path)?;
             State::new()
         }
         Err(e) => return Err(e),
@@ -139,12 +140,12 @@ fn load(
         j.read_from(0)
             .map_err(|e| Error::io(Operation::ReadJournal, "read", snapshot_path, &j.path, e))
     };
-    let bytes = read(&journal)?;
-    // The fence is acted on only once the rest parses: a journal found corrupt (without
-    // `recover`) is left exactly as it was.
-    let fence = find_fence(config, snapshot_path, &journal, &bytes, report)?;
-    let file_len = bytes.len() as u64;
-    let bytes = &bytes[..fence.flatten().map_or(bytes.len(), |end| end as usize)];
+    let whole = read(&journal)?;
+    // The fence is acted on only once the rest parses and the snapshot is known to be there:
+    // an open that fails (without `recover`) leaves the files exactly as they were.
+    let fence = find_fence(config, snapshot_path, &journal, &whole, report)?;
+    let file_len = whole.len() as u64;
+    let bytes = &whole[..fence.flatten().map_or(whole.len(), |end| end as usize)];
     let parsed = match parse_journal(&journal_path, bytes) {
         Ok(parsed) => parsed,
         Err(Error::CorruptJournal { offset, .. }) if config.recover => {
@@ -159,10 +160,14 @@ fn load(
             // Copied aside, then replaced by an atomic rename, all under the damaged file's
             // lock: the path always names a journal, and another process waiting for the
             // lock finds the file replaced and moves to the new one, as after a compaction.
-            let aside = crate::snapshot::quarantine_copy(&journal_path, bytes)?;
+            let aside = crate::snapshot::quarantine_copy(&journal_path, &whole)?;
             tracing::error!(path = %journal_path.display(), aside = %aside.display(), offset,
                 "quarantined a corrupt journal, keeping the records before the damage");
             report.quarantined.push(aside);
+            // A fenced batch, past the damage, goes with the rest of the file.
+            if let Some(Some(end)) = fence {
+                report.fenced_batch_bytes = Some(file_len - end);
+            }
             #[cfg(test)]
             crate::hooks::reached(crate::hooks::Point::JournalRecovery, &journal_path);
             AtomicWriter::new()
@@ -179,9 +184,6 @@ fn load(
         Err(e) => return Err(e),
     };
     let mut parsed: ParsedJournal = parsed;
-    if let Some(end) = fence {
-        cut_fenced_batch(snapshot_path, &journal, end, file_len, report)?;
-    }
     if let Err(e) = crate::snapshot::expect_snapshot(
         snapshot_path,
         snapshot_found,
@@ -194,6 +196,10 @@ fn load(
         tracing::error!(path = %snapshot_path.display(), error = %e,
             "the snapshot was lost; going on with the journal's entries only");
         report.snapshot_lost = true;
+        write_empty_snapshot(snapshot_path)?;
+    }
+    if let Some(end) = fence {
+        cut_fenced_batch(snapshot_path, &journal, end, file_len, report)?;
     }
     if let Some(torn) = parsed.torn_tail {
         journal
@@ -240,6 +246,22 @@ fn load(
         seqs,
         snapshot_bytes,
     }))
+}
+
+/// Writes an empty snapshot (`{}`), durably, where `recover` found none it could use: every
+/// process then reads the store as this one does, the journal's entries over nothing, instead
+/// of finding a compacted journal without its snapshot. The caller holds the journal's lock.
+fn write_empty_snapshot(snapshot_path: &Path) -> Result<()> {
+    AtomicWriter::new()
+        .durability(Durability::Durable)
+        .write(snapshot_path, b"{}\n")
+        .map(|_| ())
+        .map_err(|e| Error::AtomicWrite {
+            op: Operation::Open,
+            step: "write an empty snapshot in place of the one set aside or lost",
+            path: snapshot_path.to_path_buf(),
+            source: e,
+        })
 }
 
 /// Reads the journal's fence, if there is one: `Some(Some(end))` if it holds over the

@@ -124,7 +124,10 @@ impl StoreBuilder {
 
     /// What to do with a corrupt snapshot or journal at open. Off: open fails with the
     /// corruption error and the files are left as they are. On: the damaged file is put aside
-    /// as `<name>.corrupt.<timestamp>` and reported in [`OpenReport`]: a snapshot is renamed;
+    /// as `<name>.corrupt.<timestamp>` and reported in [`OpenReport`]: a snapshot is renamed,
+    /// and an empty one written in its place (as for a snapshot lost beside a journal that a
+    /// compaction wrote, [`Error::MissingSnapshot`]), so that every process reads the store as
+    /// this one does;
     /// a journal is copied, then replaced atomically by the whole records before the damage. Never is a damaged file replaced
     /// by an empty one without a report.
     ///
@@ -220,8 +223,8 @@ impl StoreBuilder {
     ///
     /// [`Error::Invalid`] for a setting no store can run with (a compaction ratio or a high
     /// water mark out of range), before anything on disk is touched;
-    /// [`Error::CorruptSnapshot`] or [`Error::CorruptJournal`] (without
-    /// [`recover`](StoreBuilder::recover)); [`Error::UnsupportedJournal`]; [`Error::Io`] if a
+    /// [`Error::CorruptSnapshot`], [`Error::CorruptJournal`] or [`Error::MissingSnapshot`]
+    /// (without [`recover`](StoreBuilder::recover)); [`Error::UnsupportedJournal`]; [`Error::Io`] if a
     /// file cannot be read, created or locked ([`Error::is_timeout`] if another process held
     /// the journal's lock past the [`lock_timeout`](StoreBuilder::lock_timeout)).
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
@@ -270,7 +273,8 @@ pub struct OpenReport {
     /// Damaged files renamed aside (only with [`StoreBuilder::recover`]).
     pub quarantined: Vec<PathBuf>,
     /// True if the snapshot was missing beside a journal that a compaction wrote, and the
-    /// store was opened with the journal's entries only (only with [`StoreBuilder::recover`];
+    /// store was opened with the journal's entries only, over an empty snapshot written in its
+    /// place (only with [`StoreBuilder::recover`];
     /// without it the open fails with [`Error::MissingSnapshot`](crate::Error::MissingSnapshot)).
     pub snapshot_lost: bool,
     /// True if the store did not exist and was created.

@@ -255,10 +255,12 @@ fn find_torn_tail_finds_the_bytes_after_the_last_newline() {
     assert_eq!(tail_of(b"{}\n{\"a\":"), Some((3, 5)));
     assert_eq!(tail_of(b"x"), Some((0, 1)));
     assert_eq!(tail_of(b"{\"a\":1}"), Some((0, 7)));
+    // One torn byte: the newline is the byte before the last.
+    assert_eq!(tail_of(b"{}\nx"), Some((3, 1)));
     const CHUNK: usize = 64 * 1024;
     for (before, torn) in [
-        // The newline is the first byte of the last chunk, its last byte, and one chunk
-        // further back.
+        // The newline at the first byte of the last chunk, in a file shorter than a chunk, and
+        // more than a chunk back.
         (CHUNK, CHUNK),
         (10, CHUNK - 1),
         (CHUNK + 3, 2 * CHUNK + 5),

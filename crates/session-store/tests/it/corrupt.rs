@@ -248,6 +248,64 @@ fn a_lost_snapshot_behind_a_compacted_journal_is_an_error_not_an_empty_store() {
     assert!(store.open_report().snapshot_lost);
     assert!(store.open_report().quarantined.is_empty());
     assert_eq!(keys(&store), ["late:1", "late:2"]);
+    // An empty snapshot took the lost one's place: every process reads what this one does.
+    assert_eq!(fs::read_to_string(&path).unwrap(), "{}\n");
+    let other = Store::builder().open(&path).unwrap();
+    assert!(!other.open_report().snapshot_lost);
+    assert_eq!(keys(&other), ["late:1", "late:2"]);
+
+    // A fence over a failed batch is left as it is by an open that fails for the lost
+    // snapshot.
+    drop((store, other));
+    fs::remove_file(&path).unwrap();
+    let (damaged, fence_path, fence) = fence_a_batch(&journal_path, b"");
+    assert!(Store::builder().open(&path).is_err());
+    assert_eq!(fs::read(&journal_path).unwrap(), damaged);
+    assert_eq!(fs::read_to_string(&fence_path).unwrap(), fence);
+}
+
+/// Appends `before` and then one record of a failed batch to the journal at `journal_path`,
+/// with a fence over the batch; returns the journal's bytes, the fence's path and its text.
+fn fence_a_batch(journal_path: &Path, before: &[u8]) -> (Vec<u8>, std::path::PathBuf, String) {
+    let mut bytes = fs::read(journal_path).unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(bytes.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    let epoch = header["epoch"].as_u64().unwrap();
+    bytes.extend_from_slice(before);
+    let offset = bytes.len();
+    let writer = "00000000000000aa";
+    bytes.extend_from_slice(
+        format!("{{\"seq\":1,\"writer\":\"{writer}\",\"op\":\"delete\",\"key\":\"late:1\"}}\n")
+            .as_bytes(),
+    );
+    fs::write(journal_path, &bytes).unwrap();
+    let mut fence_path = journal_path.as_os_str().to_owned();
+    fence_path.push(".fence");
+    let fence_path = std::path::PathBuf::from(fence_path);
+    let fence = format!(
+        "{{\"sessionkitFence\":1,\"epoch\":{epoch},\"offset\":{offset},\"writer\":\"{writer}\",\"seq\":1}}"
+    );
+    fs::write(&fence_path, &fence).unwrap();
+    (bytes, fence_path, fence)
+}
+
+/// With `recover`, a corrupt snapshot set aside leaves an empty one in its place, so that
+/// every process, with `recover` or without, reads the journal's entries over nothing.
+#[test]
+fn a_quarantined_snapshot_leaves_an_empty_one_for_every_process() {
+    let dir = Scratch::new("quarantined-snapshot");
+    let path = dir.join("sessions.json");
+    let (snapshot, _) = seed(&path);
+    fs::write(&path, &snapshot[..snapshot.len() / 2]).unwrap();
+    let store = Store::builder().recover(true).open(&path).unwrap();
+    assert_eq!(store.open_report().quarantined.len(), 1);
+    assert!(!store.open_report().snapshot_lost);
+    assert_eq!(keys(&store), ["late:1", "late:2"]);
+    assert_eq!(fs::read_to_string(&path).unwrap(), "{}\n");
+    let other = Store::builder().open(&path).unwrap();
+    assert_eq!(keys(&other), ["late:1", "late:2"]);
+    let loaded = sessionkit_session_store::load_store(&path).unwrap();
+    assert_eq!(loaded.state.len(), 2);
 }
 
 /// The same loss found by a handle that reloads after compactions it did not follow.
@@ -276,36 +334,25 @@ fn a_reload_refuses_a_lost_snapshot() {
 fn a_failed_open_leaves_a_fenced_batch_and_its_fence_in_place() {
     let dir = Scratch::new("corrupt-with-fence");
     let path = dir.join("sessions.json");
-    let (_, journal) = seed(&path);
+    seed(&path);
     let journal_path = dir.join("sessions.json.journal");
-    let header: serde_json::Value =
-        serde_json::from_slice(journal.split(|&b| b == b'\n').next().unwrap()).unwrap();
-    let epoch = header["epoch"].as_u64().unwrap();
-    let mut damaged = journal.clone();
-    damaged.extend_from_slice(b"not a record\n");
-    let offset = damaged.len();
-    let writer = "00000000000000aa";
-    damaged.extend_from_slice(
-        format!("{{\"seq\":1,\"writer\":\"{writer}\",\"op\":\"delete\",\"key\":\"late:1\"}}\n")
-            .as_bytes(),
-    );
-    fs::write(&journal_path, &damaged).unwrap();
-    let fence_path = dir.join("sessions.json.journal.fence");
-    let fence = format!(
-        "{{\"sessionkitFence\":1,\"epoch\":{epoch},\"offset\":{offset},\"writer\":\"{writer}\",\"seq\":1}}"
-    );
-    fs::write(&fence_path, &fence).unwrap();
+    let (damaged, fence_path, fence) = fence_a_batch(&journal_path, b"not a record\n");
 
     let err = Store::builder().open(&path).unwrap_err();
     assert!(err.is_corrupt(), "{err}");
     assert_eq!(fs::read(&journal_path).unwrap(), damaged);
     assert_eq!(fs::read_to_string(&fence_path).unwrap(), fence);
 
-    // With `recover`, the records before the damage stay, and the batch and fence go.
+    // With `recover`, the records before the damage stay, the journal goes aside whole (the
+    // fenced batch too), and the batch and the fence go.
     let store = Store::builder().recover(true).open(&path).unwrap();
     assert_eq!(
         keys(&store),
         ["agent:a:main", "cron:nightly", "late:1", "late:2"]
     );
+    let aside = &store.open_report().quarantined;
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(fs::read(&aside[0]).unwrap(), damaged);
+    assert!(store.open_report().fenced_batch_bytes.is_some());
     assert!(!fence_path.exists());
 }

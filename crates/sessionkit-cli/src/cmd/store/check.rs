@@ -8,8 +8,10 @@
 //! exists, is a regular file and has no torn tail. The entries checked are the snapshot's (none
 //! if it is corrupt) with the journal's valid records replayed over them.
 //!
-//! A transcript is looked at by its last byte alone, unless that shows a torn tail: the check
-//! costs the same for a long transcript as for a short one, and never reads its records.
+//! A transcript is looked at by its last byte alone, unless that shows a torn tail (then back
+//! to its last newline): a clean transcript costs one byte however long it is, and no record
+//! is read. Transcripts are read without their write lock, so an append in progress at that
+//! moment looks like a torn tail.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
