@@ -344,11 +344,7 @@ pub fn read_records(path: impl AsRef<Path>) -> Result<Records> {
 pub fn read_records_from(path: impl AsRef<Path>, offset: u64) -> Result<Records> {
     let path = path.as_ref();
     let ctx = Ctx::new(Operation::Read, path);
-    let mut file = File::open(path).map_err(|e| ctx.read_io(Step::Open, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| ctx.io(Step::Read, path, e))?
-        .len();
+    let (mut file, len) = open_to_read(&ctx, path)?;
     if offset > len {
         return Err(ctx.io(
             Step::Read,
@@ -494,16 +490,22 @@ pub(crate) fn repair_torn_tail_with(
 pub fn find_torn_tail(path: impl AsRef<Path>) -> Result<Option<TornTail>> {
     let path = path.as_ref();
     let ctx = Ctx::new(Operation::Read, path);
-    let mut file = File::open(path).map_err(|e| ctx.read_io(Step::Open, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| ctx.io(Step::Read, path, e))?
-        .len();
+    let (mut file, len) = open_to_read(&ctx, path)?;
     let keep = whole_records_end(&mut file, len).map_err(|e| ctx.io(Step::Read, path, e))?;
     Ok((keep < len).then_some(TornTail {
         offset: keep,
         len: len - keep,
     }))
+}
+
+/// Opens `path` to read, with its length.
+fn open_to_read(ctx: &Ctx<'_>, path: &Path) -> Result<(File, u64)> {
+    let file = File::open(path).map_err(|e| ctx.read_io(Step::Open, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| ctx.io(Step::Read, path, e))?
+        .len();
+    Ok((file, len))
 }
 
 /// The offset just past the last newline of a file of `len` bytes (0 if it has none).
