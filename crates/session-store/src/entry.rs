@@ -13,6 +13,9 @@ use crate::raw::{self, Parsed};
 pub const SESSION_ID: &str = "sessionId";
 /// The field holding the time of the last activity, in milliseconds since the Unix epoch.
 pub const UPDATED_AT: &str = "updatedAt";
+/// The field holding the path of the session's transcript, when the entry names it (OpenClaw
+/// writes it as an absolute path to `<sessionId>.jsonl`, or to a topic's file).
+pub const SESSION_FILE: &str = "sessionFile";
 
 /// One session entry: a JSON object whose fields survive byte for byte.
 ///
@@ -36,6 +39,10 @@ pub const UPDATED_AT: &str = "updatedAt";
 /// in OpenClaw). Refusing it instead would quarantine a whole registry over one odd field.
 /// Every patch applied through the journal sets a proper `updatedAt` (see [`Patch::resolve`]).
 ///
+/// A third, `sessionFile`, is looked at once: when its file name is not a name of `sessionId`'s
+/// transcript (see [`transcript_sessions`]), the registry counts the entry as referencing that
+/// file too, so that maintenance never takes it for an orphan.
+///
 /// ```
 /// use sessionkit_session_store::{Entry, Patch};
 /// # fn main() -> Result<(), sessionkit_session_store::Error> {
@@ -52,7 +59,15 @@ pub const UPDATED_AT: &str = "updatedAt";
 pub struct Entry {
     text: Box<str>,
     session_id: SessionId,
-    updated_at: Option<i64>,
+    /// `updatedAt`, meaningful only if `has_updated_at` (0 otherwise): an `Option<i64>` and the
+    /// flag below would make every entry a word larger.
+    updated_at: i64,
+    has_updated_at: bool,
+    /// Whether `sessionFile` names a transcript that `sessionId` does not: then the registry
+    /// counts a reference to that file by its name (see [`Entry::other_transcript`]). Known
+    /// from the one parse that finds the indexed fields, so that the common entry, whose file
+    /// is its session's, is not parsed again each time it is indexed.
+    other_file: bool,
 }
 
 /// Where an entry's `sessionId` is: in most entries a slice of its text, which costs no
@@ -94,7 +109,9 @@ impl Entry {
         Entry {
             text: "{}".into(),
             session_id: SessionId::None,
-            updated_at: None,
+            updated_at: 0,
+            has_updated_at: false,
+            other_file: false,
         }
     }
 
@@ -140,12 +157,29 @@ impl Entry {
         let mut entry = Entry {
             text: text.into_boxed_str(),
             session_id: SessionId::None,
-            updated_at: None,
+            updated_at: 0,
+            has_updated_at: false,
+            other_file: false,
         };
-        entry.session_id = entry.get(SESSION_ID).map_or(SessionId::None, |raw| {
-            locate_session_id(&entry.text, raw.get())
-        });
-        entry.updated_at = entry.get(UPDATED_AT).and_then(|raw| millis(raw.get()));
+        // One pass over the fields finds all three; the canonical form has no duplicate names.
+        let mut file = None;
+        for (name, raw) in raw::object_fields(&entry.text).unwrap_or_default() {
+            match &*name {
+                SESSION_ID => entry.session_id = locate_session_id(&entry.text, raw.get()),
+                UPDATED_AT => {
+                    if let Some(ms) = millis(raw.get()) {
+                        entry.updated_at = ms;
+                        entry.has_updated_at = true;
+                    }
+                }
+                SESSION_FILE => file = Some(raw),
+                _ => {}
+            }
+        }
+        let other_file = file
+            .and_then(transcript_name)
+            .is_some_and(|name| !transcript_sessions(&name).any(|s| Some(s) == entry.session_id()));
+        entry.other_file = other_file;
         entry
     }
 
@@ -174,7 +208,29 @@ impl Entry {
     /// `updatedAt` in milliseconds since the Unix epoch, if the entry has one and it is a whole
     /// number within `i64`.
     pub fn updated_at(&self) -> Option<i64> {
-        self.updated_at
+        self.has_updated_at.then_some(self.updated_at)
+    }
+
+    /// `sessionFile`, if the entry has one and it is a non-empty string.
+    pub fn session_file(&self) -> Option<String> {
+        self.get(SESSION_FILE)
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .filter(|file| !file.is_empty())
+    }
+
+    /// The file name of the transcript `sessionFile` names, if that is not one of the names
+    /// [`transcript_sessions`] reads as `sessionId`'s: a transcript the entry references besides
+    /// its session's. `None` if there is no such file, or if its name is not a transcript's
+    /// (`<name>.jsonl`).
+    ///
+    /// Only the file name counts, whatever directory the path names: the store may be reached
+    /// through another path than the one written, and a name that matches a file elsewhere
+    /// keeps a file here, which is the safe mistake.
+    pub(crate) fn other_transcript(&self) -> Option<String> {
+        if !self.other_file {
+            return None;
+        }
+        self.get(SESSION_FILE).and_then(transcript_name)
     }
 
     /// The raw JSON text of one field's value, exactly as it was read.
@@ -228,14 +284,14 @@ impl Entry {
         let existing_at = existing.and_then(Entry::updated_at);
         let at = match (activity, existing_at) {
             (Activity::Preserve, Some(at)) => at,
-            _ => resolve_updated_at(existing_at, self.updated_at, now_ms),
+            _ => resolve_updated_at(existing_at, self.updated_at(), now_ms),
         };
         self.with_updated_at(at)
     }
 
     /// Returns the entry with `updatedAt` advanced by the rule in [`resolve_updated_at`].
     pub fn touched(&self, now_ms: i64) -> Entry {
-        self.with_updated_at(resolve_updated_at(self.updated_at, None, now_ms))
+        self.with_updated_at(resolve_updated_at(self.updated_at(), None, now_ms))
     }
 
     /// The entry with whitespace outside strings removed, as the journal stores it.
@@ -246,6 +302,58 @@ impl Entry {
             Cow::Owned(text) => Cow::Owned(Entry::from_canonical(text)),
         }
     }
+}
+
+/// The file name of a raw `sessionFile` value, if it is a string whose last path component is
+/// a transcript's name.
+fn transcript_name(raw: &RawValue) -> Option<String> {
+    let file = serde_json::from_str::<String>(raw.get()).ok()?;
+    let name = std::path::Path::new(&file).file_name()?.to_str()?;
+    is_transcript_name(name).then(|| name.to_owned())
+}
+
+/// The `sessionId`s a transcript's file name may belong to, longest first: OpenClaw names a
+/// session's transcript `<sessionId>.jsonl` and a topic's `<sessionId>-topic-<thread>.jsonl`,
+/// so a name containing `-topic-` reads both ways, at each place it occurs. Nothing for a name
+/// that is not `<something>.jsonl` (archives such as `<file>.jsonl.deleted.<time>` included).
+///
+/// Maintenance counts a transcript as referenced while an entry's `sessionId` is any of these
+/// (or its `sessionFile` names the file): reading a name more ways keeps a file longer, never
+/// removes one early.
+///
+/// ```
+/// use sessionkit_session_store::transcript_sessions;
+/// let all = |name| transcript_sessions(name).collect::<Vec<_>>();
+/// assert_eq!(all("s1.jsonl"), ["s1"]);
+/// assert_eq!(all("s1-topic-42.jsonl"), ["s1-topic-42", "s1"]);
+/// assert_eq!(all("a-topic-b-topic-c.jsonl"), ["a-topic-b-topic-c", "a-topic-b", "a"]);
+/// assert_eq!(all("-topic-42.jsonl"), ["-topic-42"]);
+/// assert!(all("s1.jsonl.deleted.2026-01-01T00-00-00.000Z").is_empty());
+/// ```
+pub fn transcript_sessions(name: &str) -> impl Iterator<Item = &str> {
+    const TOPIC: &str = "-topic-";
+    let stem = name.strip_suffix(".jsonl").unwrap_or_default();
+    let whole = (!stem.is_empty()).then_some(stem);
+    // Every occurrence, overlapping ones included (`a-topic-topic-b` is `a-topic`'s topic `b`).
+    let topics = stem
+        .char_indices()
+        .rev()
+        .filter(move |&(at, _)| at > 0 && stem[at..].starts_with(TOPIC))
+        .map(move |(at, _)| &stem[..at]);
+    whole.into_iter().chain(topics)
+}
+
+/// True if `name` is a transcript's file name, `<something>.jsonl`: one that
+/// [`transcript_sessions`] reads as some session's.
+///
+/// ```
+/// use sessionkit_session_store::is_transcript_name;
+/// assert!(is_transcript_name("s1-topic-42.jsonl"));
+/// assert!(!is_transcript_name(".jsonl"));
+/// assert!(!is_transcript_name("s1.jsonl.lock"));
+/// ```
+pub fn is_transcript_name(name: &str) -> bool {
+    transcript_sessions(name).next().is_some()
 }
 
 /// Where the `sessionId` whose raw JSON value is `value` (a slice of `text`) is, if it is a
@@ -474,6 +582,75 @@ mod tests {
         assert_eq!(min.session_id(), Some("a"));
         assert_eq!(min.to_value(), entry.to_value());
     }
+
+    #[test]
+    fn a_session_file_counts_only_when_its_session_does_not_name_it() {
+        let other = |text: &str| Entry::parse(text).unwrap().other_transcript();
+        // The session's own file, or a topic of it, wherever the path puts it.
+        assert_eq!(
+            other(r#"{"sessionId":"s1","sessionFile":"/a/s1.jsonl"}"#),
+            None
+        );
+        assert_eq!(
+            other(r#"{"sessionId":"s1","sessionFile":"s1-topic-3.jsonl"}"#),
+            None
+        );
+        // Another file: its name, without the directory.
+        assert_eq!(
+            other(r#"{"sessionId":"s1","sessionFile":"/a/b/x.jsonl"}"#).as_deref(),
+            Some("x.jsonl")
+        );
+        assert_eq!(
+            other(r#"{"sessionFile":"x\u002djsonl.jsonl"}"#).as_deref(),
+            Some("x-jsonl.jsonl")
+        );
+        // A topic's file whose session is another.
+        assert_eq!(
+            other(r#"{"sessionId":"s1","sessionFile":"s2-topic-3.jsonl"}"#).as_deref(),
+            Some("s2-topic-3.jsonl")
+        );
+        // Not a transcript's name, not a string, empty, or no file name at all.
+        for text in [
+            r#"{"sessionId":"s1","sessionFile":"/a/notes.txt"}"#,
+            r#"{"sessionId":"s1","sessionFile":7}"#,
+            r#"{"sessionId":"s1","sessionFile":""}"#,
+            r#"{"sessionId":"s1","sessionFile":"/a/.."}"#,
+            r#"{"sessionId":"s1","sessionFile":"/a/.jsonl"}"#,
+        ] {
+            assert_eq!(other(text), None, "{text}");
+        }
+        // A patch that changes the session or the file changes what counts.
+        let entry = Entry::parse(r#"{"sessionId":"s1","sessionFile":"s2.jsonl"}"#).unwrap();
+        let patched = entry.merge_patch(&Patch::parse(r#"{"sessionId":"s2"}"#).unwrap());
+        assert_eq!(entry.other_transcript().as_deref(), Some("s2.jsonl"));
+        assert_eq!(patched.other_transcript(), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_session_read_in_a_name_gives_that_name_back(
+            name in "(\\PC|-topic-|\\.jsonl){0,8}",
+            id in "[^/]{1,12}",
+            thread in "\\PC{0,6}",
+        ) {
+            // Whatever the name, each session read in it is either the whole stem or comes
+            // before a `-topic-`, and none is empty.
+            for session in transcript_sessions(&name) {
+                proptest::prop_assert!(!session.is_empty());
+                proptest::prop_assert!(
+                    name == format!("{session}.jsonl")
+                        || (name.starts_with(&format!("{session}-topic-")) && name.ends_with(".jsonl")),
+                    "{:?} in {:?}", session, name
+                );
+            }
+            // A session's transcript and its topics' are read as its own.
+            let own = format!("{id}.jsonl");
+            let topic = format!("{id}-topic-{thread}.jsonl");
+            proptest::prop_assert!(transcript_sessions(&own).any(|s| s == id));
+            proptest::prop_assert!(transcript_sessions(&topic).any(|s| s == id));
+            proptest::prop_assert_eq!(is_transcript_name(&name), name.len() > 6 && name.ends_with(".jsonl"));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -481,7 +658,7 @@ mod layout {
     #[test]
     fn an_entry_is_no_larger_than_before_the_span() {
         // Two words each for the text and the two indexed fields: the span shares its space
-        // with the decoded id's pointer.
+        // with the decoded id's pointer, and the flags share `updatedAt`'s second word.
         assert!(
             std::mem::size_of::<super::Entry>() <= 48,
             "{}",

@@ -127,7 +127,10 @@ mod tokio;
 mod transcript;
 mod writer;
 
-pub use crate::entry::{Activity, Entry, Patch, SESSION_ID, UPDATED_AT, resolve_updated_at};
+pub use crate::entry::{
+    Activity, Entry, Patch, SESSION_FILE, SESSION_ID, UPDATED_AT, is_transcript_name,
+    resolve_updated_at, transcript_sessions,
+};
 pub use crate::error::{Error, Input, JournalProblem, Operation, Result, SnapshotProblem};
 pub use crate::fence::FencedBatch;
 pub use crate::journal::{
@@ -137,7 +140,7 @@ pub use crate::journal::{
 pub use crate::maintain::{
     DEFAULT_HIGH_WATER, DEFAULT_INTERVAL, DEFAULT_MAX_ENTRIES, DEFAULT_ORPHAN_GRACE,
     DEFAULT_PRUNE_AFTER, DEFAULT_TIME_BUDGET, Maintenance, MaintenanceMode, MaintenanceReport,
-    PassHook, Protection, TranscriptDisposal, plan_maintenance, transcript_session,
+    PassHook, Protection, TranscriptDisposal, plan_maintenance,
 };
 pub use crate::readonly::{LoadedStore, StoreFiles, load_store, read_store_files};
 pub use crate::snapshot::{

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sessionkit_atomic_fs::in_turn_of_parent;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, is_transcript_name, transcript_sessions};
 use crate::journal::EvictReason;
 use crate::state::State;
 
@@ -374,7 +374,8 @@ impl MaintenanceReport {
 /// What kind of file a directory entry is, for maintenance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// `<sessionId>.jsonl` (or `<sessionId>-topic-<thread>.jsonl`), naming its session.
+    /// `<sessionId>.jsonl` (or `<sessionId>-topic-<thread>.jsonl`): any `<name>.jsonl`,
+    /// referenced as [`State::transcript_refs`] counts.
     Transcript,
     /// `<transcript>.deleted.*`, `<transcript>.reset.*`, `<transcript>.bak.*`,
     /// `sessions.json.bak.*`.
@@ -445,33 +446,19 @@ impl Listing {
 
     /// True if a file of this name is listed.
     pub(crate) fn contains(&self, name: &str) -> bool {
+        self.position(name).is_some()
+    }
+
+    /// Where the file of this name is in [`iter`](Listing::iter)'s order, if it is listed.
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
         // Names in a directory are unique and the files are sorted by name.
-        self.files
-            .binary_search_by(|f| self.name(f).cmp(name))
-            .is_ok()
+        self.files.binary_search_by(|f| self.name(f).cmp(name)).ok()
     }
 
     /// The sum of the files' sizes, those in listed subdirectories included.
     pub(crate) fn total_len(&self) -> u64 {
         self.files.iter().map(|f| f.len).sum::<u64>() + self.nested_bytes
     }
-}
-
-/// The session a transcript's file name belongs to, by the rule maintenance uses to find
-/// orphans: `<sessionId>.jsonl`, or `<sessionId>-topic-<thread>.jsonl` for a thread of it.
-/// `None` for any other name (archives such as `<file>.jsonl.deleted.<time>` included).
-///
-/// ```
-/// use sessionkit_session_store::transcript_session;
-/// assert_eq!(transcript_session("s1.jsonl"), Some("s1"));
-/// assert_eq!(transcript_session("s1-topic-42.jsonl"), Some("s1"));
-/// assert_eq!(transcript_session("-topic-42.jsonl"), None);
-/// assert_eq!(transcript_session("s1.jsonl.deleted.2026-01-01T00-00-00.000Z"), None);
-/// ```
-pub fn transcript_session(name: &str) -> Option<&str> {
-    let stem = name.strip_suffix(".jsonl")?;
-    let session = stem.split_once("-topic-").map_or(stem, |(s, _)| s);
-    (!session.is_empty()).then_some(session)
 }
 
 /// When an archive was made, in milliseconds since the Unix epoch, from the time its name
@@ -511,15 +498,16 @@ pub(crate) fn archive_time_ms(name: &str) -> Option<u64> {
     sessionkit_write_lock::parse_iso8601_ms(&iso)
 }
 
-/// The session whose transcript a lock counter `<transcript>.lock.gen` belongs to.
-fn counter_session(name: &str) -> Option<&str> {
-    name.strip_suffix(".lock.gen").and_then(transcript_session)
+/// The transcript a lock counter `<transcript>.lock.gen` belongs to.
+fn counter_transcript(name: &str) -> Option<&str> {
+    name.strip_suffix(".lock.gen")
+        .filter(|transcript| is_transcript_name(transcript))
 }
 
 fn classify(name: &str, snapshot_name: &str) -> Kind {
-    if transcript_session(name).is_some() {
+    if is_transcript_name(name) {
         Kind::Transcript
-    } else if counter_session(name).is_some() {
+    } else if counter_transcript(name).is_some() {
         Kind::Counter
     } else if [".jsonl.deleted.", ".jsonl.reset.", ".jsonl.bak."]
         .iter()
@@ -742,14 +730,65 @@ pub(crate) struct Plan {
 pub(crate) struct Inputs<'a> {
     pub(crate) state: &'a State,
     pub(crate) files: &'a Listing,
-    /// Sessions whose last entries this pass has evicted already: their transcripts go with
-    /// them, as those of sessions this plan evicts do.
-    pub(crate) released: &'a HashSet<String>,
+    /// What the entries this pass has evicted already referenced: transcripts they were the
+    /// last references of go with them, as those of the entries this plan evicts do.
+    pub(crate) released: &'a Gone,
     /// Whether to plan pruning and the cap (steps 1 and 2); the disk budget is always planned.
     pub(crate) limits: bool,
     pub(crate) now: SystemTime,
     pub(crate) active: &'a HashSet<String>,
     pub(crate) config: &'a Maintenance,
+}
+
+/// The transcripts one entry references: its session's, by id, and the one its `sessionFile`
+/// names besides (see [`State::transcript_refs`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Refs {
+    session: Option<String>,
+    file: Option<String>,
+}
+
+impl Refs {
+    pub(crate) fn of(entry: &Entry) -> Refs {
+        Refs {
+            session: entry.session_id().map(str::to_owned),
+            file: entry.other_transcript(),
+        }
+    }
+}
+
+/// The references of entries a pass evicts, or plans to, counted by exact id and name as
+/// [`State::transcript_refs`] counts them by hash.
+#[derive(Debug, Default)]
+pub(crate) struct Gone {
+    sessions: HashMap<String, usize>,
+    files: HashMap<String, usize>,
+}
+
+impl Gone {
+    pub(crate) fn add(&mut self, refs: Refs) {
+        if let Some(id) = refs.session {
+            *self.sessions.entry(id).or_default() += 1;
+        }
+        if let Some(name) = refs.file {
+            *self.files.entry(name).or_default() += 1;
+        }
+    }
+
+    /// How many of these entries reference the transcript `name`.
+    pub(crate) fn refs(&self, name: &str) -> usize {
+        transcript_sessions(name)
+            .filter_map(|id| self.sessions.get(id))
+            .sum::<usize>()
+            + self.files.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// True if no entry but those in `gone` references the transcript `name`. A hash collision in
+/// the state's counts only makes a transcript look referenced, so it is kept, never removed
+/// early.
+fn unreferenced_after(state: &State, gone: &Gone, name: &str) -> bool {
+    state.transcript_refs(name) <= gone.refs(name)
 }
 
 pub(crate) fn is_running(entry: &Entry) -> bool {
@@ -807,22 +846,14 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
         }
     }
 
-    // Which sessions lose their last entry.
-    let released = |gone: &HashSet<&str>| -> HashSet<String> {
-        let mut refs: HashMap<&str, usize> = HashMap::new();
-        for key in gone {
-            if let Some(id) = state.get(key).and_then(Entry::session_id) {
-                *refs.entry(id).or_default() += 1;
-            }
+    // What the entries planned to go referenced, counted as they go rather than recounted
+    // per eviction.
+    let mut gone_refs = Gone::default();
+    for key in &gone {
+        if let Some(entry) = state.get(key) {
+            gone_refs.add(Refs::of(entry));
         }
-        refs.into_iter()
-            .filter(|(id, n)| state.session_refs(id) == *n)
-            .map(|(id, _)| id.to_owned())
-            .collect()
-    };
-    let referenced_after = |session: &str, released: &HashSet<String>| {
-        state.session_refs(session) > 0 && !released.contains(session)
-    };
+    }
     let age_of = |f: &FileInfo| now.duration_since(f.modified).unwrap_or(Duration::ZERO);
     // An archive's age counts from when it was made, which its name says; its modification
     // time is the transcript's last write.
@@ -834,10 +865,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     };
     let archive_age = |f: &FileInfo| now.duration_since(made_at(f)).unwrap_or(Duration::ZERO);
     let delete_transcripts = config.transcripts == TranscriptDisposal::Delete;
-    let session_of = |f: &FileInfo| match f.kind {
-        Kind::Transcript => transcript_session(files.name(f)),
-        _ => None,
-    };
+    let transcript = |f: &FileInfo| (f.kind == Kind::Transcript).then(|| files.name(f));
     // Files are named by their index in the listing from here on.
     let indexed = || files.iter().enumerate();
     // A transcript whose write lock file exists is in use, or may be (a crash leaves the
@@ -846,13 +874,14 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     // it, and the pass skips it when it gets there.
     let held = |f: &FileInfo| files.contains(&format!("{}.lock", files.name(f)));
 
-    let mut released_now = released(&gone);
     let mut taken: HashSet<usize> = HashSet::new();
-    // 3. Transcripts of sessions no entry references any more, by this plan or by the
+    // 3. Transcripts that no entry references any more, because of this plan or of the
     //    evictions earlier in the same pass.
     for (i, f) in indexed() {
-        if session_of(f).is_some_and(|s| released_now.contains(s) || released_before.contains(s))
-            && !held(f)
+        if transcript(f).is_some_and(|name| {
+            (gone_refs.refs(name) > 0 || released_before.refs(name) > 0)
+                && unreferenced_after(state, &gone_refs, name)
+        }) && !held(f)
         {
             taken.insert(i);
             plan.transcripts.push((files.path(f), delete_transcripts));
@@ -871,11 +900,11 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     }
     // 5. Orphans past the grace.
     for (i, f) in indexed() {
-        let Some(session) = session_of(f) else {
+        let Some(name) = transcript(f) else {
             continue;
         };
         if !taken.contains(&i)
-            && !referenced_after(session, &released_now)
+            && unreferenced_after(state, &gone_refs, name)
             && age_of(f) > config.orphan_grace
             && !held(f)
         {
@@ -919,7 +948,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                 .filter(|(i, f)| match f.kind {
                     Kind::Archive => !archives.contains(i),
                     Kind::Transcript => {
-                        session_of(f).is_some_and(|s| !referenced_after(s, &released_now))
+                        unreferenced_after(state, &gone_refs, files.name(f))
                             && (taken.contains(i) || age_of(f) > young)
                             && (!taken.contains(i) || !delete_transcripts)
                             && !held(f)
@@ -958,20 +987,14 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
             // then, if that is not enough, protected ones (a budget is a limit on the disk,
             // which protection must not defeat); never active ones.
             if total > high {
+                // The transcripts each session's entries reference by its id.
                 let by_session: BTreeMap<&str, Vec<usize>> = indexed()
-                    .filter_map(|(i, f)| session_of(f).map(|s| (s, i)))
+                    .filter_map(|(i, f)| transcript(f).map(|name| (name, i)))
+                    .flat_map(|(name, i)| transcript_sessions(name).map(move |s| (s, i)))
                     .fold(BTreeMap::new(), |mut m, (s, i)| {
                         m.entry(s).or_insert_with(Vec::new).push(i);
                         m
                     });
-                // Entries of each session gone so far: a session is released when all of its
-                // entries are, counted as they go rather than recounted per eviction.
-                let mut gone_refs: HashMap<String, usize> = HashMap::new();
-                for key in &gone {
-                    if let Some(id) = state.get(key).and_then(Entry::session_id) {
-                        *gone_refs.entry(id.to_owned()).or_default() += 1;
-                    }
-                }
                 let mut kept = 0;
                 let mut protected = Vec::new();
                 let unprotected = state.by_updated_at().filter_map(|(key, _)| {
@@ -989,18 +1012,20 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                 let mut evict = |key: &'_ str, entry: &'_ Entry, total: &mut u64| {
                     plan.evict.push((key.to_owned(), EvictReason::Disk));
                     *total = total.saturating_sub((key.len() + entry.len_bytes()) as u64);
-                    let Some(id) = entry.session_id() else {
-                        return;
-                    };
-                    let n = gone_refs.entry(id.to_owned()).or_default();
-                    *n += 1;
-                    if *n == state.session_refs(id) && released_now.insert(id.to_owned()) {
-                        for &i in by_session.get(id).into_iter().flatten() {
-                            let f = &files.files[i];
-                            if !held(f) && taken.insert(i) {
-                                *total = total.saturating_sub(f.len);
-                                plan.transcripts.push((files.path(f), true));
-                            }
+                    let refs = Refs::of(entry);
+                    // The transcripts this entry referenced: by its session, and by its file.
+                    let by_id = refs.session.as_deref().and_then(|id| by_session.get(id));
+                    let by_file = refs.file.as_deref().and_then(|name| files.position(name));
+                    gone_refs.add(refs);
+                    for i in by_id.into_iter().flatten().copied().chain(by_file) {
+                        let f = &files.files[i];
+                        if f.kind == Kind::Transcript
+                            && unreferenced_after(state, &gone_refs, files.name(f))
+                            && !held(f)
+                            && taken.insert(i)
+                        {
+                            *total = total.saturating_sub(f.len);
+                            plan.transcripts.push((files.path(f), true));
                         }
                     }
                 };
@@ -1143,7 +1168,7 @@ pub(crate) fn run(
         dry_run: dry,
         ..MaintenanceReport::default()
     };
-    let plan_with = |files: &Listing, released: &HashSet<String>, limits: bool| {
+    let plan_with = |files: &Listing, released: &Gone, limits: bool| {
         let view = shared.read();
         let plan = plan(&Inputs {
             state: &view.state,
@@ -1162,14 +1187,14 @@ pub(crate) fn run(
                 let entry = view.state.get(key);
                 Planned {
                     updated_at: entry.and_then(Entry::updated_at),
-                    session: entry.and_then(Entry::session_id).map(str::to_owned),
+                    refs: entry.map(Refs::of).unwrap_or_default(),
                 }
             })
             .collect();
         (plan, planned)
     };
 
-    let mut released = HashSet::new();
+    let mut released = Gone::default();
     if !dry {
         let (first, planned) = plan_with(&Listing::empty(&dir), &released, true);
         report.kept_protected += first.kept_protected;
@@ -1177,15 +1202,13 @@ pub(crate) fn run(
     }
     // A dry run plans everything from one listing; the disk budget needs every file's size.
     // Otherwise the listing holds only what the file round may act on: transcripts and lock
-    // counters of sessions no entry references, and archives if they expire.
+    // counters of transcripts no entry references, and archives if they expire.
     let full = dry || config.max_disk_bytes.is_some();
-    let unreferenced = |session: &str| {
-        released.contains(session) || shared.read().state.session_refs(session) == 0
-    };
+    let unreferenced = |name: &str| shared.read().state.transcript_refs(name) == 0;
     let mut want = |name: &str, kind: Kind| {
         full || match kind {
-            Kind::Transcript => transcript_session(name).is_some_and(unreferenced),
-            Kind::Counter => counter_session(name).is_some_and(unreferenced),
+            Kind::Transcript => unreferenced(name),
+            Kind::Counter => counter_transcript(name).is_some_and(unreferenced),
             Kind::Archive => config.archive_retention.is_some(),
             Kind::Temp | Kind::Other => false,
         }
@@ -1221,11 +1244,7 @@ pub(crate) fn run(
     // left for a later pass.
     let still_orphan = |path: &Path| {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let session = name
-            .as_deref()
-            .and_then(transcript_session)
-            .map(str::to_owned);
-        session.is_some_and(|s| shared.read().state.session_refs(&s) == 0)
+        name.is_some_and(|n| is_transcript_name(&n) && shared.read().state.transcript_refs(&n) == 0)
             && !with_suffix(path, ".lock").exists()
     };
     let dispose = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| -> bool {
@@ -1397,7 +1416,7 @@ pub fn plan_maintenance(
     let plan = plan(&Inputs {
         state: &loaded.state,
         files: &files,
-        released: &HashSet::new(),
+        released: &Gone::default(),
         limits: true,
         now: SystemTime::now(),
         active: &HashSet::new(),
@@ -1433,22 +1452,23 @@ pub(crate) fn announce(shared: &crate::store::Shared, report: &MaintenanceReport
 /// An evicted entry as the plan saw it.
 struct Planned {
     updated_at: Option<i64>,
-    session: Option<String>,
+    refs: Refs,
 }
 
 /// Evicts `keys` as one batch of journal records, each only if its entry is unchanged since
-/// the plan (`planned`, in the same order), and records the outcome in `report`. Returns the
-/// sessions of the evicted entries that no entry references any more.
+/// the plan (`planned`, in the same order), and records the outcome in `report`. Returns what
+/// the evicted entries referenced.
 fn evict(
     shared: &Arc<crate::store::Shared>,
     keys: &[(String, EvictReason)],
     planned: &[Planned],
     report: &mut MaintenanceReport,
-) -> HashSet<String> {
+) -> Gone {
     use crate::writer::{self, Reply, Request, Update};
 
+    let mut gone = Gone::default();
     if keys.is_empty() {
-        return HashSet::new();
+        return gone;
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let batch: Vec<Request> = keys
@@ -1474,12 +1494,11 @@ fn evict(
             *slot = Some(answer);
         }
     }
-    let mut sessions = Vec::new();
     for (((key, reason), planned), answer) in keys.iter().zip(planned).zip(answers) {
         match answer {
             Some(Ok(ack)) if ack.seq > 0 => {
                 push_key(report, key.clone(), *reason);
-                sessions.extend(planned.session.clone());
+                gone.add(planned.refs.clone());
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => report.errors.push(format!("evict {key}: {e}")),
@@ -1488,11 +1507,7 @@ fn evict(
                 .push(format!("evict {key}: no answer from the writer")),
         }
     }
-    let view = shared.read();
-    sessions
-        .into_iter()
-        .filter(|s| view.state.session_refs(s) == 0)
-        .collect()
+    gone
 }
 
 /// Removes a file in its directory's turn: a pass removes thousands, beside the sessions'
@@ -1624,7 +1639,7 @@ mod tests {
         let mut asked = Vec::new();
         let some = list_dir(dir.path(), "sessions.json", true, &mut |name, kind| {
             asked.push(name.to_owned());
-            kind == Kind::Counter && counter_session(name) == Some("s3")
+            kind == Kind::Counter && counter_transcript(name) == Some("s3.jsonl")
         })
         .unwrap();
         asked.sort();

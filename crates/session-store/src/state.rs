@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, transcript_sessions};
 use crate::journal::{JournalRecord, Op, Record, SeqCheck, SeqTracker, WriterId};
 
 /// The registry in memory: every entry by session key, plus the indexes that keep maintenance
@@ -18,7 +18,9 @@ use crate::journal::{JournalRecord, Op, Record, SeqCheck, SeqTracker, WriterId};
 /// - An index ordered by `(updatedAt, key)` gives the oldest entries in O(log n) each, for caps
 ///   and pruning; entries without `updatedAt` come first (OpenClaw's cap drops them first).
 /// - A count of entries per `sessionId` says whether a transcript is still referenced once an
-///   entry goes. The counts are keyed by a 64-bit hash of the id (SipHash with this process's
+///   entry goes, and so does a count per file name for the entries whose `sessionFile` names a
+///   transcript other than their session's (see [`transcript_refs`](State::transcript_refs)).
+///   The counts are keyed by a 64-bit hash of the id or name (SipHash with this process's
 ///   random keys) rather than by a copy of it, which saves an allocation per entry. Two ids
 ///   with the same hash (about one chance in 10^8 for a million sessions) share a count: either
 ///   looks referenced while the other is, so its transcript is kept, never removed early.
@@ -34,6 +36,8 @@ pub struct State {
     entries: BTreeMap<Arc<str>, Entry>,
     by_updated: BTreeSet<(Option<i64>, Arc<str>)>,
     session_refs: HashMap<u64, usize>,
+    /// Entries per file name of [`Entry::other_transcript`], keyed by the same hash.
+    file_refs: HashMap<u64, usize>,
     session_hasher: RandomState,
     entry_bytes: u64,
 }
@@ -179,6 +183,37 @@ impl State {
         self.session_refs.get(&hash).copied().unwrap_or(0)
     }
 
+    /// How many entries reference the transcript named `name` in the store's directory: those
+    /// whose `sessionId` is one that [`transcript_sessions`] reads in the name, and those
+    /// whose `sessionFile` is a path whose file name is `name` but not a name of their
+    /// session's (in whatever directory: the store may be reached through another path).
+    /// Maintenance takes a transcript for an orphan only when this is zero.
+    ///
+    /// ```
+    /// use sessionkit_session_store::{Entry, Record, State, WriterId};
+    /// # fn main() -> Result<(), sessionkit_session_store::Error> {
+    /// let mut state = State::new();
+    /// let entry = Entry::parse(r#"{"sessionId":"s1","sessionFile":"/srv/sessions/x.jsonl"}"#)?;
+    /// state.apply(&Record::upsert(1, WriterId::new(1), "agent:a:main", &entry));
+    /// assert_eq!(state.transcript_refs("s1.jsonl"), 1);
+    /// assert_eq!(state.transcript_refs("s1-topic-7.jsonl"), 1);
+    /// assert_eq!(state.transcript_refs("x.jsonl"), 1);
+    /// assert_eq!(state.transcript_refs("s2.jsonl"), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn transcript_refs(&self, name: &str) -> usize {
+        let by_name = self
+            .file_refs
+            .get(&self.session_hasher.hash_one(name))
+            .copied()
+            .unwrap_or(0);
+        transcript_sessions(name)
+            .map(|id| self.session_refs(id))
+            .sum::<usize>()
+            + by_name
+    }
+
     /// Sizes of the registry.
     pub fn stats(&self) -> Stats {
         Stats {
@@ -314,6 +349,10 @@ impl State {
             let hash = self.session_hasher.hash_one(id);
             *self.session_refs.entry(hash).or_insert(0) += 1;
         }
+        if let Some(file) = entry.other_transcript() {
+            let hash = self.session_hasher.hash_one(&*file);
+            *self.file_refs.entry(hash).or_insert(0) += 1;
+        }
         self.entry_bytes += (key.len() + entry.len_bytes()) as u64;
     }
 
@@ -321,6 +360,15 @@ impl State {
     fn unindex(&mut self, key: &Arc<str>, entry: &Entry) -> Option<String> {
         self.by_updated.remove(&(entry.updated_at(), key.clone()));
         self.entry_bytes -= (key.len() + entry.len_bytes()) as u64;
+        if let Some(file) = entry.other_transcript() {
+            let hash = self.session_hasher.hash_one(&*file);
+            if let Some(count) = self.file_refs.get_mut(&hash) {
+                *count -= 1;
+                if *count == 0 {
+                    self.file_refs.remove(&hash);
+                }
+            }
+        }
         let id = entry.session_id()?;
         let hash = self.session_hasher.hash_one(id);
         let count = self.session_refs.get_mut(&hash)?;
@@ -354,6 +402,12 @@ impl State {
                 self.session_refs, rebuilt.session_refs
             ));
         }
+        if rebuilt.file_refs != self.file_refs {
+            return Err(format!(
+                "file refs {:?} != {:?}",
+                self.file_refs, rebuilt.file_refs
+            ));
+        }
         if rebuilt.entry_bytes != self.entry_bytes {
             return Err(format!(
                 "bytes {} != {}",
@@ -379,6 +433,42 @@ mod tests {
         "agent:b:main",
     ];
     const SESSIONS: [&str; 3] = ["s1", "s2", "s3"];
+    const FILES: [&str; 7] = [
+        "/srv/sessions/s1.jsonl",
+        "s2.jsonl",
+        "s1-topic-9.jsonl",
+        "/srv/sessions/x.jsonl",
+        "t/x.jsonl",
+        "notes.txt",
+        "",
+    ];
+    /// Transcript names to count references to.
+    const NAMES: [&str; 6] = [
+        "s1.jsonl",
+        "s2.jsonl",
+        "s1-topic-9.jsonl",
+        "x.jsonl",
+        "notes.txt",
+        "s3-topic-1.jsonl",
+    ];
+
+    /// References to the transcript `name`, counted the slow way: entries whose session is read
+    /// in the name, or whose `sessionFile` ends in it.
+    fn refs_by_scan(state: &State, name: &str) -> usize {
+        state
+            .iter()
+            .filter(|(_, e)| {
+                let by_session = e
+                    .session_id()
+                    .is_some_and(|id| transcript_sessions(name).any(|s| s == id));
+                let by_file = e.session_file().is_some_and(|f| {
+                    std::path::Path::new(&f).file_name() == Some(name.as_ref())
+                        && crate::entry::is_transcript_name(name)
+                });
+                by_session || by_file
+            })
+            .count()
+    }
 
     fn op() -> impl Strategy<Value = Op> {
         let session = prop_oneof![
@@ -393,12 +483,22 @@ mod tests {
             Just(",\"updatedAt\":\"x\"".to_string()),
             Just(",\"updatedAt\":null".to_string()),
         ];
+        // File names that are a session's own, another's, a topic's, not a transcript's, or
+        // no string at all.
+        let file = prop_oneof![
+            Just(String::new()),
+            prop::sample::select(&FILES[..])
+                .prop_map(|f| format!(",\"sessionFile\":{}", serde_json::json!(f))),
+            Just(",\"sessionFile\":7".to_string()),
+            Just(",\"sessionFile\":null".to_string()),
+        ];
         prop_oneof![
-            (session.clone(), updated.clone()).prop_map(|(s, u)| {
-                Op::Upsert(Entry::parse(&format!("{{\"n\":1{s}{u}}}")).unwrap())
+            (session.clone(), updated.clone(), file.clone()).prop_map(|(s, u, f)| {
+                Op::Upsert(Entry::parse(&format!("{{\"n\":1{s}{u}{f}}}")).unwrap())
             }),
-            (session, updated)
-                .prop_map(|(s, u)| Op::Patch(Patch::parse(&format!("{{\"m\":2{s}{u}}}")).unwrap())),
+            (session, updated, file).prop_map(|(s, u, f)| {
+                Op::Patch(Patch::parse(&format!("{{\"m\":2{s}{u}{f}}}")).unwrap())
+            }),
             Just(Op::Delete),
             Just(Op::Evict(EvictReason::Cap)),
         ]
@@ -424,6 +524,9 @@ mod tests {
                     .collect();
                 let applied = state.apply(record);
                 prop_assert_eq!(state.check_indexes(), Ok(()));
+                for name in NAMES {
+                    prop_assert_eq!(state.transcript_refs(name), refs_by_scan(&state, name), "{}", name);
+                }
                 // `unreferenced` names exactly a session whose count just dropped to zero.
                 for s in SESSIONS {
                     let dropped = before[s] > 0 && state.session_refs(s) == 0;

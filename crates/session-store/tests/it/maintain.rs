@@ -1020,3 +1020,164 @@ fn a_bind_mount_of_the_store_inside_itself_is_counted_once() {
     let expected = top_level_bytes(dir.path()) + 3000;
     assert_eq!(report.disk_bytes_before, Some(expected), "{report:?}");
 }
+
+/// The names of `paths`, sorted.
+fn sorted_names(paths: &[std::path::PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = paths
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_transcript_named_by_a_session_file_or_a_topic_like_id_is_no_orphan() {
+    let dir = Scratch::new("refs");
+    let store = open(&dir, on_demand());
+    // A session id that holds `-topic-`: its transcript is not session `a`'s topic.
+    store.upsert("a", entry("a-topic-b", DAY, "")).unwrap();
+    // A transcript named by `sessionFile` only, in another directory's path.
+    store
+        .upsert(
+            "c",
+            entry("sc", DAY, r#","sessionFile":"/elsewhere/renamed.jsonl""#),
+        )
+        .unwrap();
+    let old = 2 * DAY;
+    for name in [
+        "a-topic-b.jsonl",
+        "renamed.jsonl",
+        "sc.jsonl",
+        "lost.jsonl",
+        "lost-topic-1.jsonl",
+    ] {
+        plant(&dir.join(name), 10, old);
+    }
+    // A dry run without the store plans as the pass does.
+    let planned =
+        sessionkit_session_store::plan_maintenance(dir.join("sessions.json"), &on_demand())
+            .unwrap();
+    assert_eq!(
+        sorted_names(&planned.orphans),
+        ["lost-topic-1.jsonl", "lost.jsonl"]
+    );
+    let report = store.maintain(false).unwrap();
+    assert_eq!(
+        sorted_names(&report.orphans),
+        ["lost-topic-1.jsonl", "lost.jsonl"]
+    );
+    let names = dir.names();
+    for kept in ["a-topic-b.jsonl", "renamed.jsonl", "sc.jsonl"] {
+        assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
+    }
+    // Once its entry is deleted, both of its transcripts are orphans.
+    store.delete("c").unwrap();
+    let report = store.maintain(false).unwrap();
+    assert_eq!(sorted_names(&report.orphans), ["renamed.jsonl", "sc.jsonl"]);
+    assert!(dir.names().contains(&"a-topic-b.jsonl".to_owned()));
+}
+
+#[test]
+fn an_evicted_entry_releases_the_transcript_its_session_file_names() {
+    let dir = Scratch::new("release");
+    let store = open(&dir, on_demand());
+    let file = |f: &str| format!(r#","sessionFile":"{f}""#);
+    store
+        .upsert("old", entry("so", 40 * DAY, &file("/x/other.jsonl")))
+        .unwrap();
+    store
+        .upsert("old2", entry("so2", 40 * DAY, &file("shared.jsonl")))
+        .unwrap();
+    // Still names `shared.jsonl`, from another path.
+    store
+        .upsert("keep", entry("sk", DAY, &file("/y/shared.jsonl")))
+        .unwrap();
+    // All inside the orphan grace: only an eviction releases them.
+    for name in [
+        "so.jsonl",
+        "other.jsonl",
+        "so2.jsonl",
+        "shared.jsonl",
+        "sk.jsonl",
+    ] {
+        plant(&dir.join(name), 10, Duration::ZERO);
+    }
+    let planned =
+        sessionkit_session_store::plan_maintenance(dir.join("sessions.json"), &on_demand())
+            .unwrap();
+    assert_eq!(
+        sorted_names(&planned.archived),
+        ["other.jsonl", "so.jsonl", "so2.jsonl"]
+    );
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.pruned, ["old", "old2"]);
+    assert_eq!(
+        sorted_names(&report.archived),
+        ["other.jsonl", "so.jsonl", "so2.jsonl"]
+    );
+    assert!(report.orphans.is_empty(), "{report:?}");
+    let names = dir.names();
+    for kept in ["shared.jsonl", "sk.jsonl"] {
+        assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
+    }
+}
+
+#[test]
+fn the_disk_budget_keeps_transcripts_named_by_session_file_until_their_entry_goes() {
+    let dir = Scratch::new("disk-files");
+    let store = open(
+        &dir,
+        on_demand()
+            .max_disk_bytes(Some(20_000))
+            .high_water(0.5)
+            .archive_retention(None),
+    );
+    for i in 0..6 {
+        // k0 is running, which a plan without the store sees as active too.
+        let status = if i == 0 { r#","status":"running""# } else { "" };
+        let extra = format!(r#","sessionFile":"/srv/sessions/t{i}.jsonl"{status}"#);
+        store
+            .upsert(
+                format!("k{i}"),
+                entry(&format!("s{i}"), Duration::from_secs(600 - i * 60), &extra),
+            )
+            .unwrap();
+        // Old enough to be an orphan for the budget, were it one.
+        plant(
+            &dir.join(format!("t{i}.jsonl")),
+            3000,
+            Duration::from_secs(600),
+        );
+    }
+    plant(
+        &dir.join("old.jsonl.deleted.20200101T000000.000Z"),
+        4000,
+        3 * DAY,
+    );
+    // 6 x 3000 + 4000 + the journal: over 20,000; high water 10,000.
+    let planned = sessionkit_session_store::plan_maintenance(
+        dir.join("sessions.json"),
+        &on_demand()
+            .max_disk_bytes(Some(20_000))
+            .high_water(0.5)
+            .archive_retention(None),
+    )
+    .unwrap();
+    let report = store.maintain(false).unwrap();
+    assert!(report.disk_bytes_before.unwrap() > 20_000, "{report:?}");
+    assert!(report.orphans.is_empty(), "{report:?}");
+    assert_eq!(report.disk_evicted, ["k1", "k2", "k3"]);
+    assert_eq!(
+        sorted_names(&report.deleted),
+        ["t1.jsonl", "t2.jsonl", "t3.jsonl"]
+    );
+    // The plan reaches the high water mark; the eviction records the pass then appends to the
+    // journal count in the total after it.
+    assert!(planned.disk_bytes_after.unwrap() <= 10_000, "{planned:?}");
+    assert_eq!(planned.disk_evicted, report.disk_evicted);
+    assert_eq!(
+        sorted_names(&planned.deleted),
+        sorted_names(&report.deleted)
+    );
+}

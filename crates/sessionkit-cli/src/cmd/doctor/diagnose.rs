@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sessionkit::atomic_fs;
-use sessionkit::store::{SeqTracker, State, journal_path_for, transcript_session};
+use sessionkit::store::{SeqTracker, State, is_transcript_name, journal_path_for};
 use sessionkit::sweeper::{Status, SweepReport, Sweeper};
 
 use super::{
@@ -62,7 +62,7 @@ pub(crate) fn classify(name: &str) -> FileKind {
         FileKind::Temp
     } else if name.ends_with(".lock") || name.ends_with(".lock.gen") {
         FileKind::Lock
-    } else if transcript_session(name).is_some() {
+    } else if is_transcript_name(name) {
         FileKind::Transcript
     } else if name.contains(".jsonl.deleted.")
         || name.contains(".jsonl.reset.")
@@ -647,8 +647,7 @@ fn transcripts(
         let Some(state) = state else {
             continue;
         };
-        let referenced = transcript_session(&f.name).is_some_and(|s| state.session_refs(s) > 0);
-        if referenced {
+        if state.transcript_refs(&f.name) > 0 {
             continue;
         }
         let what = format!(
@@ -919,7 +918,6 @@ mod tests {
         prop_oneof![
             session_id().prop_map(|id| format!("{id}.json")),
             transcript().prop_map(|t| format!("{t}x")),
-            "[0-9]{1,6}".prop_map(|n| format!("-topic-{n}.jsonl")),
             transcript().prop_map(|t| format!("{t}.deleted")),
             transcript().prop_map(|t| format!("{t}.bak.1")),
             select(vec![

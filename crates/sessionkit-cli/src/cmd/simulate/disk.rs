@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use sessionkit::store::{load_store, transcript_session};
+use sessionkit::store::{is_transcript_name, load_store};
 
 use super::now_ms;
 use super::plan::{Plan, main_key, main_session};
@@ -105,7 +105,6 @@ pub(crate) fn verify(
         eprintln!("simulate: lost updates: {lost:?}");
     }
 
-    let referenced: HashSet<&str> = state.iter().filter_map(|(_, e)| e.session_id()).collect();
     let mut bytes = 0;
     let mut orphans = Vec::new();
     for item in fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))? {
@@ -115,8 +114,8 @@ pub(crate) fn verify(
             .metadata()
             .map_err(|e| format!("cannot stat {name}: {e}"))?;
         bytes += meta.len();
-        if let Some(sid) = transcript_session(&name) {
-            if !referenced.contains(sid) {
+        if is_transcript_name(&name) {
+            if state.transcript_refs(&name) == 0 {
                 orphans.push(name.clone());
             }
             let content = fs::read(item.path()).map_err(|e| format!("cannot read {name}: {e}"))?;

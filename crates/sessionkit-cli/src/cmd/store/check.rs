@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 use sessionkit::store::{
-    self, Entry, JournalRecord, SeqTracker, State, parse_journal, parse_records, parse_snapshot,
-    transcript_session,
+    self, Entry, JournalRecord, SeqTracker, State, is_transcript_name, parse_journal,
+    parse_records, parse_snapshot,
 };
 
 use super::{journal_path, one_line, print, to_json};
@@ -35,9 +35,6 @@ use sessionkit::atomic_fs;
 /// The most corrupt journal lines listed one by one; the rest are counted in one more problem,
 /// so that checking a file that is not a journal at all does not print a line per line.
 const MAX_CORRUPT_LINES: usize = 100;
-
-/// The field of an entry that names its transcript, overriding `<sessionId>.jsonl`.
-const SESSION_FILE: &str = "sessionFile";
 
 /// Arguments of `sessionkit store check`.
 #[derive(Debug, Args)]
@@ -435,11 +432,7 @@ fn check_transcripts(path: &Path, state: &State, problems: &mut Vec<Problem>) ->
 /// The transcript an entry names: its `sessionFile` (relative to the store's directory) if it
 /// is a non-empty string, else `<sessionId>.jsonl` in the store's directory.
 fn transcript(dir: &Path, entry: &Entry) -> Option<PathBuf> {
-    let file = entry
-        .get(SESSION_FILE)
-        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
-        .filter(|file| !file.is_empty());
-    match file {
+    match entry.session_file() {
         Some(file) => Some(dir.join(file)),
         None => entry.session_id().map(|id| dir.join(format!("{id}.jsonl"))),
     }
@@ -515,7 +508,7 @@ fn who_cuts(dir: &Path, transcript: &Path) -> &'static str {
     let named = transcript
         .file_name()
         .and_then(|name| name.to_str())
-        .is_some_and(|name| transcript_session(name).is_some());
+        .is_some_and(is_transcript_name);
     if named && transcript.parent() == Some(dir) {
         "the library cuts it off when it next opens the transcript for appending, under its \
          write lock, and so does `sessionkit doctor --fix` on the store's directory"
@@ -649,7 +642,8 @@ mod tests {
         assert!(!cut("/s", "/s/t/0b7e-topic-9.jsonl"));
         assert!(!cut("/s", "/x/0b7e.jsonl"));
         assert!(!cut("/s", "/s/notes.txt"));
-        assert!(!cut("/s", "/s/-topic-9.jsonl"));
+        assert!(cut("/s", "/s/-topic-9.jsonl"));
+        assert!(!cut("/s", "/s/.jsonl"));
     }
 
     #[test]
