@@ -45,6 +45,11 @@ pub const QUICK_STORE_IMAGES: u64 = 1_000;
 pub const SOAK_STORE_IMAGES: u64 = 10_000;
 /// The most images the store's no-fsync mutant gets before it counts as not caught.
 pub const STORE_MUTANT_IMAGE_CAP: u64 = 100;
+/// Session-store power-loss images with the correct writer under injected faults in a
+/// `--quick` run.
+pub const QUICK_STORE_FAULT_IMAGES: u64 = 300;
+/// Session-store power-loss images under injected faults in a long soak.
+pub const SOAK_STORE_FAULT_IMAGES: u64 = 3_000;
 /// Kills of a session-store writer under injected faults in a `--quick` run.
 pub const QUICK_STORE_FAULT_KILLS: u64 = 300;
 /// Kills of a session-store writer under injected faults in a long soak.
@@ -60,7 +65,7 @@ pub const STORE_FAULT_KILLS_FOR_A_FENCE: u64 = 100;
 pub const USAGE: &str = "\
 usage: sessionkit-torture <suite> [--quick] [--seed N] [--kills N] [--images N] [--sections N]
                           [--dir PATH] [--kill9-writer VARIANT] [--store-writer VARIANT]
-                          [--store-readers N] [--fault-kills N]
+                          [--store-readers N] [--fault-kills N] [--fault-images N]
 
 suites:
   atomic    kill -9 torture and power-loss images for sessionkit-atomic-fs
@@ -74,15 +79,16 @@ suites:
             injects EIO into fdatasync, fsync and ftruncate, or for a third of the children
             ENOSPC into the journal's writes: no update the store said failed may be found,
             none acknowledged lost, and the false-fail mutant must be caught;
-            then power-loss images of the same writer (no acknowledged update lost) and the
+            then power-loss images of the same writer (no acknowledged update lost), of the
+            same writer under the injected faults (nor any update that failed found), and the
             no-fsync mutant, which must be caught
   all       every suite: atomic, lock, then store
 
 options:
   --quick     CI size: 2,000 kills, 300 images and 20,000 lock sections; for the store, 1,000
-              kills, 300 kills under faults and 1,000 images (default: a soak of 20,000 kills,
-              3,000 images and 200,000 lock sections; for the store, 10,000 kills, 3,000 under
-              faults and 10,000 images)
+              kills, 300 kills under faults, 1,000 images and 300 under faults (default: a soak
+              of 20,000 kills, 3,000 images and 200,000 lock sections; for the store, 10,000
+              kills, 3,000 under faults, 10,000 images and 3,000 under faults)
   --seed N    replay a run; the seed is printed at the start of every run
   --kills N   number of kill -9 rounds (of each suite)
   --images N  power-loss images with the correct writer, of each suite (each mutant: until
@@ -104,6 +110,8 @@ options:
   --fault-kills N
               kills of the store writer under injected faults (the false-fail mutant: until
               caught, max 100)
+  --fault-images N
+              power-loss images of the store writer under injected faults
 
 Parts this machine cannot run print a line starting with `SKIP: `.
 Exit status: 0 when no violation, 1 on a violation or harness error, 2 on a usage error.";
@@ -148,6 +156,8 @@ pub struct SuiteOptions {
     pub store_readers: Option<u64>,
     /// Kills of the store writer under injected faults, if given.
     pub fault_kills: Option<u64>,
+    /// Power-loss images of the store writer under injected faults, if given.
+    pub fault_images: Option<u64>,
     /// Set for the internal `child-locker` role: play a lock-set worker instead of a suite
     /// (routed through [`Invocation::Suite`] so the binary's dispatch stays as it is).
     pub child_locker: Option<LockerArgs>,
@@ -168,6 +178,7 @@ impl SuiteOptions {
             store_writer: StoreVariant::Correct,
             store_readers: None,
             fault_kills: None,
+            fault_images: None,
             child_locker: None,
         }
     }
@@ -228,6 +239,7 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, String> {
             "--kill9-writer" => options.kill9_writer = flags.choice("writer", Variant::parse)?,
             "--store-readers" => options.store_readers = Some(flags.u64()?),
             "--fault-kills" => options.fault_kills = Some(flags.u64()?),
+            "--fault-images" => options.fault_images = Some(flags.u64()?),
             "--store-writer" => {
                 options.store_writer = flags.choice("store writer", StoreVariant::parse)?;
             }
@@ -467,10 +479,30 @@ fn run_store(
     if let Some(readers) = options.store_readers {
         config.readers = readers;
     }
+    config.faulted_images = options.or_default(
+        options.fault_images,
+        QUICK_STORE_FAULT_IMAGES,
+        SOAK_STORE_FAULT_IMAGES,
+    );
+    let faulted = match store::find_strace() {
+        Ok(strace) => {
+            config.strace = Some(strace);
+            format!(
+                "the correct writer under the injected faults of the kill -9 part {} images",
+                config.faulted_images
+            )
+        }
+        Err(reason) => {
+            say(&format!(
+                "SKIP: store power-loss images under faults: {reason}"
+            ));
+            "no images under faults (no strace)".to_owned()
+        }
+    };
     say(&format!(
         "\n== session store power-loss images: ext4 on loop, commit=60; correct writer {images} \
-         images, the no-fsync mutant until caught (max {STORE_MUTANT_IMAGE_CAP}); a fresh store \
-         every {} images ==",
+         images, {faulted}, the no-fsync mutant until caught (max {STORE_MUTANT_IMAGE_CAP}); a \
+         fresh store every {} images ==",
         config.fresh_every
     ));
     let outcome = store_power::run(&config);

@@ -14,6 +14,12 @@
 //! what the next child starts from. The mount uses `commit=60`, so only fsync makes anything
 //! durable within a run.
 //!
+//! With `strace` at hand, the correct writer runs again on its own fresh image with every child
+//! under injected faults ([`fault_plan`], as in the kill -9 faults part): batches fail and are
+//! cut back out (the cut fsynced) or fenced off, compactions and fences fail. Each image must
+//! hold every acknowledged update and no update the store said failed, whatever the power cut
+//! caught in flight: a cut not yet durable, a fence, a compaction's renames.
+//!
 //! The `no-fsync` mutant ([`StoreVariant::NoFsync`]: `SyncMode::Never`, acknowledged as durable)
 //! runs on its own fresh image until an image shows it lost an acknowledged update.
 
@@ -26,8 +32,8 @@ use sessionkit_session_store::Store;
 use crate::kill9::sweep_orphans;
 use crate::power::{Mounted, PowerOutcome, Rig, run_ok, run_tool};
 use crate::rng::{SplitMix64, mix64};
-use crate::store::{InFlight, Model, StoreProcess, Verdict, journal_epoch, list_store};
-use crate::store_child::{StoreChildArgs, StoreVariant, snapshot_path};
+use crate::store::{InFlight, Model, StoreProcess, Verdict, fault_plan, journal_epoch, list_store};
+use crate::store_child::{JOURNAL_NAME, StoreChildArgs, StoreVariant, snapshot_path};
 
 /// How many violations a variant's report describes.
 const MAX_EXAMPLES: usize = 5;
@@ -41,6 +47,10 @@ pub struct StorePowerConfig {
     pub base_dir: PathBuf,
     /// Images to make with the correct writer.
     pub correct_images: u64,
+    /// Images to make with the correct writer under injected faults.
+    pub faulted_images: u64,
+    /// `strace`, which injects the faults; `None` leaves the faulted images out.
+    pub strace: Option<PathBuf>,
     /// The most images to spend on the mutant before declaring it not caught.
     pub mutant_cap: u64,
     /// The seed of the delays and the children's op streams.
@@ -65,6 +75,8 @@ impl StorePowerConfig {
             exe,
             base_dir: std::env::temp_dir(),
             correct_images,
+            faulted_images: 0,
+            strace: None,
             mutant_cap,
             seed,
             threads: 4,
@@ -81,6 +93,8 @@ impl StorePowerConfig {
 pub struct StorePowerVariant {
     /// The writer.
     pub variant: StoreVariant,
+    /// Whether its children ran under injected faults.
+    pub faults: bool,
     /// Images checked.
     pub images: u64,
     /// Images in which an acknowledged update was missing.
@@ -91,14 +105,21 @@ pub struct StorePowerVariant {
     /// Kills after which the live store broke the kill -9 rules.
     pub live_violations: u64,
     /// Images whose child met a store error before its kill (a failed update, compaction or
-    /// read, or a disk check after a compaction).
+    /// read, or a disk check after a compaction). Expected under injected faults.
     pub store_errors: u64,
+    /// Updates that failed under injected faults with a known outcome (none may be found) and
+    /// with an unknown one.
+    pub failed_updates: u64,
+    /// Updates whose outcome the store said is unknown.
+    pub unknown_outcomes: u64,
     /// Updates acknowledged over all images.
     pub acked: u64,
     /// Images whose store open cut a torn journal tail.
     pub torn_tails: u64,
     /// Compactions completed on the live store (journal epoch growth).
     pub compactions: u64,
+    /// The images whose store held a fence file when the power was cut.
+    pub fences: u64,
     /// The image number (from 1) of the first image with a violation.
     pub first_caught: Option<u64>,
     /// The first few violations, described.
@@ -130,11 +151,17 @@ impl StorePowerReport {
         let mut failures = Vec::new();
         for v in &self.variants {
             if v.variant == StoreVariant::Correct {
-                if v.caught() || v.live_violations + v.store_errors > 0 {
+                // Under injected faults the store fails updates by design.
+                let errors = if v.faults { 0 } else { v.store_errors };
+                if v.caught() || v.live_violations + errors > 0 {
                     failures.push(format!(
-                        "store power-loss: the correct writer had {} lost and {} corrupt images, \
-                         {} live-store violations, {} store errors",
-                        v.lost, v.corrupt, v.live_violations, v.store_errors
+                        "store power-loss: the correct writer{} had {} lost and {} corrupt \
+                         images, {} live-store violations, {} store errors",
+                        if v.faults { " under faults" } else { "" },
+                        v.lost,
+                        v.corrupt,
+                        v.live_violations,
+                        errors
                     ));
                 }
             } else if !v.caught() {
@@ -153,7 +180,7 @@ impl fmt::Display for StorePowerReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<10} {:>7} {:>6} {:>8} {:>5} {:>6}  {:<14} {:>7} {:>5} {:>8} {:>8}",
+            "{:<14} {:>7} {:>6} {:>8} {:>5} {:>6}  {:<14} {:>7} {:>5} {:>8} {:>8}",
             "variant",
             "images",
             "lost",
@@ -173,10 +200,15 @@ impl fmt::Display for StorePowerReport {
                 (_, true) => format!("yes, image {}", v.first_caught.unwrap_or(0)),
                 (_, false) => "NO".to_owned(),
             };
+            let name = if v.faults {
+                format!("{}+faults", v.variant.name())
+            } else {
+                v.variant.name().to_owned()
+            };
             writeln!(
                 f,
-                "{:<10} {:>7} {:>6} {:>8} {:>5} {:>6}  {:<14} {:>7} {:>5} {:>8} {:>7.1}s",
-                v.variant.name(),
+                "{:<14} {:>7} {:>6} {:>8} {:>5} {:>6}  {:<14} {:>7} {:>5} {:>8} {:>7.1}s",
+                name,
                 v.images,
                 v.lost,
                 v.corrupt,
@@ -189,9 +221,18 @@ impl fmt::Display for StorePowerReport {
                 v.elapsed.as_secs_f64()
             )?;
         }
+        for v in self.variants.iter().filter(|v| v.faults) {
+            writeln!(
+                f,
+                "  under faults: {} updates failed with a known outcome, {} with an unknown one; \
+                 {} images with a fence up",
+                v.failed_updates, v.unknown_outcomes, v.fences
+            )?;
+        }
         for v in &self.variants {
             for example in &v.examples {
-                writeln!(f, "  {}: {example}", v.variant)?;
+                let faults = if v.faults { "+faults" } else { "" };
+                writeln!(f, "  {}{faults}: {example}", v.variant)?;
             }
         }
         write!(f, "elapsed: {:.1}s", self.elapsed.as_secs_f64())
@@ -201,7 +242,8 @@ impl fmt::Display for StorePowerReport {
 /// The result of the power-loss part.
 pub type StorePowerOutcome = PowerOutcome<StorePowerReport>;
 
-/// Runs the correct writer, then the no-fsync mutant, each on a fresh image.
+/// Runs the correct writer, then (with `strace`) the correct writer under injected faults, then
+/// the no-fsync mutant, each on a fresh image.
 ///
 /// # Errors
 ///
@@ -213,12 +255,22 @@ pub fn run(config: &StorePowerConfig) -> Result<StorePowerOutcome, String> {
         Ok(rig) => rig,
         Err(reason) => return Ok(PowerOutcome::Skipped(reason)),
     };
-    let plan = [
-        (StoreVariant::Correct, config.correct_images, false),
-        (StoreVariant::NoFsync, config.mutant_cap, true),
-    ];
+    let mut plan = vec![(StoreVariant::Correct, config.correct_images, false, None)];
+    if let Some(strace) = config
+        .strace
+        .as_deref()
+        .filter(|_| config.faulted_images > 0)
+    {
+        plan.push((
+            StoreVariant::Correct,
+            config.faulted_images,
+            false,
+            Some(strace),
+        ));
+    }
+    plan.push((StoreVariant::NoFsync, config.mutant_cap, true, None));
     let variants = rig.on_fresh_images("store-", plan, |index, planned, mounted| {
-        let (variant, images, stop_when_caught) = planned;
+        let (variant, images, stop_when_caught, strace) = planned;
         let mut rng = SplitMix64::new(mix64(config.seed ^ ((index as u64 + 1) << 44) ^ 0x5707e));
         let run = Run {
             config,
@@ -227,7 +279,7 @@ pub fn run(config: &StorePowerConfig) -> Result<StorePowerOutcome, String> {
             copy: rig.copy_path("copy.img"),
             dump: rig.copy_path("dump"),
         };
-        run.variant(variant, images, stop_when_caught, &mut rng)
+        run.variant(variant, images, stop_when_caught, strace, &mut rng)
     })?;
     Ok(match variants {
         Ok(variants) => PowerOutcome::Ran(StorePowerReport {
@@ -260,20 +312,25 @@ impl Run<'_> {
         variant: StoreVariant,
         images: u64,
         stop_when_caught: bool,
+        strace: Option<&std::path::Path>,
         rng: &mut SplitMix64,
     ) -> Result<StorePowerVariant, String> {
         let started = Instant::now();
         let mnt = &self.mounted.mnt;
         let mut report = StorePowerVariant {
             variant,
+            faults: strace.is_some(),
             images: 0,
             lost: 0,
             corrupt: 0,
             live_violations: 0,
             store_errors: 0,
+            failed_updates: 0,
+            unknown_outcomes: 0,
             acked: 0,
             torn_tails: 0,
             compactions: 0,
+            fences: 0,
             first_caught: None,
             examples: Vec::new(),
             elapsed: Duration::ZERO,
@@ -317,19 +374,36 @@ impl Run<'_> {
                 readers: self.config.readers,
                 disk_check: true,
                 variant,
-                faults: false,
+                faults: strace.is_some(),
             };
             let delay = Duration::from_micros(rng.range_inclusive(5_000, 25_000));
-            let mut process = StoreProcess::spawn(&self.config.exe, &args)?;
+            let mut process = match strace {
+                Some(strace) => {
+                    let plan = fault_plan(rng, &dir.join(JOURNAL_NAME));
+                    StoreProcess::spawn_traced(strace, &plan.options, &self.config.exe, &args)?
+                }
+                None => StoreProcess::spawn(&self.config.exe, &args)?,
+            };
             let mut store_error = process.wait_ready()?;
             std::thread::sleep(delay);
             let reaped = process.kill_and_reap()?;
             store_error = store_error.or(reaped.errors.first().cloned());
             let acks = &reaped.acks;
             report.acked += acks.len() as u64;
+            for fail in &reaped.fails {
+                if fail.unknown {
+                    report.unknown_outcomes += 1;
+                } else {
+                    report.failed_updates += 1;
+                }
+            }
+            if dir.join(format!("{JOURNAL_NAME}.fence")).exists() {
+                report.fences += 1;
+            }
             if let Some(error) = &store_error {
                 report.store_errors += 1;
-                if report.examples.len() < MAX_EXAMPLES {
+                // Under injected faults the store fails updates by design.
+                if strace.is_none() && report.examples.len() < MAX_EXAMPLES {
                     report.examples.push(format!(
                         "image #{image} (store {name}, gen {gen_}, child seed {}): the store \
                          failed the child: {error}",
@@ -457,6 +531,16 @@ impl Run<'_> {
         let dir = self.dump.join(name);
         let store = match Store::builder().create(false).open(snapshot_path(&dir)) {
             Ok(store) => store,
+            // A child under injected faults may fail to create a fresh store at all: the image
+            // then holds no store, which is an empty one as far as the model goes (and is
+            // wrong if anything was acknowledged).
+            Err(sessionkit_session_store::Error::NoStore { .. }) => {
+                let observed = std::collections::BTreeMap::new();
+                return Ok(ImageVerdict::Checked(
+                    model.check(&observed, in_flight, false),
+                    false,
+                ));
+            }
             Err(e) => {
                 return Ok(ImageVerdict::Corrupt(format!(
                     "the store in the image does not open: {e}"

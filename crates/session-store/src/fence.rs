@@ -1,8 +1,11 @@
 //! A fence over a failed batch that could not be taken back out of the journal.
 //!
 //! A batch whose write or fsync fails is truncated back out of the journal before its callers
-//! hear that it failed. If that truncate fails as well, the batch's bytes stay in the file, and
-//! a reader would apply updates whose callers were told they failed. So the writer, still
+//! hear that it failed; in the durable mode ([`SyncMode::EveryBatch`](crate::SyncMode)) the cut
+//! is fsynced too, since another file's fsync may have made the batch's bytes durable already.
+//! If that truncate (or that fsync) fails as well, the batch's bytes stay in the file, or may
+//! come back after a power cut, and a reader would apply updates whose callers were told they
+//! failed. So the writer, still
 //! holding the journal's exclusive lock, writes a fence beside the journal
 //! (`sessions.json.journal.fence`, atomically and durably) naming where the batch starts, and
 //! every reader of that journal stops there: this process's and other processes' catch-ups,

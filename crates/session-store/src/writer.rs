@@ -530,8 +530,16 @@ fn write_batch(
             // about an update a later reader would still find (after a failed fsync the data
             // may sit in the page cache). The lock keeps everyone else out meanwhile; if the
             // cut fails, a fence keeps every reader from the bytes until the next writer cuts
-            // them.
-            if let Err(cut) = journal.truncate(start) {
+            // them. In the durable mode the cut is fsynced too: another file's fsync may have
+            // made the batch's bytes and the journal's length durable (ext4 commits every
+            // inode's metadata, and with it their data, at once), and an unsynced cut would
+            // then let them come back after a power cut. A cut that cannot be synced is
+            // fenced as one that cannot be made.
+            let durable_cut = || match shared.config.sync {
+                SyncMode::EveryBatch => journal.sync(),
+                SyncMode::Interval(_) | SyncMode::Never => Ok(()),
+            };
+            if let Err(cut) = journal.truncate(start).and_then(|()| durable_cut()) {
                 let first = outcomes.iter().find_map(|o| match o {
                     Outcome::Write(record) => Some(record.seq),
                     _ => None,
@@ -1020,7 +1028,9 @@ mod tests {
         let failed = failing_syncs(store.journal_path(), || {
             store.upsert("failed", entry("failed")).unwrap_err()
         });
-        assert!(failed.to_string().contains("fsync"), "{failed}");
+        // The cause names the step (the scratch directory's name may hold the word too).
+        let cause = std::error::Error::source(&failed).unwrap().to_string();
+        assert!(cause.contains("fsync"), "{cause}");
 
         assert_made_good(&store);
         assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
@@ -1405,6 +1415,39 @@ mod tests {
         drop(store);
         let reopened = Store::open(&snapshot).unwrap();
         assert_eq!(keys(&reopened), ["kept", "next"]);
+    }
+
+    /// In the durable mode a failed batch's cut is fsynced before its callers hear of the
+    /// failure: unsynced, another file's fsync may already have made the batch's bytes durable,
+    /// and a power cut would bring them back. A cut that cannot be synced is fenced off like
+    /// one that cannot be made; the fence is stale once the next batch is written over the
+    /// cut.
+    #[test]
+    fn a_failed_batch_whose_cut_cannot_be_synced_is_fenced_off() {
+        let (_dir, snapshot, store) = store_with("fence-unsynced-cut", |b| b.auto_compact(false));
+        store.shared.compacting.store(true, Ordering::Release);
+        let before = std::fs::metadata(store.journal_path()).unwrap().len();
+        let failed = failing_syncs(store.journal_path(), || {
+            store.upsert("failed", entry("failed")).unwrap_err()
+        });
+        // The cause names the step (the scratch directory's name may hold the word too).
+        let cause = std::error::Error::source(&failed).unwrap().to_string();
+        assert!(cause.contains("fsync"), "{cause}");
+        // Cut, and fenced all the same.
+        assert_eq!(
+            std::fs::metadata(store.journal_path()).unwrap().len(),
+            before
+        );
+        let fence = std::fs::read_to_string(fence_of(&store)).unwrap();
+        assert!(fence.contains(&format!("\"offset\":{before}")), "{fence}");
+        store.upsert("next", entry("next")).unwrap();
+        assert_eq!(keys(&store), ["kept", "next"]);
+        assert_eq!(keys(&Store::open(&snapshot).unwrap()), ["kept", "next"]);
+        store.shared.compacting.store(false, Ordering::Release);
+        drop(store);
+        let reopened = Store::open(&snapshot).unwrap();
+        assert_eq!(keys(&reopened), ["kept", "next"]);
+        assert!(!snapshot.with_extension("json.journal.fence").exists());
     }
 
     /// A process that dies with a fenced batch in the journal leaves it to the next open,
