@@ -176,11 +176,17 @@ impl Entry {
                 _ => {}
             }
         }
-        let other_file = file
-            .and_then(transcript_name)
-            .is_some_and(|name| !transcript_sessions(&name).any(|s| Some(s) == entry.session_id()));
+        let other_file =
+            file.is_some_and(|raw| !entry.not_covered(transcript_names(raw)).is_empty());
         entry.other_file = other_file;
         entry
+    }
+
+    /// Those of `names` that are not names of the entry's own session's transcripts.
+    fn not_covered(&self, mut names: Vec<String>) -> Vec<String> {
+        let own = self.session_id();
+        names.retain(|name| !transcript_sessions(name).any(|s| Some(s) == own));
+        names
     }
 
     /// The entry as JSON text, in canonical compact form.
@@ -218,19 +224,22 @@ impl Entry {
             .filter(|file| !file.is_empty())
     }
 
-    /// The file name of the transcript `sessionFile` names, if that is not one of the names
-    /// [`transcript_sessions`] reads as `sessionId`'s: a transcript the entry references besides
-    /// its session's. `None` if there is no such file, or if its name is not a transcript's
-    /// (`<name>.jsonl`).
+    /// The file names of the transcript `sessionFile` names that are not among the names
+    /// [`transcript_sessions`] reads as `sessionId`'s: transcripts the entry references besides
+    /// its session's. Empty if there is no such file, or if its name is not a transcript's
+    /// (`<name>.jsonl`). Mostly one name; two when the path reads differently with `\` as a
+    /// separator (a path written on Windows, read here) and without.
     ///
     /// Only the file name counts, whatever directory the path names: the store may be reached
-    /// through another path than the one written, and a name that matches a file elsewhere
-    /// keeps a file here, which is the safe mistake.
-    pub(crate) fn other_transcript(&self) -> Option<String> {
+    /// through another path than the one written. A name that matches a file elsewhere keeps
+    /// the file here while the entry lasts.
+    pub(crate) fn other_transcripts(&self) -> Vec<String> {
         if !self.other_file {
-            return None;
+            return Vec::new();
         }
-        self.get(SESSION_FILE).and_then(transcript_name)
+        self.get(SESSION_FILE)
+            .map(|raw| self.not_covered(transcript_names(raw)))
+            .unwrap_or_default()
     }
 
     /// The raw JSON text of one field's value, exactly as it was read.
@@ -304,12 +313,24 @@ impl Entry {
     }
 }
 
-/// The file name of a raw `sessionFile` value, if it is a string whose last path component is
-/// a transcript's name.
-fn transcript_name(raw: &RawValue) -> Option<String> {
-    let file = serde_json::from_str::<String>(raw.get()).ok()?;
-    let name = std::path::Path::new(&file).file_name()?.to_str()?;
-    is_transcript_name(name).then(|| name.to_owned())
+/// The file names of a raw `sessionFile` value that are transcripts' names: its last path
+/// component as this platform reads the path, and after the last `/` or `\` (a path written
+/// on another platform), once if they are the same.
+fn transcript_names(raw: &RawValue) -> Vec<String> {
+    let Ok(file) = serde_json::from_str::<String>(raw.get()) else {
+        return Vec::new();
+    };
+    let native = std::path::Path::new(&file)
+        .file_name()
+        .and_then(|name| name.to_str());
+    let portable = file.rsplit(['/', '\\']).next();
+    let mut names: Vec<String> = Vec::new();
+    for name in [native, portable].into_iter().flatten() {
+        if is_transcript_name(name) && !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names
 }
 
 /// The `sessionId`s a transcript's file name may belong to, longest first: OpenClaw names a
@@ -317,9 +338,8 @@ fn transcript_name(raw: &RawValue) -> Option<String> {
 /// so a name containing `-topic-` reads both ways, at each place it occurs. Nothing for a name
 /// that is not `<something>.jsonl` (archives such as `<file>.jsonl.deleted.<time>` included).
 ///
-/// Maintenance counts a transcript as referenced while an entry's `sessionId` is any of these
-/// (or its `sessionFile` names the file): reading a name more ways keeps a file longer, never
-/// removes one early.
+/// Maintenance counts a transcript as referenced while an entry's `sessionId` is any of these,
+/// or its `sessionFile` names the file (see [`State::transcript_refs`](crate::State::transcript_refs)).
 ///
 /// ```
 /// use sessionkit_session_store::transcript_sessions;
@@ -585,30 +605,38 @@ mod tests {
 
     #[test]
     fn a_session_file_counts_only_when_its_session_does_not_name_it() {
-        let other = |text: &str| Entry::parse(text).unwrap().other_transcript();
+        let other = |text: &str| Entry::parse(text).unwrap().other_transcripts();
+        let none: Vec<String> = Vec::new();
         // The session's own file, or a topic of it, wherever the path puts it.
         assert_eq!(
             other(r#"{"sessionId":"s1","sessionFile":"/a/s1.jsonl"}"#),
-            None
+            none
         );
         assert_eq!(
             other(r#"{"sessionId":"s1","sessionFile":"s1-topic-3.jsonl"}"#),
-            None
+            none
         );
         // Another file: its name, without the directory.
         assert_eq!(
-            other(r#"{"sessionId":"s1","sessionFile":"/a/b/x.jsonl"}"#).as_deref(),
-            Some("x.jsonl")
+            other(r#"{"sessionId":"s1","sessionFile":"/a/b/x.jsonl"}"#),
+            ["x.jsonl"]
         );
         assert_eq!(
-            other(r#"{"sessionFile":"x\u002djsonl.jsonl"}"#).as_deref(),
-            Some("x-jsonl.jsonl")
+            other(r#"{"sessionFile":"x\u002djsonl.jsonl"}"#),
+            ["x-jsonl.jsonl"]
         );
         // A topic's file whose session is another.
         assert_eq!(
-            other(r#"{"sessionId":"s1","sessionFile":"s2-topic-3.jsonl"}"#).as_deref(),
-            Some("s2-topic-3.jsonl")
+            other(r#"{"sessionId":"s1","sessionFile":"s2-topic-3.jsonl"}"#),
+            ["s2-topic-3.jsonl"]
         );
+        // A path written on Windows: read both ways where they differ.
+        let windows = other(r#"{"sessionId":"s1","sessionFile":"C:\\x\\y.jsonl"}"#);
+        if cfg!(windows) {
+            assert_eq!(windows, ["y.jsonl"]);
+        } else {
+            assert_eq!(windows, ["C:\\x\\y.jsonl", "y.jsonl"]);
+        }
         // Not a transcript's name, not a string, empty, or no file name at all.
         for text in [
             r#"{"sessionId":"s1","sessionFile":"/a/notes.txt"}"#,
@@ -617,13 +645,20 @@ mod tests {
             r#"{"sessionId":"s1","sessionFile":"/a/.."}"#,
             r#"{"sessionId":"s1","sessionFile":"/a/.jsonl"}"#,
         ] {
-            assert_eq!(other(text), None, "{text}");
+            assert_eq!(other(text), none, "{text}");
+        }
+        // Its own file, written on Windows: only the name this platform reads is another.
+        let own = other(r#"{"sessionId":"s1","sessionFile":"C:\\x\\s1.jsonl"}"#);
+        if cfg!(windows) {
+            assert_eq!(own, none);
+        } else {
+            assert_eq!(own, ["C:\\x\\s1.jsonl"]);
         }
         // A patch that changes the session or the file changes what counts.
         let entry = Entry::parse(r#"{"sessionId":"s1","sessionFile":"s2.jsonl"}"#).unwrap();
         let patched = entry.merge_patch(&Patch::parse(r#"{"sessionId":"s2"}"#).unwrap());
-        assert_eq!(entry.other_transcript().as_deref(), Some("s2.jsonl"));
-        assert_eq!(patched.other_transcript(), None);
+        assert_eq!(entry.other_transcripts(), ["s2.jsonl"]);
+        assert_eq!(patched.other_transcripts(), none);
     }
 
     proptest::proptest! {

@@ -740,19 +740,19 @@ pub(crate) struct Inputs<'a> {
     pub(crate) config: &'a Maintenance,
 }
 
-/// The transcripts one entry references: its session's, by id, and the one its `sessionFile`
+/// The transcripts one entry references: its session's, by id, and those its `sessionFile`
 /// names besides (see [`State::transcript_refs`]).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Refs {
     session: Option<String>,
-    file: Option<String>,
+    files: Vec<String>,
 }
 
 impl Refs {
     pub(crate) fn of(entry: &Entry) -> Refs {
         Refs {
             session: entry.session_id().map(str::to_owned),
-            file: entry.other_transcript(),
+            files: entry.other_transcripts(),
         }
     }
 }
@@ -770,17 +770,24 @@ impl Gone {
         if let Some(id) = refs.session {
             *self.sessions.entry(id).or_default() += 1;
         }
-        if let Some(name) = refs.file {
+        for name in refs.files {
             *self.files.entry(name).or_default() += 1;
         }
     }
 
     /// How many of these entries reference the transcript `name`.
     pub(crate) fn refs(&self, name: &str) -> usize {
+        self.session_refs(name) + self.files.get(name).copied().unwrap_or(0)
+    }
+
+    /// How many of these entries reference the transcript `name` by their `sessionId`. Only
+    /// these take a transcript with them at once: a `sessionFile` names a file by its name in
+    /// any directory, and a young file of that name here may be a new session's whose entry is
+    /// on its way, so such a file waits out the orphan grace.
+    pub(crate) fn session_refs(&self, name: &str) -> usize {
         transcript_sessions(name)
             .filter_map(|id| self.sessions.get(id))
             .sum::<usize>()
-            + self.files.get(name).copied().unwrap_or(0)
     }
 }
 
@@ -879,7 +886,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     //    evictions earlier in the same pass.
     for (i, f) in indexed() {
         if transcript(f).is_some_and(|name| {
-            (gone_refs.refs(name) > 0 || released_before.refs(name) > 0)
+            (gone_refs.session_refs(name) > 0 || released_before.session_refs(name) > 0)
                 && unreferenced_after(state, &gone_refs, name)
         }) && !held(f)
         {
@@ -1013,9 +1020,16 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                     plan.evict.push((key.to_owned(), EvictReason::Disk));
                     *total = total.saturating_sub((key.len() + entry.len_bytes()) as u64);
                     let refs = Refs::of(entry);
-                    // The transcripts this entry referenced: by its session, and by its file.
+                    // The transcripts this entry referenced by its session go with it; those
+                    // its `sessionFile` names only once they are older than the budget's grace
+                    // for orphans (see `Gone::session_refs`).
                     let by_id = refs.session.as_deref().and_then(|id| by_session.get(id));
-                    let by_file = refs.file.as_deref().and_then(|name| files.position(name));
+                    let by_file: Vec<usize> = refs
+                        .files
+                        .iter()
+                        .filter_map(|name| files.position(name))
+                        .filter(|&i| age_of(&files.files[i]) > young)
+                        .collect();
                     gone_refs.add(refs);
                     for i in by_id.into_iter().flatten().copied().chain(by_file) {
                         let f = &files.files[i];

@@ -36,7 +36,7 @@ pub struct State {
     entries: BTreeMap<Arc<str>, Entry>,
     by_updated: BTreeSet<(Option<i64>, Arc<str>)>,
     session_refs: HashMap<u64, usize>,
-    /// Entries per file name of [`Entry::other_transcript`], keyed by the same hash.
+    /// Entries per file name of [`Entry::other_transcripts`], keyed by the same hash.
     file_refs: HashMap<u64, usize>,
     session_hasher: RandomState,
     entry_bytes: u64,
@@ -71,8 +71,9 @@ pub struct Stats {
 pub struct Applied {
     /// The entry under the key before the record, if there was one.
     pub previous: Option<Entry>,
-    /// A `sessionId` that no entry references any more because of this record: its transcript
-    /// may be archived or deleted.
+    /// A `sessionId` that no entry has any more because of this record: its `<sessionId>.jsonl`
+    /// may have lost its last reference, unless another entry's `sessionFile` names it or
+    /// another session's id is read in its name ([`State::transcript_refs`] says).
     pub unreferenced: Option<String>,
 }
 
@@ -100,8 +101,8 @@ pub struct ReplayReport {
     pub applied: usize,
     /// Records skipped as duplicates, in file order.
     pub skipped: Vec<Skipped>,
-    /// `sessionId`s that an applied record stopped referencing and that no entry references
-    /// after the replay, sorted: their transcripts may be orphans.
+    /// `sessionId`s that an applied record stopped referencing and that no entry has after the
+    /// replay, sorted: their transcripts may be orphans ([`State::transcript_refs`] says).
     pub unreferenced: Vec<String>,
 }
 
@@ -186,7 +187,9 @@ impl State {
     /// How many entries reference the transcript named `name` in the store's directory: those
     /// whose `sessionId` is one that [`transcript_sessions`] reads in the name, and those
     /// whose `sessionFile` is a path whose file name is `name` but not a name of their
-    /// session's (in whatever directory: the store may be reached through another path).
+    /// session's (in whatever directory: the store may be reached through another path; the
+    /// file name as this platform reads the path, and after its last `/` or `\`, for a path
+    /// written on another platform).
     /// Maintenance takes a transcript for an orphan only when this is zero.
     ///
     /// ```
@@ -349,7 +352,7 @@ impl State {
             let hash = self.session_hasher.hash_one(id);
             *self.session_refs.entry(hash).or_insert(0) += 1;
         }
-        if let Some(file) = entry.other_transcript() {
+        for file in entry.other_transcripts() {
             let hash = self.session_hasher.hash_one(&*file);
             *self.file_refs.entry(hash).or_insert(0) += 1;
         }
@@ -360,7 +363,7 @@ impl State {
     fn unindex(&mut self, key: &Arc<str>, entry: &Entry) -> Option<String> {
         self.by_updated.remove(&(entry.updated_at(), key.clone()));
         self.entry_bytes -= (key.len() + entry.len_bytes()) as u64;
-        if let Some(file) = entry.other_transcript() {
+        for file in entry.other_transcripts() {
             let hash = self.session_hasher.hash_one(&*file);
             if let Some(count) = self.file_refs.get_mut(&hash) {
                 *count -= 1;
@@ -433,8 +436,9 @@ mod tests {
         "agent:b:main",
     ];
     const SESSIONS: [&str; 3] = ["s1", "s2", "s3"];
-    const FILES: [&str; 7] = [
+    const FILES: [&str; 8] = [
         "/srv/sessions/s1.jsonl",
+        "C:\\srv\\x.jsonl",
         "s2.jsonl",
         "s1-topic-9.jsonl",
         "/srv/sessions/x.jsonl",
@@ -461,9 +465,10 @@ mod tests {
                 let by_session = e
                     .session_id()
                     .is_some_and(|id| transcript_sessions(name).any(|s| s == id));
+                // The last component, with `\` as a separator or not.
                 let by_file = e.session_file().is_some_and(|f| {
-                    std::path::Path::new(&f).file_name() == Some(name.as_ref())
-                        && crate::entry::is_transcript_name(name)
+                    let last = |seps: &[char]| f.rsplit(seps).next() == Some(name);
+                    (last(&['/']) || last(&['/', '\\'])) && crate::entry::is_transcript_name(name)
                 });
                 by_session || by_file
             })

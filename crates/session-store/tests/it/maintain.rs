@@ -1079,10 +1079,11 @@ fn a_transcript_named_by_a_session_file_or_a_topic_like_id_is_no_orphan() {
 }
 
 #[test]
-fn an_evicted_entry_releases_the_transcript_its_session_file_names() {
+fn an_evicted_entry_takes_its_sessions_transcripts_and_leaves_its_session_files_to_the_grace() {
     let dir = Scratch::new("release");
     let store = open(&dir, on_demand());
     let file = |f: &str| format!(r#","sessionFile":"{f}""#);
+    // `other.jsonl` may as well be a new session's here, named by a path elsewhere.
     store
         .upsert("old", entry("so", 40 * DAY, &file("/x/other.jsonl")))
         .unwrap();
@@ -1093,9 +1094,10 @@ fn an_evicted_entry_releases_the_transcript_its_session_file_names() {
     store
         .upsert("keep", entry("sk", DAY, &file("/y/shared.jsonl")))
         .unwrap();
-    // All inside the orphan grace: only an eviction releases them.
+    // All inside the orphan grace.
     for name in [
         "so.jsonl",
+        "so-topic-1.jsonl",
         "other.jsonl",
         "so2.jsonl",
         "shared.jsonl",
@@ -1106,21 +1108,43 @@ fn an_evicted_entry_releases_the_transcript_its_session_file_names() {
     let planned =
         sessionkit_session_store::plan_maintenance(dir.join("sessions.json"), &on_demand())
             .unwrap();
-    assert_eq!(
-        sorted_names(&planned.archived),
-        ["other.jsonl", "so.jsonl", "so2.jsonl"]
-    );
+    let taken = ["so-topic-1.jsonl", "so.jsonl", "so2.jsonl"];
+    assert_eq!(sorted_names(&planned.archived), taken);
     let report = store.maintain(false).unwrap();
     assert_eq!(report.pruned, ["old", "old2"]);
-    assert_eq!(
-        sorted_names(&report.archived),
-        ["other.jsonl", "so.jsonl", "so2.jsonl"]
-    );
+    assert_eq!(sorted_names(&report.archived), taken);
     assert!(report.orphans.is_empty(), "{report:?}");
     let names = dir.names();
-    for kept in ["shared.jsonl", "sk.jsonl"] {
+    for kept in ["other.jsonl", "shared.jsonl", "sk.jsonl"] {
         assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
     }
+    // Past the grace, the file no entry names any more is an orphan.
+    for name in ["other.jsonl", "shared.jsonl"] {
+        set_modified_ago(&dir.join(name), 2 * DAY);
+    }
+    let report = store.maintain(false).unwrap();
+    assert_eq!(sorted_names(&report.orphans), ["other.jsonl"]);
+}
+
+#[test]
+fn a_session_file_written_on_windows_keeps_its_transcript() {
+    let dir = Scratch::new("windows-path");
+    let store = open(&dir, on_demand());
+    store
+        .upsert(
+            "w",
+            entry(
+                "sw",
+                DAY,
+                r#","sessionFile":"C:\\Users\\op\\sessions\\renamed.jsonl""#,
+            ),
+        )
+        .unwrap();
+    plant(&dir.join("renamed.jsonl"), 10, 2 * DAY);
+    plant(&dir.join("lost.jsonl"), 10, 2 * DAY);
+    let report = store.maintain(false).unwrap();
+    assert_eq!(sorted_names(&report.orphans), ["lost.jsonl"]);
+    assert!(dir.names().contains(&"renamed.jsonl".to_owned()));
 }
 
 #[test]
