@@ -1003,6 +1003,42 @@ fn check_reports_missing_transcripts_by_entry() {
     );
 }
 
+/// The check reads a transcript without its lock, so with a live holder the bytes after the
+/// last newline may be an append it has not finished: the message says so, and the problem
+/// stays a problem.
+#[test]
+fn check_says_a_torn_tail_under_a_held_lock_may_be_an_append_in_flight() {
+    let (dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1"}"#);
+    let transcript = dir.path().join("s1.jsonl");
+    fs::write(&transcript, "{\"type\":\"session\"}\n{\"type\":\"mess").expect("tear it");
+    let message = |output: &Output| String::from_utf8(output.stdout.clone()).expect("UTF-8");
+
+    let free = run(args(&["check"], &path, &[]), b"");
+    assert_eq!(free.status.code(), Some(DATA_ERR));
+    assert!(
+        message(&free).contains("an append was cut short by a crash"),
+        "{}",
+        message(&free)
+    );
+
+    let guard = sessionkit::lock::Locker::new()
+        .acquire(&transcript)
+        .expect("take the transcript's lock");
+    let held = run(args(&["check"], &path, &[]), b"");
+    let out = message(&held);
+    assert_eq!(held.status.code(), Some(DATA_ERR), "{out}");
+    assert!(
+        out.contains(&format!(
+            "ends in 13 bytes after its last newline, at byte offset 19, while its write lock is \
+             held by pid {}: an append may have been in flight",
+            std::process::id()
+        )),
+        "{out}"
+    );
+    drop(guard);
+}
+
 #[test]
 fn check_reports_a_torn_transcript_tail_with_its_offset_and_changes_nothing() {
     let (dir, path) = store_dir();

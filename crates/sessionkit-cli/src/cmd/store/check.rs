@@ -31,6 +31,7 @@ use super::{journal_path, one_line, print, to_json};
 use crate::exit;
 use crate::failure::Failure;
 use sessionkit::atomic_fs;
+use sessionkit::lock::{Locker, Status};
 
 /// The most corrupt journal lines listed one by one; the rest are counted in one more problem,
 /// so that checking a file that is not a journal at all does not print a line per line.
@@ -482,13 +483,26 @@ fn look_at(dir: &Path, transcript: &Path) -> Option<Trouble> {
         Ok(None) => None,
         Ok(Some(torn)) => Some(Trouble {
             kind: Kind::TranscriptTornTail,
-            what: format!(
-                "ends in a torn tail of {} bytes at byte offset {}: an append was cut short by a \
-                 crash; {}",
-                torn.len,
-                torn.offset,
-                who_cuts(dir, transcript)
-            ),
+            what: match live_holder(transcript) {
+                // A holder cuts a crash's torn tail when it opens the transcript, so with one
+                // alive these bytes are most likely its append, read before it was whole.
+                Some(holder) => format!(
+                    "ends in {} bytes after its last newline, at byte offset {}, while its write \
+                     lock is held by {holder}: an append may have been in flight (the check \
+                     reads without the lock); run the check again, and if they stay, a write \
+                     was cut short; {}",
+                    torn.len,
+                    torn.offset,
+                    who_cuts(dir, transcript)
+                ),
+                None => format!(
+                    "ends in a torn tail of {} bytes at byte offset {}: an append was cut short \
+                     by a crash; {}",
+                    torn.len,
+                    torn.offset,
+                    who_cuts(dir, transcript)
+                ),
+            },
             offset: Some(torn.offset),
         }),
         // Archived or deleted since its metadata was read.
@@ -498,6 +512,19 @@ fn look_at(dir: &Path, transcript: &Path) -> Option<Trouble> {
             format!("cannot be read: {e}"),
         )),
     }
+}
+
+/// Who holds the write lock of `transcript`, if a live owner does: `pid N`, or `a live owner`
+/// for a record without a pid. Looked at as `lock show` does, with the `SESSIONKIT_LOCK_*`
+/// settings, changing nothing; `None` also if the lock or the settings cannot be read.
+fn live_holder(transcript: &Path) -> Option<String> {
+    let inspection = Locker::from_env().ok()?.inspect(transcript).ok()?;
+    (inspection.status == Status::Held).then(|| {
+        inspection
+            .record
+            .and_then(|record| record.pid)
+            .map_or_else(|| "a live owner".to_owned(), |pid| format!("pid {pid}"))
+    })
 }
 
 /// Who cuts the torn tail of a transcript of the store in `dir`. The library cuts it when it
