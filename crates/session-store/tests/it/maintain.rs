@@ -282,23 +282,32 @@ fn delete_disposal_deletes_and_old_archives_and_orphans_go() {
     assert!(again.is_empty(), "{again:?}");
 }
 
+/// A disk budget of 20,000 bytes with its high water mark at half of it, archives kept.
+fn budget_of_20k() -> Maintenance {
+    on_demand()
+        .max_disk_bytes(Some(20_000))
+        .high_water(0.5)
+        .archive_retention(None)
+}
+
+/// Entries `k0` to `k5` of sessions `s0` to `s5`, updated 10 minutes ago and a minute later
+/// each, with `extra(i)` after their fields.
+fn six_sessions(store: &Store, extra: impl Fn(u64) -> String) {
+    for i in 0..6 {
+        let sid = format!("s{i}");
+        let ago = Duration::from_secs(600 - i * 60);
+        store
+            .upsert(format!("k{i}"), entry(&sid, ago, &extra(i)))
+            .unwrap();
+    }
+}
+
 #[test]
 fn the_disk_budget_frees_archives_and_orphans_first_then_oldest_entries() {
     let dir = Scratch::new("disk");
-    let store = open(
-        &dir,
-        on_demand()
-            .max_disk_bytes(Some(20_000))
-            .high_water(0.5)
-            .archive_retention(None),
-    );
+    let store = open(&dir, budget_of_20k());
+    six_sessions(&store, |_| String::new());
     for i in 0..6 {
-        store
-            .upsert(
-                format!("k{i}"),
-                entry(&format!("s{i}"), Duration::from_secs(600 - i * 60), ""),
-            )
-            .unwrap();
         plant(&dir.join(format!("s{i}.jsonl")), 3000, Duration::ZERO);
     }
     let _active = store.mark_active("k0");
@@ -1150,23 +1159,13 @@ fn a_session_file_written_on_windows_keeps_its_transcript() {
 #[test]
 fn the_disk_budget_keeps_transcripts_named_by_session_file_until_their_entry_goes() {
     let dir = Scratch::new("disk-files");
-    let store = open(
-        &dir,
-        on_demand()
-            .max_disk_bytes(Some(20_000))
-            .high_water(0.5)
-            .archive_retention(None),
-    );
-    for i in 0..6 {
+    let store = open(&dir, budget_of_20k());
+    six_sessions(&store, |i| {
         // k0 is running, which a plan without the store sees as active too.
         let status = if i == 0 { r#","status":"running""# } else { "" };
-        let extra = format!(r#","sessionFile":"/srv/sessions/t{i}.jsonl"{status}"#);
-        store
-            .upsert(
-                format!("k{i}"),
-                entry(&format!("s{i}"), Duration::from_secs(600 - i * 60), &extra),
-            )
-            .unwrap();
+        format!(r#","sessionFile":"/srv/sessions/t{i}.jsonl"{status}"#)
+    });
+    for i in 0..6 {
         // Old enough to be an orphan for the budget, were it one.
         plant(
             &dir.join(format!("t{i}.jsonl")),
@@ -1180,14 +1179,9 @@ fn the_disk_budget_keeps_transcripts_named_by_session_file_until_their_entry_goe
         3 * DAY,
     );
     // 6 x 3000 + 4000 + the journal: over 20,000; high water 10,000.
-    let planned = sessionkit_session_store::plan_maintenance(
-        dir.join("sessions.json"),
-        &on_demand()
-            .max_disk_bytes(Some(20_000))
-            .high_water(0.5)
-            .archive_retention(None),
-    )
-    .unwrap();
+    let planned =
+        sessionkit_session_store::plan_maintenance(dir.join("sessions.json"), &budget_of_20k())
+            .unwrap();
     let report = store.maintain(false).unwrap();
     assert!(report.disk_bytes_before.unwrap() > 20_000, "{report:?}");
     assert!(report.orphans.is_empty(), "{report:?}");
