@@ -64,7 +64,7 @@ pub struct Entry {
     updated_at: i64,
     has_updated_at: bool,
     /// Whether `sessionFile` names a transcript that `sessionId` does not: then the registry
-    /// counts a reference to that file by its name (see [`Entry::other_transcript`]). Known
+    /// counts a reference to that file by its name (see [`Entry::other_transcripts`]). Known
     /// from the one parse that finds the indexed fields, so that the common entry, whose file
     /// is its session's, is not parsed again each time it is indexed.
     other_file: bool,
@@ -176,17 +176,20 @@ impl Entry {
                 _ => {}
             }
         }
-        let other_file =
-            file.is_some_and(|raw| !entry.not_covered(transcript_names(raw)).is_empty());
+        // Every update of an entry builds a new one, so the common case allocates nothing.
+        let other_file = file
+            .and_then(json_str)
+            .is_some_and(|file| entry.others(&file).next().is_some());
         entry.other_file = other_file;
         entry
     }
 
-    /// Those of `names` that are not names of the entry's own session's transcripts.
-    fn not_covered(&self, mut names: Vec<String>) -> Vec<String> {
+    /// The transcript names of the path `file` that are not names of the entry's own
+    /// session's transcripts.
+    fn others<'f>(&self, file: &'f str) -> impl Iterator<Item = &'f str> {
         let own = self.session_id();
-        names.retain(|name| !transcript_sessions(name).any(|s| Some(s) == own));
-        names
+        transcript_names(file)
+            .filter(move |name| !transcript_sessions(name).any(|s| Some(s) == own))
     }
 
     /// The entry as JSON text, in canonical compact form.
@@ -238,7 +241,8 @@ impl Entry {
             return Vec::new();
         }
         self.get(SESSION_FILE)
-            .map(|raw| self.not_covered(transcript_names(raw)))
+            .and_then(json_str)
+            .map(|file| self.others(&file).map(str::to_owned).collect())
             .unwrap_or_default()
     }
 
@@ -313,24 +317,31 @@ impl Entry {
     }
 }
 
-/// The file names of a raw `sessionFile` value that are transcripts' names: its last path
-/// component as this platform reads the path, and after the last `/` or `\` (a path written
-/// on another platform), once if they are the same.
-fn transcript_names(raw: &RawValue) -> Vec<String> {
-    let Ok(file) = serde_json::from_str::<String>(raw.get()) else {
-        return Vec::new();
-    };
-    let native = std::path::Path::new(&file)
+/// The contents of a raw JSON string, borrowed when it holds no escape; `None` if it is not a
+/// string.
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+        _ => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
+    }
+}
+
+/// The last components of the path `file` that are transcripts' names: as this platform reads
+/// the path, and after the last `/` or `\` (a path written on another platform), once if they
+/// are the same.
+fn transcript_names(file: &str) -> impl Iterator<Item = &str> {
+    let native = std::path::Path::new(file)
         .file_name()
         .and_then(|name| name.to_str());
-    let portable = file.rsplit(['/', '\\']).next();
-    let mut names: Vec<String> = Vec::new();
-    for name in [native, portable].into_iter().flatten() {
-        if is_transcript_name(name) && !names.iter().any(|n| n == name) {
-            names.push(name.to_owned());
-        }
-    }
-    names
+    let portable = file
+        .rsplit(['/', '\\'])
+        .next()
+        .filter(|p| Some(*p) != native);
+    native
+        .into_iter()
+        .chain(portable)
+        .filter(|name| is_transcript_name(name))
 }
 
 /// The `sessionId`s a transcript's file name may belong to, longest first: OpenClaw names a
