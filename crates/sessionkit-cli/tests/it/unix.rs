@@ -88,22 +88,36 @@ fn a_symlink_is_followed_one_hop_and_kept() {
     );
 }
 
+/// A standard input that cannot be read, and the error reading it gives: reading a directory
+/// fails with EISDIR, which stands in for a broken input stream.
+fn broken_stdin(dir: &Path) -> (File, std::io::Error) {
+    let stdin = File::open(dir).expect("open the directory");
+    let os_error = std::io::Read::read(&mut &stdin, &mut [0; 1]).expect_err("a directory");
+    (stdin, os_error)
+}
+
+/// Runs `sessionkit args` with `stdin`, checks that it exits with `IO_ERR`, and returns its
+/// standard error.
+fn fails_reading(args: &[&OsStr], stdin: File) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_sessionkit"))
+        .args(args)
+        .stdin(Stdio::from(stdin))
+        .output()
+        .expect("run sessionkit");
+    let stderr = String::from_utf8(output.stderr).expect("stderr is UTF-8");
+    assert_eq!(output.status.code(), Some(IO_ERR), "{stderr}");
+    stderr
+}
+
 #[test]
 fn unreadable_standard_input_is_an_io_error_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("f");
-    // Reading a directory fails with EISDIR, which stands in for a broken input stream.
-    let stdin = File::open(dir.path()).expect("open the directory");
-    let os_error = std::io::Read::read(&mut &stdin, &mut [0; 1]).expect_err("a directory");
+    let (stdin, os_error) = broken_stdin(dir.path());
     for command in ["write", "append"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_sessionkit"))
-            .args([OsStr::new(command), file.as_os_str()])
-            .stdin(Stdio::from(stdin.try_clone().expect("dup")))
-            .output()
-            .expect("run sessionkit");
+        let args = [OsStr::new(command), file.as_os_str()];
+        let stderr = fails_reading(&args, stdin.try_clone().expect("dup"));
         // The message names standard input, not the path, so check it in full.
-        let stderr = String::from_utf8(output.stderr).expect("stderr is UTF-8");
-        assert_eq!(output.status.code(), Some(IO_ERR), "{stderr}");
         assert_eq!(
             stderr,
             format!("sessionkit: error: failed to read standard input: {os_error}\n")
@@ -116,20 +130,14 @@ fn unreadable_standard_input_is_an_io_error_and_writes_nothing() {
 fn unreadable_standard_input_for_store_set_names_the_key_and_the_store() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("sessions.json");
-    let stdin = File::open(dir.path()).expect("open the directory");
-    let os_error = std::io::Read::read(&mut &stdin, &mut [0; 1]).expect_err("a directory");
-    let output = Command::new(env!("CARGO_BIN_EXE_sessionkit"))
-        .args([
-            OsStr::new("store"),
-            OsStr::new("set"),
-            path.as_os_str(),
-            OsStr::new("agent:main:main"),
-        ])
-        .stdin(Stdio::from(stdin))
-        .output()
-        .expect("run sessionkit");
-    let stderr = String::from_utf8(output.stderr).expect("stderr is UTF-8");
-    assert_eq!(output.status.code(), Some(IO_ERR), "{stderr}");
+    let (stdin, os_error) = broken_stdin(dir.path());
+    let args = [
+        OsStr::new("store"),
+        OsStr::new("set"),
+        path.as_os_str(),
+        OsStr::new("agent:main:main"),
+    ];
+    let stderr = fails_reading(&args, stdin);
     assert_eq!(
         stderr,
         format!(
