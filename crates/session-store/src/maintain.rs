@@ -2,7 +2,8 @@
 //! the disk budget. It runs in the background (coalesced, one pass at a time, with a time
 //! budget), or on demand with [`Store::maintain`](crate::Store::maintain).
 //!
-//! A pass *plans* (pure, fast, under a read lock), then *executes*: evictions go to the
+//! A pass *plans* (pure; reading the state in short turns, each under its read lock, so the
+//! writer waits for one turn at most), then *executes*: evictions go to the
 //! journal as one batch of `evict` records, and only once they are written are transcripts
 //! archived or deleted, so a crash in between leaves orphans (which the next pass removes),
 //! never an entry without its transcript. An enforcing pass does this twice: first for the
@@ -13,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -711,8 +713,8 @@ fn dir_id(_meta: &fs::Metadata) -> Option<(u64, u64)> {
 /// What a pass will do.
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
-    /// Keys to evict, with why, in order.
-    pub(crate) evict: Vec<(String, EvictReason)>,
+    /// Entries to evict, in order.
+    pub(crate) evict: Vec<Eviction>,
     /// Transcripts of evicted sessions: (path, delete rather than archive).
     pub(crate) transcripts: Vec<(PathBuf, bool)>,
     /// Orphan transcripts: (path, delete rather than archive).
@@ -726,9 +728,18 @@ pub(crate) struct Plan {
     pub(crate) disk_after: Option<u64>,
 }
 
+/// An entry to evict, as the plan saw it: the eviction applies only to that.
+#[derive(Debug)]
+pub(crate) struct Eviction {
+    pub(crate) key: String,
+    pub(crate) reason: EvictReason,
+    updated_at: Option<i64>,
+    refs: Refs,
+}
+
 /// Everything the planner looks at.
-pub(crate) struct Inputs<'a> {
-    pub(crate) state: &'a State,
+pub(crate) struct Inputs<'a, S: StateSource + ?Sized> {
+    pub(crate) state: &'a S,
     pub(crate) files: &'a Listing,
     /// What the entries this pass has evicted already referenced: transcripts they were the
     /// last references of go with them, as those of the entries this plan evicts do.
@@ -791,23 +802,107 @@ impl Gone {
     }
 }
 
-/// True if no entry but those in `gone` references the transcript `name`. A hash collision in
-/// the state's counts only makes a transcript look referenced, so it is kept, never removed
-/// early.
-fn unreferenced_after(state: &State, gone: &Gone, name: &str) -> bool {
-    state.transcript_refs(name) <= gone.refs(name)
-}
-
 pub(crate) fn is_running(entry: &Entry) -> bool {
     entry
         .get("status")
         .is_some_and(|v| v.get() == "\"running\"")
 }
 
+/// Where the planner reads the state: in turns, each holding whatever guards the state for a
+/// bounded amount of work, so that planning over a large store never holds the writer back
+/// for longer than one turn (see [`plan`]).
+pub(crate) trait StateSource {
+    /// Runs `f` on the state as it is now.
+    fn turn<R>(&self, f: impl FnOnce(&State) -> R) -> R;
+}
+
+impl StateSource for State {
+    fn turn<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(self)
+    }
+}
+
+impl StateSource for crate::store::Shared {
+    fn turn<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.read().state)
+    }
+}
+
+/// Transcripts whose references one planning turn counts.
+pub(crate) const FILES_PER_TURN: usize = 1024;
+/// Entries one planning turn walks, oldest first, for the disk budget.
+pub(crate) const ENTRIES_PER_TURN: usize = 512;
+
+/// An entry a walk met, as it was then.
+enum Walked {
+    Active,
+    Candidate {
+        eviction: Eviction,
+        /// What the entry takes in the snapshot.
+        bytes: u64,
+        protected: bool,
+    },
+}
+
+/// Walks the state's entries oldest `updatedAt` first (entries without one first), up to
+/// [`ENTRIES_PER_TURN`] of them in each of `source`'s turns. In the turn, `meet` looks at each
+/// entry and may pick something of it, or end the walk; after the turn, without the state,
+/// `take` gets what was picked, in order, and may end the walk too. The state may change
+/// between turns: the walk resumes after the last entry it met, so an entry updated
+/// meanwhile may be met again, and one added behind it is not.
+fn walk_oldest<S: StateSource + ?Sized, T>(
+    source: &S,
+    mut meet: impl FnMut(&State, &str, Option<i64>) -> ControlFlow<(), Option<T>>,
+    mut take: impl FnMut(T) -> ControlFlow<()>,
+) {
+    let mut after: Option<(Option<i64>, String)> = None;
+    loop {
+        let (picked, next) = source.turn(|state| {
+            let mut picked = Vec::new();
+            let mut last = None;
+            for (n, (key, at)) in state.oldest_after(after.as_ref()).enumerate() {
+                if n == ENTRIES_PER_TURN {
+                    return (
+                        picked,
+                        last.map(|(at, key): (_, &str)| (at, key.to_owned())),
+                    );
+                }
+                match meet(state, key, at) {
+                    ControlFlow::Break(()) => break,
+                    ControlFlow::Continue(found) => picked.extend(found),
+                }
+                last = Some((at, key));
+            }
+            (picked, None)
+        });
+        for found in picked {
+            if take(found).is_break() {
+                return;
+            }
+        }
+        match next {
+            Some(next) => after = Some(next),
+            None => return,
+        }
+    }
+}
+
 /// Plans a pass. Pure: reads the state and the listing, changes nothing.
-pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
+///
+/// The state is read in turns ([`StateSource`]), each bounded: one counts the entries, one
+/// counts the references of up to [`FILES_PER_TURN`] listed transcripts, one meets up to
+/// [`ENTRIES_PER_TURN`] entries of a walk oldest first (for pruning, the cap, protection's
+/// limit, the disk budget). Everything else (what walks pick, the listing's sorting, indexing
+/// and sums) is done between turns.
+///
+/// The state may change between turns. The plan is checked again as it is carried out: an
+/// eviction applies only to the entry as planned, and a transcript goes only if no entry
+/// references it then. So a change in between makes the pass do less, never remove what is
+/// in use. An entry updated between turns of a walk may be planned twice; only the eviction
+/// planned with its latest `updatedAt` can apply.
+pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
     let Inputs {
-        state,
+        state: source,
         files,
         released: released_before,
         limits,
@@ -819,48 +914,132 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut plan = Plan::default();
-    let mut gone: HashSet<&str> = HashSet::new();
     let is_active = |key: &str, entry: &Entry| active.contains(key) || is_running(entry);
     let is_protected =
         |key: &str, entry: &Entry| config.protect.as_ref().is_some_and(|p| p(key, entry));
+    let planned = |key: &str, entry: &Entry, reason: EvictReason| Eviction {
+        key: key.to_owned(),
+        reason,
+        updated_at: entry.updated_at(),
+        refs: Refs::of(entry),
+    };
+    // An entry met by a walk for the cap or the budget, unless this plan evicts it already.
+    let walked = |state: &State, gone: &HashSet<String>, key: &str, reason| {
+        let entry = state.get(key).filter(|_| !gone.contains(key))?;
+        Some(if is_active(key, entry) {
+            Walked::Active
+        } else {
+            Walked::Candidate {
+                eviction: planned(key, entry, reason),
+                bytes: (key.len() + entry.len_bytes()) as u64,
+                protected: is_protected(key, entry),
+            }
+        })
+    };
 
     // 1. Pruning: by age, never active or protected ones.
     if let Some(age) = config.prune_after.filter(|_| limits) {
         let cutoff = now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
-        for (key, _) in state.updated_before(cutoff) {
-            let Some(entry) = state.get(key) else {
-                continue;
-            };
-            if is_active(key, entry) || is_protected(key, entry) {
-                continue;
-            }
-            gone.insert(key);
-            plan.evict.push((key.to_owned(), EvictReason::Prune));
-        }
+        walk_oldest(
+            source,
+            |state, key, at| match at {
+                None => ControlFlow::Continue(None),
+                Some(at) if at >= cutoff => ControlFlow::Break(()),
+                Some(_) => ControlFlow::Continue(
+                    state
+                        .get(key)
+                        .filter(|entry| !is_active(key, entry) && !is_protected(key, entry))
+                        .map(|entry| planned(key, entry, EvictReason::Prune)),
+                ),
+            },
+            |eviction| {
+                plan.evict.push(eviction);
+                ControlFlow::Continue(())
+            },
+        );
     }
+    let mut gone: HashSet<String> = plan.evict.iter().map(|e| e.key.clone()).collect();
 
-    // 2. The cap, with hysteresis, oldest first.
+    // 2. The cap, with hysteresis, oldest first. Protection may keep at most
+    //    `max - min(25, max)` entries; past that, the oldest protected ones go too, so a rule
+    //    that protects everything cannot defeat the cap.
     if let (Some(max), Some(trigger), true) = (config.max_entries, config.cap_trigger(), limits) {
-        let remaining = state.len() - gone.len();
+        let remaining = source.turn(State::len).saturating_sub(gone.len());
         if remaining > trigger {
             let want = remaining - max;
-            let (picked, kept) = pick_oldest(state, &gone, want, max, &is_active, &is_protected);
-            plan.kept_protected += kept;
-            for key in picked {
-                gone.insert(key);
-                plan.evict.push((key.to_owned(), EvictReason::Cap));
+            let mut picked = Vec::new();
+            let mut protected = Vec::new();
+            let mut skipped = 0;
+            walk_oldest(
+                source,
+                |state, key, _| ControlFlow::Continue(walked(state, &gone, key, EvictReason::Cap)),
+                |walked| {
+                    if picked.len() == want {
+                        return ControlFlow::Break(());
+                    }
+                    match walked {
+                        Walked::Active => skipped += 1,
+                        Walked::Candidate {
+                            eviction,
+                            protected: true,
+                            ..
+                        } => protected.push(eviction),
+                        Walked::Candidate { eviction, .. } => picked.push(eviction),
+                    }
+                    ControlFlow::Continue(())
+                },
+            );
+            let mut taken = 0;
+            if picked.len() < want && !protected.is_empty() {
+                let mut protected_total = 0;
+                walk_oldest(
+                    source,
+                    |state, key, _| {
+                        protected_total += usize::from(state.get(key).is_some_and(|e| {
+                            !gone.contains(key) && !is_active(key, e) && is_protected(key, e)
+                        }));
+                        ControlFlow::<(), Option<()>>::Continue(None)
+                    },
+                    |()| ControlFlow::Continue(()),
+                );
+                let limit = max - max.min(25);
+                taken = protected_total
+                    .saturating_sub(limit)
+                    .min(want - picked.len())
+                    .min(protected.len());
             }
+            plan.kept_protected += skipped + protected.len() - taken;
+            picked.extend(protected.into_iter().take(taken));
+            gone.extend(picked.iter().map(|e| e.key.clone()));
+            plan.evict.extend(picked);
         }
     }
-
     // What the entries planned to go referenced, counted as they go rather than recounted
     // per eviction.
     let mut gone_refs = Gone::default();
-    for key in &gone {
-        if let Some(entry) = state.get(key) {
-            gone_refs.add(Refs::of(entry));
-        }
+    for eviction in &plan.evict {
+        gone_refs.add(eviction.refs.clone());
     }
+
+    // How many entries referenced each listed transcript, in turns.
+    let mut state_refs = vec![0; files.files.len()];
+    for (turn, refs) in state_refs.chunks_mut(FILES_PER_TURN).enumerate() {
+        let first = turn * FILES_PER_TURN;
+        source.turn(|state| {
+            for (i, refs) in refs.iter_mut().enumerate() {
+                let f = &files.files[first + i];
+                if f.kind == Kind::Transcript {
+                    *refs = state.transcript_refs(files.name(f));
+                }
+            }
+        });
+    }
+    // True if no entry but those in `gone` references the listed transcript `i`. A hash
+    // collision in the state's counts only makes a transcript look referenced, so it is
+    // kept, never removed early.
+    let unreferenced_after =
+        |gone: &Gone, i: usize| state_refs[i] <= gone.refs(files.name(&files.files[i]));
+
     let age_of = |f: &FileInfo| now.duration_since(f.modified).unwrap_or(Duration::ZERO);
     // An archive's age counts from when it was made, which its name says; its modification
     // time is the transcript's last write.
@@ -887,7 +1066,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     for (i, f) in indexed() {
         if transcript(f).is_some_and(|name| {
             (gone_refs.session_refs(name) > 0 || released_before.session_refs(name) > 0)
-                && unreferenced_after(state, &gone_refs, name)
+                && unreferenced_after(&gone_refs, i)
         }) && !held(f)
         {
             taken.insert(i);
@@ -907,11 +1086,9 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     }
     // 5. Orphans past the grace.
     for (i, f) in indexed() {
-        let Some(name) = transcript(f) else {
-            continue;
-        };
-        if !taken.contains(&i)
-            && unreferenced_after(state, &gone_refs, name)
+        if f.kind == Kind::Transcript
+            && !taken.contains(&i)
+            && unreferenced_after(&gone_refs, i)
             && age_of(f) > config.orphan_grace
             && !held(f)
         {
@@ -952,12 +1129,12 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
             // deleted. A young orphan may be a new session's, whose entry is not written yet.
             let young = config.orphan_grace.min(TEMP_GRACE);
             let mut cheap: Vec<(usize, &FileInfo)> = indexed()
-                .filter(|(i, f)| match f.kind {
-                    Kind::Archive => !archives.contains(i),
+                .filter(|&(i, f)| match f.kind {
+                    Kind::Archive => !archives.contains(&i),
                     Kind::Transcript => {
-                        unreferenced_after(state, &gone_refs, files.name(f))
-                            && (taken.contains(i) || age_of(f) > young)
-                            && (!taken.contains(i) || !delete_transcripts)
+                        unreferenced_after(&gone_refs, i)
+                            && (taken.contains(&i) || age_of(f) > young)
+                            && (!taken.contains(&i) || !delete_transcripts)
                             && !held(f)
                     }
                     Kind::Temp => age_of(f) > TEMP_GRACE,
@@ -1002,24 +1179,9 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                         m.entry(s).or_insert_with(Vec::new).push(i);
                         m
                     });
-                let mut kept = 0;
-                let mut protected = Vec::new();
-                let unprotected = state.by_updated_at().filter_map(|(key, _)| {
-                    let entry = state.get(key)?;
-                    if gone.contains(key) || is_active(key, entry) {
-                        kept += usize::from(!gone.contains(key));
-                        return None;
-                    }
-                    if is_protected(key, entry) {
-                        protected.push((key, entry));
-                        return None;
-                    }
-                    Some((key, entry))
-                });
-                let mut evict = |key: &'_ str, entry: &'_ Entry, total: &mut u64| {
-                    plan.evict.push((key.to_owned(), EvictReason::Disk));
-                    *total = total.saturating_sub((key.len() + entry.len_bytes()) as u64);
-                    let refs = Refs::of(entry);
+                let mut evict = |eviction: Eviction, bytes: u64, total: &mut u64| {
+                    *total = total.saturating_sub(bytes);
+                    let refs = &eviction.refs;
                     // The transcripts this entry referenced by its session go with it; those
                     // its `sessionFile` names only once they are older than the budget's grace
                     // for orphans (see `Gone::session_refs`).
@@ -1030,11 +1192,11 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                         .filter_map(|name| files.position(name))
                         .filter(|&i| age_of(&files.files[i]) > young)
                         .collect();
-                    gone_refs.add(refs);
+                    gone_refs.add(eviction.refs.clone());
                     for i in by_id.into_iter().flatten().copied().chain(by_file) {
                         let f = &files.files[i];
                         if f.kind == Kind::Transcript
-                            && unreferenced_after(state, &gone_refs, files.name(f))
+                            && unreferenced_after(&gone_refs, i)
                             && !held(f)
                             && taken.insert(i)
                         {
@@ -1042,83 +1204,49 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                             plan.transcripts.push((files.path(f), true));
                         }
                     }
+                    plan.evict.push(eviction);
                 };
-                let mut chosen = Vec::new();
-                for (key, entry) in unprotected {
+                let mut kept = 0;
+                let mut protected = Vec::new();
+                walk_oldest(
+                    source,
+                    |state, key, _| {
+                        ControlFlow::Continue(walked(state, &gone, key, EvictReason::Disk))
+                    },
+                    |walked| {
+                        match walked {
+                            Walked::Active => kept += 1,
+                            Walked::Candidate {
+                                eviction,
+                                bytes,
+                                protected: true,
+                            } => protected.push((eviction, bytes)),
+                            Walked::Candidate { .. } if total <= high => {
+                                return ControlFlow::Break(());
+                            }
+                            Walked::Candidate {
+                                eviction, bytes, ..
+                            } => {
+                                evict(eviction, bytes, &mut total);
+                            }
+                        }
+                        ControlFlow::Continue(())
+                    },
+                );
+                let mut still_protected = protected.len();
+                for (eviction, bytes) in protected {
                     if total <= high {
                         break;
                     }
-                    evict(key, entry, &mut total);
-                    chosen.push(key);
+                    evict(eviction, bytes, &mut total);
+                    still_protected -= 1;
                 }
-                let mut still_protected = protected.len();
-                if total > high {
-                    for &(key, entry) in &protected {
-                        if total <= high {
-                            break;
-                        }
-                        evict(key, entry, &mut total);
-                        chosen.push(key);
-                        still_protected -= 1;
-                    }
-                }
-                gone.extend(chosen);
                 plan.kept_protected += kept + still_protected;
             }
         }
         plan.disk_after = Some(total);
     }
     plan
-}
-
-/// Picks up to `want` keys to evict for the cap, oldest `updatedAt` first (entries without one
-/// first), skipping active ones always and protected ones unless protection would keep more
-/// than `max - min(25, max)` of them. Returns the keys and how many it skipped for protection.
-fn pick_oldest<'s>(
-    state: &'s State,
-    gone: &HashSet<&str>,
-    want: usize,
-    max: usize,
-    is_active: &dyn Fn(&str, &Entry) -> bool,
-    is_protected: &dyn Fn(&str, &Entry) -> bool,
-) -> (Vec<&'s str>, usize) {
-    let mut picked = Vec::new();
-    let mut protected = Vec::new();
-    let mut skipped = 0;
-    for (key, _) in state.by_updated_at() {
-        if picked.len() == want {
-            break;
-        }
-        if gone.contains(key) {
-            continue;
-        }
-        let Some(entry) = state.get(key) else {
-            continue;
-        };
-        if is_active(key, entry) {
-            skipped += 1;
-        } else if is_protected(key, entry) {
-            protected.push(key);
-        } else {
-            picked.push(key);
-        }
-    }
-    let mut taken = 0;
-    if picked.len() < want && !protected.is_empty() {
-        // Protection may keep at most `max - min(25, max)` entries; past that, the oldest
-        // protected ones go too, so a rule that protects everything cannot defeat the cap.
-        let protected_total = state
-            .iter()
-            .filter(|(k, e)| !gone.contains(k) && !is_active(k, e) && is_protected(k, e))
-            .count();
-        let limit = max - max.min(25);
-        taken = protected_total
-            .saturating_sub(limit)
-            .min(want - picked.len())
-            .min(protected.len());
-        picked.extend(&protected[..taken]);
-    }
-    (picked, skipped + protected.len() - taken)
 }
 
 /// A pass's clock for its time budget.
@@ -1183,36 +1311,22 @@ pub(crate) fn run(
         ..MaintenanceReport::default()
     };
     let plan_with = |files: &Listing, released: &Gone, limits: bool| {
-        let view = shared.read();
-        let plan = plan(&Inputs {
-            state: &view.state,
+        plan(&Inputs {
+            state: &**shared,
             files,
             released,
             limits,
             now,
             active: &active,
             config: &config,
-        });
-        // What each evicted entry was when planned: an eviction applies only to that.
-        let planned: Vec<Planned> = plan
-            .evict
-            .iter()
-            .map(|(key, _)| {
-                let entry = view.state.get(key);
-                Planned {
-                    updated_at: entry.and_then(Entry::updated_at),
-                    refs: entry.map(Refs::of).unwrap_or_default(),
-                }
-            })
-            .collect();
-        (plan, planned)
+        })
     };
 
     let mut released = Gone::default();
     if !dry {
-        let (first, planned) = plan_with(&Listing::empty(&dir), &released, true);
+        let first = plan_with(&Listing::empty(&dir), &released, true);
         report.kept_protected += first.kept_protected;
-        released = evict(shared, &first.evict, &planned, &mut report);
+        released = evict(shared, &first.evict, &mut report);
     }
     // A dry run plans everything from one listing; the disk budget needs every file's size.
     // Otherwise the listing holds only what the file round may act on: transcripts and lock
@@ -1234,7 +1348,7 @@ pub(crate) fn run(
         &mut want,
     )
     .map_err(|e| Error::io(Operation::Maintain, "list", &shared.snapshot_path, &dir, e))?;
-    let (plan, planned) = plan_with(&files, &released, dry);
+    let plan = plan_with(&files, &released, dry);
     report.kept_protected += plan.kept_protected;
     report.disk_bytes_before = plan.disk_before;
     report.disk_bytes_after = plan.disk_after;
@@ -1250,7 +1364,7 @@ pub(crate) fn run(
         report.elapsed_ms = budget.elapsed_ms();
         return Ok(report);
     }
-    evict(shared, &plan.evict, &planned, &mut report);
+    evict(shared, &plan.evict, &mut report);
 
     // Then files, each checked again: a session may have gained an entry meanwhile.
     let stamp = crate::snapshot::compact_utc(now);
@@ -1368,8 +1482,8 @@ fn dry_report(plan: &Plan, report: &mut MaintenanceReport) {
             report.archived.push(path.clone());
         }
     };
-    for (key, reason) in &plan.evict {
-        push_key(report, key.clone(), *reason);
+    for eviction in &plan.evict {
+        push_key(report, eviction.key.clone(), eviction.reason);
     }
     for t in &plan.transcripts {
         file_as(t, report);
@@ -1463,38 +1577,30 @@ pub(crate) fn announce(shared: &crate::store::Shared, report: &MaintenanceReport
     }
 }
 
-/// An evicted entry as the plan saw it.
-struct Planned {
-    updated_at: Option<i64>,
-    refs: Refs,
-}
-
-/// Evicts `keys` as one batch of journal records, each only if its entry is unchanged since
-/// the plan (`planned`, in the same order), and records the outcome in `report`. Returns what
-/// the evicted entries referenced.
+/// Carries out the plan's evictions as one batch of journal records, each only if its entry is
+/// unchanged since the plan, and records the outcome in `report`. Returns what the evicted
+/// entries referenced.
 fn evict(
     shared: &Arc<crate::store::Shared>,
-    keys: &[(String, EvictReason)],
-    planned: &[Planned],
+    evictions: &[Eviction],
     report: &mut MaintenanceReport,
 ) -> Gone {
     use crate::writer::{self, Reply, Request, Update};
 
     let mut gone = Gone::default();
-    if keys.is_empty() {
+    if evictions.is_empty() {
         return gone;
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    let batch: Vec<Request> = keys
+    let batch: Vec<Request> = evictions
         .iter()
-        .zip(planned)
         .enumerate()
-        .map(|(index, ((key, reason), planned))| {
+        .map(|(index, eviction)| {
             Request::new(
                 Update::Delete {
-                    key: key.clone(),
-                    reason: Some(*reason),
-                    if_updated_at: Some(planned.updated_at),
+                    key: eviction.key.clone(),
+                    reason: Some(eviction.reason),
+                    if_updated_at: Some(eviction.updated_at),
                 },
                 Reply::Indexed(tx.clone(), index),
             )
@@ -1502,17 +1608,19 @@ fn evict(
         .collect();
     drop(tx);
     writer::commit(shared, batch);
-    let mut answers: Vec<Option<crate::Result<crate::Ack>>> = keys.iter().map(|_| None).collect();
+    let mut answers: Vec<Option<crate::Result<crate::Ack>>> =
+        evictions.iter().map(|_| None).collect();
     for (index, answer) in rx {
         if let Some(slot) = answers.get_mut(index) {
             *slot = Some(answer);
         }
     }
-    for (((key, reason), planned), answer) in keys.iter().zip(planned).zip(answers) {
+    for (eviction, answer) in evictions.iter().zip(answers) {
+        let key = &eviction.key;
         match answer {
             Some(Ok(ack)) if ack.seq > 0 => {
-                push_key(report, key.clone(), *reason);
-                gone.add(planned.refs.clone());
+                push_key(report, key.clone(), eviction.reason);
+                gone.add(eviction.refs.clone());
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => report.errors.push(format!("evict {key}: {e}")),
@@ -1613,6 +1721,135 @@ mod tests {
                 assert_eq!(report.disk_bytes_after, Some(top + 5), "{mode:?}");
             }
         }
+    }
+
+    /// A state that a writer changes before some of the planner's turns, which it counts.
+    struct Written<F: Fn(usize, &mut State)> {
+        state: std::cell::RefCell<State>,
+        turns: std::cell::Cell<usize>,
+        write: F,
+    }
+
+    impl<F: Fn(usize, &mut State)> StateSource for Written<F> {
+        fn turn<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+            let turn = self.turns.get();
+            (self.write)(turn, &mut self.state.borrow_mut());
+            self.turns.set(turn + 1);
+            f(&self.state.borrow())
+        }
+    }
+
+    #[test]
+    fn planning_reads_the_state_in_bounded_turns_and_sees_what_is_written_between_them() {
+        use crate::{Record, WriterId};
+
+        const TRANSCRIPTS: usize = 3000;
+        const SESSIONS: usize = 2000;
+        let dir = Scratch::new("maintain-turns");
+        for i in 0..TRANSCRIPTS {
+            fs::write(dir.join(format!("s{i:05}.jsonl")), [b'x'; 100]).unwrap();
+        }
+        let upsert = |state: &mut State, seq: usize, session: usize| {
+            let entry = Entry::parse(&format!(
+                r#"{{"sessionId":"s{session:05}","updatedAt":{session}}}"#
+            ))
+            .unwrap();
+            let key = format!("k{session:05}");
+            state.apply(&Record::upsert(seq as u64, WriterId::new(1), key, &entry));
+        };
+        let mut state = State::new();
+        for i in 0..SESSIONS {
+            upsert(&mut state, i + 1, i);
+        }
+        let files = list_dir(dir.path(), "sessions.json", true, &mut |_, _| true).unwrap();
+        assert_eq!(files.iter().count(), TRANSCRIPTS);
+        // Every transcript without an entry is an orphan past its grace, deleted; the entries
+        // go oldest first, with their transcripts, until the rest fits under 80 kB.
+        let config = Maintenance::new()
+            .prune_after(None)
+            .max_entries(None)
+            .orphan_grace(Duration::ZERO)
+            .transcripts(TranscriptDisposal::Delete)
+            .max_disk_bytes(Some(100_000));
+        let (released, active) = (Gone::default(), HashSet::new());
+        let now = SystemTime::now() + Duration::from_secs(1);
+        macro_rules! plan_over {
+            ($state:expr, $files:expr, $config:expr) => {
+                plan(&Inputs {
+                    state: $state,
+                    files: $files,
+                    released: &released,
+                    limits: true,
+                    now,
+                    active: &active,
+                    config: $config,
+                })
+            };
+        }
+        // A session of the last turn of transcripts gains its entry before that turn.
+        let file_turns = TRANSCRIPTS.div_ceil(FILES_PER_TURN);
+        let written = Written {
+            state: std::cell::RefCell::new(state.clone()),
+            turns: std::cell::Cell::new(0),
+            write: |turn, state: &mut State| {
+                if turn == file_turns - 1 {
+                    upsert(state, SESSIONS + 1, TRANSCRIPTS - 1);
+                }
+            },
+        };
+        let in_turns = plan_over!(&written, &files, &config);
+        let orphans: Vec<&PathBuf> = in_turns.orphans.iter().map(|(p, _)| p).collect();
+        assert_eq!(orphans.len(), TRANSCRIPTS - SESSIONS - 1);
+        assert!(!orphans.contains(&&dir.join(format!("s{:05}.jsonl", TRANSCRIPTS - 1))));
+        let evicted: Vec<&str> = in_turns.evict.iter().map(|e| e.key.as_str()).collect();
+        let oldest: Vec<String> = (0..evicted.len()).map(|i| format!("k{i:05}")).collect();
+        assert_eq!(evicted, oldest);
+        assert!(
+            evicted.len() > ENTRIES_PER_TURN,
+            "{} evictions fit in one turn",
+            evicted.len()
+        );
+        assert!(in_turns.disk_after.unwrap() <= 80_000);
+        // One turn per 1024 transcripts, one per 512 entries walked (the walk stops at the
+        // first entry it does not need).
+        assert_eq!(
+            written.turns.get(),
+            file_turns + (evicted.len() + 1).div_ceil(ENTRIES_PER_TURN)
+        );
+
+        // Planned in one piece from the state as it ended, the pass is the same.
+        upsert(&mut state, SESSIONS + 1, TRANSCRIPTS - 1);
+        let whole = plan_over!(&state, &files, &config);
+        let keys = |p: &Plan| p.evict.iter().map(|e| e.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&whole), keys(&in_turns));
+        assert_eq!(whole.orphans, in_turns.orphans);
+        assert_eq!(whole.transcripts, in_turns.transcripts);
+        assert_eq!(whole.disk_after, in_turns.disk_after);
+
+        // The cap walks in turns too. With the 100 oldest entries protected, it takes the
+        // next oldest down to 500, the walk stopping at the entry after them.
+        let config = Maintenance::new()
+            .prune_after(None)
+            .max_entries(Some(500))
+            .protect(|key, _| key < "k00100");
+        let files = Listing::empty(dir.path());
+        let counted = Written {
+            state: std::cell::RefCell::new(state),
+            turns: std::cell::Cell::new(0),
+            write: |_, _: &mut State| {},
+        };
+        let capped = plan_over!(&counted, &files, &config);
+        let evicted: Vec<&str> = capped.evict.iter().map(|e| e.key.as_str()).collect();
+        let want = SESSIONS + 1 - 500;
+        let oldest: Vec<String> = (100..100 + want).map(|i| format!("k{i:05}")).collect();
+        assert_eq!(evicted, oldest);
+        assert_eq!(capped.kept_protected, 100);
+        // One turn for the count, then the walk over the protected entries, the evicted ones
+        // and the one after them.
+        assert_eq!(
+            counted.turns.get(),
+            1 + (100 + want + 1).div_ceil(ENTRIES_PER_TURN)
+        );
     }
 
     #[test]

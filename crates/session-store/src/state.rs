@@ -168,6 +168,22 @@ impl State {
         self.by_updated.iter().map(|(at, k)| (&**k, *at))
     }
 
+    /// Keys with their `updatedAt` in [`by_updated_at`](State::by_updated_at)'s order, from
+    /// just after `after` (an `updatedAt` and a key, which need not be in the state), or from
+    /// the first for `None`: a walk oldest first that resumes where it left off.
+    pub(crate) fn oldest_after<'a>(
+        &'a self,
+        after: Option<&(Option<i64>, String)>,
+    ) -> impl Iterator<Item = (&'a str, Option<i64>)> + 'a {
+        let start = match after {
+            Some((at, key)) => Bound::Excluded((*at, Arc::<str>::from(key.as_str()))),
+            None => Bound::Unbounded,
+        };
+        self.by_updated
+            .range((start, Bound::Unbounded))
+            .map(|(at, k)| (&**k, *at))
+    }
+
     /// The keys of entries with an `updatedAt` strictly before `cutoff_ms`, oldest first
     /// (candidates for pruning; entries without `updatedAt` are never included).
     pub fn updated_before(&self, cutoff_ms: i64) -> impl Iterator<Item = (&str, i64)> + '_ {
