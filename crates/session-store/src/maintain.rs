@@ -830,18 +830,28 @@ impl StateSource for crate::store::Shared {
 
 /// Transcripts whose references one planning turn counts.
 pub(crate) const FILES_PER_TURN: usize = 1024;
-/// Entries one planning turn walks, oldest first, for the disk budget.
+/// Entries one planning turn meets in a walk oldest first: pruning's, the cap's, the count of
+/// protected entries, the disk budget's.
 pub(crate) const ENTRIES_PER_TURN: usize = 512;
 
 /// An entry a walk met, as it was then.
 enum Walked {
-    Active,
+    Active(String),
     Candidate {
         eviction: Eviction,
         /// What the entry takes in the snapshot.
         bytes: u64,
         protected: bool,
     },
+}
+
+impl Walked {
+    fn key(&self) -> &str {
+        match self {
+            Walked::Active(key) => key,
+            Walked::Candidate { eviction, .. } => &eviction.key,
+        }
+    }
 }
 
 /// Walks the state's entries oldest `updatedAt` first (entries without one first), up to
@@ -898,8 +908,8 @@ fn walk_oldest<S: StateSource + ?Sized, T>(
 /// The state may change between turns. The plan is checked again as it is carried out: an
 /// eviction applies only to the entry as planned, and a transcript goes only if no entry
 /// references it then. So a change in between makes the pass do less, never remove what is
-/// in use. An entry updated between turns of a walk may be planned twice; only the eviction
-/// planned with its latest `updatedAt` can apply.
+/// in use. An entry updated between turns of a walk, and so met again, counts only where it
+/// was met first.
 pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
     let Inputs {
         state: source,
@@ -927,7 +937,7 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
     let walked = |state: &State, gone: &HashSet<String>, key: &str, reason| {
         let entry = state.get(key).filter(|_| !gone.contains(key))?;
         Some(if is_active(key, entry) {
-            Walked::Active
+            Walked::Active(key.to_owned())
         } else {
             Walked::Candidate {
                 eviction: planned(key, entry, reason),
@@ -970,6 +980,7 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
             let mut picked = Vec::new();
             let mut protected = Vec::new();
             let mut skipped = 0;
+            let mut met = HashSet::new();
             walk_oldest(
                 source,
                 |state, key, _| ControlFlow::Continue(walked(state, &gone, key, EvictReason::Cap)),
@@ -977,8 +988,11 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
                     if picked.len() == want {
                         return ControlFlow::Break(());
                     }
+                    if !met.insert(walked.key().to_owned()) {
+                        return ControlFlow::Continue(());
+                    }
                     match walked {
-                        Walked::Active => skipped += 1,
+                        Walked::Active(_) => skipped += 1,
                         Walked::Candidate {
                             eviction,
                             protected: true,
@@ -1208,14 +1222,18 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
                 };
                 let mut kept = 0;
                 let mut protected = Vec::new();
+                let mut met = HashSet::new();
                 walk_oldest(
                     source,
                     |state, key, _| {
                         ControlFlow::Continue(walked(state, &gone, key, EvictReason::Disk))
                     },
                     |walked| {
+                        if !met.insert(walked.key().to_owned()) {
+                            return ControlFlow::Continue(());
+                        }
                         match walked {
-                            Walked::Active => kept += 1,
+                            Walked::Active(_) => kept += 1,
                             Walked::Candidate {
                                 eviction,
                                 bytes,
@@ -1749,28 +1767,39 @@ mod tests {
         for i in 0..TRANSCRIPTS {
             fs::write(dir.join(format!("s{i:05}.jsonl")), [b'x'; 100]).unwrap();
         }
-        let upsert = |state: &mut State, seq: usize, session: usize| {
+        // Entry `k<n>` of session `s<n>`, updated at `n` ms unless said otherwise.
+        let upsert = |state: &mut State, seq: usize, n: usize, at: usize, running: bool| {
+            let status = if running {
+                r#","status":"running""#
+            } else {
+                ""
+            };
             let entry = Entry::parse(&format!(
-                r#"{{"sessionId":"s{session:05}","updatedAt":{session}}}"#
+                r#"{{"sessionId":"s{n:05}","updatedAt":{at}{status}}}"#
             ))
             .unwrap();
-            let key = format!("k{session:05}");
+            let key = format!("k{n:05}");
             state.apply(&Record::upsert(seq as u64, WriterId::new(1), key, &entry));
         };
+        // Every other entry, oldest first, is in use: running, or protected.
         let mut state = State::new();
         for i in 0..SESSIONS {
-            upsert(&mut state, i + 1, i);
+            upsert(&mut state, i + 1, i, i, i % 4 == 1);
         }
         let files = list_dir(dir.path(), "sessions.json", true, &mut |_, _| true).unwrap();
         assert_eq!(files.iter().count(), TRANSCRIPTS);
         // Every transcript without an entry is an orphan past its grace, deleted; the entries
-        // go oldest first, with their transcripts, until the rest fits under 80 kB.
+        // go oldest first, with their transcripts, until the rest fits under 80 kB: those not
+        // in use, which are enough.
         let config = Maintenance::new()
             .prune_after(None)
             .max_entries(None)
             .orphan_grace(Duration::ZERO)
             .transcripts(TranscriptDisposal::Delete)
-            .max_disk_bytes(Some(100_000));
+            .max_disk_bytes(Some(100_000))
+            .protect(|key, _| key[1..].parse::<usize>().is_ok_and(|n| n % 4 == 3));
+        // Newer than every other entry, so never the budget's to evict.
+        let newest = 1_000_000;
         let (released, active) = (Gone::default(), HashSet::new());
         let now = SystemTime::now() + Duration::from_secs(1);
         macro_rules! plan_over {
@@ -1793,7 +1822,7 @@ mod tests {
             turns: std::cell::Cell::new(0),
             write: |turn, state: &mut State| {
                 if turn == file_turns - 1 {
-                    upsert(state, SESSIONS + 1, TRANSCRIPTS - 1);
+                    upsert(state, SESSIONS + 1, TRANSCRIPTS - 1, newest, false);
                 }
             },
         };
@@ -1801,33 +1830,39 @@ mod tests {
         let orphans: Vec<&PathBuf> = in_turns.orphans.iter().map(|(p, _)| p).collect();
         assert_eq!(orphans.len(), TRANSCRIPTS - SESSIONS - 1);
         assert!(!orphans.contains(&&dir.join(format!("s{:05}.jsonl", TRANSCRIPTS - 1))));
+        // The even ones go, oldest first.
         let evicted: Vec<&str> = in_turns.evict.iter().map(|e| e.key.as_str()).collect();
-        let oldest: Vec<String> = (0..evicted.len()).map(|i| format!("k{i:05}")).collect();
+        let n = evicted.len();
+        let oldest: Vec<String> = (0..n).map(|i| format!("k{:05}", 2 * i)).collect();
         assert_eq!(evicted, oldest);
-        assert!(
-            evicted.len() > ENTRIES_PER_TURN,
-            "{} evictions fit in one turn",
-            evicted.len()
-        );
+        assert!(n > ENTRIES_PER_TURN, "{n} evictions fit in one turn");
         assert!(in_turns.disk_after.unwrap() <= 80_000);
-        // One turn per 1024 transcripts, one per 512 entries walked (the walk stops at the
-        // first entry it does not need).
+        // The walk met the entries in use up to the first one it did not need to evict.
+        assert_eq!(in_turns.kept_protected, n);
+        // One turn per 1024 transcripts, one per 512 entries walked: the evicted ones, those
+        // in use between them and after the last, and the next entry not in use.
         assert_eq!(
             written.turns.get(),
-            file_turns + (evicted.len() + 1).div_ceil(ENTRIES_PER_TURN)
+            file_turns + (2 * n + 1).div_ceil(ENTRIES_PER_TURN)
         );
 
         // Planned in one piece from the state as it ended, the pass is the same.
-        upsert(&mut state, SESSIONS + 1, TRANSCRIPTS - 1);
+        upsert(&mut state, SESSIONS + 1, TRANSCRIPTS - 1, newest, false);
         let whole = plan_over!(&state, &files, &config);
         let keys = |p: &Plan| p.evict.iter().map(|e| e.key.clone()).collect::<Vec<_>>();
         assert_eq!(keys(&whole), keys(&in_turns));
         assert_eq!(whole.orphans, in_turns.orphans);
         assert_eq!(whole.transcripts, in_turns.transcripts);
         assert_eq!(whole.disk_after, in_turns.disk_after);
+        assert_eq!(whole.kept_protected, in_turns.kept_protected);
 
         // The cap walks in turns too. With the 100 oldest entries protected, it takes the
-        // next oldest down to 500, the walk stopping at the entry after them.
+        // next oldest down to 500, the walk stopping at the entry after them. The first it
+        // takes is updated after the walk's first turn, so that a later turn meets it again.
+        let mut state = State::new();
+        for i in 0..SESSIONS {
+            upsert(&mut state, i + 1, i, i, false);
+        }
         let config = Maintenance::new()
             .prune_after(None)
             .max_entries(Some(500))
@@ -1836,19 +1871,23 @@ mod tests {
         let counted = Written {
             state: std::cell::RefCell::new(state),
             turns: std::cell::Cell::new(0),
-            write: |_, _: &mut State| {},
+            write: |turn, state: &mut State| {
+                if turn == 2 {
+                    upsert(state, SESSIONS + 1, 100, 1500, false);
+                }
+            },
         };
         let capped = plan_over!(&counted, &files, &config);
         let evicted: Vec<&str> = capped.evict.iter().map(|e| e.key.as_str()).collect();
-        let want = SESSIONS + 1 - 500;
+        let want = SESSIONS - 500;
         let oldest: Vec<String> = (100..100 + want).map(|i| format!("k{i:05}")).collect();
         assert_eq!(evicted, oldest);
         assert_eq!(capped.kept_protected, 100);
         // One turn for the count, then the walk over the protected entries, the evicted ones
-        // and the one after them.
+        // (one of them twice) and the one after them.
         assert_eq!(
             counted.turns.get(),
-            1 + (100 + want + 1).div_ceil(ENTRIES_PER_TURN)
+            1 + (100 + want + 2).div_ceil(ENTRIES_PER_TURN)
         );
     }
 
