@@ -933,18 +933,36 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
         updated_at: entry.updated_at(),
         refs: Refs::of(entry),
     };
-    // An entry met by a walk for the cap or the budget, unless this plan evicts it already.
-    let walked = |state: &State, gone: &HashSet<String>, key: &str, reason| {
-        let entry = state.get(key).filter(|_| !gone.contains(key))?;
-        Some(if is_active(key, entry) {
-            Walked::Active(key.to_owned())
-        } else {
-            Walked::Candidate {
-                eviction: planned(key, entry, reason),
-                bytes: (key.len() + entry.len_bytes()) as u64,
-                protected: is_protected(key, entry),
-            }
-        })
+    // The walk of the cap and of the budget: `take` gets each entry that this plan does not
+    // evict already, once (an entry updated between turns is met again).
+    let walk_entries = |gone: &HashSet<String>,
+                        reason: EvictReason,
+                        take: &mut dyn FnMut(Walked) -> ControlFlow<()>| {
+        let mut met = HashSet::new();
+        walk_oldest(
+            source,
+            |state, key, _| {
+                let Some(entry) = state.get(key).filter(|_| !gone.contains(key)) else {
+                    return ControlFlow::Continue(None);
+                };
+                ControlFlow::Continue(Some(if is_active(key, entry) {
+                    Walked::Active(key.to_owned())
+                } else {
+                    Walked::Candidate {
+                        eviction: planned(key, entry, reason),
+                        bytes: (key.len() + entry.len_bytes()) as u64,
+                        protected: is_protected(key, entry),
+                    }
+                }))
+            },
+            |walked| {
+                if met.insert(walked.key().to_owned()) {
+                    take(walked)
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
     };
 
     // 1. Pruning: by age, never active or protected ones.
@@ -980,29 +998,21 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
             let mut picked = Vec::new();
             let mut protected = Vec::new();
             let mut skipped = 0;
-            let mut met = HashSet::new();
-            walk_oldest(
-                source,
-                |state, key, _| ControlFlow::Continue(walked(state, &gone, key, EvictReason::Cap)),
-                |walked| {
-                    if picked.len() == want {
-                        return ControlFlow::Break(());
-                    }
-                    if !met.insert(walked.key().to_owned()) {
-                        return ControlFlow::Continue(());
-                    }
-                    match walked {
-                        Walked::Active(_) => skipped += 1,
-                        Walked::Candidate {
-                            eviction,
-                            protected: true,
-                            ..
-                        } => protected.push(eviction),
-                        Walked::Candidate { eviction, .. } => picked.push(eviction),
-                    }
-                    ControlFlow::Continue(())
-                },
-            );
+            walk_entries(&gone, EvictReason::Cap, &mut |walked| {
+                if picked.len() == want {
+                    return ControlFlow::Break(());
+                }
+                match walked {
+                    Walked::Active(_) => skipped += 1,
+                    Walked::Candidate {
+                        eviction,
+                        protected: true,
+                        ..
+                    } => protected.push(eviction),
+                    Walked::Candidate { eviction, .. } => picked.push(eviction),
+                }
+                ControlFlow::Continue(())
+            });
             let mut taken = 0;
             if picked.len() < want && !protected.is_empty() {
                 let mut protected_total = 0;
@@ -1222,35 +1232,23 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
                 };
                 let mut kept = 0;
                 let mut protected = Vec::new();
-                let mut met = HashSet::new();
-                walk_oldest(
-                    source,
-                    |state, key, _| {
-                        ControlFlow::Continue(walked(state, &gone, key, EvictReason::Disk))
-                    },
-                    |walked| {
-                        if !met.insert(walked.key().to_owned()) {
-                            return ControlFlow::Continue(());
+                walk_entries(&gone, EvictReason::Disk, &mut |walked| {
+                    match walked {
+                        Walked::Active(_) => kept += 1,
+                        Walked::Candidate {
+                            eviction,
+                            bytes,
+                            protected: true,
+                        } => protected.push((eviction, bytes)),
+                        Walked::Candidate { .. } if total <= high => {
+                            return ControlFlow::Break(());
                         }
-                        match walked {
-                            Walked::Active(_) => kept += 1,
-                            Walked::Candidate {
-                                eviction,
-                                bytes,
-                                protected: true,
-                            } => protected.push((eviction, bytes)),
-                            Walked::Candidate { .. } if total <= high => {
-                                return ControlFlow::Break(());
-                            }
-                            Walked::Candidate {
-                                eviction, bytes, ..
-                            } => {
-                                evict(eviction, bytes, &mut total);
-                            }
-                        }
-                        ControlFlow::Continue(())
-                    },
-                );
+                        Walked::Candidate {
+                            eviction, bytes, ..
+                        } => evict(eviction, bytes, &mut total),
+                    }
+                    ControlFlow::Continue(())
+                });
                 let mut still_protected = protected.len();
                 for (eviction, bytes) in protected {
                     if total <= high {
