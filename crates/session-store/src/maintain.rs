@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io;
-use std::ops::ControlFlow;
+use std::ops::{Bound, ControlFlow};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -854,23 +854,23 @@ impl Walked {
     }
 }
 
-/// Walks the state's entries oldest `updatedAt` first (entries without one first), up to
-/// [`ENTRIES_PER_TURN`] of them in each of `source`'s turns. In the turn, `meet` looks at each
+/// Walks the state's entries oldest `updatedAt` first (entries without one first), from
+/// `from` on, up to [`ENTRIES_PER_TURN`] of them in each of `source`'s turns. In the turn, `meet` looks at each
 /// entry and may pick something of it, or end the walk; after the turn, without the state,
 /// `take` gets what was picked, in order, and may end the walk too. The state may change
 /// between turns: the walk resumes after the last entry it met, so an entry updated
 /// meanwhile may be met again, and one added behind it is not.
 fn walk_oldest<S: StateSource + ?Sized, T>(
     source: &S,
+    mut from: Bound<(Option<i64>, String)>,
     mut meet: impl FnMut(&State, &str, Option<i64>) -> ControlFlow<(), Option<T>>,
     mut take: impl FnMut(T) -> ControlFlow<()>,
 ) {
-    let mut after: Option<(Option<i64>, String)> = None;
     loop {
         let (picked, next) = source.turn(|state| {
             let mut picked = Vec::new();
             let mut last = None;
-            for (n, (key, at)) in state.oldest_after(after.as_ref()).enumerate() {
+            for (n, (key, at)) in state.oldest_from(from.as_ref()).enumerate() {
                 if n == ENTRIES_PER_TURN {
                     return (
                         picked,
@@ -891,7 +891,7 @@ fn walk_oldest<S: StateSource + ?Sized, T>(
             }
         }
         match next {
-            Some(next) => after = Some(next),
+            Some(next) => from = Bound::Excluded(next),
             None => return,
         }
     }
@@ -941,6 +941,7 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
         let mut met = HashSet::new();
         walk_oldest(
             source,
+            Bound::Unbounded,
             |state, key, _| {
                 let Some(entry) = state.get(key).filter(|_| !gone.contains(key)) else {
                     return ControlFlow::Continue(None);
@@ -970,6 +971,8 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
         let cutoff = now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
         walk_oldest(
             source,
+            // Entries without `updatedAt` come first, and are never pruned.
+            Bound::Included((Some(i64::MIN), String::new())),
             |state, key, at| match at {
                 None => ControlFlow::Continue(None),
                 Some(at) if at >= cutoff => ControlFlow::Break(()),
@@ -1018,6 +1021,7 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
                 let mut protected_total = 0;
                 walk_oldest(
                     source,
+                    Bound::Unbounded,
                     |state, key, _| {
                         protected_total += usize::from(state.get(key).is_some_and(|e| {
                             !gone.contains(key) && !is_active(key, e) && is_protected(key, e)
@@ -1887,6 +1891,49 @@ mod tests {
             counted.turns.get(),
             1 + (100 + want + 2).div_ceil(ENTRIES_PER_TURN)
         );
+    }
+
+    #[test]
+    fn pruning_walks_from_the_oldest_dated_entry() {
+        use crate::{Record, WriterId};
+
+        // Entries without `updatedAt` come first in the walk's order, and are never pruned.
+        let mut state = State::new();
+        for i in 0..ENTRIES_PER_TURN + 10 {
+            let entry = if i < ENTRIES_PER_TURN {
+                Entry::parse(&format!(r#"{{"sessionId":"u{i}"}}"#))
+            } else {
+                Entry::parse(&format!(r#"{{"sessionId":"d{i}","updatedAt":{i}}}"#))
+            };
+            let record = Record::upsert(
+                i as u64 + 1,
+                WriterId::new(1),
+                format!("k{i}"),
+                &entry.unwrap(),
+            );
+            state.apply(&record);
+        }
+        let counted = Written {
+            state: std::cell::RefCell::new(state),
+            turns: std::cell::Cell::new(0),
+            write: |_, _: &mut State| {},
+        };
+        let config = Maintenance::new()
+            .max_entries(None)
+            .prune_after(Some(Duration::from_secs(1)));
+        let pruned = plan(&Inputs {
+            state: &counted,
+            files: &Listing::empty(Path::new("/nonexistent")),
+            released: &Gone::default(),
+            limits: true,
+            now: SystemTime::UNIX_EPOCH + Duration::from_secs(3600),
+            active: &HashSet::new(),
+            config: &config,
+        });
+        assert_eq!(pruned.evict.len(), 10);
+        assert!(pruned.evict.iter().all(|e| e.reason == EvictReason::Prune));
+        // One turn: the dated entries alone, not the undated ones before them.
+        assert_eq!(counted.turns.get(), 1);
     }
 
     #[test]

@@ -169,16 +169,13 @@ impl State {
     }
 
     /// Keys with their `updatedAt` in [`by_updated_at`](State::by_updated_at)'s order, from
-    /// just after `after` (an `updatedAt` and a key, which need not be in the state), or from
-    /// the first for `None`: a walk oldest first that resumes where it left off.
-    pub(crate) fn oldest_after<'a>(
+    /// `start` on (an `updatedAt` and a key, which need not be in the state): a walk oldest
+    /// first that resumes where it left off.
+    pub(crate) fn oldest_from<'a>(
         &'a self,
-        after: Option<&(Option<i64>, String)>,
+        start: Bound<&(Option<i64>, String)>,
     ) -> impl Iterator<Item = (&'a str, Option<i64>)> + 'a {
-        let start = match after {
-            Some((at, key)) => Bound::Excluded((*at, Arc::<str>::from(key.as_str()))),
-            None => Bound::Unbounded,
-        };
+        let start = start.map(|(at, key)| (*at, Arc::<str>::from(key.as_str())));
         self.by_updated
             .range((start, Bound::Unbounded))
             .map(|(at, k)| (&**k, *at))
