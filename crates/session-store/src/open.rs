@@ -120,30 +120,24 @@ fn load(
     journal: Arc<JournalFile>,
     report: &mut OpenReport,
 ) -> Result<Option<View>> {
+    // Every file is read and checked before anything is repaired or set aside, so that an
+    // open that fails on what it finds (with `recover` too) leaves the files as they were.
     let snapshot_found = crate::snapshot::snapshot_found(snapshot_path);
-    let mut state = match load_snapshot(snapshot_path) {
-        Ok(state) => state,
-        Err(e) if e.is_corrupt() && config.recover => {
-            let aside = quarantine(snapshot_path)?;
-            tracing::error!(path = %snapshot_path.display(), aside = %aside.display(), error = %e,
-                "quarantined a corrupt snapshot");
-            report.quarantined.push(aside);
-            write_empty_snapshot(snapshot_path)?;
-            State::new()
-        }
+    let (mut state, corrupt_snapshot) = match load_snapshot(snapshot_path) {
+        Ok(state) => (state, None),
+        Err(e) if e.is_corrupt() && config.recover => (State::new(), Some(e)),
         Err(e) => return Err(e),
     };
-    report.snapshot_entries = state.len();
-    let snapshot_bytes = fs::metadata(snapshot_path).map(|m| m.len()).unwrap_or(0);
     let journal_path = journal.path.clone();
     let read = |j: &JournalFile| {
         j.read_from(0)
             .map_err(|e| Error::io(Operation::ReadJournal, "read", snapshot_path, &j.path, e))
     };
     let whole = read(&journal)?;
-    // The fence is acted on only once the rest parses and the snapshot is known to be there:
-    // an open that fails (without `recover`) leaves the files exactly as they were.
-    let fence = find_fence(config, snapshot_path, &journal, &whole, report)?;
+    let FoundFence {
+        end: fence,
+        unreadable,
+    } = find_fence(config, snapshot_path, &journal, &whole)?;
     let file_len = whole.len() as u64;
     let bytes = &whole[..fence.flatten().map_or(whole.len(), |end| end as usize)];
     let parsed = match parse_journal(&journal_path, bytes) {
@@ -184,20 +178,40 @@ fn load(
         Err(e) => return Err(e),
     };
     let mut parsed: ParsedJournal = parsed;
-    if let Err(e) = crate::snapshot::expect_snapshot(
+    let lost = match crate::snapshot::expect_snapshot(
         snapshot_path,
         snapshot_found,
         &journal_path,
         parsed.header.as_ref(),
     ) {
-        if !config.recover {
-            return Err(e);
-        }
+        Ok(()) => None,
+        Err(e) if config.recover => Some(e),
+        Err(e) => return Err(e),
+    };
+    // Checked: from here on only an I/O error fails the open, after the repairs before it.
+    if let Some(e) = unreadable {
+        let fence_path = crate::fence::path_for(&journal_path);
+        let aside = quarantine(&fence_path)?;
+        tracing::error!(path = %fence_path.display(), aside = %aside.display(), error = %e,
+            "quarantined a journal fence that could not be read; a failed batch it hid \
+             may be applied");
+        report.quarantined.push(aside);
+    }
+    if let Some(e) = corrupt_snapshot {
+        let aside = quarantine(snapshot_path)?;
+        tracing::error!(path = %snapshot_path.display(), aside = %aside.display(), error = %e,
+            "quarantined a corrupt snapshot");
+        report.quarantined.push(aside);
+        write_empty_snapshot(snapshot_path)?;
+    }
+    if let Some(e) = lost {
         tracing::error!(path = %snapshot_path.display(), error = %e,
             "the snapshot was lost; going on with the journal's entries only");
         report.snapshot_lost = true;
         write_empty_snapshot(snapshot_path)?;
     }
+    report.snapshot_entries = state.len();
+    let snapshot_bytes = fs::metadata(snapshot_path).map(|m| m.len()).unwrap_or(0);
     if let Some(end) = fence {
         cut_fenced_batch(snapshot_path, &journal, end, file_len, report)?;
     }
@@ -264,33 +278,40 @@ fn write_empty_snapshot(snapshot_path: &Path) -> Result<()> {
         })
 }
 
-/// Reads the journal's fence, if there is one: `Some(Some(end))` if it holds over the
-/// journal's `bytes` (a failed batch starts at `end`), `Some(None)` if it is stale, `None` if
-/// there is no fence. One that cannot be read is an error, or with `recover` renamed aside
-/// (then `None`).
+/// What an open found of the journal's fence.
+struct FoundFence {
+    /// `Some(Some(end))` if a fence holds over the journal (a failed batch starts at `end`),
+    /// `Some(None)` if it is stale, `None` if there is none (or none that can be read).
+    end: Option<Option<u64>>,
+    /// Why the fence cannot be read; with `recover` only, and the open sets it aside once
+    /// every file has been checked.
+    unreadable: Option<Error>,
+}
+
+/// Reads the journal's fence, if there is one, and checks it against the journal's `bytes`.
+/// One that cannot be read is an error, or with `recover` reported for setting aside.
 fn find_fence(
     config: &StoreBuilder,
     snapshot_path: &Path,
     journal: &JournalFile,
     bytes: &[u8],
-    report: &mut OpenReport,
-) -> Result<Option<Option<u64>>> {
+) -> Result<FoundFence> {
     let fence_path = crate::fence::path_for(&journal.path);
+    let none = |unreadable| FoundFence {
+        end: None,
+        unreadable,
+    };
     let Some(file) = crate::fence::read(&fence_path)
         .map_err(|e| Error::io(Operation::Open, "read", snapshot_path, &fence_path, e))?
     else {
-        return Ok(None);
+        return Ok(none(None));
     };
     match crate::fence::Fence::parse(&fence_path, &file) {
-        Ok(fence) => Ok(Some(fence.end_of_file(bytes))),
-        Err(e) if e.is_corrupt() && config.recover => {
-            let aside = quarantine(&fence_path)?;
-            tracing::error!(path = %fence_path.display(), aside = %aside.display(), error = %e,
-                "quarantined a journal fence that could not be read; a failed batch it hid \
-                 may be applied");
-            report.quarantined.push(aside);
-            Ok(None)
-        }
+        Ok(fence) => Ok(FoundFence {
+            end: Some(fence.end_of_file(bytes)),
+            unreadable: None,
+        }),
+        Err(e) if e.is_corrupt() && config.recover => Ok(none(Some(e))),
         Err(e) => Err(e),
     }
 }

@@ -356,3 +356,43 @@ fn a_failed_open_leaves_a_fenced_batch_and_its_fence_in_place() {
     assert!(store.open_report().fenced_batch_bytes.is_some());
     assert!(!fence_path.exists());
 }
+
+/// With `recover`, an open that fails on what it finds sets nothing aside: a corrupt snapshot
+/// and an unreadable fence beside a journal of a later format version stay as they were, so
+/// that the next open (by a newer version, say) sees what this one saw.
+#[test]
+fn a_failed_recovering_open_sets_nothing_aside() {
+    let dir = Scratch::new("failed-recover");
+    let path = dir.join("sessions.json");
+    let (snapshot, journal) = seed(&path);
+    let journal_path = dir.join("sessions.json.journal");
+    let fence_path = dir.join("sessions.json.journal.fence");
+    let damaged = &snapshot[..snapshot.len() / 2];
+    fs::write(&path, damaged).unwrap();
+    fs::write(&fence_path, b"not a fence").unwrap();
+    let text = String::from_utf8(journal).unwrap();
+    let later = text.replacen("{\"sessionkitJournal\":1,", "{\"sessionkitJournal\":2,", 1);
+    assert_ne!(later, text);
+    fs::write(&journal_path, &later).unwrap();
+    let before = dir.names();
+
+    let err = Store::builder().recover(true).open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            sessionkit_session_store::Error::UnsupportedJournal { .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(dir.names(), before);
+    assert_eq!(fs::read(&path).unwrap(), damaged);
+    assert_eq!(fs::read(&fence_path).unwrap(), b"not a fence");
+    assert_eq!(fs::read_to_string(&journal_path).unwrap(), later);
+
+    // With the journal readable again, the same open sets both aside and goes on.
+    fs::write(&journal_path, &text).unwrap();
+    let store = Store::builder().recover(true).open(&path).unwrap();
+    assert_eq!(store.open_report().quarantined.len(), 2);
+    assert_eq!(keys(&store), ["late:1", "late:2"]);
+    assert!(!fence_path.exists());
+}
