@@ -278,9 +278,8 @@ impl Entry {
     /// `updatedAt` is not special here; see [`Patch::resolve`] for the rule the write path
     /// applies before it journals a patch.
     pub fn merge_patch(&self, patch: &Patch) -> Entry {
-        let patch_fields = raw::object_fields(&patch.text).unwrap_or_default();
         let mut out = String::with_capacity(self.text.len() + patch.text.len());
-        raw::merge_into(&mut out, Some(&self.text), patch_fields);
+        raw::merge_into(&mut out, Some(&self.text), &patch.text);
         Entry::from_canonical(out)
     }
 

@@ -7,6 +7,7 @@
 //! position of the first), so the form is the same whichever program reads the object.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -94,7 +95,7 @@ pub(crate) fn offset_in(outer: &str, inner: &str) -> usize {
 }
 
 /// Resolves duplicate keys as `JSON.parse` does: the last value, at the first position.
-fn dedupe(mut fields: Fields<'_>) -> Fields<'_> {
+fn dedupe<V: Copy>(mut fields: Vec<(Cow<'_, str>, V)>) -> Vec<(Cow<'_, str>, V)> {
     if fields.len() < 2 {
         return fields;
     }
@@ -216,8 +217,136 @@ pub(crate) fn is_object(raw: &str) -> bool {
     raw.trim_start().starts_with('{')
 }
 
-/// Merges the object `patch` into `target` (RFC 7396) and appends the result, in canonical
-/// compact form, to `out`.
+/// The fields of one JSON object, in order, as spans of its text (duplicates resolved).
+type Spans<'a> = Vec<(Cow<'a, str>, &'a str)>;
+
+/// The fields of every object in a valid JSON text, by the byte offset of its `{`, found in
+/// one pass over the text.
+///
+/// A merge descends into every object its patch nests. Parsing each of them again at every
+/// level above it would cost the depth times the text's length: a patch nested some 30,000
+/// objects deep (200 KB) kept a writer thread busy for minutes.
+fn objects_in(text: &str) -> HashMap<usize, Spans<'_>> {
+    enum Frame<'a> {
+        Object {
+            at: usize,
+            fields: Spans<'a>,
+            /// The field being read: its key, and where its value starts.
+            pending: Option<(Cow<'a, str>, usize)>,
+        },
+        Array,
+    }
+    #[cfg(test)]
+    tests::SCANNED.with(|n| n.set(n.get() + text.len()));
+    let bytes = text.as_bytes();
+    let mut found = HashMap::new();
+    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let end = string_end(bytes, i);
+                if let Some(Frame::Object { pending, .. }) = stack.last_mut()
+                    && pending.is_none()
+                {
+                    // A key; its value starts after the colon.
+                    let colon = skip_whitespace(bytes, end);
+                    let start = skip_whitespace(bytes, colon + 1);
+                    *pending = Some((key_of(text.get(i..end).unwrap_or_default()), start));
+                    i = start;
+                } else {
+                    i = end;
+                }
+                continue;
+            }
+            b'{' => stack.push(Frame::Object {
+                at: i,
+                fields: Vec::new(),
+                pending: None,
+            }),
+            b'[' => stack.push(Frame::Array),
+            b',' | b'}' => {
+                if let Some(Frame::Object {
+                    fields, pending, ..
+                }) = stack.last_mut()
+                    && let Some((key, start)) = pending.take()
+                {
+                    let value = text.get(start..i).unwrap_or_default();
+                    fields.push((key, value.trim_end_matches([' ', '\t', '\n', '\r'])));
+                }
+                if bytes[i] == b'}'
+                    && let Some(Frame::Object { at, fields, .. }) = stack.pop()
+                {
+                    found.insert(at, dedupe(fields));
+                }
+            }
+            b']' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+/// Where the string starting at `bytes[start]` (a `"`) ends: just past its closing quote.
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+fn skip_whitespace(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// A key's text, given the JSON string (quotes included); borrowed when it has no escape.
+fn key_of(quoted: &str) -> Cow<'_, str> {
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or_default();
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(quoted).map_or(Cow::Borrowed(inner), Cow::Owned)
+    } else {
+        Cow::Borrowed(inner)
+    }
+}
+
+/// The fields of the object `value` (a span of `text`, no leading whitespace), taken out of
+/// `objects`, the index of `text`; none if it is not an object.
+fn take_fields<'a>(
+    objects: &mut HashMap<usize, Spans<'a>>,
+    text: &'a str,
+    value: &'a str,
+) -> Spans<'a> {
+    if !is_object(value) {
+        return Vec::new();
+    }
+    objects
+        .remove(&offset_in(text, value))
+        // Every object of a valid text is in its index; parsing is only a safety net.
+        .or_else(|| {
+            #[cfg(test)]
+            tests::SCANNED.with(|n| n.set(n.get() + value.len()));
+            object_fields(value)
+                .map(|fields| fields.into_iter().map(|(k, v)| (k, v.get())).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// Merges the object `patch` (a valid JSON object's text) into `target` (RFC 7396) and
+/// appends the result, in canonical compact form, to `out`.
 ///
 /// `target` is the existing value, if any; anything but an object counts as `{}`. Fields the
 /// patch does not name keep their place and bytes. Fields it names are removed (`null`), merged
@@ -226,20 +355,31 @@ pub(crate) fn is_object(raw: &str) -> bool {
 /// byte-for-byte idempotent: the order after a sequence of patches depends only on which fields
 /// the sequence touched last, not on the order the fields had before.
 ///
-/// The nested objects are walked with a stack on the heap, not by recursion: serde_json reads a
+/// Each text is read once ([`objects_in`]), and each level looks fields up by key in hash
+/// tables, so the cost is linear in the texts' lengths however deep or wide they are. The
+/// nested objects are walked with a stack on the heap, not by recursion: serde_json reads a
 /// raw value of any depth, and a patch nested a million objects deep (a caller's, or one line
 /// of a crafted journal) would otherwise overflow the thread's stack and abort the process at
 /// every open.
-pub(crate) fn merge_into<'a>(out: &mut String, target: Option<&'a str>, patch: Fields<'a>) {
-    let mut stack = vec![open_level(out, target, patch)];
+pub(crate) fn merge_into(out: &mut String, target: Option<&str>, patch: &str) {
+    let target = target.unwrap_or_default().trim_start();
+    let patch = patch.trim_start();
+    let mut target_objects = objects_in(target);
+    let mut patch_objects = objects_in(patch);
+    let top = open_level(
+        out,
+        take_fields(&mut target_objects, target, target),
+        take_fields(&mut patch_objects, patch, patch),
+    );
+    let mut stack = vec![top];
     while let Some(level) = stack.last_mut() {
-        let Some((key, value)) = level.patch.get(level.next) else {
+        let Some(&(ref key, value)) = level.patch.get(level.next) else {
             out.push('}');
             stack.pop();
             continue;
         };
+        let existing = level.existing.get(level.next).copied().flatten();
         level.next += 1;
-        let value: &'a str = value.get();
         if is_null(value) {
             continue;
         }
@@ -250,12 +390,10 @@ pub(crate) fn merge_into<'a>(out: &mut String, target: Option<&'a str>, patch: F
         push_json_string(out, key);
         out.push(':');
         if is_object(value) {
-            let existing = level
-                .target
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.get());
-            let nested = object_fields(value).unwrap_or_default();
+            let existing = existing.map_or_else(Vec::new, |existing| {
+                take_fields(&mut target_objects, target, existing)
+            });
+            let nested = take_fields(&mut patch_objects, patch, value);
             let level = open_level(out, existing, nested);
             stack.push(level);
         } else {
@@ -264,34 +402,42 @@ pub(crate) fn merge_into<'a>(out: &mut String, target: Option<&'a str>, patch: F
     }
 }
 
-/// One object of a merge in progress: its target's fields, its patch's, the next patch field
-/// to write, and whether nothing is written inside its braces yet.
+/// One object of a merge in progress: its patch's fields, the target's value of each of them
+/// (if any), the next patch field to write, and whether nothing is written inside its braces
+/// yet.
 struct Level<'a> {
-    target: Fields<'a>,
-    patch: Fields<'a>,
+    patch: Spans<'a>,
+    existing: Vec<Option<&'a str>>,
     next: usize,
     first: bool,
 }
 
 /// Opens an object of a merge: writes `{` and the target's fields the patch does not name.
-fn open_level<'a>(out: &mut String, target: Option<&'a str>, patch: Fields<'a>) -> Level<'a> {
-    let target = target.and_then(object_fields).unwrap_or_default();
+fn open_level<'a>(out: &mut String, target: Spans<'a>, patch: Spans<'a>) -> Level<'a> {
+    let named: HashSet<&str> = patch.iter().map(|(k, _)| k.as_ref()).collect();
+    let mut existing: HashMap<&str, &'a str> = HashMap::new();
     out.push('{');
     let mut first = true;
     for (key, value) in &target {
-        if !patch.iter().any(|(k, _)| k == key) {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            push_json_string(out, key);
-            out.push(':');
-            out.push_str(value.get());
+        if named.contains(key.as_ref()) {
+            existing.insert(key.as_ref(), value);
+            continue;
         }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        push_json_string(out, key);
+        out.push(':');
+        out.push_str(value);
     }
+    let existing = patch
+        .iter()
+        .map(|(k, _)| existing.get(k.as_ref()).copied())
+        .collect();
     Level {
-        target,
         patch,
+        existing,
         next: 0,
         first,
     }
@@ -299,9 +445,16 @@ fn open_level<'a>(out: &mut String, target: Option<&'a str>, patch: Fields<'a>) 
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use proptest::prelude::*;
 
     use super::*;
+
+    thread_local! {
+        /// Bytes of JSON text the merges on this thread read to find fields.
+        pub(super) static SCANNED: Cell<usize> = const { Cell::new(0) };
+    }
 
     fn keys<'a>(fields: &'a Fields<'a>) -> Vec<(&'a str, &'a str)> {
         fields.iter().map(|(k, v)| (k.as_ref(), v.get())).collect()
@@ -349,11 +502,7 @@ mod tests {
 
     #[test]
     fn merge_moves_touched_fields_to_the_end() {
-        let Ok(Parsed::Object(patch)) =
-            parse_object(r#"{"a":{"y":2,"z":null},"d":null,"e":[null]}"#)
-        else {
-            panic!("not an object");
-        };
+        let patch = r#"{"a":{"y":2,"z":null},"d":null,"e":[null]}"#;
         let mut out = String::new();
         merge_into(
             &mut out,
@@ -378,11 +527,8 @@ mod tests {
         let target = nest("1", ",\"k\":0");
         let patch = nest("2", "");
         let merge = move || {
-            let Ok(Parsed::Object(patch)) = parse_object(&patch) else {
-                panic!("not an object");
-            };
             let mut out = String::new();
-            merge_into(&mut out, Some(&target), patch);
+            merge_into(&mut out, Some(&target), &patch);
             out
         };
         let out = std::thread::Builder::new()
@@ -397,6 +543,53 @@ mod tests {
         want.push('2');
         want.push_str(&"}".repeat(DEPTH));
         assert!(out == want, "the merge differs from the expected text");
+    }
+
+    /// A merge reads each text once, however deep the patch goes into the target (it read the
+    /// rest of both texts again at every level: 20,000 levels took minutes), and however many
+    /// fields they have at one level (each patch field was looked for among all the target's).
+    #[test]
+    fn a_merge_reads_each_text_once() {
+        const DEPTH: usize = 20_000;
+        let mut target = "{\"k\":0,\"a\":".repeat(DEPTH);
+        target.push('1');
+        target.push_str(&"}".repeat(DEPTH));
+        let mut patch = "{\"a\":".repeat(DEPTH);
+        patch.push('2');
+        patch.push_str(&"}".repeat(DEPTH));
+        let wide = |n: usize, value: &str| {
+            let fields = (0..n)
+                .map(|i| format!("\"f{i}\":{value}"))
+                .collect::<Vec<_>>();
+            format!("{{{}}}", fields.join(","))
+        };
+        let cases = [
+            ("deep", target, patch),
+            (
+                "wide",
+                wide(20_000, "{\"x\":1}"),
+                wide(20_000, "{\"y\":[2]}"),
+            ),
+        ];
+        for (what, target, patch) in cases {
+            SCANNED.with(|n| n.set(0));
+            let mut out = String::new();
+            merge_into(&mut out, Some(&target), &patch);
+            assert_eq!(
+                SCANNED.with(Cell::get),
+                target.len() + patch.len(),
+                "{what}"
+            );
+            let want = if what == "deep" {
+                format!("{}2{}", "{\"k\":0,\"a\":".repeat(DEPTH), "}".repeat(DEPTH))
+            } else {
+                wide(20_000, "{\"x\":1,\"y\":[2]}")
+            };
+            assert!(
+                out == want,
+                "{what}: the merge differs from the expected text"
+            );
+        }
     }
 
     /// Spellings of keys and strings: plain, with escapes, and non-ASCII.
