@@ -20,7 +20,7 @@
 //! A compaction is also how the store makes good a failed fsync of the journal ([`FsyncDebt`]):
 //! it writes everything before `O` from memory and fsyncs all it writes.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,7 +79,8 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     // about 1 ms on the reference VM. Held here, that happens on this thread after them.
     // Declared before the batch lock, it is dropped after it. Only a cost moves, so a failed
     // open is no error.
-    let _replaced = File::open(&shared.snapshot_path).ok();
+    let _replaced =
+        crate::sys::open_regular(OpenOptions::new().read(true), &shared.snapshot_path).ok();
     let _batch = lock(&shared.batch_lock);
     let started = Instant::now();
     let locked = journal

@@ -152,8 +152,11 @@ pub(crate) fn path_for(journal_path: &Path) -> PathBuf {
 
 /// The fence file's bytes, or `None` if there is none.
 pub(crate) fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
+    let mut bytes = Vec::new();
+    match crate::sys::open_regular(fs::OpenOptions::new().read(true), path)
+        .and_then(|mut file| io::Read::read_to_end(&mut file, &mut bytes))
+    {
+        Ok(_) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }

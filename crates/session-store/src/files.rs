@@ -91,12 +91,14 @@ impl JournalFile {
     /// Opens the file at `file` as the journal that will be named `path` (a new journal
     /// still under its temp name, about to be renamed into place).
     pub(crate) fn open_as(file_path: &Path, path: &Path, create: bool) -> io::Result<JournalFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(create)
-            .mode(0o600)
-            .open(file_path)?;
+        let file = crate::sys::open_regular(
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(create)
+                .mode(0o600),
+            file_path,
+        )?;
         let meta = file.metadata()?;
         let id = (meta.dev(), meta.ino());
         Ok(JournalFile {

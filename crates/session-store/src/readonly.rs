@@ -66,11 +66,12 @@ pub fn read_store_files(snapshot_path: impl AsRef<Path>) -> Result<StoreFiles> {
     let journal_path = journal_path_for(path);
     let failed = |step, subject: &Path, e| Error::io(Operation::Read, step, path, subject, e);
     loop {
-        let mut journal = match File::open(&journal_path) {
-            Ok(file) => Some(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(failed("open", &journal_path, e)),
-        };
+        let mut journal =
+            match crate::sys::open_regular(fs::OpenOptions::new().read(true), &journal_path) {
+                Ok(file) => Some(file),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(failed("open", &journal_path, e)),
+            };
         // Held until the files are read; dropping it and the file unlocks.
         let _held = match &journal {
             Some(file) => {
@@ -89,7 +90,11 @@ pub fn read_store_files(snapshot_path: impl AsRef<Path>) -> Result<StoreFiles> {
             }
             None => None,
         };
-        let snapshot = match fs::read(path) {
+        let snapshot = match crate::sys::open_regular(fs::OpenOptions::new().read(true), path)
+            .and_then(|mut file| {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).map(|_| bytes)
+            }) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(failed("read", path, e)),

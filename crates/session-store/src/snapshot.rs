@@ -33,7 +33,7 @@ use crate::state::State;
 pub fn load_snapshot(path: impl AsRef<Path>) -> Result<State> {
     let path = path.as_ref();
     let read_error = |e| Error::io(Operation::LoadSnapshot, "read", path, path, e);
-    let mut file = match File::open(path) {
+    let mut file = match crate::sys::open_regular(fs::OpenOptions::new().read(true), path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::new()),
         Err(e) => return Err(read_error(e)),

@@ -45,3 +45,14 @@ pub(crate) fn reopen(file: &std::fs::File) -> std::io::Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
+
+/// Opens `path` with `options` without blocking (`O_NONBLOCK`): a FIFO in a store file's place
+/// would otherwise block the open until a peer came, for ever. For a regular file the flag
+/// changes nothing; the caller refuses any other kind ([`super::open_regular`]).
+pub(crate) fn open_without_blocking(
+    options: &mut std::fs::OpenOptions,
+    path: &std::path::Path,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.custom_flags(libc::O_NONBLOCK).open(path)
+}

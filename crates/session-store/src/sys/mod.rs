@@ -23,6 +23,22 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Opens a store file (the snapshot, the journal, its fence) with `options`, refusing
+/// anything but a regular file with [`io::ErrorKind::InvalidInput`]: reading a FIFO, a device
+/// or a directory in its place would block for ever or make no sense. The open itself does not
+/// block where the platform allows ([`open_without_blocking`]).
+pub(crate) fn open_regular(options: &mut std::fs::OpenOptions, path: &Path) -> io::Result<File> {
+    let file = open_without_blocking(options, path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
+}
+
 /// How the journal is locked: writers append (and compaction swaps files) under the
 /// exclusive lock; a read-only loader takes the shared one, so it never sees half a swap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

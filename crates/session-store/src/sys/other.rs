@@ -11,3 +11,11 @@ pub(crate) fn return_free_memory() {}
 pub(crate) fn reopen(_file: &std::fs::File) -> std::io::Result<std::fs::File> {
     Err(std::io::ErrorKind::Unsupported.into())
 }
+
+/// Opens `path` with `options`; no platform flag keeps a FIFO's open from blocking here.
+pub(crate) fn open_without_blocking(
+    options: &mut std::fs::OpenOptions,
+    path: &std::path::Path,
+) -> std::io::Result<std::fs::File> {
+    options.open(path)
+}

@@ -2,6 +2,8 @@
 //! and with flipped bytes. Never a panic, never a silent empty store, the bad file kept.
 
 use std::fs;
+#[cfg(unix)]
+use std::os::unix::fs::FileTypeExt as _;
 use std::path::Path;
 
 use sessionkit_session_store::{Entry, ListQuery, Store};
@@ -395,4 +397,56 @@ fn a_failed_recovering_open_sets_nothing_aside() {
     assert_eq!(store.open_report().quarantined.len(), 2);
     assert_eq!(keys(&store), ["late:1", "late:2"]);
     assert!(!fence_path.exists());
+}
+
+/// A FIFO in place of the snapshot, the journal or the fence is refused with an error naming
+/// it; opening or reading one would wait for a peer for ever.
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_place_of_a_store_file_is_refused_not_waited_on() {
+    for file in [
+        "sessions.json",
+        "sessions.json.journal",
+        "sessions.json.journal.fence",
+    ] {
+        let dir = Scratch::new("fifo");
+        let path = dir.join("sessions.json");
+        seed(&path);
+        let fifo = dir.join(file);
+        let _ = fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo {}", fifo.display());
+
+        for recover in [false, true] {
+            let err = Store::builder().recover(recover).open(&path).unwrap_err();
+            let text = chain(&err);
+            assert!(
+                text.contains("not a regular file") && text.contains(file),
+                "{file}, recover {recover}: {text}"
+            );
+        }
+        let err = sessionkit_session_store::load_store(&path).unwrap_err();
+        let text = chain(&err);
+        assert!(text.contains("not a regular file"), "{file}: {text}");
+        assert!(
+            fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(),
+            "{file} is left as it was"
+        );
+    }
+}
+
+/// An error and its sources, one after another.
+#[cfg(unix)]
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
