@@ -2,7 +2,8 @@
 //!
 //! Every cell of the matrix (payload × durability × threads) runs every implementation in
 //! rounds, rotating which one goes first, so that disk and machine noise lands on all of them
-//! alike. The stall probe ([`crate::stall`]) runs before the matrix and is reported after it.
+//! alike. The stall probe ([`crate::stall`]) and the write-behind probe ([`crate::behind`])
+//! run before the matrix and are reported after it.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -21,6 +22,7 @@ use tempfile::NamedTempFile;
 use tokio::runtime::Runtime;
 
 use crate::args::Options;
+use crate::behind::{self, BehindPlan};
 use crate::common::{context, directory_line, fmt_micros, machine_line, shown_command};
 use crate::stall::{self, ProbePlan};
 use crate::stats::{median, micros};
@@ -43,6 +45,7 @@ struct Plan {
     /// Unmeasured writes per thread per implementation before a cell's rounds.
     warmup: usize,
     probe: ProbePlan,
+    behind: BehindPlan,
 }
 
 impl Plan {
@@ -60,6 +63,10 @@ impl Plan {
                     idle: Duration::from_millis(500),
                     rounds: 2,
                 },
+                behind: BehindPlan {
+                    bytes: 32 << 20,
+                    rounds: 2,
+                },
             }
         } else {
             Plan {
@@ -73,6 +80,11 @@ impl Plan {
                     writes: 320,
                     idle: Duration::from_secs(2),
                     rounds: 5,
+                },
+                // About the snapshot of a store of 100,000 entries.
+                behind: BehindPlan {
+                    bytes: 80 << 20,
+                    rounds: 6,
                 },
             }
         };
@@ -231,6 +243,7 @@ pub(crate) fn run_suite(options: &Options, args: &[OsString]) -> io::Result<()> 
     // The probe goes first: the matrix leaves gigabytes of dirty pages whose write-back would
     // compete with the ticker for the CPUs.
     let probes = stall::run(&plan.probe, &root.path().join("stall"))?;
+    let behind = behind::run(&plan.behind, &root.path().join("behind"))?;
     let bench = Bench::new(root.path().join("matrix"))?;
     let mut rows = Vec::new();
     let cells = Cell::all();
@@ -246,6 +259,7 @@ pub(crate) fn run_suite(options: &Options, args: &[OsString]) -> io::Result<()> 
     eprintln!("[{:.0} s] done", started.elapsed().as_secs_f64());
     print_matrix(&rows);
     println!("{}", stall::report(&plan.probe, &probes));
+    println!("{}", behind::report(&plan.behind, &behind));
     root.close()
         .map_err(|e| context(e, "remove the benchmark's temp dir".to_owned()))
 }
@@ -270,6 +284,12 @@ fn print_header(plan: &Plan, options: &Options, args: &[OsString], base: &Path, 
         plan.probe.writes,
         plan.probe.idle.as_secs_f64(),
         plan.probe.rounds
+    );
+    println!(
+        "- write-behind probe: a {} MiB durable write beside a journal's syncs, with \
+         write-behind and without, in {} interleaved rounds",
+        plan.behind.bytes >> 20,
+        plan.behind.rounds
     );
     println!();
 }

@@ -4,7 +4,8 @@
 //!
 //! - `atomic` measures whole-file atomic replacement against a hand-written floor and two
 //!   other crates, all in one run and interleaved in rounds, then probes whether the async API
-//!   stalls a tokio runtime.
+//!   stalls a tokio runtime, and how long another file's fsync waits behind a large durable
+//!   write with write-behind and without.
 //! - `lock` measures the write lock: its uncontended cost against two hand-written floors, how
 //!   fast a release hands the lock to a waiter in the same process and in another one, and the
 //!   throughput and fairness of eight contending processes. Its contenders are this binary,
@@ -31,6 +32,8 @@ use std::process::ExitCode;
 mod args;
 #[cfg(unix)]
 mod atomic;
+#[cfg(unix)]
+mod behind;
 #[cfg(unix)]
 mod common;
 #[cfg(unix)]

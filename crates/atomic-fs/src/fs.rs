@@ -77,6 +77,25 @@ pub trait FileSystem: fmt::Debug + Send + Sync {
         file.sync_data()
     }
 
+    /// Starts writing `len` bytes at `offset` of an open file back to disk and, with `wait`,
+    /// waits until they are written (`sync_file_range(2)` on Linux; nothing elsewhere). Never
+    /// a durability point: [`sync_all`](FileSystem::sync_all) still is. An error from it is
+    /// a failed sync (the kernel reports a writeback error once per open file), except
+    /// [`ErrorKind::Unsupported`](io::ErrorKind::Unsupported) and
+    /// [`ErrorKind::InvalidInput`](io::ErrorKind::InvalidInput), which mean the call cannot be
+    /// made here.
+    fn write_back(
+        &self,
+        file: &File,
+        path: &Path,
+        offset: u64,
+        len: u64,
+        wait: bool,
+    ) -> io::Result<()> {
+        let _ = path;
+        sys::write_back(file, offset, len, wait)
+    }
+
     /// Renames `from` over `to` (atomic on the same file system).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         // This crate renames within one directory; the target's directory names the turn.

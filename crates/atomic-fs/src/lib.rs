@@ -23,6 +23,9 @@
 //!   the temp file is never renamed into place, and the error says the data may not be on disk.
 //!   (Linux may drop dirty pages after a write-back error, so a retried sync can "succeed"
 //!   over lost data; this is PostgreSQL's *fsyncgate* rule.)
+//! - **Large writes do not flood the disk.** A durable write is written back 2 MiB at a time
+//!   as it goes ([`AtomicWriter::write_behind`]), so its final sync does not make every other
+//!   file's sync wait behind the whole file.
 //! - **Safe names.** Temp files are created exclusively, never through a planted symlink, and
 //!   named `.<name>.<pid>.<random>.sktmp` so that cleanup never touches another program's file.
 //! - **Modes kept.** New files get 0600 unless you say otherwise; a replaced file keeps its mode
@@ -103,8 +106,8 @@ pub use crate::jsonl::{
     find_torn_tail, read_jsonl, read_records, read_records_from, repair_torn_tail, split_records,
 };
 pub use crate::replace::{
-    AtomicWriter, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Durability, PendingWrite, write, write_json,
-    write_json_pretty,
+    AtomicWriter, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, DEFAULT_WRITE_BEHIND, Durability,
+    PendingWrite, write, write_json, write_json_pretty,
 };
 pub use crate::temp::{
     OrphanReport, RemovedTemp, TEMP_SUFFIX, TempFailure, is_temp_file_name, remove_orphan_temps,

@@ -3,7 +3,9 @@
 //! 1. Encode the state, starting at journal offset `O`, and write it to a temp file beside
 //!    the snapshot, fsynced. The state is encoded in slices of keys, each under a brief read
 //!    lock, so writers go on appending and applying meanwhile: the snapshot is *fuzzy*, each
-//!    key as of some moment at or after `O`.
+//!    key as of some moment at or after `O`. atomic-fs writes the file back 2 MiB at a time
+//!    as it goes (its write-behind), so the writer's journal fsyncs meanwhile wait for a
+//!    chunk at most, not for most of the snapshot.
 //! 2. Take the journal lock. Read the records appended after `O`, and write a new journal
 //!    (a header with the next epoch and its base, the old journal and `O`, then those records
 //!    copied byte for byte) to a temp file, fsynced.

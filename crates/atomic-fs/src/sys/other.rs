@@ -53,6 +53,11 @@ pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// No ranged write-back on this platform: the final sync writes everything.
+pub(crate) fn write_back(_file: &File, _offset: u64, _len: u64, _wait: bool) -> io::Result<()> {
+    Ok(())
+}
+
 /// No stable identity is exposed on this platform; the length stands in.
 pub(crate) fn identity(meta: &fs::Metadata) -> (u64, u64) {
     (0, meta.len())

@@ -83,6 +83,51 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Starts writing `len` bytes at `offset` of `file` back to disk and, with `wait`, waits
+/// until they are written, some of them perhaps by an earlier call: `sync_file_range(2)`.
+/// It syncs no metadata and flushes no disk cache, so it is never a durability point; it
+/// only leaves less for the final `fsync` to do.
+///
+/// A writeback error it reports is reported once per open file, like `fsync`'s: the caller
+/// must treat it as a failed sync.
+#[cfg(target_os = "linux")]
+pub(crate) fn write_back(file: &File, offset: u64, len: u64, wait: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    loop {
+        // SAFETY: the descriptor stays open while `file` is borrowed, and the call reads and
+        // writes no memory of ours.
+        #[allow(unsafe_code)]
+        let done = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) } == 0;
+        if done {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Other Unix systems have no `sync_file_range`: the final `fsync` writes everything.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn write_back(_file: &File, _offset: u64, _len: u64, _wait: bool) -> io::Result<()> {
+    Ok(())
+}
+
 /// The file's identity: device and inode.
 pub(crate) fn identity(meta: &fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())

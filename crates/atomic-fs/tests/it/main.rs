@@ -10,3 +10,4 @@ mod replace;
 #[cfg(feature = "tokio")]
 mod tokio;
 mod util;
+mod write_behind;

@@ -136,6 +136,51 @@ fn no_fsync_write_makes_no_sync_call() {
     assert_eq!(count(&lines, "rename"), 1, "{lines:#?}");
 }
 
+/// A durable write of 5 MiB and a byte asks the kernel to write back its first two 2 MiB
+/// chunks as they are written, waits for the first, and leaves the rest to the fsync; the
+/// same write without fsync makes no such call.
+#[test]
+fn a_large_durable_write_is_written_back_behind_in_2_mib_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("sessions.json");
+    let contents = vec![b' '; (5 << 20) + 1];
+    let filter = ["-e", "trace=sync_file_range,fsync,rename"];
+    let write = ["write", target.to_str().unwrap()];
+    let Some(lines) = traced_as(&filter, &write, &contents) else {
+        return;
+    };
+    let calls: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("sync_file_range(") || l.starts_with("fsync("))
+        .map(|l| match l.split_once(", ") {
+            // `sync_file_range(3, 0, 2097152, SYNC_FILE_RANGE_WRITE) = 0`: the descriptor goes.
+            Some((_fd, args)) => format!("sync_file_range({args}"),
+            None => "fsync".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "sync_file_range(0, 2097152, SYNC_FILE_RANGE_WRITE) = 0",
+            "sync_file_range(2097152, 2097152, SYNC_FILE_RANGE_WRITE) = 0",
+            "sync_file_range(0, 2097152, \
+             SYNC_FILE_RANGE_WAIT_BEFORE|SYNC_FILE_RANGE_WRITE|SYNC_FILE_RANGE_WAIT_AFTER) = 0",
+            // The temp file's fsync, then the directory's.
+            "fsync",
+            "fsync",
+        ],
+        "{lines:#?}"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), contents);
+
+    let write = ["write", "--no-fsync", target.to_str().unwrap()];
+    let Some(lines) = traced_as(&filter, &write, &contents) else {
+        return;
+    };
+    assert_eq!(count(&lines, "sync_file_range"), 0, "{lines:#?}");
+    assert_eq!(count(&lines, "rename"), 1, "{lines:#?}");
+}
+
 #[test]
 fn append_syncs_data_only_when_asked() {
     let dir = tempfile::tempdir().unwrap();
