@@ -211,12 +211,13 @@ pub enum Error {
         source: Option<serde_json::Error>,
     },
 
-    /// The journal was written by a newer format version. It is not damaged and must not be
-    /// quarantined or rewritten; upgrade instead.
-    #[error("`{path}` has journal format version {version}; this version reads only version {supported}",
+    /// The journal, or its fence file, was written by a newer format version. It is not
+    /// damaged and must not be quarantined or rewritten; upgrade instead. (Both formats are at
+    /// version 1.)
+    #[error("`{path}` has format version {version}; this version reads only version {supported}",
         path = path.display(), supported = crate::journal::JOURNAL_VERSION)]
     UnsupportedJournal {
-        /// The journal file.
+        /// The journal file, or its fence file.
         path: PathBuf,
         /// The version its header names.
         version: u64,

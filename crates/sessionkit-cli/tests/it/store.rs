@@ -692,7 +692,7 @@ fn a_journal_of_a_newer_version_is_refused_and_left_alone() {
     for (sub, stdin) in [(&["get"][..], &b""[..]), (&["set"], b"{}")] {
         let output = run(args(sub, &path, &["k"]), stdin);
         let line = assert_error_line(&output, DATA_ERR);
-        assert!(line.contains("journal format version 2"), "{line}");
+        assert!(line.contains("has format version 2"), "{line}");
     }
     let text = run(args(&["check", "--json"], &path, &[]), b"");
     assert_eq!(text.status.code(), Some(DATA_ERR));
@@ -1369,4 +1369,78 @@ fn maintain_needs_an_existing_store_and_sane_options() {
         b"",
     );
     assert_eq!(output.status.code(), Some(USAGE), "{output:?}");
+}
+
+/// Opening a store to write removes the store's temp files that a crash left (older than
+/// 5 minutes), and says so in one warning line; a young one is left to its writer.
+#[test]
+fn a_write_that_removes_a_crash_s_temp_files_says_so() {
+    let (dir, path) = store_dir();
+    set(&path, "a", r#"{"sessionId":"s1"}"#);
+    let old = dir.path().join(".sessions.json.123.0123456789abcdef.sktmp");
+    let young = dir
+        .path()
+        .join(".sessions.json.journal.77.0123456789abcdef.sktmp");
+    fs::write(&old, b"{}").unwrap();
+    fs::write(&young, b"{}").unwrap();
+    let ten_minutes_ago = SystemTime::now() - std::time::Duration::from_secs(600);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(ten_minutes_ago)
+        .unwrap();
+
+    let output = run(args(&["set"], &path, &["b"]), br#"{"sessionId":"s2"}"#);
+    assert_eq!(output.status.code(), Some(0));
+    let warning = String::from_utf8(output.stderr).expect("UTF-8");
+    assert_eq!(
+        warning,
+        format!(
+            "sessionkit: warning: removed 1 temp file of the store's that a crash left in `{}` \
+             (older than 5 minutes)\n",
+            dir.path().display()
+        )
+    );
+    assert!(!old.exists());
+    assert!(young.exists());
+}
+
+/// `maintain --json` on a path that is not valid UTF-8 exits 65 before the pass, so the orphan
+/// it would have archived is still there.
+#[cfg(unix)]
+#[test]
+fn maintain_json_with_a_path_json_cannot_hold_changes_nothing() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join(std::ffi::OsStr::from_bytes(b"nu\xff"));
+    fs::create_dir(&dir).unwrap();
+    let path = dir.join("sessions.json");
+    set(&path, "a", r#"{"sessionId":"s1","updatedAt":1}"#);
+    let orphan = dir.join("orphan.jsonl");
+    fs::write(&orphan, b"{}\n").unwrap();
+    let three_hours_ago = SystemTime::now() - std::time::Duration::from_secs(3 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(&orphan)
+        .unwrap()
+        .set_modified(three_hours_ago)
+        .unwrap();
+    let before = contents(&dir);
+
+    for dry_run in [false, true] {
+        let extra: &[&str] = if dry_run {
+            &["--json", "--dry-run", "--no-prune"]
+        } else {
+            &["--json", "--no-prune"]
+        };
+        let output = run(args(&["maintain"], &path, extra), b"");
+        let line = assert_error_line(&output, DATA_ERR);
+        assert!(line.contains("invalid UTF-8"), "{line}");
+        assert_eq!(contents(&dir), before, "dry run {dry_run}");
+    }
+    // Without `--json` the same pass archives the orphan.
+    run(args(&["maintain"], &path, &["--no-prune"]), b"");
+    assert!(!orphan.exists());
 }

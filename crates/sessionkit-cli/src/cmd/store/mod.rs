@@ -94,6 +94,20 @@ fn open_with(builder: &mut StoreBuilder, path: &Path) -> Result<Store, Failure> 
             journal_path(path).display()
         ));
     }
+    let temps = &store.open_report().temps_removed;
+    if !temps.is_empty() {
+        let dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        warn(&format!(
+            "removed {} temp file{} of the store's that a crash left in `{}` (older than \
+             5 minutes)",
+            temps.len(),
+            if temps.len() == 1 { "" } else { "s" },
+            dir.display()
+        ));
+    }
     if let Some(bytes) = store.open_report().fenced_batch_bytes {
         warn(&format!(
             "cut a failed batch of {bytes} bytes from `{}`: its writer could not cut it back \

@@ -299,6 +299,12 @@ pub(super) fn maintain(args: &MaintainArgs) -> Result<u8, Failure> {
     if let Some(grace) = args.orphan_grace {
         m = m.orphan_grace(grace);
     }
+    if args.json {
+        // The report holds paths in the store's directory (only names that are valid UTF-8
+        // are ever acted on): one that cannot be written as JSON fails here, before the pass
+        // changes anything, as it would fail after it.
+        to_json(&args.path)?;
+    }
     let report = if args.dry_run {
         // Planned from the files as they are: opening the store would repair them.
         sessionkit::store::plan_maintenance(&args.path, &m)?
