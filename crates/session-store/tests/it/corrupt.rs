@@ -404,6 +404,8 @@ fn a_failed_recovering_open_sets_nothing_aside() {
 #[cfg(unix)]
 #[test]
 fn a_fifo_in_place_of_a_store_file_is_refused_not_waited_on() {
+    use crate::failures::chain;
+
     for file in [
         "sessions.json",
         "sessions.json.journal",
@@ -436,17 +438,4 @@ fn a_fifo_in_place_of_a_store_file_is_refused_not_waited_on() {
             "{file} is left as it was"
         );
     }
-}
-
-/// An error and its sources, one after another.
-#[cfg(unix)]
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

@@ -20,7 +20,7 @@ fn entry(n: u64) -> Entry {
 }
 
 /// The whole chain of an error's messages, so a test can look for the path in any of them.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(next) = source {
