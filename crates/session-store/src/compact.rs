@@ -4,8 +4,8 @@
 //!    the snapshot, fsynced. The state is encoded in slices of keys, each under a brief read
 //!    lock, so writers go on appending and applying meanwhile: the snapshot is *fuzzy*, each
 //!    key as of some moment at or after `O`. atomic-fs writes the file back 2 MiB at a time
-//!    as it goes (its write-behind), so the writer's journal fsyncs meanwhile wait for a
-//!    chunk at most, not for most of the snapshot.
+//!    as it goes (its write-behind), so that the writer's journal fsyncs meanwhile do not
+//!    queue behind the whole snapshot at its final fsync.
 //! 2. Take the journal lock. Read the records appended after `O`, and write a new journal
 //!    (a header with the next epoch and its base, the old journal and `O`, then those records
 //!    copied byte for byte) to a temp file, fsynced.
