@@ -88,6 +88,9 @@ pub enum SnapshotProblem {
     Empty,
     /// The file is not valid JSON (the parser's error is the source).
     InvalidJson,
+    /// The file is not UTF-8, which JSON requires (RFC 8259); the line and column are those of
+    /// the first byte that is not.
+    InvalidUtf8,
     /// The top level is valid JSON but not an object.
     NotAnObject,
     /// The entry under this session key is not an object.
@@ -102,11 +105,20 @@ impl fmt::Display for SnapshotProblem {
         match self {
             SnapshotProblem::Empty => f.write_str("the file is empty"),
             SnapshotProblem::InvalidJson => f.write_str("invalid JSON"),
+            SnapshotProblem::InvalidUtf8 => f.write_str("the bytes are not UTF-8"),
             SnapshotProblem::NotAnObject => f.write_str("the top level is not a JSON object"),
             SnapshotProblem::EntryNotAnObject { key } => {
                 write!(f, "the entry {key:?} is not a JSON object")
             }
         }
+    }
+}
+
+/// A corrupt snapshot's problem with its place. An empty file has no place to name.
+fn snapshot_damage(problem: &SnapshotProblem, line: usize, column: usize) -> String {
+    match problem {
+        SnapshotProblem::Empty => problem.to_string(),
+        _ => format!("{problem} at line {line}, column {column}"),
     }
 }
 
@@ -179,7 +191,7 @@ pub enum Error {
 
     /// The snapshot cannot be read as a session registry. The file is left as it is; quarantine
     /// it ([`quarantine`](crate::quarantine)) rather than overwrite it.
-    #[error("`{path}` is corrupt: {problem} at line {line}, column {column}", path = path.display())]
+    #[error("`{}` is corrupt: {}", .path.display(), snapshot_damage(.problem, *.line, *.column))]
     CorruptSnapshot {
         /// The snapshot file.
         path: PathBuf,

@@ -243,7 +243,7 @@ impl Chunked<'_> {
 ///
 /// [`Error::CorruptSnapshot`], with the line and column, if the bytes are empty (OpenClaw and
 /// sessionkit replace the file atomically, so an empty file is damage, not an empty registry),
-/// are not valid JSON, are not a JSON object, or hold an entry that is not an object.
+/// are not UTF-8, are not valid JSON, are not a JSON object, or hold an entry that is not an object.
 pub fn parse_snapshot(path: &Path, bytes: &[u8]) -> Result<State> {
     let corrupt = |line, column, problem, source| Error::CorruptSnapshot {
         path: path.to_path_buf(),
@@ -258,16 +258,20 @@ pub fn parse_snapshot(path: &Path, bytes: &[u8]) -> Result<State> {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(utf8) => {
-            // Let the JSON parser say where; it fails on invalid UTF-8 inside or outside strings.
-            let (line, column, source) =
-                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                    Err(e) => (e.line(), e.column(), Some(e)),
-                    Ok(_) => {
-                        let (line, column) = line_column(bytes, utf8.valid_up_to());
-                        (line, column, None)
-                    }
-                };
-            return Err(corrupt(line, column, SnapshotProblem::InvalidJson, source));
+            // Name the first damage: a syntax error before the bad byte is the JSON parser's to
+            // report, anything else is the bad byte.
+            let (line, column) = line_column(bytes, utf8.valid_up_to());
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+                && (e.line(), e.column()) < (line, column)
+            {
+                return Err(corrupt(
+                    e.line(),
+                    e.column(),
+                    SnapshotProblem::InvalidJson,
+                    Some(e),
+                ));
+            }
+            return Err(corrupt(line, column, SnapshotProblem::InvalidUtf8, None));
         }
     };
     let fields = match raw::parse_object(text) {

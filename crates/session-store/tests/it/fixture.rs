@@ -161,10 +161,40 @@ fn corrupt_snapshots_name_the_place() {
     assert_eq!(corrupt(b"  \n").2, SnapshotProblem::InvalidJson);
     assert_eq!(corrupt(b"{\"a\":{\"b\":").2, SnapshotProblem::InvalidJson);
     assert_eq!(
-        corrupt(b"{\"a\":{\"b\":\"\xff\"}}").2,
-        SnapshotProblem::InvalidJson
+        corrupt(b"{\"a\":{\"b\":\"\xff\"}}"),
+        (1, 12, SnapshotProblem::InvalidUtf8)
     );
+    assert_eq!(
+        corrupt(b"{\n  \"a\": \xc3}"),
+        (2, 8, SnapshotProblem::InvalidUtf8)
+    );
+    // A syntax error before the bad byte is the one named.
+    let (line, column, problem) = corrupt(b"{\"a\" {}, \"b\": \"\xff\"}");
+    assert_eq!((line, problem), (1, SnapshotProblem::InvalidJson));
+    assert!(column < 14, "{column}");
     assert_eq!(corrupt(b"\xef\xbb\xbf{}").2, SnapshotProblem::InvalidJson);
+}
+
+#[test]
+fn corrupt_snapshot_messages_say_what_and_where() {
+    let message = |bytes: &[u8]| {
+        parse_snapshot("/r/sessions.json".as_ref(), bytes)
+            .unwrap_err()
+            .to_string()
+    };
+    // An empty file has no place to name.
+    assert_eq!(
+        message(b""),
+        "`/r/sessions.json` is corrupt: the file is empty"
+    );
+    assert_eq!(
+        message(b"{\"a\":{\"b\":\"\xff\"}}"),
+        "`/r/sessions.json` is corrupt: the bytes are not UTF-8 at line 1, column 12"
+    );
+    assert_eq!(
+        message(b"[]"),
+        "`/r/sessions.json` is corrupt: the top level is not a JSON object at line 1, column 1"
+    );
 }
 
 #[test]

@@ -146,7 +146,8 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
     Ok(json)
 }
 
-/// An `updatedAt` as JavaScript's `toISOString` writes it.
+/// An `updatedAt` as JavaScript's `toISOString` writes it. Past JavaScript's range (±8.64e15 ms),
+/// where `toISOString` throws, a listing still shows the entry, so the calendar goes on.
 fn iso_time(ms: i64) -> String {
     sessionkit::lock::format_iso8601_ms(ms)
 }
