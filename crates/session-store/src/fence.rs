@@ -114,10 +114,12 @@ impl Fence {
 
     /// Where readers of a journal of `epoch` stop, if this fence holds over `bytes`: the
     /// journal's bytes from offset `base` up to its end. `None` if the fence is stale (another
-    /// epoch, an offset before `base` or at or past the end, not the start of a line, or a
-    /// whole valid record other than the batch's first at its offset).
+    /// epoch, an offset before `base` or at or past the end, the header's or not the start of a
+    /// line, or a whole valid record other than the batch's first at its offset).
     pub(crate) fn end_in(&self, epoch: u64, bytes: &[u8], base: u64) -> Option<u64> {
-        if epoch != self.epoch || self.offset < base {
+        // Offset 0 is the header, never a batch: a fence naming it is damaged, and holding it
+        // would cut every record of the journal.
+        if epoch != self.epoch || self.offset < base || self.offset == 0 {
             return None;
         }
         let at = usize::try_from(self.offset - base).ok()?;
@@ -332,6 +334,11 @@ mod tests {
         assert_eq!(fence(3, header_len, 1).end_of_file(&bytes), None);
         assert_eq!(fence(3, bytes.len() as u64, 5).end_of_file(&bytes), None);
         assert_eq!(fence(3, second + 1, 5).end_of_file(&bytes), None);
+        // The header's offset: no batch starts there, whatever the bytes.
+        assert_eq!(fence(3, 0, 5).end_of_file(&bytes), None);
+        let mut garbled = bytes.clone();
+        garbled[1] = b'#';
+        assert_eq!(fence(3, 0, 5).end_in(3, &garbled, 0), None);
         // Torn or garbled bytes at the offset: the failed write's.
         let mut torn = bytes[..second as usize].to_vec();
         torn.extend_from_slice(b"{\"seq\":5,\"wri");

@@ -7,8 +7,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::sys::{self, JournalLock};
@@ -24,7 +24,8 @@ pub(crate) type FileId = (u64, u64);
 /// belongs to an open file: taken through the writer's, it would change the writer's own
 /// lock, and taken through one open shared by several readers, the first to let go would let
 /// go for all), or, while this process holds the exclusive lock, only up to where its own
-/// batch starts.
+/// batch starts, and with the lock kept from being let go until they are done
+/// ([`JournalFile::read_while_held`]).
 #[derive(Debug)]
 pub(crate) struct JournalFile {
     pub(crate) path: PathBuf,
@@ -32,6 +33,10 @@ pub(crate) struct JournalFile {
     pub(crate) id: FileId,
     /// True while this process holds the exclusive lock.
     held: AtomicBool,
+    /// Taken to let go of the exclusive lock, and by a reader for as long as it reads without
+    /// an OS lock of its own because this process holds the exclusive one: once the lock is
+    /// gone, another process may append a batch it will still cut back out.
+    release: Mutex<()>,
     /// Where this process's batch in flight starts, `u64::MAX` if none is.
     appending_from: AtomicU64,
 }
@@ -52,6 +57,7 @@ impl Locked {
 
 impl Drop for Locked {
     fn drop(&mut self) {
+        let _release = self.journal.release();
         self.journal.held.store(false, Ordering::SeqCst);
         if let Some(held) = self.held.take() {
             let _ = sys::unlock_journal(&self.journal.file, held);
@@ -106,6 +112,7 @@ impl JournalFile {
             file,
             id,
             held: AtomicBool::new(false),
+            release: Mutex::new(()),
             appending_from: AtomicU64::new(u64::MAX),
         })
     }
@@ -128,7 +135,7 @@ impl JournalFile {
     /// Takes the shared OS lock for a reader, blocking while a writer (in any process) holds
     /// the exclusive one (at most one batch's write and fsync, or a compaction's swap), for
     /// at most `timeout`. Never call it while this process holds the exclusive lock
-    /// ([`JournalFile::is_held`]).
+    /// ([`JournalFile::read_while_held`]).
     pub(crate) fn lock_shared(
         &self,
         timeout: Duration,
@@ -156,9 +163,26 @@ impl JournalFile {
         })
     }
 
-    /// True while this process holds the exclusive lock.
-    pub(crate) fn is_held(&self) -> bool {
-        self.held.load(Ordering::SeqCst)
+    /// Runs `read` if this process holds the exclusive lock, keeping the lock from being let
+    /// go until it returns, and hands it where this process's batch in flight starts, if one
+    /// is: the bytes before it are final. `None` if this process does not hold the lock.
+    ///
+    /// Call it with the view's lock held: the writer marks a batch in flight under that lock,
+    /// so none starts while `read` runs. The writer may take the view's lock while it holds
+    /// the journal's, so `read` must not wait for anything the writer holds but that.
+    pub(crate) fn read_while_held<T>(&self, read: impl FnOnce(Option<u64>) -> T) -> Option<T> {
+        let _release = self.release();
+        if !self.held.load(Ordering::SeqCst) {
+            return None;
+        }
+        #[cfg(test)]
+        crate::hooks::reached(crate::hooks::Point::ReadingWhileHeld, &self.path);
+        Some(read(self.appending_from()))
+    }
+
+    fn release(&self) -> MutexGuard<'_, ()> {
+        // The guard guards no data, so a panic while it was held left nothing half-done.
+        self.release.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Marks this process's batch as in flight from `offset` until the mark is dropped; set

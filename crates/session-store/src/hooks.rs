@@ -22,6 +22,11 @@ pub(crate) enum Point {
     /// A batch: the journal file the writer locked turned out to be replaced, and the lock
     /// is let go again. Keyed by the journal's path.
     WriterFoundJournalReplaced,
+    /// A reader found the journal's exclusive lock held by this process and is about to read
+    /// without an OS lock of its own. Keyed by the journal's path.
+    ReadingWhileHeld,
+    /// A batch is appended to the journal and not yet synced. Keyed by the journal's path.
+    BatchAppended,
 }
 
 type Hook = Box<dyn FnOnce() + Send>;

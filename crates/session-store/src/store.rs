@@ -614,11 +614,12 @@ impl Shared {
             if !Arc::ptr_eq(&view.journal, journal) {
                 return Ok(());
             }
-            if journal.is_held() {
-                // This process holds the exclusive lock, so no other process is appending:
-                // every byte before this process's own batch in flight is final. The writer
-                // marks that batch under this lock, before writing it.
-                return crate::open::catch_up_to(self, &mut view, journal.appending_from());
+            // While this process holds the exclusive lock, no other process is appending:
+            // every byte before this process's own batch in flight is final.
+            if let Some(read) =
+                journal.read_while_held(|end| crate::open::catch_up_to(self, &mut view, end))
+            {
+                return read;
             }
         }
         // Taken before the view's lock: a writer of this process holds the journal's lock

@@ -503,6 +503,8 @@ fn write_batch(
     let written = journal
         .append(text.as_bytes())
         .map_err(|e| ("append to", e));
+    #[cfg(test)]
+    crate::hooks::reached(crate::hooks::Point::BatchAppended, &shared.journal_path);
     let fsync = || journal.sync().map_err(|e| ("fsync", e));
     let synced = written.and_then(|()| match shared.config.sync {
         SyncMode::EveryBatch => fsync().map(|()| true),
@@ -1598,7 +1600,8 @@ mod tests {
 
     /// A fence that names another record than the one at its offset, or another epoch, is
     /// stale (its removal was lost, and the journal grew again): open hides nothing for it and
-    /// removes it. One that names the record there cuts from it.
+    /// removes it. So is one naming the header's offset, 0, which would otherwise cut every
+    /// record. One that names the record there cuts from it.
     #[test]
     fn open_obeys_a_fence_only_over_the_record_it_names() {
         let (_dir, snapshot, store) = store_with("fence-stale", |b| b.auto_compact(false));
@@ -1615,7 +1618,7 @@ mod tests {
         let writer = store.shared.writer;
         let fence_path = fence_of(&store);
         drop(store);
-        let put = |epoch, seq| {
+        let put = |epoch, offset, seq| {
             let fence = crate::fence::Fence {
                 epoch,
                 offset,
@@ -1624,14 +1627,18 @@ mod tests {
             };
             std::fs::write(&fence_path, fence.encode_line()).unwrap();
         };
-        for (epoch, seq) in [(epoch, ack.seq + 1), (epoch + 1, ack.seq)] {
-            put(epoch, seq);
+        for (epoch, offset, seq) in [
+            (epoch, offset, ack.seq + 1),
+            (epoch + 1, offset, ack.seq),
+            (epoch, 0, ack.seq),
+        ] {
+            put(epoch, offset, seq);
             let reopened = Store::open(&snapshot).unwrap();
             assert_eq!(reopened.open_report().fenced_batch_bytes, None);
             assert_eq!(keys(&reopened), ["kept", "second"]);
             assert!(!fence_path.exists());
         }
-        put(epoch, ack.seq);
+        put(epoch, offset, ack.seq);
         let reopened = Store::open(&snapshot).unwrap();
         assert!(reopened.open_report().fenced_batch_bytes.unwrap() > 0);
         assert_eq!(keys(&reopened), ["kept"]);
@@ -1656,5 +1663,85 @@ mod tests {
         assert!(quarantined[0].to_string_lossy().contains(".fence.corrupt."));
         assert!(!fence_path.exists());
         assert_eq!(keys(&reopened), ["kept"]);
+    }
+
+    /// A reader reading without an OS lock of its own, because this process holds the
+    /// journal's exclusive lock, keeps that lock from being let go until it is done. Were the
+    /// writer's failed batch to let go of it meanwhile, another process could append a batch
+    /// of its own, which the reader would read and apply, and which that process then cuts
+    /// back out: its caller told the update failed, the reader's offset past the end of the
+    /// file, and later records read from the middle of a line.
+    #[test]
+    fn a_reader_under_this_process_s_lock_never_reads_another_process_s_batch() {
+        use crate::hooks::{Point, on};
+        use std::sync::mpsc;
+
+        let sync = SyncMode::Interval(Duration::ZERO);
+        let (_dir, snapshot, a) = store_with("held-read", |b| b.auto_compact(false).sync(sync));
+        // Another process: an open of its own, with OS locks of its own.
+        let b = Store::builder()
+            .auto_compact(false)
+            .sync(sync)
+            .open(&snapshot)
+            .unwrap();
+        // No compaction to make good the failed fsyncs below: it would take the lock too.
+        a.shared.compacting.store(true, Ordering::Release);
+        b.shared.compacting.store(true, Ordering::Release);
+        let journal = a.journal_path().to_path_buf();
+
+        // A's batch is appended, and a reader of A starts and stops where it would read
+        // under A's lock.
+        let (reading_tx, reading_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        on(Point::ReadingWhileHeld, &journal, move || {
+            reading_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        });
+        let (reader_tx, reader_rx) = mpsc::channel();
+        let reader = a.clone();
+        on(Point::BatchAppended, &journal, move || {
+            let reader = std::thread::spawn(move || reader.get("b1").unwrap());
+            reader_tx.send(reader).unwrap();
+            reading_rx.recv().unwrap();
+        });
+        crate::files::faults::plant(Fault::Sync, &journal, true);
+        let writer_a = std::thread::spawn({
+            let a = a.clone();
+            move || a.upsert("a1", entry("a1"))
+        });
+        let reader = reader_rx.recv().unwrap();
+
+        // B's batch: it stops once appended, until the reader has read. With the lock let go
+        // early, B appends while the reader waits; kept, B waits for the lock, the reader is
+        // let go after a while, and B appends after it.
+        let (appended_tx, appended_rx) = mpsc::channel();
+        let (read_tx, read_rx) = mpsc::channel::<()>();
+        on(Point::BatchAppended, &journal, move || {
+            let _ = appended_tx.send(());
+            let _ = read_rx.recv();
+        });
+        let writer_b = std::thread::spawn({
+            let b = b.clone();
+            move || b.upsert("b1", entry("b1"))
+        });
+        let _ = appended_rx.recv_timeout(Duration::from_secs(2));
+        go_tx.send(()).unwrap();
+        let seen = reader.join().unwrap();
+        read_tx.send(()).unwrap();
+        assert!(writer_a.join().unwrap().is_err());
+        assert!(writer_b.join().unwrap().is_err());
+        crate::files::faults::plant(Fault::Sync, &journal, false);
+        assert_eq!(seen, None, "read a batch another process then cut back out");
+        assert_eq!(a.get("b1").unwrap(), None);
+        let len = std::fs::metadata(&journal).unwrap().len();
+        assert!(a.shared.read().offset <= len);
+
+        // Both go on; each sees the other's acknowledged update, and so does a fresh open.
+        a.upsert("a2", entry("a2")).unwrap();
+        b.upsert("b2", entry("b2")).unwrap();
+        assert_eq!(keys(&a), ["a2", "b2", "kept"]);
+        assert_eq!(keys(&b), ["a2", "b2", "kept"]);
+        drop((a, b));
+        assert_eq!(keys(&Store::open(&snapshot).unwrap()), ["a2", "b2", "kept"]);
     }
 }
