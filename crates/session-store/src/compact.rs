@@ -34,7 +34,7 @@ use crate::error::{Error, Operation, Result};
 use crate::files::JournalFile;
 use crate::journal::{JournalBase, JournalHeader, parse_records};
 use crate::snapshot::{finish_snapshot, push_entries};
-use crate::store::{CompactReport, Shared, lock};
+use crate::store::{CompactReport, Shared};
 
 pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     let span = tracing::info_span!("compact", path = %shared.snapshot_path.display());
@@ -83,7 +83,7 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     // open is no error.
     let _replaced =
         crate::sys::open_regular(OpenOptions::new().read(true), &shared.snapshot_path).ok();
-    let _batch = lock(&shared.batch_lock);
+    let _batch = shared.batch_lock.lock();
     let started = Instant::now();
     let locked = journal
         .lock(shared.config.lock_timeout, &|| shared.lock_waited())

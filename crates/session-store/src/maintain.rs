@@ -252,7 +252,8 @@ impl Maintenance {
     }
 
     /// How often maintenance runs in the background when the cap does not start it first;
-    /// `None` runs it only at the cap and on demand.
+    /// `None` runs it only at the cap and on demand. Measured on the store clock's monotonic
+    /// time, so setting the wall clock back or forward neither holds nor hurries a pass.
     ///
     /// By default, every 60 s.
     pub fn interval(mut self, every: Option<Duration>) -> Self {
@@ -827,6 +828,9 @@ impl StateSource for crate::store::Shared {
         f(&self.read().state)
     }
 }
+
+/// The most evictions one journal batch of a pass carries; the writer's batches go in between.
+pub(crate) const EVICTIONS_PER_BATCH: usize = 256;
 
 /// Transcripts whose references one planning turn counts.
 pub(crate) const FILES_PER_TURN: usize = 1024;
@@ -1597,9 +1601,14 @@ pub(crate) fn announce(shared: &crate::store::Shared, report: &MaintenanceReport
     }
 }
 
-/// Carries out the plan's evictions as one batch of journal records, each only if its entry is
-/// unchanged since the plan, and records the outcome in `report`. Returns what the evicted
-/// entries referenced.
+/// Carries out the plan's evictions as batches of journal records, each eviction only if its
+/// entry is unchanged since the plan, and records the outcome in `report`. Returns what the
+/// evicted entries referenced.
+///
+/// A batch holds at most [`EVICTIONS_PER_BATCH`] evictions (or the store's
+/// [`max_batch`](crate::StoreBuilder::max_batch), if smaller). The writer's own batches take
+/// their turn in between, so callers wait for one batch of evictions at most, not for all of
+/// them: the cap's slack at 100,000 entries is 10,000.
 fn evict(
     shared: &Arc<crate::store::Shared>,
     evictions: &[Eviction],
@@ -1612,22 +1621,25 @@ fn evict(
         return gone;
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    let batch: Vec<Request> = evictions
-        .iter()
-        .enumerate()
-        .map(|(index, eviction)| {
-            Request::new(
-                Update::Delete {
-                    key: eviction.key.clone(),
-                    reason: Some(eviction.reason),
-                    if_updated_at: Some(eviction.updated_at),
-                },
-                Reply::Indexed(tx.clone(), index),
-            )
-        })
-        .collect();
+    let per_batch = EVICTIONS_PER_BATCH.min(shared.config.max_batch).max(1);
+    for (n, chunk) in evictions.chunks(per_batch).enumerate() {
+        let batch: Vec<Request> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, eviction)| {
+                Request::new(
+                    Update::Delete {
+                        key: eviction.key.clone(),
+                        reason: Some(eviction.reason),
+                        if_updated_at: Some(eviction.updated_at),
+                    },
+                    Reply::Indexed(tx.clone(), n * per_batch + i),
+                )
+            })
+            .collect();
+        writer::commit(shared, batch);
+    }
     drop(tx);
-    writer::commit(shared, batch);
     let mut answers: Vec<Option<crate::Result<crate::Ack>>> =
         evictions.iter().map(|_| None).collect();
     for (index, answer) in rx {

@@ -86,14 +86,14 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         crate::maintain::remove_stale_temps(&crate::store::dir_of(snapshot_path), &snapshot_name);
     let epoch = view.epoch;
     let interval = config.maintenance.as_ref().and_then(|m| m.interval);
-    let schedule = crate::schedule::Schedule::new(config.clock.now(), interval);
+    let schedule = crate::schedule::Schedule::new(config.clock.instant(), interval);
     let shared = Arc::new(Shared {
         snapshot_path: snapshot_path.to_path_buf(),
         journal_path,
         config,
         writer: WriterId::random(),
         view: RwLock::new(view),
-        batch_lock: Mutex::new(()),
+        batch_lock: crate::store::InTurn::default(),
         seq: AtomicU64::new(0),
         compacting: AtomicBool::new(false),
         compactor: writer::Background::new(writer::Job::Compact),

@@ -5,7 +5,7 @@
 //! threads that act on them, so that a property test can drive them through long histories
 //! without threads or sleeps.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::maintain::{Maintenance, slack};
 
@@ -23,13 +23,15 @@ const FIRST_COMPACT_PAUSE: Duration = Duration::from_secs(1);
 const MOST_COMPACT_PAUSE: Duration = Duration::from_secs(300);
 
 /// When background maintenance (and, after a failure, compaction) runs next, by the store's
-/// clock.
+/// monotonic clock ([`Clock::instant`](sessionkit_write_lock::Clock::instant)): a wall clock set
+/// back would hold every timed pass, and the pause after a failed compaction, until it caught
+/// up again.
 #[derive(Debug)]
 pub(crate) struct Schedule {
     /// When the next timed pass is due: an interval after the last pass started (or after
     /// the store opened), sooner after a pass that ran out of time or failed. `None`: no
     /// interval, and no pass to go on with.
-    next_due: Option<SystemTime>,
+    next_due: Option<Instant>,
     /// The count past which the cap starts the next pass, if higher than the cap's trigger: a
     /// pass that left the count above the trigger because it could evict nothing more (warn
     /// mode, active or protected entries) is not run again until the count grows by the slack
@@ -39,7 +41,7 @@ pub(crate) struct Schedule {
     compact_failures: u32,
     /// After a failed background compaction, none starts before this time: a compaction that
     /// fails (a full disk) would otherwise be tried again, whole, after every batch.
-    compact_not_before: Option<SystemTime>,
+    compact_not_before: Option<Instant>,
 }
 
 /// How a background maintenance pass ended, as far as the schedule cares.
@@ -54,7 +56,7 @@ pub(crate) struct PassEnd {
 
 impl Schedule {
     /// The schedule of a store opened at `now`: the first timed pass is due an interval later.
-    pub(crate) fn new(now: SystemTime, interval: Option<Duration>) -> Schedule {
+    pub(crate) fn new(now: Instant, interval: Option<Duration>) -> Schedule {
         Schedule {
             // An interval too long to add to the clock is never due.
             next_due: interval.and_then(|every| now.checked_add(every)),
@@ -66,7 +68,7 @@ impl Schedule {
 
     /// Whether a background pass is due, if none is running: the count is past the cap's
     /// trigger (and past where a stuck pass re-arms it), or a timed pass is due.
-    pub(crate) fn pass_due(&self, config: &Maintenance, count: usize, now: SystemTime) -> bool {
+    pub(crate) fn pass_due(&self, config: &Maintenance, count: usize, now: Instant) -> bool {
         let over_cap = config
             .cap_trigger()
             .is_some_and(|trigger| count > trigger.max(self.cap_rearm.unwrap_or(0)));
@@ -75,7 +77,7 @@ impl Schedule {
     }
 
     /// A background pass started at `now`: the next timed one is due an interval later.
-    pub(crate) fn pass_started(&mut self, config: &Maintenance, now: SystemTime) {
+    pub(crate) fn pass_started(&mut self, config: &Maintenance, now: Instant) {
         self.next_due = config.interval.and_then(|every| now.checked_add(every));
     }
 
@@ -85,7 +87,7 @@ impl Schedule {
         config: &Maintenance,
         end: PassEnd,
         count: usize,
-        now: SystemTime,
+        now: Instant,
     ) {
         self.cap_rearm = config
             .max_entries
@@ -106,26 +108,26 @@ impl Schedule {
         &self,
         config: &Maintenance,
         running: bool,
-        now: SystemTime,
+        now: Instant,
     ) -> Option<Duration> {
         if running {
             return Some(RETRY_AFTER);
         }
-        let until = self.next_due?.duration_since(now).unwrap_or(Duration::ZERO);
+        let until = self.next_due?.saturating_duration_since(now);
         let most = config.interval.unwrap_or(RETRY_AFTER).max(MIN_IDLE_WAIT);
         Some(until.clamp(MIN_IDLE_WAIT, most))
     }
 
     /// Whether a background compaction may start at `now`: not during the pause after a failed
     /// one.
-    pub(crate) fn compaction_may_start(&self, now: SystemTime) -> bool {
+    pub(crate) fn compaction_may_start(&self, now: Instant) -> bool {
         self.compact_not_before
             .is_none_or(|not_before| now >= not_before)
     }
 
     /// A background compaction ended at `now`; after a failure, returns how long the next one
     /// waits.
-    pub(crate) fn compaction_ended(&mut self, ok: bool, now: SystemTime) -> Option<Duration> {
+    pub(crate) fn compaction_ended(&mut self, ok: bool, now: Instant) -> Option<Duration> {
         if ok {
             self.compact_failures = 0;
             self.compact_not_before = None;
@@ -151,7 +153,7 @@ fn compact_pause(failures: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, Instant};
 
     use proptest::prelude::*;
 
@@ -218,13 +220,13 @@ mod tests {
         cap: Option<usize>,
         interval: Option<Duration>,
         count: usize,
-        now: SystemTime,
+        now: Instant,
         running: bool,
         /// When the last pass started, or the store opened.
-        last_start: SystemTime,
+        last_start: Instant,
         /// When a pass ran out of time or failed, if none has started since: the next goes on
         /// a second later.
-        unfinished_at: Option<SystemTime>,
+        unfinished_at: Option<Instant>,
         /// The count a pass left above the cap's trigger because it could evict nothing more,
         /// if no pass has ended since: no pass for the cap until the count grows by the slack.
         stuck_with: Option<usize>,
@@ -252,7 +254,7 @@ mod tests {
         }
 
         /// When a pass becomes due by time alone, if ever.
-        fn next_timed(&self) -> Option<SystemTime> {
+        fn next_timed(&self) -> Option<Instant> {
             let timed = self.interval.map(|every| self.last_start + every);
             let go_on = self.unfinished_at.map(|at| at + Duration::from_secs(1));
             timed.into_iter().chain(go_on).min()
@@ -307,7 +309,7 @@ mod tests {
             steps in proptest::collection::vec(step(), 1..80),
         ) {
             let config = Maintenance::new().max_entries(cap).interval(interval);
-            let opened = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let opened = Instant::now();
             let mut schedule = Schedule::new(opened, interval);
             let mut model = Model {
                 cap,
@@ -370,7 +372,7 @@ mod tests {
                 1..60,
             ),
         ) {
-            let mut now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let mut now = Instant::now();
             let mut schedule = Schedule::new(now, None);
             let mut failures = 0u32;
             let mut failed_at = now;

@@ -6,7 +6,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use sessionkit_write_lock::{Clock, SystemClock};
@@ -441,9 +443,11 @@ pub(crate) struct Shared {
     pub(crate) config: StoreBuilder,
     pub(crate) writer: WriterId,
     pub(crate) view: RwLock<View>,
-    /// Held by the writer for a batch and by a compaction for its swap: the journal's OS lock
-    /// does not exclude two users of the same open file.
-    pub(crate) batch_lock: Mutex<()>,
+    /// Held by the writer for a batch, by a maintenance pass for each batch of its evictions,
+    /// and by a compaction for its swap: the journal's OS lock does not exclude two users of
+    /// the same open file. Taken in turn, so that the writer's next batch goes between a pass's
+    /// batches.
+    pub(crate) batch_lock: InTurn,
     pub(crate) seq: AtomicU64,
     pub(crate) compacting: AtomicBool,
     /// The thread that runs background compactions.
@@ -474,6 +478,53 @@ impl fmt::Debug for Shared {
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A lock granted in the order it was asked for. With a plain mutex, a thread that lets go
+/// and at once asks again usually gets it back before a waiting thread wakes: a maintenance
+/// pass committing batch after batch of evictions kept the writer, and every caller, waiting
+/// for all of them (70 ms for 10,000 evictions at a cap of 100,000).
+#[derive(Debug, Default)]
+pub(crate) struct InTurn {
+    /// The next ticket to hand out, and the ticket whose turn it is.
+    tickets: Mutex<(u64, u64)>,
+    turn: Condvar,
+}
+
+/// A turn of an [`InTurn`], ended when dropped.
+#[derive(Debug)]
+pub(crate) struct Turn<'a> {
+    lock: &'a InTurn,
+}
+
+impl InTurn {
+    /// Waits for every earlier ticket's turn to end, then takes its own.
+    pub(crate) fn lock(&self) -> Turn<'_> {
+        let mut tickets = lock(&self.tickets);
+        let mine = tickets.0;
+        tickets.0 += 1;
+        while tickets.1 != mine {
+            tickets = self
+                .turn
+                .wait(tickets)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        Turn { lock: self }
+    }
+
+    /// How many are waiting for their turn or have it.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> u64 {
+        let tickets = lock(&self.tickets);
+        tickets.0 - tickets.1
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        lock(&self.lock.tickets).1 += 1;
+        self.lock.turn.notify_all();
+    }
 }
 
 impl Shared {
@@ -977,4 +1028,36 @@ pub fn journal_path_for(snapshot: &Path) -> PathBuf {
     let mut name = snapshot.as_os_str().to_owned();
     name.push(JOURNAL_SUFFIX);
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::InTurn;
+
+    /// A thread that lets go of an [`InTurn`] and asks again at once gets it only after the
+    /// thread that was waiting meanwhile: the writer's batch goes between a pass's batches.
+    #[test]
+    fn turns_are_taken_in_the_order_asked_for() {
+        let lock = Arc::new(InTurn::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let first = lock.lock();
+        let waiter = std::thread::spawn({
+            let (lock, order) = (lock.clone(), order.clone());
+            move || {
+                let _turn = lock.lock();
+                order.lock().unwrap().push("waiter");
+            }
+        });
+        // The waiter holds a ticket once two are out (this thread's turn and its own).
+        sessionkit_test_support::wait_until("the waiter to queue", || lock.queued() == 2);
+        drop(first);
+        let again = lock.lock();
+        order.lock().unwrap().push("again");
+        drop(again);
+        waiter.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["waiter", "again"]);
+        assert_eq!(lock.queued(), 0);
+    }
 }

@@ -254,7 +254,7 @@ fn sync_now(shared: &Shared) {
 /// failed fsync with a compaction in this thread.
 pub(crate) fn flush(shared: &Arc<Shared>) -> Result<()> {
     let synced = {
-        let _batch = lock(&shared.batch_lock);
+        let _batch = shared.batch_lock.lock();
         let journal = shared.read().journal.clone();
         let synced = journal.sync();
         match &synced {
@@ -310,7 +310,7 @@ impl Outcome {
 
 /// Writes one batch and answers its callers.
 pub(crate) fn commit(shared: &Arc<Shared>, batch: Vec<Request>) {
-    let _batch = lock(&shared.batch_lock);
+    let _batch = shared.batch_lock.lock();
     let mut outcome_unknown = false;
     match write_batch(shared, &batch, &mut outcome_unknown) {
         Ok((outcomes, durable)) => {
@@ -641,7 +641,7 @@ fn maybe_compact(shared: &Arc<Shared>) {
 /// Claims the process's one background compaction, unless one runs or compaction pauses
 /// after failures; counts it if claimed.
 fn claim_compaction(shared: &Shared) -> bool {
-    let backing_off = !lock(&shared.schedule).compaction_may_start(shared.config.clock.now());
+    let backing_off = !lock(&shared.schedule).compaction_may_start(shared.config.clock.instant());
     if backing_off
         || shared
             .compacting
@@ -673,7 +673,7 @@ fn compact_job(shared: &Arc<Shared>) -> bool {
     let running = ClearOnDrop(&shared.compacting);
     let outcome = crate::compact::compact(shared);
     let failed =
-        lock(&shared.schedule).compaction_ended(outcome.is_ok(), shared.config.clock.now());
+        lock(&shared.schedule).compaction_ended(outcome.is_ok(), shared.config.clock.instant());
     // The counters hear of the compaction once the next one may start.
     drop(running);
     match outcome {
@@ -703,7 +703,7 @@ fn idle_wait(shared: &Shared) -> Option<Duration> {
         .as_ref()
         .filter(|m| m.runs_in_background())?;
     let running = shared.maintaining.load(Ordering::Acquire);
-    lock(&shared.schedule).idle_wait(config, running, shared.config.clock.now())
+    lock(&shared.schedule).idle_wait(config, running, shared.config.clock.instant())
 }
 
 /// Starts a background maintenance pass (after a batch, or when idle) if no pass is running in
@@ -719,7 +719,7 @@ fn maybe_maintain(shared: &Arc<Shared>) {
         return;
     };
     let count = shared.read().state.len();
-    let now = shared.config.clock.now();
+    let now = shared.config.clock.instant();
     let mut schedule = lock(&shared.schedule);
     if !schedule.pass_due(config, count, now) || shared.maintaining.swap(true, Ordering::AcqRel) {
         return;
@@ -738,7 +738,7 @@ fn maintain_job(shared: &Arc<Shared>) -> bool {
     let running = ClearOnDrop(&shared.maintaining);
     let outcome = crate::maintain::run(shared, false);
     let count = shared.read().state.len();
-    let now = shared.config.clock.now();
+    let now = shared.config.clock.instant();
     let end = match &outcome {
         Ok(report) => PassEnd {
             stuck: report.dry_run || report.kept_protected > 0,

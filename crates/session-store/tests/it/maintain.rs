@@ -88,6 +88,43 @@ fn open(dir: &Scratch, m: Maintenance) -> Store {
         .unwrap()
 }
 
+/// A pass writes its evictions in batches of at most 256 (or the store's `max_batch`), so the
+/// writer's own batches go in between rather than wait for all of them.
+#[test]
+fn a_pass_evicts_in_batches_of_bounded_size() {
+    for (max_batch, batches) in [(None, 3), (Some(100), 6)] {
+        let dir = Scratch::new("evict-batches");
+        let mut builder = Store::builder();
+        builder
+            .maintenance(on_demand().max_entries(Some(100)))
+            .auto_compact(false);
+        if let Some(max) = max_batch {
+            builder.max_batch(max);
+        }
+        let store = builder.open(dir.join("sessions.json")).unwrap();
+        for i in 0..700u64 {
+            store
+                .upsert(
+                    format!("k{i:03}"),
+                    entry(&format!("s{i}"), Duration::from_secs(1000 - i), ""),
+                )
+                .unwrap();
+        }
+        let before = store.counters();
+        let report = store.maintain(false).unwrap();
+        let after = store.counters();
+        assert_eq!(report.capped.len(), 600);
+        assert_eq!(report.capped.first().map(String::as_str), Some("k000"));
+        assert_eq!(after.updates - before.updates, 600);
+        assert_eq!(
+            after.batches - before.batches,
+            batches,
+            "max_batch {max_batch:?}"
+        );
+        assert_eq!(store.count().unwrap(), 100);
+    }
+}
+
 #[test]
 fn the_cap_evicts_the_oldest_with_hysteresis_and_spares_active_and_protected() {
     let dir = Scratch::new("cap");
@@ -692,6 +729,51 @@ fn timed_passes_run_under_steady_traffic() {
     assert_eq!(passes_after_a_touch(&store), 1);
     clock.advance(Duration::from_secs(2));
     assert_eq!(passes_after_a_touch(&store), 2);
+}
+
+/// A clock whose wall time can be set back, as an operator or NTP does, while its monotonic
+/// time only moves forward.
+#[derive(Debug)]
+struct SetBackClock(std::sync::Mutex<(std::time::SystemTime, std::time::Instant)>);
+
+impl sessionkit_write_lock::Clock for SetBackClock {
+    fn now(&self) -> std::time::SystemTime {
+        self.0.lock().unwrap().0
+    }
+
+    fn instant(&self) -> std::time::Instant {
+        self.0.lock().unwrap().1
+    }
+}
+
+/// Timed passes go by the monotonic clock: a store opened while the wall clock was a day
+/// ahead still has its pass a minute later once the wall clock is set right.
+#[test]
+fn timed_passes_survive_a_wall_clock_set_back() {
+    let dir = Scratch::new("timed-set-back");
+    let start = std::time::SystemTime::now();
+    let clock = std::sync::Arc::new(SetBackClock(std::sync::Mutex::new((
+        start + DAY,
+        std::time::Instant::now(),
+    ))));
+    let store = Store::builder()
+        .maintenance(Maintenance::new().interval(Some(Duration::from_secs(60))))
+        .auto_compact(false)
+        .clock(clock.clone())
+        .open(dir.join("sessions.json"))
+        .unwrap();
+    store
+        .upsert("probe", entry("sp", Duration::ZERO, ""))
+        .unwrap();
+    let step = |by: Duration| {
+        let mut state = clock.0.lock().unwrap();
+        state.0 = start + by;
+        state.1 += Duration::from_secs(30);
+    };
+    step(Duration::from_secs(30));
+    assert_eq!(passes_after_a_touch(&store), 0);
+    step(Duration::from_secs(61));
+    assert_eq!(passes_after_a_touch(&store), 1);
 }
 
 /// In warn mode the cap evicts nothing, so the count stays past its trigger; the cap then
