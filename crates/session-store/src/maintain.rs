@@ -213,6 +213,13 @@ impl Maintenance {
     /// first), then the oldest entries and their transcripts (deleted, not archived). A
     /// transcript whose write lock file exists is never touched.
     ///
+    /// Entries go for the budget only after those files: a pass that runs out of its
+    /// [`time_budget`](Maintenance::time_budget) first evicts nothing for the budget, and the
+    /// next pass plans it again. The journal counts as long as it was when the pass started
+    /// (the records of the pass's own evictions do not count, so a dry run sees what the pass
+    /// does), and a pass that evicted anything ends with a compaction: an evicted entry's
+    /// bytes leave the snapshot only then, and the next pass would otherwise count them again.
+    ///
     /// If the subdirectories hold bytes, and at least as many as the high water mark, nothing
     /// the pass may remove brings the total under it: then the budget frees nothing at all (no
     /// archive, orphan, temp file or entry goes for it; each goes by its own rule, such as the
@@ -461,6 +468,13 @@ impl Listing {
     /// The sum of the files' sizes, those in listed subdirectories included.
     pub(crate) fn total_len(&self) -> u64 {
         self.files.iter().map(|f| f.len).sum::<u64>() + self.nested_bytes
+    }
+
+    /// Counts the file `name`, if listed, as `by` bytes shorter.
+    fn discount(&mut self, name: &str, by: u64) {
+        if let Some(i) = self.position(name) {
+            self.files[i].len = self.files[i].len.saturating_sub(by);
+        }
     }
 }
 
@@ -1346,6 +1360,16 @@ pub(crate) fn run(
         })
     };
 
+    // The journal's length as the pass starts. The records of the pass's own evictions do not
+    // count against the disk budget, so that a dry run, which writes none, sees what the pass
+    // does; the compaction that ends a pass that evicted under a budget takes them out.
+    let journal_name = shared
+        .journal_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let journal_len = || shared.read().journal.len().ok();
+    let journal_at_start = config.max_disk_bytes.and_then(|_| journal_len());
     let mut released = Gone::default();
     if !dry {
         let first = plan_with(&Listing::empty(&dir), &released, true);
@@ -1365,13 +1389,16 @@ pub(crate) fn run(
             Kind::Temp | Kind::Other => false,
         }
     };
-    let files = list_dir(
+    let mut files = list_dir(
         &dir,
         &snapshot_name,
         config.max_disk_bytes.is_some(),
         &mut want,
     )
     .map_err(|e| Error::io(Operation::Maintain, "list", &shared.snapshot_path, &dir, e))?;
+    if let (Some(start), Some(now)) = (journal_at_start, journal_len()) {
+        files.discount(&journal_name, now.saturating_sub(start));
+    }
     let plan = plan_with(&files, &released, dry);
     report.kept_protected += plan.kept_protected;
     report.disk_bytes_before = plan.disk_before;
@@ -1388,7 +1415,6 @@ pub(crate) fn run(
         report.elapsed_ms = budget.elapsed_ms();
         return Ok(report);
     }
-    evict(shared, &plan.evict, &mut report);
 
     // Then files, each checked again: a session may have gained an entry meanwhile.
     let stamp = crate::snapshot::compact_utc(now);
@@ -1422,14 +1448,6 @@ pub(crate) fn run(
             }
         }
     };
-    let _ = shared.refresh();
-    // The transcripts of this pass's evictions are not cut by the budget: there are no more of
-    // them than evictions, and leaving them would make orphans that wait out their grace.
-    for t in &plan.transcripts {
-        if still_orphan(&t.0) {
-            dispose(t, &mut report);
-        }
-    }
     // However long the listing and the plan took, each pass gets through some files: a
     // directory of many orphans would otherwise spend every pass's budget before the first.
     let mut done = 0;
@@ -1467,6 +1485,28 @@ pub(crate) fn run(
             Ok(()) => report.archives_removed.push(path.clone()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => report.errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+    // The disk budget's evictions come after the archives, orphans and temp files it counted
+    // as freed, as in OpenClaw's order: a pass out of time leaves them to the next, which
+    // plans them again from what it finds.
+    if !report.incomplete {
+        evict(shared, &plan.evict, &mut report);
+    }
+    let _ = shared.refresh();
+    // The transcripts of this pass's evictions are not cut by the budget: there are no more of
+    // them than evictions, and leaving them would make orphans that wait out their grace.
+    for t in &plan.transcripts {
+        if still_orphan(&t.0) {
+            dispose(t, &mut report);
+        }
+    }
+    // Under a disk budget, an evicted entry's bytes leave the snapshot only at a compaction,
+    // and its record adds to the journal: without one now, the next pass would count them
+    // still there and evict again for them.
+    if config.max_disk_bytes.is_some() && report.evicted() > 0 {
+        if let Err(e) = crate::compact::compact(shared) {
+            report.errors.push(format!("compact after evicting: {e}"));
         }
     }
     let nested_bytes = files.nested_bytes;

@@ -1049,6 +1049,123 @@ fn the_disk_budget_frees_nothing_when_subdirectories_alone_pass_the_high_water_m
     assert_eq!(report.disk_bytes_after, Some(after), "{report:?}");
 }
 
+/// `n` entries `k00`, `k01`, ... of about `pad` bytes each, oldest first, compacted into the
+/// snapshot; the store's directory then holds the snapshot and a journal with its header.
+fn compacted_entries(dir: &Scratch, n: u64, pad: usize) {
+    let store = open(dir, on_demand().max_entries(None).prune_after(None));
+    let pad = format!(r#","pad":"{}""#, "y".repeat(pad));
+    for i in 0..n {
+        store
+            .upsert(
+                format!("k{i:02}"),
+                entry(&format!("s{i}"), Duration::from_secs(1000 - i), &pad),
+            )
+            .unwrap();
+    }
+    store.compact().unwrap();
+}
+
+/// An evicted entry's bytes leave the snapshot only at a compaction: a pass that evicted
+/// under a disk budget compacts, so the next pass does not count them again and evict more.
+#[test]
+fn passes_under_a_disk_budget_evict_once_not_again_and_again() {
+    let dir = Scratch::new("disk-again");
+    compacted_entries(&dir, 20, 1000);
+    let max = top_level_bytes(dir.path()) - 1000;
+    let store = open(
+        &dir,
+        on_demand()
+            .max_entries(None)
+            .prune_after(None)
+            .max_disk_bytes(Some(max)),
+    );
+    let first = store.maintain(false).unwrap();
+    let evicted = first.disk_evicted.len();
+    assert!(evicted > 0, "{first:?}");
+    assert_eq!(first.disk_evicted[0], "k00");
+    let after = top_level_bytes(dir.path());
+    assert!(after <= (max as f64 * 0.8) as u64, "{after} of {max}");
+    assert_eq!(first.disk_bytes_after, Some(after));
+    for _ in 0..3 {
+        let again = store.maintain(false).unwrap();
+        assert!(again.is_empty(), "{again:?}");
+    }
+    assert_eq!(store.count().unwrap(), 20 - evicted);
+}
+
+/// A dry run plans what a pass does: the journal records a real pass writes for the cap's
+/// evictions do not push it over a disk budget that the dry run was under.
+#[test]
+fn a_dry_run_under_a_cap_and_a_disk_budget_shows_what_the_pass_does() {
+    let plan = |dry: bool| {
+        let dir = Scratch::new("disk-dry");
+        compacted_entries(&dir, 40, 500);
+        let max = top_level_bytes(dir.path()) + 500;
+        let store = open(
+            &dir,
+            on_demand()
+                .max_entries(Some(20))
+                .prune_after(None)
+                .max_disk_bytes(Some(max)),
+        );
+        store.maintain(dry).unwrap()
+    };
+    let (dry, real) = (plan(true), plan(false));
+    assert_eq!(dry.capped.len(), 20, "{dry:?}");
+    assert_eq!(real.capped, dry.capped);
+    assert!(dry.disk_evicted.is_empty(), "{dry:?}");
+    assert_eq!(real.disk_evicted, dry.disk_evicted);
+}
+
+/// Under the disk budget, entries are evicted only after the archives, orphans and temp files
+/// that come first in the order are gone: a pass that ran out of time before them evicts
+/// nothing for the budget, and leaves it to the next.
+#[test]
+fn a_pass_out_of_time_evicts_nothing_for_the_budget_before_the_cheaper_files_are_gone() {
+    let dir = Scratch::new("disk-order");
+    let store = open(
+        &dir,
+        on_demand()
+            .max_entries(None)
+            .prune_after(None)
+            .archive_retention(None)
+            .max_disk_bytes(Some(30_000))
+            .high_water(0.5)
+            .time_budget(Duration::ZERO),
+    );
+    sessions_with_transcripts(&store, &dir, 6, 3000);
+    for i in 0..200 {
+        plant(
+            &dir.join(format!(
+                "old{i:03}.jsonl.deleted.{}",
+                stamp(DAY, Form::Ours)
+            )),
+            100,
+            Duration::ZERO,
+        );
+    }
+    let first = store.maintain(false).unwrap();
+    assert!(first.incomplete, "{first:?}");
+    assert_eq!(first.archives_removed.len(), 64, "{first:?}");
+    assert!(first.disk_evicted.is_empty(), "{first:?}");
+    assert_eq!(store.count().unwrap(), 6);
+    // The next passes go on with the archives. Once the directory is under the budget they
+    // stop, and no entry had to go for it.
+    let mut passes = 1;
+    while store.maintain(false).unwrap().incomplete {
+        passes += 1;
+        assert!(passes < 10, "the passes never ended");
+    }
+    assert_eq!(store.count().unwrap(), 6);
+    let left = dir
+        .names()
+        .iter()
+        .filter(|n| n.contains(".deleted."))
+        .count();
+    assert!(left > 0 && left < 200, "{left}");
+    assert!(top_level_bytes(dir.path()) <= 30_000);
+}
+
 #[test]
 fn a_high_water_mark_of_zero_frees_all_it_may_when_there_are_no_subdirectories() {
     let dir = Scratch::new("disk-zero");
@@ -1062,7 +1179,12 @@ fn a_high_water_mark_of_zero_frees_all_it_may_when_there_are_no_subdirectories()
     assert_eq!(report.archives_removed, [archive], "{report:?}");
     assert_eq!(report.disk_evicted, ["k0", "k1", "k2"], "{report:?}");
     assert_eq!(store.count().unwrap(), 0);
-    assert_eq!(dir.names(), ["sessions.json.journal"]);
+    // The compaction that ends a pass that evicted under a budget wrote the empty registry.
+    assert_eq!(dir.names(), ["sessions.json", "sessions.json.journal"]);
+    assert_eq!(
+        fs::read_to_string(dir.join("sessions.json")).unwrap(),
+        "{}\n"
+    );
 }
 
 /// The mount, or `None` after a `SKIP:` line saying why it could not be made.
