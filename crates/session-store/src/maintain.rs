@@ -1504,10 +1504,11 @@ pub(crate) fn run(
     // Under a disk budget, an evicted entry's bytes leave the snapshot only at a compaction,
     // and its record adds to the journal: without one now, the next pass would count them
     // still there and evict again for them.
-    if config.max_disk_bytes.is_some() && report.evicted() > 0 {
-        if let Err(e) = crate::compact::compact(shared) {
-            report.errors.push(format!("compact after evicting: {e}"));
-        }
+    if config.max_disk_bytes.is_some()
+        && report.evicted() > 0
+        && let Err(e) = crate::compact::compact(shared)
+    {
+        report.errors.push(format!("compact after evicting: {e}"));
     }
     let nested_bytes = files.nested_bytes;
     drop(files);
