@@ -361,6 +361,10 @@ pub struct MaintenanceReport {
     pub errors: Vec<String>,
     /// How long the pass took, in milliseconds.
     pub elapsed_ms: u64,
+    /// True if the cap could not pick as many entries as it had to evict (active or protected
+    /// ones kept them): the schedule then waits for the count to grow by the slack again.
+    #[serde(skip)]
+    pub(crate) cap_short: bool,
 }
 
 impl MaintenanceReport {
@@ -739,6 +743,8 @@ pub(crate) struct Plan {
     /// Temp files to delete.
     pub(crate) temps: Vec<PathBuf>,
     pub(crate) kept_protected: usize,
+    /// The cap picked fewer entries than it had to evict.
+    pub(crate) cap_short: bool,
     pub(crate) disk_before: Option<u64>,
     pub(crate) disk_after: Option<u64>,
 }
@@ -1055,6 +1061,7 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
                     .min(protected.len());
             }
             plan.kept_protected += skipped + protected.len() - taken;
+            plan.cap_short = picked.len() + taken < want;
             picked.extend(protected.into_iter().take(taken));
             gone.extend(picked.iter().map(|e| e.key.clone()));
             plan.evict.extend(picked);
@@ -1374,6 +1381,7 @@ pub(crate) fn run(
     if !dry {
         let first = plan_with(&Listing::empty(&dir), &released, true);
         report.kept_protected += first.kept_protected;
+        report.cap_short = first.cap_short;
         released = evict(shared, &first.evict, &mut report);
     }
     // A dry run plans everything from one listing; the disk budget needs every file's size.
@@ -1401,6 +1409,7 @@ pub(crate) fn run(
     }
     let plan = plan_with(&files, &released, dry);
     report.kept_protected += plan.kept_protected;
+    report.cap_short |= plan.cap_short;
     report.disk_bytes_before = plan.disk_before;
     report.disk_bytes_after = plan.disk_after;
     let file_as = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| {

@@ -739,20 +739,11 @@ fn maintain_job(shared: &Arc<Shared>) -> bool {
     let outcome = crate::maintain::run(shared, false);
     let count = shared.read().state.len();
     let now = shared.config.clock.instant();
-    let end = match &outcome {
-        Ok(report) => PassEnd {
-            stuck: report.dry_run || report.kept_protected > 0,
-            retry: report.incomplete,
-        },
-        Err(e) => {
-            tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
-                "a maintenance pass failed; the next one tries again");
-            PassEnd {
-                stuck: true,
-                retry: true,
-            }
-        }
-    };
+    if let Err(e) = &outcome {
+        tracing::warn!(path = %shared.snapshot_path.display(), error = %e,
+            "a maintenance pass failed; the next one tries again");
+    }
+    let end = pass_end(&outcome);
     if let Some(config) = &shared.config.maintenance {
         lock(&shared.schedule).pass_ended(config, end, count, now);
     }
@@ -762,6 +753,23 @@ fn maintain_job(shared: &Arc<Shared>) -> bool {
         crate::maintain::announce(shared, &report);
         report.evicted() >= TRIM_AFTER_EVICTIONS
     })
+}
+
+/// How a pass ended, for the schedule. Stuck only if the cap could not evict what it had to
+/// (warn mode, active or protected entries), not whenever the pass met such an entry: a pass
+/// that met its cap while new entries kept arriving would otherwise hold the next pass until
+/// the count grew by a second slack.
+fn pass_end(outcome: &Result<crate::maintain::MaintenanceReport>) -> PassEnd {
+    match outcome {
+        Ok(report) => PassEnd {
+            stuck: report.dry_run || report.cap_short,
+            retry: report.incomplete,
+        },
+        Err(_) => PassEnd {
+            stuck: true,
+            retry: true,
+        },
+    }
 }
 
 /// What a background thread runs.
@@ -1743,5 +1751,55 @@ mod tests {
         assert_eq!(keys(&b), ["a2", "b2", "kept"]);
         drop((a, b));
         assert_eq!(keys(&Store::open(&snapshot).unwrap()), ["a2", "b2", "kept"]);
+    }
+
+    /// A pass is stuck, for the schedule, only if the cap could not evict what it had to, not
+    /// because it met a protected or active entry on the way.
+    #[test]
+    fn a_pass_that_met_its_cap_past_a_protected_entry_is_not_stuck() {
+        let maintenance = |m: crate::Maintenance| {
+            m.background(false)
+                .interval(None)
+                .max_entries(Some(10))
+                .prune_after(None)
+                .protect(|key, _| key.starts_with("keep:"))
+        };
+        let (_dir, _snapshot, store) = store_with("pass-end", |b| {
+            b.maintenance(maintenance(crate::Maintenance::new()))
+        });
+        let at =
+            |i: u64| Entry::parse(&format!(r#"{{"sessionId":"s{i}","updatedAt":{i}}}"#)).unwrap();
+        store.upsert("keep:00", at(0)).unwrap();
+        for i in 1..12 {
+            store.upsert(format!("k{i:02}"), at(i)).unwrap();
+        }
+        let outcome = crate::maintain::run(&store.shared, false);
+        let report = outcome.as_ref().unwrap();
+        assert_eq!(report.capped.len(), 3, "{report:?}");
+        assert_eq!(report.kept_protected, 1);
+        assert!(!super::pass_end(&outcome).stuck);
+
+        // Running sessions only, which the cap may not touch: it evicts none of what it had
+        // to.
+        for i in 12..15 {
+            let running = format!(r#"{{"sessionId":"r{i}","updatedAt":0,"status":"running"}}"#);
+            store
+                .upsert(format!("r{i:02}"), Entry::parse(&running).unwrap())
+                .unwrap();
+        }
+        for key in keys(&store) {
+            if !key.starts_with('r') {
+                store.delete(key).unwrap();
+            }
+        }
+        for i in 20..32 {
+            let running = format!(r#"{{"sessionId":"r{i}","updatedAt":{i},"status":"running"}}"#);
+            store
+                .upsert(format!("r{i:02}"), Entry::parse(&running).unwrap())
+                .unwrap();
+        }
+        let outcome = crate::maintain::run(&store.shared, false);
+        assert!(outcome.as_ref().unwrap().capped.is_empty());
+        assert!(super::pass_end(&outcome).stuck);
     }
 }
