@@ -280,8 +280,9 @@ impl Maintenance {
     }
 
     /// Entries for which `rule` returns true are protected: never pruned, evicted by the cap
-    /// only if protection would otherwise keep more than the cap minus a floor of
-    /// min(25, cap) removable entries (oldest protected first), and by the disk budget only
+    /// only once no unprotected entry is left to evict, and then only while protection would
+    /// keep more than the cap minus a floor of min(25, cap) removable entries (oldest
+    /// protected first), and by the disk budget only
     /// once every unprotected entry is gone (oldest protected first), so that a rule that
     /// protects everything defeats neither. Entries marked active are never evicted.
     ///
