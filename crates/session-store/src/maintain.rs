@@ -1376,7 +1376,11 @@ pub(crate) fn run(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let journal_len = || shared.read().journal.len().ok();
+    // The view's lock only for the handle, not across the `fstat`.
+    let journal_len = || {
+        let journal = shared.read().journal.clone();
+        journal.len().ok()
+    };
     let journal_at_start = config.max_disk_bytes.and_then(|_| journal_len());
     let mut released = Gone::default();
     if !dry {
