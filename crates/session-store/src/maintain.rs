@@ -279,12 +279,19 @@ impl Maintenance {
         self
     }
 
-    /// Entries for which `rule` returns true are protected: never pruned, evicted by the cap
-    /// only once no unprotected entry is left to evict, and then only while protection would
-    /// keep more than the cap minus a floor of min(25, cap) removable entries (oldest
-    /// protected first), and by the disk budget only
-    /// once every unprotected entry is gone (oldest protected first), so that a rule that
-    /// protects everything defeats neither. Entries marked active are never evicted.
+    /// Entries for which `rule` returns true are protected: never pruned, and evicted by the
+    /// cap and the disk budget only within bounds, so that a rule that protects everything
+    /// defeats neither:
+    ///
+    /// - The cap evicts unprotected entries, oldest first, but keeps room for new sessions:
+    ///   protection keeps at most the cap minus min(25, cap / 2) entries (475 of 500). When
+    ///   evicting only unprotected entries would leave fewer than that room of them, the
+    ///   oldest protected entries past the bound go instead. So a gateway whose protected
+    ///   thread entries fill the cap still keeps its 25 newest other sessions, not none.
+    /// - The disk budget evicts protected entries only once every unprotected entry is gone,
+    ///   oldest protected first.
+    ///
+    /// Entries marked active are never evicted.
     ///
     /// The rule runs while the pass plans, with the store's state locked for reading, so it
     /// must be quick and must not call the store (a call that writes or catches up would wait
@@ -316,6 +323,12 @@ impl Maintenance {
     pub(crate) fn cap_trigger(&self) -> Option<usize> {
         self.max_entries.map(|max| max.saturating_add(slack(max)))
     }
+}
+
+/// The room the cap keeps for unprotected entries: protection keeps at most `max - room(max)`
+/// entries. Half the cap, up to 25 (OpenClaw's floor of removable entries).
+pub(crate) fn room(max: usize) -> usize {
+    (max / 2).min(25)
 }
 
 /// The cap's hysteresis: how far past the cap the count may go before a pass evicts.
@@ -1016,54 +1029,91 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
     }
     let mut gone: HashSet<String> = plan.evict.iter().map(|e| e.key.clone()).collect();
 
-    // 2. The cap, with hysteresis, oldest first. Protection may keep at most
-    //    `max - min(25, max)` entries; past that, the oldest protected ones go too, so a rule
-    //    that protects everything cannot defeat the cap.
+    // 2. The cap, with hysteresis, oldest first: unprotected entries, but protection keeps at
+    //    most `max - room(max)` entries, so that new sessions keep room to live in and a rule
+    //    that protects everything cannot defeat the cap (see `Maintenance::protect`).
     if let (Some(max), Some(trigger), true) = (config.max_entries, config.cap_trigger(), limits) {
         let remaining = source.turn(State::len).saturating_sub(gone.len());
         if remaining > trigger {
             let want = remaining - max;
-            let mut picked = Vec::new();
-            let mut protected = Vec::new();
-            let mut skipped = 0;
-            walk_entries(&gone, EvictReason::Cap, &mut |walked| {
-                if picked.len() == want {
-                    return ControlFlow::Break(());
+            let room = room(max);
+            // The walk stops once it has met `room` unprotected entries more than it wants:
+            // then evicting the oldest `want` of them leaves the room free, whatever the rest.
+            // Else it met every entry, and knows how many of each kind there are.
+            let mut walked = Vec::new();
+            let mut unprotected = 0;
+            walk_entries(&gone, EvictReason::Cap, &mut |met| {
+                unprotected += usize::from(matches!(
+                    met,
+                    Walked::Candidate {
+                        protected: false,
+                        ..
+                    }
+                ));
+                walked.push(met);
+                if unprotected == want + room {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
                 }
-                match walked {
-                    Walked::Active(_) => skipped += 1,
+            });
+            let protected = walked
+                .iter()
+                .filter(|met| {
+                    matches!(
+                        met,
+                        Walked::Candidate {
+                            protected: true,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            let (mut from_unprotected, mut from_protected) = (want.min(unprotected), 0);
+            if unprotected < want + room {
+                let spared = room.min(unprotected);
+                let first = want.min(unprotected - spared);
+                let excess = protected.saturating_sub(max - room);
+                from_protected = (want - first).min(excess);
+                from_unprotected = first + (want - first - from_protected).min(spared);
+            }
+            plan.cap_short = from_unprotected + from_protected < want;
+            // Oldest first among those taken; what the walk met before the last of them and
+            // kept (active or protected) is what the cap would have taken but could not.
+            let mut picked = Vec::new();
+            let mut kept = 0;
+            let mut kept_before_last = 0;
+            for met in walked {
+                match met {
+                    Walked::Candidate {
+                        eviction,
+                        protected: false,
+                        ..
+                    } if from_unprotected > 0 => {
+                        from_unprotected -= 1;
+                        picked.push(eviction);
+                        kept_before_last = kept;
+                    }
                     Walked::Candidate {
                         eviction,
                         protected: true,
                         ..
-                    } => protected.push(eviction),
-                    Walked::Candidate { eviction, .. } => picked.push(eviction),
+                    } if from_protected > 0 => {
+                        from_protected -= 1;
+                        picked.push(eviction);
+                        kept_before_last = kept;
+                    }
+                    Walked::Candidate {
+                        protected: false, ..
+                    } => {}
+                    Walked::Active(_) | Walked::Candidate { .. } => kept += 1,
                 }
-                ControlFlow::Continue(())
-            });
-            let mut taken = 0;
-            if picked.len() < want && !protected.is_empty() {
-                let mut protected_total = 0;
-                walk_oldest(
-                    source,
-                    Bound::Unbounded,
-                    |state, key, _| {
-                        protected_total += usize::from(state.get(key).is_some_and(|e| {
-                            !gone.contains(key) && !is_active(key, e) && is_protected(key, e)
-                        }));
-                        ControlFlow::<(), Option<()>>::Continue(None)
-                    },
-                    |()| ControlFlow::Continue(()),
-                );
-                let limit = max - max.min(25);
-                taken = protected_total
-                    .saturating_sub(limit)
-                    .min(want - picked.len())
-                    .min(protected.len());
             }
-            plan.kept_protected += skipped + protected.len() - taken;
-            plan.cap_short = picked.len() + taken < want;
-            picked.extend(protected.into_iter().take(taken));
+            plan.kept_protected += if plan.cap_short {
+                kept
+            } else {
+                kept_before_last
+            };
             gone.extend(picked.iter().map(|e| e.key.clone()));
             plan.evict.extend(picked);
         }
@@ -2098,7 +2148,95 @@ mod tests {
         assert_eq!(kind("sessions.json.journal"), Kind::Other);
     }
 
+    /// The cap's rule, said step by step: each eviction takes the oldest unprotected entry
+    /// while more than the room of them is left, else the oldest protected one while
+    /// protection keeps more than its bound, else the oldest unprotected one; never an
+    /// active one. Returns the keys, in the order taken.
+    fn cap_model(entries: &[(i64, String, u8)], max: usize) -> Vec<String> {
+        const PROTECTED: u8 = 1;
+        let mut sorted: Vec<&(i64, String, u8)> = entries.iter().collect();
+        sorted.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let oldest = |kind: u8, taken: &[String]| {
+            sorted
+                .iter()
+                .find(|(_, key, k)| *k == kind && !taken.contains(key))
+                .map(|(_, key, _)| key.clone())
+        };
+        let count = |kind: u8, taken: &[String]| {
+            sorted
+                .iter()
+                .filter(|(_, key, k)| *k == kind && !taken.contains(key))
+                .count()
+        };
+        let mut taken = Vec::new();
+        if entries.len() <= max + slack(max) {
+            return taken;
+        }
+        while entries.len() - taken.len() > max {
+            let unprotected = count(0, &taken);
+            let next = if unprotected > room(max) {
+                oldest(0, &taken)
+            } else if count(PROTECTED, &taken) > max - room(max) {
+                oldest(PROTECTED, &taken)
+            } else {
+                oldest(0, &taken)
+            };
+            match next {
+                Some(key) => taken.push(key),
+                None => break,
+            }
+        }
+        taken
+    }
+
     proptest::proptest! {
+        /// The cap's plan takes exactly what the step-by-step rule takes, whatever the mix of
+        /// unprotected, protected and active entries and their ages (ties included).
+        #[test]
+        fn the_cap_takes_what_the_step_by_step_rule_takes(
+            kinds in proptest::collection::vec((0i64..40, 0u8..3), 0..160),
+            max in 1usize..70,
+        ) {
+            use crate::{Record, WriterId};
+
+            let entries: Vec<(i64, String, u8)> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, &(at, kind))| (at, format!("k{i:03}"), kind))
+                .collect();
+            let mut state = State::new();
+            for (seq, (at, key, kind)) in entries.iter().enumerate() {
+                let flag = match kind {
+                    1 => r#","protected":true"#,
+                    2 => r#","status":"running""#,
+                    _ => "",
+                };
+                let entry = Entry::parse(&format!(r#"{{"sessionId":"{key}","updatedAt":{at}{flag}}}"#)).unwrap();
+                state.apply(&Record::upsert(seq as u64 + 1, WriterId::new(1), key.clone(), &entry));
+            }
+            let config = Maintenance::new()
+                .prune_after(None)
+                .max_entries(Some(max))
+                .protect(|_, entry| entry.get("protected").is_some());
+            let dir = Scratch::new("cap-model");
+            let (released, active) = (Gone::default(), HashSet::new());
+            let plan = plan(&Inputs {
+                state: &state,
+                files: &Listing::empty(dir.path()),
+                released: &released,
+                limits: true,
+                now: SystemTime::now(),
+                active: &active,
+                config: &config,
+            });
+            let planned: Vec<String> = plan.evict.iter().map(|e| e.key.clone()).collect();
+            let mut model = cap_model(&entries, max);
+            // The plan lists what it takes oldest first; the model, in the order it took it.
+            model.sort_by_key(|key| entries.iter().find(|(_, k, _)| k == key).map(|(at, k, _)| (*at, k.clone())));
+            proptest::prop_assert_eq!(&planned, &model);
+            let short = entries.len() > max + slack(max) && entries.len() - model.len() > max;
+            proptest::prop_assert_eq!(plan.cap_short, short);
+        }
         #[test]
         fn archive_times_round_trip_in_every_form(
             ms in 0u64..253_402_300_799_999,

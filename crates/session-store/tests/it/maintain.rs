@@ -193,6 +193,68 @@ fn protection_cannot_defeat_the_cap() {
     assert_eq!(store.count().unwrap(), 30);
 }
 
+/// Protected entries that fill the cap do not crowd out new sessions: protection keeps at
+/// most the cap minus min(25, cap / 2) entries, and past that the oldest protected entries go
+/// rather than the newest sessions.
+#[test]
+fn protected_entries_that_fill_the_cap_leave_room_for_new_sessions() {
+    let dir = Scratch::new("protect-room");
+    // A cap of 40 (slack 1) keeps room for 20 unprotected entries.
+    let store = open(
+        &dir,
+        on_demand()
+            .max_entries(Some(40))
+            .protect(|key, _| key.starts_with('p')),
+    );
+    let mut age = 1000;
+    let mut add = |store: &Store, key: String| {
+        age -= 1;
+        store
+            .upsert(key, entry("s", Duration::from_secs(age), ""))
+            .unwrap();
+    };
+    for i in 0..40 {
+        add(&store, format!("p{i:02}"));
+    }
+    // Five new sessions, newer than every protected entry: the oldest protected go, not them.
+    for i in 0..5 {
+        add(&store, format!("u{i:02}"));
+    }
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.capped, ["p00", "p01", "p02", "p03", "p04"]);
+    assert_eq!(report.kept_protected, 0, "{report:?}");
+    let kinds = |store: &Store| {
+        let all = store
+            .list(&sessionkit_session_store::ListQuery::default())
+            .unwrap();
+        let protected = all.iter().filter(|(k, _)| k.starts_with('p')).count();
+        (protected, all.len() - protected)
+    };
+    assert_eq!(kinds(&store), (35, 5));
+
+    // 21 more: the oldest unprotected go down to the room of 20, then protected ones down to
+    // their bound of 20.
+    for i in 5..26 {
+        add(&store, format!("u{i:02}"));
+    }
+    let report = store.maintain(false).unwrap();
+    let protected: Vec<String> = (5..20).map(|i| format!("p{i:02}")).collect();
+    let unprotected: Vec<String> = (0..6).map(|i| format!("u{i:02}")).collect();
+    assert_eq!(report.capped, [protected, unprotected].concat());
+    assert_eq!(kinds(&store), (20, 20));
+
+    // 30 more: protection is within its bound, so only unprotected entries go, oldest first,
+    // past the 20 protected ones, which are older.
+    for i in 26..56 {
+        add(&store, format!("u{i:02}"));
+    }
+    let report = store.maintain(false).unwrap();
+    let unprotected: Vec<String> = (6..36).map(|i| format!("u{i:02}")).collect();
+    assert_eq!(report.capped, unprotected);
+    assert_eq!(report.kept_protected, 20, "{report:?}");
+    assert_eq!(kinds(&store), (20, 20));
+}
+
 #[test]
 fn pruning_drops_old_entries_but_not_protected_or_undated_ones() {
     let dir = Scratch::new("prune");
