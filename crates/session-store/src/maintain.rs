@@ -533,6 +533,39 @@ pub(crate) fn archive_time_ms(name: &str) -> Option<u64> {
     sessionkit_write_lock::parse_iso8601_ms(&iso)
 }
 
+/// Renames the transcript `path` aside as `<name>.deleted.<time>`, never over another file:
+/// the name is reserved first (created empty, exclusively), the next millisecond's if it is
+/// taken, so that an archive of the same name made in the same millisecond (after a clock
+/// was set back, or of a session id used again) keeps its bytes. A crash between the two
+/// steps leaves an empty archive, which goes at the end of its retention.
+fn archive(path: &Path, at: SystemTime) -> io::Result<()> {
+    // More archives of one transcript's name in one second than this is not a state a
+    // directory gets into by use.
+    const NAMES: u64 = 1000;
+    for ms in 0..NAMES {
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(".deleted.");
+        aside.push(crate::snapshot::compact_utc(at + Duration::from_millis(ms)));
+        let aside = PathBuf::from(aside);
+        match fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&aside)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        return in_turn_of_parent(path, || crate::sys::rename(path, &aside)).inspect_err(|_| {
+            let _ = fs::remove_file(&aside);
+        });
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("every archive name for the {NAMES} ms from the pass's start is taken"),
+    ))
+}
+
 /// The transcript a lock counter `<transcript>.lock.gen` belongs to.
 fn counter_transcript(name: &str) -> Option<&str> {
     name.strip_suffix(".lock.gen")
@@ -1481,7 +1514,6 @@ pub(crate) fn run(
     }
 
     // Then files, each checked again: a session may have gained an entry meanwhile.
-    let stamp = crate::snapshot::compact_utc(now);
     // A transcript whose write lock is held (or left by a crash) is in use, or may be: it is
     // left for a later pass.
     let still_orphan = |path: &Path| {
@@ -1493,10 +1525,7 @@ pub(crate) fn run(
         let done = if *delete {
             remove_file(path)
         } else {
-            let mut aside = path.as_os_str().to_owned();
-            aside.push(format!(".deleted.{stamp}"));
-            let aside = PathBuf::from(aside);
-            in_turn_of_parent(path, || crate::sys::rename(path, &aside))
+            archive(path, now)
         };
         match done {
             Ok(()) => {

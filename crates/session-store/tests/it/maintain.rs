@@ -315,6 +315,45 @@ fn transcripts_of_evicted_sessions_are_archived_unless_still_referenced() {
     assert!(archives.iter().all(|n| n.starts_with("sa")), "{names:?}");
 }
 
+/// An archive's name is never one that exists: a transcript archived in the same millisecond
+/// as an earlier archive of the same name (a clock set back, a session id used again) takes
+/// the next free millisecond, and the earlier archive keeps its bytes.
+#[test]
+fn archiving_never_replaces_an_archive_of_the_same_name() {
+    let dir = Scratch::new("archive-clash");
+    let (store, clock) = open_with_clock(&dir, on_demand());
+    let name = |at: SystemTime| {
+        let iso = sessionkit_write_lock::format_iso8601_ms(
+            at.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64,
+        );
+        format!("s1.jsonl.deleted.{}", iso.replace(['-', ':'], ""))
+    };
+    let now = clock.now();
+    let later = now + Duration::from_millis(1);
+    fs::write(dir.join(name(now)), b"the first archive").unwrap();
+    fs::write(dir.join(name(later)), b"the second archive").unwrap();
+    // Pruned for age, so its transcript is archived at once.
+    store.upsert("k", entry("s1", 40 * DAY, "")).unwrap();
+    plant(&dir.join("s1.jsonl"), 10, Duration::ZERO);
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.pruned, ["k"]);
+    assert_eq!(report.archived, [dir.join("s1.jsonl")], "{report:?}");
+    assert_eq!(fs::read(dir.join(name(now))).unwrap(), b"the first archive");
+    assert_eq!(
+        fs::read(dir.join(name(later))).unwrap(),
+        b"the second archive"
+    );
+    let third = name(now + Duration::from_millis(2));
+    assert_eq!(fs::read(dir.join(&third)).unwrap(), vec![b'x'; 10]);
+    let mut archives: Vec<String> = dir
+        .names()
+        .into_iter()
+        .filter(|n| n.contains(".deleted."))
+        .collect();
+    archives.sort();
+    assert_eq!(archives, [name(now), name(later), third]);
+}
+
 #[test]
 fn delete_disposal_deletes_and_old_archives_and_orphans_go() {
     let dir = Scratch::new("dispose");
