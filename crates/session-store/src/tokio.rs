@@ -233,9 +233,14 @@ impl Store {
             .await
             .map_err(|e| crate::transcript::lock_error(&path, "take the lock of", e))?;
         let p = path.clone();
-        let repaired = tokio::task::spawn_blocking(move || crate::transcript::repair(&p))
-            .await
-            .map_err(|e| task_error(path.clone(), Operation::Transcript, &e))??;
+        // The guard goes with the repair, so that if the repair fails or this future is
+        // dropped meanwhile, the release (which removes the lock file) runs on the blocking
+        // thread rather than on this worker.
+        let (guard, repaired) = tokio::task::spawn_blocking(move || {
+            crate::transcript::repair(&p).map(|repaired| (guard, repaired))
+        })
+        .await
+        .map_err(|e| task_error(path.clone(), Operation::Transcript, &e))??;
         Ok(crate::Transcript::new(path, guard, repaired))
     }
 }

@@ -100,6 +100,10 @@ pub(crate) fn lost(path: &Path) -> Error {
 }
 
 /// A session's transcript, held under its write lock; appends are fenced.
+///
+/// Dropping it releases the lock on the dropping thread, which removes the lock file: in
+/// async code, end it with `release_async` (feature `tokio`, on by default)
+/// rather than dropping it on a worker.
 pub struct Transcript {
     pub(crate) path: PathBuf,
     /// `None` only if an async append was cancelled while the guard was on a blocking thread;

@@ -208,3 +208,65 @@ fn updates_queued_behind_a_batch_go_out_as_one_batch() {
         r#"{"sessionId":"s9","updatedAt":9,"x":{"y":[1,2]},"label":"l"}"#
     );
 }
+
+/// Counts the write lock's "lock released" events on the thread it is the default of.
+#[derive(Clone, Default)]
+struct Releases(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl tracing::Subscriber for Releases {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Released(bool);
+        impl tracing::field::Visit for Released {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0 |= field.name() == "message" && format!("{value:?}") == "lock released";
+            }
+        }
+        let mut released = Released(false);
+        event.record(&mut released);
+        if released.0 {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A transcript whose torn tail cannot be repaired fails to open and lets go of its lock, on
+/// a blocking thread: the release removes the lock file, which is file work a worker must
+/// not do. On a current-thread runtime the worker is this test's thread, where the release
+/// would be seen.
+#[test]
+fn a_failed_async_transcript_open_releases_its_lock_off_the_worker() {
+    use sessionkit_write_lock::Locker;
+    let dir = Scratch::new("async-transcript-fails");
+    // A directory in the transcript's place: the lock is taken, then the repair fails.
+    std::fs::create_dir(dir.join("s.jsonl")).unwrap();
+    let store = Store::open(dir.join("sessions.json")).unwrap();
+    let locker = Locker::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let on_worker = Releases::default();
+    let failed = tracing::subscriber::with_default(on_worker.clone(), || {
+        runtime.block_on(store.open_transcript_async(&locker, "s"))
+    });
+    let e = failed.err().expect("a directory is not a transcript");
+    assert!(e.to_string().contains("s.jsonl"), "{e}");
+    assert_eq!(on_worker.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Released all the same.
+    assert!(locker.try_acquire(dir.join("s.jsonl")).unwrap().is_some());
+    // The subscriber sees releases on this thread: one here counts.
+    tracing::subscriber::with_default(on_worker.clone(), || {
+        drop(locker.acquire(dir.join("other.jsonl")).unwrap());
+    });
+    assert_eq!(on_worker.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
