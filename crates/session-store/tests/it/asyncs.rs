@@ -259,7 +259,9 @@ fn a_failed_async_transcript_open_releases_its_lock_off_the_worker() {
     let failed = tracing::subscriber::with_default(on_worker.clone(), || {
         runtime.block_on(store.open_transcript_async(&locker, "s"))
     });
-    let e = failed.err().expect("a directory is not a transcript");
+    let Err(e) = failed else {
+        panic!("a directory is not a transcript")
+    };
     assert!(e.to_string().contains("s.jsonl"), "{e}");
     assert_eq!(on_worker.0.load(std::sync::atomic::Ordering::SeqCst), 0);
     // Released all the same.
