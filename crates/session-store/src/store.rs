@@ -292,7 +292,11 @@ pub struct OpenReport {
 pub struct Ack {
     /// The update's sequence number among this writer's records.
     pub seq: u64,
-    /// True if the batch holding it was fsynced before this acknowledgement.
+    /// True if the batch holding it was fsynced before this acknowledgement. An update that
+    /// wrote nothing (a delete of a missing key, or an eviction of an entry that changed) is
+    /// durable if everything this process wrote before it is: always with
+    /// [`SyncMode::EveryBatch`], once the last write was synced with
+    /// [`SyncMode::Interval`], never with [`SyncMode::Never`].
     pub durable: bool,
 }
 

@@ -497,7 +497,13 @@ fn write_batch(
         }
     }
     if text.is_empty() {
-        return Ok((outcomes.into_iter().map(Outcome::answer).collect(), true));
+        // Nothing written: the answers are as durable as what this process wrote before.
+        let durable = match shared.config.sync {
+            SyncMode::EveryBatch => true,
+            SyncMode::Interval(_) => lock(&shared.dirty_since).is_none(),
+            SyncMode::Never => false,
+        };
+        return Ok((outcomes.into_iter().map(Outcome::answer).collect(), durable));
     }
 
     let written = journal
@@ -1192,6 +1198,26 @@ mod tests {
         store.flush().unwrap();
         assert_eq!(store.counters().fsyncs, 1);
         assert!(super::pending_sync_due(&store.shared).is_none());
+    }
+
+    /// An update that writes nothing (a delete of a missing key) is as durable as what this
+    /// process acknowledged before it: a caller told `durable` may rely on the state it saw.
+    #[test]
+    fn an_update_that_writes_nothing_is_as_durable_as_what_came_before() {
+        let delete_nothing = |store: &Store| store.delete("missing").unwrap().durable;
+        // Interval mode: "kept" is not synced yet, then it is.
+        let (_dir, _, store) = store_with("nothing-interval", |b| {
+            b.sync(SyncMode::Interval(Duration::from_secs(3600)))
+        });
+        assert!(!delete_nothing(&store));
+        store.flush().unwrap();
+        assert!(delete_nothing(&store));
+        // Never mode: nothing is synced by the store's writes.
+        let (_dir, _, store) = store_with("nothing-never", |b| b.sync(SyncMode::Never));
+        assert!(!delete_nothing(&store));
+        // The default: every batch is synced before its answer.
+        let (_dir, _, store) = store_with("nothing-every", |b| b);
+        assert!(delete_nothing(&store));
     }
 
     /// When `flush`'s own fsync fails, it makes the failure good with a compaction in the
