@@ -187,7 +187,8 @@ impl Maintenance {
     /// time in its name (`20261121T073012.123Z` as this crate writes it,
     /// `2026-11-21T07-30-12.123Z` as OpenClaw does, or 13 digits of milliseconds since the
     /// epoch), else from its modification time, which the rename kept from the transcript's
-    /// last write.
+    /// last write. A time more than a minute past the clock is not trusted (see
+    /// [`MaintenanceReport::restamped`]).
     ///
     /// By default, 30 days.
     pub fn archive_retention(mut self, age: Option<Duration>) -> Self {
@@ -198,7 +199,8 @@ impl Maintenance {
     /// A transcript (`*.jsonl` in the store's directory) that no entry references is removed
     /// (as [`transcripts`](Maintenance::transcripts) says) once it was last modified longer
     /// ago than this, unless its write lock file (`<transcript>.lock`) exists: a holder may
-    /// be about to write its entry.
+    /// be about to write its entry. A modification time more than a minute past the clock is
+    /// replaced by the pass's (see [`MaintenanceReport::restamped`]).
     ///
     /// By default, 1 hour.
     pub fn orphan_grace(mut self, grace: Duration) -> Self {
@@ -363,6 +365,11 @@ pub struct MaintenanceReport {
     pub archives_removed: Vec<PathBuf>,
     /// Store temp files deleted for the disk budget.
     pub temps_removed: Vec<PathBuf>,
+    /// Archives and orphan transcripts whose time was more than a minute past the pass's
+    /// clock (made while the clock was set wrong), given the pass's time as their
+    /// modification time, so that their retention or grace counts from now rather than
+    /// never ending.
+    pub restamped: Vec<PathBuf>,
     /// The directory's size before the pass, when a disk budget is set.
     pub disk_bytes_before: Option<u64>,
     /// Its size after the pass (estimated in warn mode and dry runs): the directory's files
@@ -391,6 +398,7 @@ impl MaintenanceReport {
             && self.deleted.is_empty()
             && self.archives_removed.is_empty()
             && self.temps_removed.is_empty()
+            && self.restamped.is_empty()
     }
 
     /// Entries evicted for any reason.
@@ -789,6 +797,8 @@ pub(crate) struct Plan {
     pub(crate) archives: Vec<PathBuf>,
     /// Temp files to delete.
     pub(crate) temps: Vec<PathBuf>,
+    /// Files whose time is in the future, to restamp: (path, an orphan transcript).
+    pub(crate) restamp: Vec<(PathBuf, bool)>,
     pub(crate) kept_protected: usize,
     /// The cap picked fewer entries than it had to evict.
     pub(crate) cap_short: bool,
@@ -898,6 +908,12 @@ impl StateSource for crate::store::Shared {
 
 /// The most evictions one journal batch of a pass carries; the writer's batches go in between.
 pub(crate) const EVICTIONS_PER_BATCH: usize = 256;
+
+/// How far past the pass's clock a file's time may be before the pass takes it for the mark
+/// of a clock that was set wrong (see [`MaintenanceReport::restamped`]). Files made on this
+/// machine are never ahead of its clock; the slack covers another machine's writes to a
+/// shared directory.
+const FUTURE_SLACK: Duration = Duration::from_secs(60);
 
 /// Transcripts whose references one planning turn counts.
 pub(crate) const FILES_PER_TURN: usize = 1024;
@@ -1178,12 +1194,16 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
         |gone: &Gone, i: usize| state_refs[i] <= gone.refs(files.name(&files.files[i]));
 
     let age_of = |f: &FileInfo| now.duration_since(f.modified).unwrap_or(Duration::ZERO);
-    // An archive's age counts from when it was made, which its name says; its modification
-    // time is the transcript's last write.
+    // A time past the pass's clock by more than the slack comes from a clock that was set
+    // wrong; trusted, it would keep the file from ageing until the clock caught up.
+    let future = |at: SystemTime| now.checked_add(FUTURE_SLACK).is_some_and(|last| at > last);
+    // An archive's age counts from when it was made, which its name says (unless that is in
+    // the future); its modification time is the transcript's last write.
     let made_at = |f: &FileInfo| match f.kind {
-        Kind::Archive => archive_time_ms(files.name(f)).map_or(f.modified, |ms| {
-            SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
-        }),
+        Kind::Archive => archive_time_ms(files.name(f))
+            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+            .filter(|&at| !future(at))
+            .unwrap_or(f.modified),
         _ => f.modified,
     };
     let archive_age = |f: &FileInfo| now.duration_since(made_at(f)).unwrap_or(Duration::ZERO);
@@ -1231,6 +1251,17 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
         {
             taken.insert(i);
             plan.orphans.push((files.path(f), delete_transcripts));
+        }
+    }
+    // Archives and orphans whose time is in the future get the pass's time, so that their
+    // retention and grace count from this pass on.
+    for (i, f) in indexed() {
+        let orphan = f.kind == Kind::Transcript
+            && !taken.contains(&i)
+            && unreferenced_after(&gone_refs, i)
+            && !held(f);
+        if (orphan || f.kind == Kind::Archive) && future(made_at(f)) {
+            plan.restamp.push((files.path(f), orphan));
         }
     }
 
@@ -1567,6 +1598,16 @@ pub(crate) fn run(
             }
         }
     }
+    for (path, orphan) in &plan.restamp {
+        if *orphan && !still_orphan(path) {
+            continue;
+        }
+        match restamp(path, now) {
+            Ok(()) => report.restamped.push(path.clone()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => report.errors.push(format!("{}: {e}", path.display())),
+        }
+    }
     for path in plan.archives.iter().chain(&plan.temps) {
         if report.incomplete || (done >= MIN_FILES_PER_PASS && budget.spent()) {
             report.incomplete = true;
@@ -1622,6 +1663,7 @@ pub(crate) fn run(
             deleted = report.deleted.len(),
             orphans = report.orphans.len(),
             archives_removed = report.archives_removed.len(),
+            restamped = report.restamped.len(),
             errors = report.errors.len(),
             incomplete = report.incomplete,
             elapsed_ms = report.elapsed_ms,
@@ -1652,6 +1694,7 @@ fn dry_report(plan: &Plan, report: &mut MaintenanceReport) {
     }
     report.archives_removed = plan.archives.clone();
     report.temps_removed = plan.temps.clone();
+    report.restamped = plan.restamp.iter().map(|(path, _)| path.clone()).collect();
     if report.mode == MaintenanceMode::Warn && !report.is_empty() {
         tracing::warn!(
             pruned = report.pruned.len(),
@@ -1800,6 +1843,11 @@ fn evict(
 
 /// Removes a file in its directory's turn: a pass removes thousands, beside the sessions'
 /// own file creations.
+/// Sets `path`'s modification time to `at`.
+fn restamp(path: &Path, at: SystemTime) -> io::Result<()> {
+    crate::sys::open_regular(fs::File::options().read(true), path)?.set_modified(at)
+}
+
 fn remove_file(path: &Path) -> io::Result<()> {
     in_turn_of_parent(path, || fs::remove_file(path))
 }

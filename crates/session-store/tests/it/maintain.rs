@@ -354,6 +354,53 @@ fn archiving_never_replaces_an_archive_of_the_same_name() {
     assert_eq!(archives, [name(now), name(later), third]);
 }
 
+/// An archive or an orphan made while the clock was set years ahead still ages: the pass
+/// gives it its own time, and the retention or grace counts from then.
+#[test]
+fn archives_and_orphans_from_the_future_age_from_when_a_pass_finds_them() {
+    let dir = Scratch::new("future");
+    let (store, clock) = open_with_clock(&dir, on_demand());
+    let ahead = clock.now() + 3650 * DAY;
+    let ahead_ms = ahead.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let stamp = sessionkit_write_lock::format_iso8601_ms(ahead_ms).replace(['-', ':'], "");
+    let archive = dir.join(format!("old.jsonl.deleted.{stamp}"));
+    let orphan = dir.join("orphan.jsonl");
+    for path in [&archive, &orphan] {
+        fs::write(path, b"x").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(ahead)
+            .unwrap();
+    }
+    // A dry run says so and changes nothing.
+    let dry = store.maintain(true).unwrap();
+    let mut restamped = dry.restamped.clone();
+    restamped.sort();
+    assert_eq!(restamped, [archive.clone(), orphan.clone()]);
+    assert_eq!(fs::metadata(&orphan).unwrap().modified().unwrap(), ahead);
+
+    let report = store.maintain(false).unwrap();
+    let mut restamped = report.restamped.clone();
+    restamped.sort();
+    assert_eq!(restamped, [archive.clone(), orphan.clone()]);
+    assert!(!report.is_empty());
+    for path in [&archive, &orphan] {
+        assert_eq!(fs::metadata(path).unwrap().modified().unwrap(), clock.now());
+    }
+    // The orphan's grace (1 hour) counts from that pass.
+    clock.advance(2 * 3600 * Duration::from_secs(1));
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.orphans, [orphan.clone()]);
+    assert!(report.restamped.is_empty(), "{report:?}");
+    // And the archive's retention (30 days).
+    clock.advance(31 * DAY);
+    let report = store.maintain(false).unwrap();
+    assert!(report.archives_removed.contains(&archive), "{report:?}");
+    assert!(!archive.exists());
+}
+
 #[test]
 fn delete_disposal_deletes_and_old_archives_and_orphans_go() {
     let dir = Scratch::new("dispose");

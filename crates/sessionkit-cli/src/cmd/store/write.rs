@@ -376,6 +376,12 @@ fn human_maintain(report: &MaintenanceReport) -> String {
     for path in report.archives_removed.iter().chain(&report.temps_removed) {
         line(format!("{would}delete {}", path.display()));
     }
+    for path in &report.restamped {
+        line(format!(
+            "{would}restamp {} (its time was in the future)",
+            path.display()
+        ));
+    }
     for error in &report.errors {
         line(format!("error {error}"));
     }
