@@ -392,7 +392,7 @@ fn archives_and_orphans_from_the_future_age_from_when_a_pass_finds_them() {
     // The orphan's grace (1 hour) counts from that pass.
     clock.advance(2 * 3600 * Duration::from_secs(1));
     let report = store.maintain(false).unwrap();
-    assert_eq!(report.orphans, [orphan.clone()]);
+    assert_eq!(report.orphans, std::slice::from_ref(&orphan));
     assert!(report.restamped.is_empty(), "{report:?}");
     // And the archive's retention (30 days).
     clock.advance(31 * DAY);
