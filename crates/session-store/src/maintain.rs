@@ -383,7 +383,8 @@ pub struct MaintenanceReport {
     /// How long the pass took, in milliseconds.
     pub elapsed_ms: u64,
     /// True if the cap could not pick as many entries as it had to evict (active or protected
-    /// ones kept them): the schedule then waits for the count to grow by the slack again.
+    /// ones kept them): the schedule then waits for the count to grow by the slack again,
+    /// or to fall to the trigger first.
     #[serde(skip)]
     pub(crate) cap_short: bool,
 }

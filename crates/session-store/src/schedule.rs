@@ -67,11 +67,16 @@ impl Schedule {
     }
 
     /// Whether a background pass is due, if none is running: the count is past the cap's
-    /// trigger (and past where a stuck pass re-arms it), or a timed pass is due.
-    pub(crate) fn pass_due(&self, config: &Maintenance, count: usize, now: Instant) -> bool {
-        let over_cap = config
-            .cap_trigger()
-            .is_some_and(|trigger| count > trigger.max(self.cap_rearm.unwrap_or(0)));
+    /// trigger (and past where a stuck pass re-arms it), or a timed pass is due. A count back
+    /// at the trigger or below ends a stuck pass's wait: what kept its entries (active or
+    /// protected ones) may have gone with them.
+    pub(crate) fn pass_due(&mut self, config: &Maintenance, count: usize, now: Instant) -> bool {
+        let trigger = config.cap_trigger();
+        if trigger.is_some_and(|trigger| count <= trigger) {
+            self.cap_rearm = None;
+        }
+        let over_cap =
+            trigger.is_some_and(|trigger| count > trigger.max(self.cap_rearm.unwrap_or(0)));
         let timed = self.next_due.is_some_and(|due| now >= due);
         over_cap || timed
     }
@@ -228,7 +233,8 @@ mod tests {
         /// a second later.
         unfinished_at: Option<Instant>,
         /// The count a pass left above the cap's trigger because it could evict nothing more,
-        /// if no pass has ended since: no pass for the cap until the count grows by the slack.
+        /// if no pass has ended since and the count has not fallen to the trigger since: no
+        /// pass for the cap until the count grows by the slack.
         stuck_with: Option<usize>,
     }
 
@@ -296,7 +302,7 @@ mod tests {
         /// Drives the maintenance schedule through histories of batches, idle time and passes
         /// that end every way, against what `Maintenance` documents: the cap starts a pass only
         /// past its slack, a stuck pass is not repeated until the count grows by the slack
-        /// again, timed passes come an interval after the last start, and a pass that ran out of
+        /// again (or falls to the trigger and then passes it), timed passes come an interval after the last start, and a pass that ran out of
         /// time or failed is followed a second later.
         #[test]
         fn background_passes_start_when_the_documentation_says(
@@ -325,6 +331,9 @@ mod tests {
                 match step {
                     Step::Batch { added, deleted } => {
                         model.count = (model.count + added).saturating_sub(deleted);
+                        if model.trigger().is_some_and(|trigger| model.count <= trigger) {
+                            model.stuck_with = None;
+                        }
                         look(&mut schedule, &config, &mut model);
                     }
                     Step::Idle(pause) => {
