@@ -27,6 +27,9 @@ pub(crate) enum Point {
     ReadingWhileHeld,
     /// A batch is appended to the journal and not yet synced. Keyed by the journal's path.
     BatchAppended,
+    /// A maintenance pass that may change something has started (and holds the store's
+    /// one-pass lock). Keyed by the snapshot's path.
+    PassStarted,
 }
 
 type Hook = Box<dyn FnOnce() + Send>;

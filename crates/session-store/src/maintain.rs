@@ -1453,6 +1453,10 @@ pub(crate) fn run(
             ..MaintenanceReport::default()
         });
     };
+    // A dry run changes nothing, so it need not wait for a pass that does.
+    let _one_pass = (!dry_run).then(|| crate::store::lock(&shared.one_pass));
+    #[cfg(test)]
+    crate::hooks::reached(crate::hooks::Point::PassStarted, &shared.snapshot_path);
     let budget = Budget::new(config.time_budget);
     let span = tracing::info_span!("maintain", path = %shared.snapshot_path.display());
     let _span = span.enter();

@@ -99,6 +99,7 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         compactor: writer::Background::new(writer::Job::Compact),
         counters: Mutex::new(IoCounters::default()),
         maintaining: AtomicBool::new(false),
+        one_pass: Mutex::new(()),
         maintainer: writer::Background::new(writer::Job::Maintain),
         schedule: Mutex::new(schedule),
         active: Mutex::new(Default::default()),

@@ -459,6 +459,10 @@ pub(crate) struct Shared {
     pub(crate) counters: Mutex<IoCounters>,
     /// True while a background maintenance pass runs.
     pub(crate) maintaining: AtomicBool,
+    /// Held by each pass that may change something (background, or [`Store::maintain`]) for
+    /// its whole length: two at once would each plan from the other's half-done work, and a
+    /// disk budget would evict entries for bytes the other pass had already freed.
+    pub(crate) one_pass: Mutex<()>,
     /// The thread that runs background maintenance passes.
     pub(crate) maintainer: crate::writer::Background,
     /// When background maintenance and compaction run next.
@@ -935,6 +939,13 @@ impl Store {
     /// [`maintenance`](StoreBuilder::maintenance) settings; with `dry_run` it only reports what
     /// it would do. Without maintenance settings it does nothing and says so
     /// ([`MaintenanceMode::Off`]).
+    ///
+    /// A pass of this process's that is running (in the background, or another call) is
+    /// waited for first: one pass that changes something at a time, so that neither plans
+    /// from the other's half-done work. A dry run does not wait. Passes of other processes
+    /// are not waited for; each eviction applies only to the entry as its pass planned it,
+    /// and each file is checked again before it goes, so two at once do less, never remove
+    /// what is in use.
     ///
     /// # Errors
     ///

@@ -1200,6 +1200,61 @@ mod tests {
         assert!(super::pending_sync_due(&store.shared).is_none());
     }
 
+    /// One pass that may change something at a time: `Store::maintain` waits for the
+    /// background pass that is running, and then finds the cap's work done.
+    #[test]
+    fn an_explicit_pass_waits_for_the_background_pass_that_runs() {
+        use std::sync::mpsc;
+        use std::thread;
+
+        use sessionkit_test_support::HANG;
+
+        let dir = Scratch::new("one-pass");
+        let snapshot = dir.join("sessions.json");
+        let store = Store::builder()
+            .maintenance(
+                crate::Maintenance::new()
+                    .max_entries(Some(2))
+                    .prune_after(None)
+                    .interval(None),
+            )
+            .open(&snapshot)
+            .unwrap();
+        let (started, background_started) = mpsc::channel();
+        let (go, background_goes) = mpsc::channel::<()>();
+        crate::hooks::on(crate::hooks::Point::PassStarted, &snapshot, move || {
+            started.send(()).unwrap();
+            let _ = background_goes.recv();
+        });
+        // Four entries against a cap of 2 and a slack of 1: a background pass starts.
+        for key in ["k0", "k1", "k2", "k3"] {
+            store.upsert(key, entry(key)).unwrap();
+        }
+        background_started.recv_timeout(HANG).unwrap();
+        let (done, explicit_done) = mpsc::channel();
+        let explicit = {
+            let store = store.clone();
+            thread::spawn(move || {
+                let report = store.maintain(false);
+                done.send(()).unwrap();
+                report
+            })
+        };
+        // Held by the background pass, the explicit one cannot have ended, however long this
+        // waits; without the lock it ends at once.
+        assert!(
+            explicit_done
+                .recv_timeout(Duration::from_millis(300))
+                .is_err(),
+            "the explicit pass ran beside the background one"
+        );
+        go.send(()).unwrap();
+        explicit_done.recv_timeout(HANG).unwrap();
+        let report = explicit.join().unwrap().unwrap();
+        assert!(report.capped.is_empty(), "{report:?}");
+        assert_eq!(store.count().unwrap(), 2);
+    }
+
     /// An update that writes nothing (a delete of a missing key) is as durable as what this
     /// process acknowledged before it: a caller told `durable` may rely on the state it saw.
     #[test]
