@@ -30,6 +30,9 @@ pub(crate) enum Point {
     /// A maintenance pass that may change something has started (and holds the store's
     /// one-pass lock). Keyed by the snapshot's path.
     PassStarted,
+    /// A maintenance pass has planned what to do with files and is about to do it. Keyed by
+    /// the snapshot's path.
+    FilesPlanned,
 }
 
 type Hook = Box<dyn FnOnce() + Send>;

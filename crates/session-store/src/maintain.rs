@@ -1549,10 +1549,18 @@ pub(crate) fn run(
         return Ok(report);
     }
 
-    // Then files, each checked again: a session may have gained an entry meanwhile.
-    // A transcript whose write lock is held (or left by a crash) is in use, or may be: it is
-    // left for a later pass.
+    #[cfg(test)]
+    crate::hooks::reached(crate::hooks::Point::FilesPlanned, &shared.snapshot_path);
+    // Then files, each checked again, against the journal as it is then (a cheap catch-up):
+    // a session may have gained an entry meanwhile, in this process or another. If the
+    // journal cannot be read, no transcript goes. A transcript whose write lock is held (or
+    // left by a crash) is in use, or may be: it is left for a later pass.
+    let unread = std::cell::Cell::new(None);
     let still_orphan = |path: &Path| {
+        if let Err(e) = shared.refresh() {
+            unread.set(Some(e.to_string()));
+            return false;
+        }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         name.is_some_and(|n| is_transcript_name(&n) && shared.read().state.transcript_refs(&n) == 0)
             && !with_suffix(path, ".lock").exists()
@@ -1632,13 +1640,17 @@ pub(crate) fn run(
     if !report.incomplete {
         evict(shared, &plan.evict, &mut report);
     }
-    let _ = shared.refresh();
     // The transcripts of this pass's evictions are not cut by the budget: there are no more of
     // them than evictions, and leaving them would make orphans that wait out their grace.
     for t in &plan.transcripts {
         if still_orphan(&t.0) {
             dispose(t, &mut report);
         }
+    }
+    if let Some(e) = unread.take() {
+        report
+            .errors
+            .push(format!("transcripts kept: could not read the journal: {e}"));
     }
     // Under a disk budget, an evicted entry's bytes leave the snapshot only at a compaction,
     // and its record adds to the journal: without one now, the next pass would count them
@@ -2090,6 +2102,38 @@ mod tests {
             counted.turns.get(),
             1 + (100 + want + 2).div_ceil(ENTRIES_PER_TURN)
         );
+    }
+
+    /// An orphan is checked against the journal as it is when the file would go: a session
+    /// that another process gave an entry after the pass planned keeps its transcript.
+    #[test]
+    fn an_orphan_that_another_process_adopts_meanwhile_stays() {
+        let dir = Scratch::new("orphan-adopted");
+        let snapshot = dir.join("sessions.json");
+        let open = || {
+            crate::Store::builder()
+                .maintenance(
+                    Maintenance::new()
+                        .background(false)
+                        .interval(None)
+                        .orphan_grace(Duration::ZERO),
+                )
+                .auto_compact(false)
+                .open(&snapshot)
+                .unwrap()
+        };
+        let (store, other) = (open(), open());
+        let transcript = dir.join("s1.jsonl");
+        fs::write(&transcript, b"{}\n").unwrap();
+        sessionkit_test_support::set_modified_ago(&transcript, Duration::from_secs(10));
+        crate::hooks::on(crate::hooks::Point::FilesPlanned, &snapshot, move || {
+            let entry = Entry::parse(r#"{"sessionId":"s1","updatedAt":1}"#).unwrap();
+            other.upsert("k1", entry).unwrap();
+        });
+        let report = store.maintain(false).unwrap();
+        assert!(report.orphans.is_empty(), "{report:?}");
+        assert!(transcript.exists());
+        assert!(store.get("k1").unwrap().is_some());
     }
 
     #[test]
