@@ -115,7 +115,8 @@ impl Fence {
     /// Where readers of a journal of `epoch` stop, if this fence holds over `bytes`: the
     /// journal's bytes from offset `base` up to its end. `None` if the fence is stale (another
     /// epoch, an offset before `base` or at or past the end, the header's or not the start of a
-    /// line, or a whole valid record other than the batch's first at its offset).
+    /// line, a whole valid record other than the batch's first at its offset, or a whole valid
+    /// record after it of another writer, or of a seq not past the one before it).
     pub(crate) fn end_in(&self, epoch: u64, bytes: &[u8], base: u64) -> Option<u64> {
         // Offset 0 is the header, never a batch: a fence naming it is damaged, and holding it
         // would cut every record of the journal.
@@ -127,16 +128,31 @@ impl Fence {
             return None;
         }
         let rest = &bytes[at..];
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+        let Some(end) = rest.iter().rposition(|&b| b == b'\n') else {
             // A torn line: the failed write stopped part way.
             return Some(self.offset);
         };
-        match decode_record(&rest[..nl]) {
-            Ok(record) if record.writer != self.writer || record.seq != self.seq => None,
-            // The batch's first record, or bytes that are no record at all (a write that
-            // failed may leave anything).
-            _ => Some(self.offset),
+        // From the offset to the end, only the batch's records (its first at the offset, then
+        // this writer's later seqs) or bytes that are no record at all (a write that failed
+        // may leave anything). A record of another writer, or of an earlier seq, means the
+        // journal went on past the batch: the fence is stale (its removal was lost to a power
+        // cut, say), and holding it over a damaged line would hide records acknowledged since.
+        let mut last = None;
+        for (n, line) in rest[..end].split(|&b| b == b'\n').enumerate() {
+            let Ok(record) = decode_record(line) else {
+                continue;
+            };
+            let in_turn = if n == 0 {
+                record.seq == self.seq
+            } else {
+                record.seq > last.unwrap_or(self.seq)
+            };
+            if record.writer != self.writer || !in_turn {
+                return None;
+            }
+            last = Some(record.seq);
         }
+        Some(self.offset)
     }
 
     /// Where readers of a whole journal file's `bytes` stop, if this fence holds over them.
@@ -347,6 +363,17 @@ mod tests {
         zeros.extend_from_slice(&[0; 40]);
         zeros.push(b'\n');
         assert_eq!(fence(3, second, 5).end_of_file(&zeros), Some(second));
+        // Garbage at the offset, then the batch's later records: it holds.
+        let mut failed = zeros.clone();
+        failed.extend_from_slice(format!("{}\n", line(6, W)).as_bytes());
+        assert_eq!(fence(3, second, 5).end_of_file(&failed), Some(second));
+        // Garbage at the offset, then another writer's record, or this writer's earlier one:
+        // the journal went on past the batch, and the fence is stale.
+        for (seq, writer) in [(6, other), (4, W), (5, W)] {
+            let mut later = zeros.clone();
+            later.extend_from_slice(format!("{}\n", line(seq, writer)).as_bytes());
+            assert_eq!(fence(3, second, 5).end_of_file(&later), None, "{seq}");
+        }
         // Read from the fence's own offset, as a catch-up that stopped there does.
         assert_eq!(
             fence(3, second, 5).end_in(3, &bytes[second as usize..], second),
@@ -380,7 +407,8 @@ mod tests {
         }
 
         /// Over a journal of whole records, a fence hides the records from its offset on only
-        /// if the first of them is the one it names: a stale fence never hides a record.
+        /// if the first of them is the one it names and the rest are its writer's, in order: a
+        /// stale fence never hides a record.
         #[test]
         fn a_fence_hides_records_only_from_the_one_it_names(
             records in proptest::collection::vec((1u64..6, any::<bool>()), 1..12),
@@ -398,7 +426,10 @@ mod tests {
             let fence = Fence { epoch: 1, offset, writer: writer_of(mine), seq };
             let named = parsed.records[at].record.seq == seq
                 && parsed.records[at].record.writer == writer_of(mine);
-            prop_assert_eq!(fence.end_of_file(&bytes), named.then_some(offset));
+            let batch = parsed.records[at..].windows(2).all(|pair| {
+                pair[1].record.writer == writer_of(mine) && pair[1].record.seq > pair[0].record.seq
+            });
+            prop_assert_eq!(fence.end_of_file(&bytes), (named && batch).then_some(offset));
         }
     }
 }
