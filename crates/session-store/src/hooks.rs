@@ -33,6 +33,9 @@ pub(crate) enum Point {
     /// A maintenance pass has planned what to do with files and is about to do it. Keyed by
     /// the snapshot's path.
     FilesPlanned,
+    /// An open or a reload has parsed the snapshot, before it takes the journal's lock.
+    /// Keyed by the snapshot's path.
+    SnapshotParsed,
 }
 
 type Hook = Box<dyn FnOnce() + Send>;

@@ -50,9 +50,15 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
             journal: journal_path,
         });
     }
+    // The snapshot is parsed before the journal's lock is taken, so that other processes'
+    // writers are not held up for it (a large registry takes a second); the load under the
+    // lock uses it if it is still the snapshot there.
+    let mut early = snapshot_exists
+        .then(|| crate::snapshot::Early::load(snapshot_path))
+        .flatten();
     // A snapshot alone (a registry OpenClaw wrote) gets a journal, but only once it is known
     // to load: a failed open leaves nothing behind.
-    if snapshot_exists && !journal_exists && !config.recover {
+    if snapshot_exists && !journal_exists && !config.recover && early.is_none() {
         load_snapshot(snapshot_path)?;
     }
     report.created = !snapshot_exists && !journal_exists;
@@ -70,7 +76,7 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         {
             continue;
         }
-        let loaded = load(&config, snapshot_path, journal, &mut report)?;
+        let loaded = load(&config, snapshot_path, journal, &mut report, early.take())?;
         drop(locked);
         // `None`: the damaged journal went aside and its whole records took its place; they
         // load like any journal, under the new file's lock.
@@ -120,11 +126,16 @@ fn load(
     snapshot_path: &Path,
     journal: Arc<JournalFile>,
     report: &mut OpenReport,
+    early: Option<crate::snapshot::Early>,
 ) -> Result<Option<View>> {
     // Every file is read and checked before anything is repaired or set aside, so that an
     // open that fails on what it finds (with `recover` too) leaves the files as they were.
     let snapshot_found = crate::snapshot::snapshot_found(snapshot_path);
-    let (mut state, corrupt_snapshot) = match load_snapshot(snapshot_path) {
+    let loaded = match early.and_then(|early| early.if_current(snapshot_path)) {
+        Some(state) => Ok(state),
+        None => load_snapshot(snapshot_path),
+    };
+    let (mut state, corrupt_snapshot) = match loaded {
         Ok(state) => (state, None),
         Err(e) if e.is_corrupt() && config.recover => (State::new(), Some(e)),
         Err(e) => return Err(e),
@@ -485,6 +496,9 @@ impl Follow {
 pub(crate) fn next_view(shared: &Shared, from: &Position) -> Result<NextView> {
     // Set once the replaced journal did not read as the new one's base says.
     let mut reload = false;
+    // The snapshot parsed with the lock let go, as an open parses it, once a reload is due.
+    let mut early = None;
+    let mut parsed_early = false;
     loop {
         let journal = JournalFile::open(&shared.journal_path, false)
             .map(Arc::new)
@@ -525,8 +539,20 @@ pub(crate) fn next_view(shared: &Shared, from: &Position) -> Result<NextView> {
             reload = true;
             continue;
         }
+        if !parsed_early {
+            parsed_early = true;
+            drop(locked);
+            early = crate::snapshot::Early::load(&shared.snapshot_path);
+            continue;
+        }
         let found = crate::snapshot::snapshot_found(&shared.snapshot_path);
-        let mut state = load_snapshot(&shared.snapshot_path)?;
+        let mut state = match early
+            .take()
+            .and_then(|early| early.if_current(&shared.snapshot_path))
+        {
+            Some(state) => state,
+            None => load_snapshot(&shared.snapshot_path)?,
+        };
         crate::snapshot::expect_snapshot(
             &shared.snapshot_path,
             found,
@@ -707,6 +733,32 @@ mod tests {
         assert_eq!(reopened.count().unwrap(), 7);
     }
 
+    /// Opening a store parses its snapshot before it takes the journal's lock: another
+    /// process's writer goes on meanwhile (here with a lock timeout far shorter than any
+    /// wait), and the opened store has its write.
+    #[test]
+    fn an_open_parses_the_snapshot_without_holding_up_other_writers() {
+        let dir = sessionkit_test_support::Scratch::new("open-unlocked");
+        let snapshot = dir.join("sessions.json");
+        let other = Store::builder()
+            .lock_timeout(Duration::from_millis(100))
+            .open(&snapshot)
+            .unwrap();
+        for i in 0..3 {
+            other.upsert(format!("k{i}"), entry(i)).unwrap();
+        }
+        other.compact().unwrap();
+        let wrote = Arc::new(Mutex::new(None));
+        let (writer, result) = (other.clone(), wrote.clone());
+        on(Point::SnapshotParsed, &snapshot, move || {
+            *result.lock().unwrap() = Some(writer.upsert("meanwhile", entry(9)).map(|_| ()));
+        });
+        let opened = Store::open(&snapshot).unwrap();
+        let wrote = wrote.lock().unwrap().take();
+        assert!(matches!(wrote, Some(Ok(()))), "{wrote:?}");
+        assert_eq!(keys(&opened), ["k0", "k1", "k2", "meanwhile"]);
+    }
+
     /// A new journal whose header names another file as its base, or names the view's own
     /// journal but does not continue it from the view's offset (not what a compaction
     /// writes), is not followed: the store is loaded again, from the files as they are.
@@ -739,7 +791,21 @@ mod tests {
             text.push_str(std::str::from_utf8(&bytes[body..]).unwrap());
             fs::write(&journal, text).unwrap();
 
-            assert_eq!(keys(&two), ["k0", "k1", "k2", "k3"], "{case}");
+            // The reload parses the snapshot with the journal's lock let go, as an open does:
+            // another process writes meanwhile, with a lock timeout far shorter than any wait.
+            let snapshot = dir.join("sessions.json");
+            let three = Store::builder()
+                .lock_timeout(Duration::from_millis(100))
+                .open(&snapshot)
+                .unwrap();
+            let wrote = Arc::new(Mutex::new(None));
+            let (writer, result) = (three.clone(), wrote.clone());
+            on(Point::SnapshotParsed, &snapshot, move || {
+                *result.lock().unwrap() = Some(writer.upsert("meanwhile", entry(9)).map(|_| ()));
+            });
+            assert_eq!(keys(&two), ["k0", "k1", "k2", "k3", "meanwhile"], "{case}");
+            let wrote = wrote.lock().unwrap().take();
+            assert!(matches!(wrote, Some(Ok(()))), "{case}: {wrote:?}");
             assert_reached(&two, 2);
         }
     }

@@ -49,6 +49,51 @@ pub fn load_snapshot(path: impl AsRef<Path>) -> Result<State> {
     parse_snapshot(path, &bytes)
 }
 
+/// A snapshot parsed before the journal's lock was taken, with the file it was read from: an
+/// open or a reload parses the snapshot (the long part of loading a store) without holding
+/// up other processes' writers, and uses it under the lock only if the path still names that
+/// file. A compaction puts a new snapshot in place by a rename, so the file read is either
+/// the one that goes with the journal found under the lock, or no longer at the path.
+pub(crate) struct Early {
+    state: State,
+    file: FileStamp,
+}
+
+/// What tells one snapshot file from another: its device and inode, and its length and
+/// modification time, in case something rewrote it in place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileStamp((u64, u64), u64, Option<SystemTime>);
+
+impl FileStamp {
+    fn of(meta: &fs::Metadata) -> FileStamp {
+        FileStamp(
+            sessionkit_atomic_fs::file_identity(meta),
+            meta.len(),
+            meta.modified().ok(),
+        )
+    }
+}
+
+impl Early {
+    /// Parses the snapshot at `path`, with no lock held. `None` if there is none, or if it
+    /// cannot be read or parsed, or changed while it was read: the load under the lock then
+    /// reads it itself, and reports why.
+    pub(crate) fn load(path: &Path) -> Option<Early> {
+        let mut file = crate::sys::open_regular(fs::OpenOptions::new().read(true), path).ok()?;
+        let stamp = FileStamp::of(&file.metadata().ok()?);
+        let state = stream_snapshot(&mut file)?;
+        #[cfg(test)]
+        crate::hooks::reached(crate::hooks::Point::SnapshotParsed, path);
+        (FileStamp::of(&file.metadata().ok()?) == stamp).then_some(Early { state, file: stamp })
+    }
+
+    /// The state, if `path` still names the file it was read from.
+    pub(crate) fn if_current(self, path: &Path) -> Option<State> {
+        let now = FileStamp::of(&fs::metadata(path).ok()?);
+        (now == self.file).then_some(self.state)
+    }
+}
+
 /// Fails with [`Error::MissingSnapshot`] if the snapshot at `path` was not found while the
 /// journal's `header` says a compaction wrote it (only a compaction's journal has a base, and
 /// a compaction renames its snapshot into place before its journal).
