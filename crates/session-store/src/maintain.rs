@@ -187,8 +187,8 @@ impl Maintenance {
     /// time in its name (`20261121T073012.123Z` as this crate writes it,
     /// `2026-11-21T07-30-12.123Z` as OpenClaw does, or 13 digits of milliseconds since the
     /// epoch), else from its modification time, which the rename kept from the transcript's
-    /// last write. A time more than a minute past the clock is not trusted (see
-    /// [`MaintenanceReport::restamped`]).
+    /// last write. A time more than a minute past the clock counts from the pass that finds
+    /// it (see [`MaintenanceReport::restamped`]).
     ///
     /// By default, 30 days.
     pub fn archive_retention(mut self, age: Option<Duration>) -> Self {
@@ -366,9 +366,11 @@ pub struct MaintenanceReport {
     /// Store temp files deleted for the disk budget.
     pub temps_removed: Vec<PathBuf>,
     /// Archives and orphan transcripts whose time was more than a minute past the pass's
-    /// clock (made while the clock was set wrong), given the pass's time as their
-    /// modification time, so that their retention or grace counts from now rather than
-    /// never ending.
+    /// clock (made while the clock was set wrong), given the pass's time so that their
+    /// retention or grace counts from now rather than never ending: an archive whose name
+    /// gives the time is renamed with the pass's time in its place (listed by its old
+    /// name); any other file gets it as its modification time, unless it belongs to
+    /// another user (setting its time takes ownership), when it keeps its time.
     pub restamped: Vec<PathBuf>,
     /// The directory's size before the pass, when a disk budget is set.
     pub disk_bytes_before: Option<u64>,
@@ -512,16 +514,22 @@ impl Listing {
 /// `None` for any other name; maintenance then goes by the file's modification time, which a
 /// rename keeps from the transcript's last write.
 pub(crate) fn archive_time_ms(name: &str) -> Option<u64> {
-    let stamp = [".deleted.", ".reset.", ".bak."]
+    archive_stamp(name).map(|(_, ms)| ms)
+}
+
+/// Where the time in an archive's name starts, and the time ([`archive_time_ms`]).
+fn archive_stamp(name: &str) -> Option<(usize, u64)> {
+    let start = [".deleted.", ".reset.", ".bak."]
         .iter()
-        .filter_map(|marker| name.rfind(marker).map(|at| &name[at + marker.len()..]))
-        .min_by_key(|stamp| stamp.len())?;
+        .filter_map(|marker| name.rfind(marker).map(|at| at + marker.len()))
+        .max()?;
+    let stamp = &name[start..];
     if !stamp.is_ascii() {
         return None;
     }
     let b = stamp.as_bytes();
     let iso = match b.len() {
-        13 if b.iter().all(u8::is_ascii_digit) => return stamp.parse().ok(),
+        13 if b.iter().all(u8::is_ascii_digit) => return stamp.parse().ok().map(|ms| (start, ms)),
         // 20261121T073012.123Z
         20 if b[8] == b'T' => format!(
             "{}-{}-{}T{}:{}:{}{}",
@@ -539,7 +547,7 @@ pub(crate) fn archive_time_ms(name: &str) -> Option<u64> {
         }
         _ => return None,
     };
-    sessionkit_write_lock::parse_iso8601_ms(&iso)
+    sessionkit_write_lock::parse_iso8601_ms(&iso).map(|ms| (start, ms))
 }
 
 /// Renames the transcript `path` aside as `<name>.deleted.<time>`, never over another file:
@@ -548,12 +556,19 @@ pub(crate) fn archive_time_ms(name: &str) -> Option<u64> {
 /// was set back, or of a session id used again) keeps its bytes. A crash between the two
 /// steps leaves an empty archive, which goes at the end of its retention.
 fn archive(path: &Path, at: SystemTime) -> io::Result<()> {
+    let mut prefix = path.as_os_str().to_owned();
+    prefix.push(".deleted.");
+    rename_aside(path, &prefix, at)
+}
+
+/// Renames `path` to `<prefix><time>`, with `at` or the first free millisecond after it as
+/// the time, never over another file (see [`archive`]).
+fn rename_aside(path: &Path, prefix: &std::ffi::OsStr, at: SystemTime) -> io::Result<()> {
     // More archives of one transcript's name in one second than this is not a state a
     // directory gets into by use.
     const NAMES: u64 = 1000;
     for ms in 0..NAMES {
-        let mut aside = path.as_os_str().to_owned();
-        aside.push(".deleted.");
+        let mut aside = prefix.to_owned();
         aside.push(crate::snapshot::compact_utc(at + Duration::from_millis(ms)));
         let aside = PathBuf::from(aside);
         match fs::File::options()
@@ -565,8 +580,13 @@ fn archive(path: &Path, at: SystemTime) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
+        // A failed rename leaves the placeholder, empty, to remove; a name that holds
+        // bytes is the file itself (a rename that went through although it reported a
+        // failure, as a retried one may over a network file system), and stays.
         return in_turn_of_parent(path, || crate::sys::rename(path, &aside)).inspect_err(|_| {
-            let _ = fs::remove_file(&aside);
+            if fs::symlink_metadata(&aside).is_ok_and(|m| m.len() == 0) {
+                let _ = fs::remove_file(&aside);
+            }
         });
     }
     Err(io::Error::new(
@@ -798,13 +818,23 @@ pub(crate) struct Plan {
     pub(crate) archives: Vec<PathBuf>,
     /// Temp files to delete.
     pub(crate) temps: Vec<PathBuf>,
-    /// Files whose time is in the future, to restamp: (path, an orphan transcript).
-    pub(crate) restamp: Vec<(PathBuf, bool)>,
+    /// Files whose time is in the future, and how each gets the pass's time.
+    pub(crate) restamp: Vec<(PathBuf, Restamp)>,
     pub(crate) kept_protected: usize,
     /// The cap picked fewer entries than it had to evict.
     pub(crate) cap_short: bool,
     pub(crate) disk_before: Option<u64>,
     pub(crate) disk_after: Option<u64>,
+}
+
+/// How a file whose time is in the future gets the pass's time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Restamp {
+    /// An archive whose name's time is in the future: renamed with the pass's time.
+    Rename,
+    /// An archive without a time in its name, or an orphan transcript (checked again before):
+    /// given the pass's time as its modification time.
+    Touch { orphan: bool },
 }
 
 /// An entry to evict, as the plan saw it: the eviction applies only to that.
@@ -1198,13 +1228,15 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
     // A time past the pass's clock by more than the slack comes from a clock that was set
     // wrong; trusted, it would keep the file from ageing until the clock caught up.
     let future = |at: SystemTime| now.checked_add(FUTURE_SLACK).is_some_and(|last| at > last);
-    // An archive's age counts from when it was made, which its name says (unless that is in
-    // the future); its modification time is the transcript's last write.
-    let made_at = |f: &FileInfo| match f.kind {
-        Kind::Archive => archive_time_ms(files.name(f))
-            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
-            .filter(|&at| !future(at))
-            .unwrap_or(f.modified),
+    // An archive's age counts from when it was made, which its name says; its modification
+    // time is the transcript's last write. A name in the future counts as made now: the
+    // pass renames it with its own time.
+    let named_at = |f: &FileInfo| {
+        archive_time_ms(files.name(f)).map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+    };
+    let made_at = |f: &FileInfo| match (f.kind, named_at(f)) {
+        (Kind::Archive, Some(at)) if future(at) => now,
+        (Kind::Archive, Some(at)) => at,
         _ => f.modified,
     };
     let archive_age = |f: &FileInfo| now.duration_since(made_at(f)).unwrap_or(Duration::ZERO);
@@ -1255,14 +1287,22 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
         }
     }
     // Archives and orphans whose time is in the future get the pass's time, so that their
-    // retention and grace count from this pass on.
+    // retention and grace count from this pass on: an archive in its name, else as its
+    // modification time. Archives only under a retention, as a pass lists them only then.
     for (i, f) in indexed() {
         let orphan = f.kind == Kind::Transcript
             && !taken.contains(&i)
             && unreferenced_after(&gone_refs, i)
             && !held(f);
-        if (orphan || f.kind == Kind::Archive) && future(made_at(f)) {
-            plan.restamp.push((files.path(f), orphan));
+        let archive = f.kind == Kind::Archive && config.archive_retention.is_some();
+        let how = match named_at(f) {
+            Some(at) if archive && future(at) => Some(Restamp::Rename),
+            Some(_) if archive => None,
+            _ if (archive || orphan) && future(f.modified) => Some(Restamp::Touch { orphan }),
+            _ => None,
+        };
+        if let Some(how) = how {
+            plan.restamp.push((files.path(f), how));
         }
     }
 
@@ -1611,13 +1651,35 @@ pub(crate) fn run(
             }
         }
     }
-    for (path, orphan) in &plan.restamp {
-        if *orphan && !still_orphan(path) {
-            continue;
+    for (path, how) in &plan.restamp {
+        if report.incomplete || (done >= MIN_FILES_PER_PASS && budget.spent()) {
+            report.incomplete = true;
+            break;
         }
-        match restamp(path, now) {
+        done += 1;
+        let done = match how {
+            Restamp::Touch { orphan: true } if !still_orphan(path) => continue,
+            Restamp::Touch { .. } => restamp(path, now),
+            Restamp::Rename => {
+                // The name up to its time, which is replaced.
+                let prefix = path.file_name().and_then(|n| n.to_str()).and_then(|name| {
+                    archive_stamp(name).map(|(start, _)| path.with_file_name(&name[..start]))
+                });
+                match prefix {
+                    Some(prefix) => rename_aside(path, prefix.as_os_str(), now),
+                    None => continue,
+                }
+            }
+        };
+        match done {
             Ok(()) => report.restamped.push(path.clone()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // Setting another user's file's time takes its ownership, which removing or
+            // renaming it does not: the file keeps its time, as before, and is no error.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                tracing::debug!(path = %path.display(), error = %e,
+                    "could not give a file from the future the pass's time");
+            }
             Err(e) => report.errors.push(format!("{}: {e}", path.display())),
         }
     }
@@ -1858,13 +1920,14 @@ fn evict(
     gone
 }
 
-/// Removes a file in its directory's turn: a pass removes thousands, beside the sessions'
-/// own file creations.
-/// Sets `path`'s modification time to `at`.
+/// Sets `path`'s modification time to `at`. The handle is opened for writing, which setting
+/// a file's times takes on some platforms; it writes nothing.
 fn restamp(path: &Path, at: SystemTime) -> io::Result<()> {
-    crate::sys::open_regular(fs::File::options().read(true), path)?.set_modified(at)
+    crate::sys::open_regular(fs::File::options().write(true), path)?.set_modified(at)
 }
 
+/// Removes a file in its directory's turn: a pass removes thousands, beside the sessions'
+/// own file creations.
 fn remove_file(path: &Path) -> io::Result<()> {
     in_turn_of_parent(path, || fs::remove_file(path))
 }

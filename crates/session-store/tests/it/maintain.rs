@@ -355,50 +355,88 @@ fn archiving_never_replaces_an_archive_of_the_same_name() {
 }
 
 /// An archive or an orphan made while the clock was set years ahead still ages: the pass
-/// gives it its own time, and the retention or grace counts from then.
+/// gives it its own time, and the retention or grace counts from then. An archive whose name
+/// is in the future is renamed with the pass's time: its modification time is its
+/// transcript's last write, by which it would go at once.
 #[test]
 fn archives_and_orphans_from_the_future_age_from_when_a_pass_finds_them() {
     let dir = Scratch::new("future");
     let (store, clock) = open_with_clock(&dir, on_demand());
+    let compact = |at: SystemTime| {
+        let ms = at.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        sessionkit_write_lock::format_iso8601_ms(ms).replace(['-', ':'], "")
+    };
     let ahead = clock.now() + 3650 * DAY;
-    let ahead_ms = ahead.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
-    let stamp = sessionkit_write_lock::format_iso8601_ms(ahead_ms).replace(['-', ':'], "");
-    let archive = dir.join(format!("old.jsonl.deleted.{stamp}"));
+    let archive = dir.join(format!("old.jsonl.deleted.{}", compact(ahead)));
+    let unnamed = dir.join("sessions.json.bak.3");
     let orphan = dir.join("orphan.jsonl");
-    for path in [&archive, &orphan] {
-        fs::write(path, b"x").unwrap();
+    let set_modified = |path: &Path, at: SystemTime| {
         fs::File::options()
             .write(true)
             .open(path)
             .unwrap()
-            .set_modified(ahead)
+            .set_modified(at)
             .unwrap();
+    };
+    for path in [&archive, &unnamed, &orphan] {
+        fs::write(path, b"x").unwrap();
+        set_modified(path, ahead);
     }
+    // The archived transcript was last written long before it was archived.
+    set_modified(&archive, clock.now() - 31 * DAY);
+    let sorted = |mut paths: Vec<std::path::PathBuf>| {
+        paths.sort();
+        paths
+    };
+    let all = sorted(vec![archive.clone(), unnamed.clone(), orphan.clone()]);
     // A dry run says so and changes nothing.
     let dry = store.maintain(true).unwrap();
-    let mut restamped = dry.restamped.clone();
-    restamped.sort();
-    assert_eq!(restamped, [archive.clone(), orphan.clone()]);
+    assert_eq!(sorted(dry.restamped.clone()), all, "{dry:?}");
+    assert!(dry.archives_removed.is_empty(), "{dry:?}");
     assert_eq!(fs::metadata(&orphan).unwrap().modified().unwrap(), ahead);
 
     let report = store.maintain(false).unwrap();
-    let mut restamped = report.restamped.clone();
-    restamped.sort();
-    assert_eq!(restamped, [archive.clone(), orphan.clone()]);
+    assert_eq!(sorted(report.restamped.clone()), all, "{report:?}");
+    assert!(report.archives_removed.is_empty(), "{report:?}");
     assert!(!report.is_empty());
-    for path in [&archive, &orphan] {
+    let renamed = dir.join(format!("old.jsonl.deleted.{}", compact(clock.now())));
+    assert!(!archive.exists());
+    assert_eq!(fs::read(&renamed).unwrap(), b"x");
+    for path in [&unnamed, &orphan] {
         assert_eq!(fs::metadata(path).unwrap().modified().unwrap(), clock.now());
     }
+    // Nothing is in the future any more.
+    assert!(store.maintain(true).unwrap().restamped.is_empty());
     // The orphan's grace (1 hour) counts from that pass.
     clock.advance(2 * 3600 * Duration::from_secs(1));
     let report = store.maintain(false).unwrap();
     assert_eq!(report.orphans, std::slice::from_ref(&orphan));
     assert!(report.restamped.is_empty(), "{report:?}");
-    // And the archive's retention (30 days).
+    // And the archives' retention (30 days).
     clock.advance(31 * DAY);
     let report = store.maintain(false).unwrap();
-    assert!(report.archives_removed.contains(&archive), "{report:?}");
-    assert!(!archive.exists());
+    for path in [&renamed, &unnamed] {
+        assert!(report.archives_removed.contains(path), "{report:?}");
+        assert!(!path.exists());
+    }
+}
+
+/// Without an archive retention a pass lists no archives, and a dry run shows the same.
+#[test]
+fn without_a_retention_archives_from_the_future_are_left_alone() {
+    let dir = Scratch::new("future-kept");
+    let (store, clock) = open_with_clock(&dir, on_demand().archive_retention(None));
+    let ms = (clock.now() + 3650 * DAY)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let archive = dir.join(format!("old.jsonl.deleted.{ms}"));
+    fs::write(&archive, b"x").unwrap();
+    let dry = store.maintain(true).unwrap();
+    let real = store.maintain(false).unwrap();
+    assert!(dry.restamped.is_empty(), "{dry:?}");
+    assert!(real.restamped.is_empty(), "{real:?}");
+    assert!(archive.exists());
 }
 
 #[test]
