@@ -215,6 +215,22 @@ impl Store {
     }
 }
 
+/// A write-lock guard that, if dropped on a runtime's thread, is released on a blocking
+/// thread: releasing removes the lock file. It carries a guard out of a blocking task, whose
+/// output is dropped where its future is if the future is dropped after the task finished.
+struct OffWorker(Option<sessionkit_write_lock::LockGuard>);
+
+impl Drop for OffWorker {
+    fn drop(&mut self) {
+        if let Some(guard) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(guard))),
+                Err(_) => drop(guard),
+            }
+        }
+    }
+}
+
 impl Store {
     /// [`open_transcript`](Store::open_transcript), waiting for the lock without blocking a
     /// worker (write-lock's `acquire_async`) and cutting a torn tail on a blocking thread.
@@ -234,13 +250,25 @@ impl Store {
             .map_err(|e| crate::transcript::lock_error(&path, "take the lock of", e))?;
         let p = path.clone();
         // The guard goes with the repair, so that if the repair fails or this future is
-        // dropped meanwhile, the release (which removes the lock file) runs on the blocking
+        // dropped meanwhile, the release (which removes the lock file) runs on a blocking
         // thread rather than on this worker.
-        let (guard, repaired) = tokio::task::spawn_blocking(move || {
-            crate::transcript::repair(&p).map(|repaired| (guard, repaired))
+        let held = OffWorker(Some(guard));
+        let (mut held, repaired) = tokio::task::spawn_blocking(move || {
+            let mut held = held;
+            match crate::transcript::repair(&p) {
+                Ok(repaired) => Ok((held, repaired)),
+                Err(e) => {
+                    drop(held.0.take());
+                    Err(e)
+                }
+            }
         })
         .await
         .map_err(|e| task_error(path.clone(), Operation::Transcript, &e))??;
+        let guard = held
+            .0
+            .take()
+            .expect("the guard comes back with a repair that worked");
         Ok(crate::Transcript::new(path, guard, repaired))
     }
 }

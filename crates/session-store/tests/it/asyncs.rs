@@ -272,3 +272,57 @@ fn a_failed_async_transcript_open_releases_its_lock_off_the_worker() {
     });
     assert_eq!(on_worker.0.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// An async transcript open dropped after its repair finished, before it was polled again:
+/// the guard, handed back by the repair's blocking task, is released on a blocking thread,
+/// not on the worker that drops the future.
+#[test]
+fn an_async_transcript_open_dropped_after_its_repair_releases_off_the_worker() {
+    use std::future::Future;
+    use std::task::Poll;
+
+    use sessionkit_write_lock::Locker;
+    let dir = Scratch::new("async-transcript-dropped");
+    let transcript = dir.join("s.jsonl");
+    let store = Store::open(dir.join("sessions.json")).unwrap();
+    let locker = Locker::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    // An attempt is spoiled if the open finishes in the poll that follows a look at the file
+    // that found the repair not yet done; then it is made again.
+    for _ in 0..20 {
+        // A torn tail: the repair cuts it, which tells this test that the repair ran.
+        std::fs::write(&transcript, b"{\"a\":1}\n{\"torn\":").unwrap();
+        let on_worker = Releases::default();
+        let spoiled = tracing::subscriber::with_default(on_worker.clone(), || {
+            runtime.block_on(async {
+                let mut open = std::pin::pin!(store.open_transcript_async(&locker, "s"));
+                // Polled until its repair has run, and not again after.
+                while std::fs::metadata(&transcript).unwrap().len() != 8 {
+                    let poll =
+                        std::future::poll_fn(|cx| Poll::Ready(open.as_mut().poll(cx).is_ready()));
+                    if poll.await {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // Time for the blocking task to hand its output over (were it slower, the task
+                // would drop the output itself, off the worker, and this test would not fail).
+                std::thread::sleep(Duration::from_millis(50));
+                false
+            })
+        });
+        if spoiled {
+            continue;
+        }
+        assert_eq!(on_worker.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // Released all the same, on a blocking thread.
+        sessionkit_test_support::wait_until("the lock's release", || {
+            locker.try_acquire(&transcript).unwrap().is_some()
+        });
+        return;
+    }
+    panic!("every attempt's open finished before this test could drop it");
+}
