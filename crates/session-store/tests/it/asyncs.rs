@@ -239,22 +239,33 @@ impl tracing::Subscriber for Releases {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
+/// A store in `dir`, a locker, and a current-thread runtime, whose one worker is the thread
+/// that calls `block_on` on it.
+fn on_one_worker(
+    dir: &Scratch,
+) -> (
+    Store,
+    sessionkit_write_lock::Locker,
+    tokio::runtime::Runtime,
+) {
+    let store = Store::open(dir.join("sessions.json")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    (store, sessionkit_write_lock::Locker::new(), runtime)
+}
+
 /// A transcript whose torn tail cannot be repaired fails to open and lets go of its lock, on
 /// a blocking thread: the release removes the lock file, which is file work a worker must
 /// not do. On a current-thread runtime the worker is this test's thread, where the release
 /// would be seen.
 #[test]
 fn a_failed_async_transcript_open_releases_its_lock_off_the_worker() {
-    use sessionkit_write_lock::Locker;
     let dir = Scratch::new("async-transcript-fails");
     // A directory in the transcript's place: the lock is taken, then the repair fails.
     std::fs::create_dir(dir.join("s.jsonl")).unwrap();
-    let store = Store::open(dir.join("sessions.json")).unwrap();
-    let locker = Locker::new();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let (store, locker, runtime) = on_one_worker(&dir);
     let on_worker = Releases::default();
     let failed = tracing::subscriber::with_default(on_worker.clone(), || {
         runtime.block_on(store.open_transcript_async(&locker, "s"))
@@ -281,15 +292,9 @@ fn an_async_transcript_open_dropped_after_its_repair_releases_off_the_worker() {
     use std::future::Future;
     use std::task::Poll;
 
-    use sessionkit_write_lock::Locker;
     let dir = Scratch::new("async-transcript-dropped");
     let transcript = dir.join("s.jsonl");
-    let store = Store::open(dir.join("sessions.json")).unwrap();
-    let locker = Locker::new();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let (store, locker, runtime) = on_one_worker(&dir);
     // An attempt is spoiled if the open finishes in the poll that follows a look at the file
     // that found the repair not yet done; then it is made again.
     for _ in 0..20 {
