@@ -76,4 +76,9 @@ impl StateDir {
             Err(_) => self.sweep.wait(Duration::ZERO),
         }
     }
+
+    /// [`close`](StateDir::close) on a blocking thread.
+    pub async fn close_async(self) -> bool {
+        self.store.close_async().await
+    }
 }

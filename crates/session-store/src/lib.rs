@@ -50,6 +50,9 @@
 //!   reported, never replaced by an empty store without a word.
 //! - **Unknown fields survive.** Entries keep every field's value byte for byte (whitespace
 //!   outside strings aside); `sessionId` and `updatedAt` are indexed.
+//! - **A close that means it.** Dropping a handle never blocks; [`Store::close`] on the last
+//!   handle returns once the writer has committed what was queued and no background
+//!   compaction or maintenance pass (hook included) is left running.
 //!
 //! # Layers
 //!

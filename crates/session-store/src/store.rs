@@ -699,7 +699,8 @@ impl Shared {
 /// processes.
 ///
 /// Cloning a `Store` gives another handle to the same store (and the same writer thread);
-/// the writer stops when the last handle is dropped, after finishing what was queued.
+/// the writer stops when the last handle is dropped, after finishing what was queued, and
+/// [`close`](Store::close) waits for that.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) shared: Arc<Shared>,
@@ -996,6 +997,29 @@ impl Store {
     /// compaction in the background tries again.
     pub fn flush(&self) -> Result<()> {
         crate::writer::flush(&self.shared)
+    }
+
+    /// Closes this handle and, if it is the store's last, waits until no thread of the store
+    /// touches its directory any more: the writer has committed what was queued (and made an
+    /// owed fsync), and a background compaction or maintenance pass that is queued or
+    /// running has ended, its [`on_pass`](crate::Maintenance::on_pass) hook included. True
+    /// if it was the last handle; with other handles left (clones) it only drops this one.
+    ///
+    /// Dropping the last handle never waits: the store's threads finish by themselves, and
+    /// one may still be archiving transcripts or appending evictions as the drop returns.
+    /// Close instead where the directory is checked, copied or removed next. Blocks; from
+    /// async code use `close_async` (feature `tokio`).
+    pub fn close(self) -> bool {
+        let Store { shared, tx, report } = self;
+        drop((shared, report));
+        // `into_inner`, not `try_unwrap`: of two handles closed at once, one is the last.
+        match Arc::into_inner(tx) {
+            Some(writer) => {
+                writer.close();
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -213,6 +213,14 @@ impl Store {
     pub async fn flush_async(&self) -> Result<()> {
         self.blocking(Operation::Flush, Store::flush).await
     }
+
+    /// [`close`](Store::close) on a blocking thread. Dropping the future does not stop the
+    /// close; false also if the runtime shut down before the close could run.
+    pub async fn close_async(self) -> bool {
+        tokio::task::spawn_blocking(move || self.close())
+            .await
+            .unwrap_or(false)
+    }
 }
 
 /// A write-lock guard that, if dropped on a runtime's thread, is released on a blocking

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use crate::entry::{Activity, Entry, Patch};
@@ -91,11 +91,30 @@ impl Request {
 pub(crate) struct Sender {
     tx: mpsc::Sender<Request>,
     shared: Arc<Shared>,
+    thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Sender {
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Stops the writer once it has committed what was queued, and waits for it, then for
+    /// every background job queued or running. The caller holds the last sender.
+    pub(crate) fn close(self) {
+        let Sender {
+            tx,
+            shared,
+            thread: writer,
+        } = self;
+        drop(tx);
+        if let Some(writer) = writer.filter(|w| w.thread().id() != thread::current().id()) {
+            // A panic of the writer was reported by the panic hook; nothing is left to wait for.
+            let _ = writer.join();
+        }
+        // A maintenance pass may start a compaction (its evictions are batches), and the
+        // writer's last batches may have started either: wait until both are idle at once.
+        while shared.compactor.wait_idle() | shared.maintainer.wait_idle() {}
     }
 
     pub(crate) fn send(&self, request: Request) -> Result<()> {
@@ -124,7 +143,7 @@ pub(crate) fn start<T: Send + 'static>(
 ) -> Result<(Sender, T)> {
     let (tx, rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
-    thread::Builder::new()
+    let thread = thread::Builder::new()
         .name("sessionkit-store-writer".to_owned())
         .spawn(move || {
             let opened = open();
@@ -147,7 +166,8 @@ pub(crate) fn start<T: Send + 'static>(
     let (shared, opened) = ready_rx.recv().map_err(|_| Error::WriterStopped {
         path: path.to_path_buf(),
     })??;
-    Ok((Sender { tx, shared }, opened))
+    let thread = Some(thread);
+    Ok((Sender { tx, shared, thread }, opened))
 }
 
 fn run(shared: &Arc<Shared>, rx: &Receiver<Request>) {
@@ -816,6 +836,36 @@ impl Job {
 pub(crate) struct Background {
     job: Job,
     tx: Mutex<Option<mpsc::Sender<()>>>,
+    runs: Arc<Runs>,
+    /// The thread's id, so that a wait on its thread (a hook that closes the store) does
+    /// not wait for itself.
+    thread: Mutex<Option<ThreadId>>,
+}
+
+/// The runs of a background job queued or running, for [`Background::wait_idle`].
+#[derive(Default)]
+struct Runs {
+    pending: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Runs {
+    fn add(&self, n: isize) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        *pending = pending.saturating_add_signed(n);
+        if *pending == 0 {
+            self.idle.notify_all();
+        }
+    }
+}
+
+/// Counts a run as ended when dropped, also when the job panics.
+struct RunEnded<'a>(&'a Runs);
+
+impl Drop for RunEnded<'_> {
+    fn drop(&mut self) {
+        self.0.add(-1);
+    }
 }
 
 impl Background {
@@ -823,7 +873,27 @@ impl Background {
         Background {
             job,
             tx: Mutex::new(None),
+            runs: Arc::default(),
+            thread: Mutex::new(None),
         }
+    }
+
+    /// Waits until no run of the job is queued or running; true if there was one to wait
+    /// for. On the job's own thread it returns false at once.
+    pub(crate) fn wait_idle(&self) -> bool {
+        if *lock(&self.thread) == Some(thread::current().id()) {
+            return false;
+        }
+        let mut pending = lock(&self.runs.pending);
+        let waited = *pending > 0;
+        while *pending > 0 {
+            pending = self
+                .runs
+                .idle
+                .wait(pending)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        waited
     }
 
     /// Queues one run of the job, starting the thread if there is none (or it ended with a
@@ -831,6 +901,8 @@ impl Background {
     /// False if no thread could be started.
     pub(crate) fn kick(&self, shared: &Arc<Shared>) -> bool {
         let mut tx = lock(&self.tx);
+        // Counted before it is sent, so that the thread's end of the run cannot come first.
+        self.runs.add(1);
         if tx.as_ref().is_some_and(|sender| sender.send(()).is_ok()) {
             return true;
         }
@@ -839,6 +911,7 @@ impl Background {
         // writer are gone, the sender goes with `Shared` and the thread ends.
         let owner = Arc::downgrade(shared);
         let job = self.job;
+        let runs = Arc::clone(&self.runs);
         let spawned = thread::Builder::new()
             .name(job.thread_name().to_owned())
             .spawn(move || {
@@ -846,11 +919,13 @@ impl Background {
                     crate::sys::lower_this_thread_priority();
                 }
                 while rx.recv().is_ok() {
+                    let ended = RunEnded(&runs);
                     let Some(shared) = owner.upgrade() else {
                         break;
                     };
                     let freed_much = job.run(&shared);
                     drop(shared);
+                    drop(ended);
                     // A large pass frees what it evicted and its scratch memory; give the
                     // pages back rather than let the allocator keep them resident.
                     if freed_much {
@@ -858,8 +933,9 @@ impl Background {
                     }
                 }
             });
-        match spawned {
-            Ok(_) => {
+        let queued = match spawned {
+            Ok(handle) => {
+                *lock(&self.thread) = Some(handle.thread().id());
                 let queued = sender.send(()).is_ok();
                 *tx = Some(sender);
                 queued
@@ -869,7 +945,11 @@ impl Background {
                     "could not start a background thread of the store");
                 false
             }
+        };
+        if !queued {
+            self.runs.add(-1);
         }
+        queued
     }
 }
 
@@ -1253,6 +1333,63 @@ mod tests {
         let report = explicit.join().unwrap().unwrap();
         assert!(report.capped.is_empty(), "{report:?}");
         assert_eq!(store.count().unwrap(), 2);
+    }
+
+    /// Closing the last handle waits for the background pass that runs, its hook included:
+    /// once `close` returns, every eviction on disk has been reported. Closing another handle
+    /// does not wait.
+    #[test]
+    fn closing_the_last_handle_waits_for_the_background_pass_and_its_hook() {
+        use std::sync::mpsc;
+        use std::thread;
+
+        use sessionkit_test_support::HANG;
+
+        let dir = Scratch::new("close-waits");
+        let snapshot = dir.join("sessions.json");
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let store = Store::builder()
+            .maintenance({
+                let heard = Arc::clone(&heard);
+                crate::Maintenance::new()
+                    .max_entries(Some(2))
+                    .prune_after(None)
+                    .interval(None)
+                    .on_pass(move |pass| heard.lock().unwrap().extend(pass.capped.clone()))
+            })
+            .open(&snapshot)
+            .unwrap();
+        let (started, background_started) = mpsc::channel();
+        let (go, background_goes) = mpsc::channel::<()>();
+        crate::hooks::on(crate::hooks::Point::PassStarted, &snapshot, move || {
+            started.send(()).unwrap();
+            let _ = background_goes.recv();
+        });
+        // Four entries against a cap of 2 and a slack of 1: a background pass starts.
+        for key in ["k0", "k1", "k2", "k3"] {
+            store.upsert(key, entry(key)).unwrap();
+        }
+        background_started.recv_timeout(HANG).unwrap();
+        assert!(!store.clone().close(), "a clone is not the last handle");
+        let (done, close_done) = mpsc::channel();
+        let closing = thread::spawn(move || {
+            let last = store.close();
+            done.send(()).unwrap();
+            last
+        });
+        // The pass is held, so the close cannot have ended, however long this waits; without
+        // the wait it ends at once.
+        assert!(
+            close_done.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the close returned while the background pass ran"
+        );
+        go.send(()).unwrap();
+        assert!(closing.join().unwrap(), "the last handle");
+        let heard = heard.lock().unwrap().clone();
+        assert_eq!(heard, ["k0", "k1"]);
+        let reopened = crate::load_store(&snapshot).unwrap();
+        let keys: Vec<&str> = reopened.state.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["k2", "k3"]);
     }
 
     /// An update that writes nothing (a delete of a missing key) is as durable as what this

@@ -92,6 +92,49 @@ async fn maintenance_runs_from_async_code() {
     assert_eq!(store.count_async().await.unwrap(), 5);
 }
 
+/// `close_async` on the last handle returns only once the background pass the last updates
+/// started has ended and its hook has heard it; on a clone it does not wait.
+#[tokio::test(flavor = "current_thread")]
+async fn closing_from_async_code_waits_for_the_background_pass() {
+    let dir = Scratch::new("async-close");
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook = {
+        let heard = std::sync::Arc::clone(&heard);
+        move |pass: &sessionkit_session_store::MaintenanceReport| {
+            // A slow hook: a close that did not wait for it would return first.
+            std::thread::sleep(Duration::from_millis(200));
+            heard.lock().unwrap().extend(pass.capped.clone());
+        }
+    };
+    let store = Store::builder()
+        .maintenance(
+            Maintenance::new()
+                .max_entries(Some(2))
+                .prune_after(None)
+                .interval(None)
+                .on_pass(hook),
+        )
+        .open_async(dir.join("sessions.json"))
+        .await
+        .unwrap();
+    // Four entries against a cap of 2 and a slack of 1: the last batch starts a pass.
+    for n in 0..4 {
+        store
+            .upsert_async(format!("k{n}"), entry(n + 1))
+            .await
+            .unwrap();
+    }
+    assert!(
+        !store.clone().close_async().await,
+        "a clone is not the last"
+    );
+    assert!(store.close_async().await, "the last handle");
+    assert_eq!(*heard.lock().unwrap(), ["k0", "k1"]);
+    let loaded = sessionkit_session_store::load_store(dir.join("sessions.json")).unwrap();
+    let keys: Vec<&str> = loaded.state.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["k2", "k3"]);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_dropped_update_future_leaves_the_store_consistent() {
     let dir = Scratch::new("async-drop");

@@ -184,7 +184,9 @@ pub(crate) fn run_processes(
     }
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    drop(state);
+    // Waits for a running maintenance pass, whose hook must have reported its evictions
+    // before the check reads the directory.
+    super::close(state)?;
 
     let mut report = base_report("sessionkit", plan, workers, dir);
     report.workers_killed = killed;
@@ -222,8 +224,8 @@ pub(crate) fn worker_main() -> Result<u8, Failure> {
         Arc::new(AtomicUsize::new(0)),
     ));
     summary.startup_blocked_us = u64::try_from(blocked.as_micros()).unwrap_or(u64::MAX);
-    drop(state);
     drop(rt);
+    super::close(state)?;
     sink.emit(Event::Summary(summary));
     // Every clone of the sink is gone with the runtime; dropping this one ends the printer.
     drop(sink);

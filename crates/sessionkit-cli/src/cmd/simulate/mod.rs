@@ -268,6 +268,17 @@ fn state_builder(
     Ok(builder)
 }
 
+/// Closes the state directory, which must hold the registry's last handle; see `StateDir::close`.
+fn close(state: impl Into<Arc<sessionkit::StateDir>>) -> Result<(), Failure> {
+    match Arc::into_inner(state.into()).map(sessionkit::StateDir::close) {
+        Some(true) => Ok(()),
+        _ => Err(failure(
+            "close the state directory",
+            "a handle of its registry is still open",
+        )),
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     // Two workers, as a gateway on a 2-core machine would have, and at most 8 blocking
     // threads: with tokio's default of 512, a storm of runs puts dozens of runnable file-work
@@ -406,9 +417,11 @@ fn run_in_process(plan: &Arc<Plan>, dir: &Path) -> Result<Report, Failure> {
     })?;
     let elapsed = started.elapsed();
     run.stop();
-    // Closing the registry waits for its writer and background passes: off the runtime.
-    drop(state);
+    // The runtime first: its tasks hold handles. Then the close, off the runtime, waits for
+    // the registry's writer and a running maintenance pass, whose hook must have reported
+    // its evictions before the check reads the directory.
     drop(rt);
+    close(state)?;
     run.report("sessionkit", plan, dir, summary, elapsed, &evicted)
 }
 
