@@ -77,7 +77,9 @@
 //! state
 //!     .store()
 //!     .patch("agent:main:cron:1", Patch::parse(r#"{"status":"done"}"#)?, Activity::Advance)?;
-//! # drop(state);
+//!
+//! // Before the directory is looked at or removed: waits for the registry's threads.
+//! state.close();
 //! # std::fs::remove_dir_all(&dir)?;
 //! # Ok(())
 //! # }

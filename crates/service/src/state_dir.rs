@@ -525,7 +525,8 @@ impl StateDir {
 
     /// Closes the registry as [`Store::close`] does: if this holds its last handle, waits
     /// until the registry's threads are done with the directory (queued updates committed,
-    /// a running maintenance pass ended, its hook included). True if it was the last handle.
+    /// compactions and maintenance passes queued or running ended, hooks included). True if
+    /// it was the last handle.
     /// The startup sweep is not waited for; [`wait_startup_sweep`](StateDir::wait_startup_sweep)
     /// does that. Blocks; from async code use `close_async` (feature `tokio`).
     pub fn close(self) -> bool {

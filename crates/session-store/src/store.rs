@@ -1007,8 +1007,9 @@ impl Store {
     ///
     /// Dropping the last handle never waits: the store's threads finish by themselves, and
     /// one may still be archiving transcripts or appending evictions as the drop returns.
-    /// Close instead where the directory is checked, copied or removed next. Blocks; from
-    /// async code use `close_async` (feature `tokio`).
+    /// Close instead where the directory is checked, copied or removed next. Called from a
+    /// pass's [`on_pass`](crate::Maintenance::on_pass) hook, it does not wait for that pass.
+    /// Blocks; from async code use `close_async` (feature `tokio`).
     pub fn close(self) -> bool {
         let Store { shared, tx, report } = self;
         drop((shared, report));

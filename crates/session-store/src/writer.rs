@@ -112,9 +112,10 @@ impl Sender {
             // A panic of the writer was reported by the panic hook; nothing is left to wait for.
             let _ = writer.join();
         }
-        // A maintenance pass may start a compaction (its evictions are batches), and the
-        // writer's last batches may have started either: wait until both are idle at once.
-        while shared.compactor.wait_idle() | shared.maintainer.wait_idle() {}
+        // With the writer gone only a maintenance pass starts a job (a compaction, after its
+        // evictions' batches), and a compaction starts none: the passes first.
+        shared.maintainer.wait_idle();
+        shared.compactor.wait_idle();
     }
 
     pub(crate) fn send(&self, request: Request) -> Result<()> {
@@ -878,14 +879,13 @@ impl Background {
         }
     }
 
-    /// Waits until no run of the job is queued or running; true if there was one to wait
-    /// for. On the job's own thread it returns false at once.
-    pub(crate) fn wait_idle(&self) -> bool {
+    /// Waits until no run of the job is queued or running. On the job's own thread (a pass's
+    /// hook that closes the store) it returns at once.
+    pub(crate) fn wait_idle(&self) {
         if *lock(&self.thread) == Some(thread::current().id()) {
-            return false;
+            return;
         }
         let mut pending = lock(&self.runs.pending);
-        let waited = *pending > 0;
         while *pending > 0 {
             pending = self
                 .runs
@@ -893,7 +893,6 @@ impl Background {
                 .wait(pending)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        waited
     }
 
     /// Queues one run of the job, starting the thread if there is none (or it ended with a
@@ -923,7 +922,15 @@ impl Background {
                     let Some(shared) = owner.upgrade() else {
                         break;
                     };
-                    let freed_much = job.run(&shared);
+                    // A panicking job (a pass's hook, say) must not end the thread: a run
+                    // queued meanwhile would be lost with its channel, and a close would
+                    // wait for it for ever. The panic hook has printed the message.
+                    let run = std::panic::AssertUnwindSafe(|| job.run(&shared));
+                    let freed_much = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                        tracing::error!(path = %shared.snapshot_path.display(),
+                            thread = job.thread_name(), "a background job of the store panicked");
+                        false
+                    });
                     drop(shared);
                     drop(ended);
                     // A large pass frees what it evicted and its scratch memory; give the
@@ -1390,6 +1397,61 @@ mod tests {
         let reopened = crate::load_store(&snapshot).unwrap();
         let keys: Vec<&str> = reopened.state.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["k2", "k3"]);
+    }
+
+    /// A pass whose hook panics does not end the maintenance thread: the pass the writer
+    /// queued while the hook ran still runs, and the close returns instead of waiting for it
+    /// for ever.
+    #[test]
+    fn a_pass_queued_while_a_hook_panics_still_runs_and_the_close_returns() {
+        use std::sync::mpsc;
+        use std::thread;
+
+        use sessionkit_test_support::HANG;
+
+        let dir = Scratch::new("hook-panics");
+        let slot: Arc<Mutex<Option<Store>>> = Arc::default();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let (dropped, hook_dropped) = mpsc::channel();
+        let hook = {
+            let (slot, heard) = (Arc::clone(&slot), Arc::clone(&heard));
+            move |pass: &crate::MaintenanceReport| {
+                heard.lock().unwrap().push(pass.capped.clone());
+                let Some(store) = slot.lock().unwrap().take() else {
+                    return;
+                };
+                // Back past the trigger while this pass's hook runs: the writer queues the
+                // next pass behind this one.
+                for key in ["k4", "k5"] {
+                    store.upsert(key, entry(key)).unwrap();
+                }
+                wait_until("the next pass is queued", || {
+                    *super::lock(&store.shared.maintainer.runs.pending) == 2
+                });
+                drop(store);
+                dropped.send(()).unwrap();
+                panic!("a hook that panics");
+            }
+        };
+        let store = Store::builder()
+            .maintenance(
+                crate::Maintenance::new()
+                    .max_entries(Some(2))
+                    .prune_after(None)
+                    .interval(None)
+                    .on_pass(hook),
+            )
+            .open(dir.join("sessions.json"))
+            .unwrap();
+        *slot.lock().unwrap() = Some(store.clone());
+        for key in ["k0", "k1", "k2", "k3"] {
+            store.upsert(key, entry(key)).unwrap();
+        }
+        hook_dropped.recv_timeout(HANG).unwrap();
+        let (done, closed) = mpsc::channel();
+        thread::spawn(move || done.send(store.close()).unwrap());
+        assert_eq!(closed.recv_timeout(HANG), Ok(true), "the close returned");
+        assert_eq!(*heard.lock().unwrap(), [["k0", "k1"], ["k2", "k3"]]);
     }
 
     /// An update that writes nothing (a delete of a missing key) is as durable as what this
