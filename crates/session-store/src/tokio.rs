@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use sessionkit_write_lock::OffWorker;
+
 use crate::entry::{Activity, Entry, Patch};
 use crate::error::{Error, Operation, Result};
 use crate::journal::EvictReason;
@@ -223,22 +225,6 @@ impl Store {
     }
 }
 
-/// A write-lock guard that, if dropped on a runtime's thread, is released on a blocking
-/// thread: releasing removes the lock file. It carries a guard out of a blocking task, whose
-/// output is dropped where its future is if the future is dropped after the task finished.
-struct OffWorker(Option<sessionkit_write_lock::LockGuard>);
-
-impl Drop for OffWorker {
-    fn drop(&mut self) {
-        if let Some(guard) = self.0.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(guard))),
-                Err(_) => drop(guard),
-            }
-        }
-    }
-}
-
 impl Store {
     /// [`open_transcript`](Store::open_transcript), waiting for the lock without blocking a
     /// worker (write-lock's `acquire_async`) and cutting a torn tail on a blocking thread.
@@ -260,24 +246,18 @@ impl Store {
         // The guard goes with the repair, so that if the repair fails or this future is
         // dropped meanwhile, the release (which removes the lock file) runs on a blocking
         // thread rather than on this worker.
-        let held = OffWorker(Some(guard));
-        let (mut held, repaired) = tokio::task::spawn_blocking(move || {
-            let mut held = held;
-            match crate::transcript::repair(&p) {
+        let held = OffWorker::new(guard);
+        let (held, repaired) =
+            tokio::task::spawn_blocking(move || match crate::transcript::repair(&p) {
                 Ok(repaired) => Ok((held, repaired)),
                 Err(e) => {
-                    drop(held.0.take());
+                    drop(held.into_inner());
                     Err(e)
                 }
-            }
-        })
-        .await
-        .map_err(|e| task_error(path.clone(), Operation::Transcript, &e))??;
-        let guard = held
-            .0
-            .take()
-            .expect("the guard comes back with a repair that worked");
-        Ok(crate::Transcript::new(path, guard, repaired))
+            })
+            .await
+            .map_err(|e| task_error(path.clone(), Operation::Transcript, &e))??;
+        Ok(crate::Transcript::new(path, held.into_inner(), repaired))
     }
 }
 
@@ -301,13 +281,15 @@ impl crate::Transcript {
             .ok_or_else(|| crate::transcript::lost(&self.path))?;
         let appender = self.appender.clone();
         let record = record.into();
+        // Back in a wrapper: if this future is dropped once the append is done, the guard's
+        // release runs on a blocking thread, not on this worker.
         let (guard, appended) = tokio::task::spawn_blocking(move || {
             let appended = guard.append_with(&appender, &record);
-            (guard, appended)
+            (OffWorker::new(guard), appended)
         })
         .await
         .map_err(|e| task_error(self.path.clone(), Operation::Transcript, &e))?;
-        self.guard = Some(guard);
+        self.guard = Some(guard.into_inner());
         let appended =
             appended.map_err(|e| crate::transcript::lock_error(&self.path, "append to", e))?;
         self.end = Some(appended.end());

@@ -104,7 +104,9 @@
 //! # Async
 //!
 //! With the `tokio` feature, [`Locker::acquire_async`] waits without blocking a worker and is
-//! cancel-safe: dropping the future leaves no lock file and no waiter behind.
+//! cancel-safe: dropping the future leaves no lock file and no waiter behind. A lock won by a
+//! blocking task whose future was dropped is released on a blocking thread, never on the
+//! worker; `OffWorker` does the same for guards an application carries through async code.
 
 #![deny(missing_docs)]
 
@@ -142,7 +144,7 @@ pub use crate::record::{OwnerRecord, Payload, RECORD_FORMAT, format_created_at, 
 pub use crate::time::{format_iso8601_ms, parse_iso8601_ms};
 
 #[cfg(feature = "tokio")]
-pub use crate::tokio::release_on_signals;
+pub use crate::tokio::{OffWorker, release_on_signals};
 
 /// Releases every lock this process holds through any [`Locker`] (removing each lock file that
 /// is still its own) and returns how many it released. Their guards' later writes fail as

@@ -33,6 +33,59 @@ where
     }
 }
 
+/// A value whose drop does file I/O (a [`LockGuard`]: its release removes the lock file) that,
+/// if dropped on a tokio runtime's thread, is dropped on the blocking pool instead.
+///
+/// Use it for a guard that comes out of a blocking task: if the future awaiting the task is
+/// dropped after the task finished but before it was polled again, the task's output is
+/// dropped where the future is, on a worker. Outside a runtime it drops in place.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sessionkit_write_lock::{Locker, OffWorker};
+///
+/// # let dir = std::env::temp_dir().join(format!("sk-doc-offworker-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let target = dir.join("session.jsonl");
+/// let locker = Locker::new();
+/// let held = tokio::task::spawn_blocking(move || locker.acquire(&target).map(OffWorker::new))
+///     .await??;
+/// // Released on a blocking thread when `held` goes out of scope here.
+/// let guard = held.into_inner();
+/// guard.release_async().await?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct OffWorker<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> OffWorker<T> {
+    /// Wraps `value`.
+    pub fn new(value: T) -> OffWorker<T> {
+        OffWorker(Some(value))
+    }
+
+    /// The value, to be dropped wherever the caller drops it.
+    pub fn into_inner(mut self) -> T {
+        self.0
+            .take()
+            .expect("only `into_inner`, which takes `self`, empties it")
+    }
+}
+
+impl<T: Send + 'static> Drop for OffWorker<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            match ::tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(value))),
+                Err(_) => drop(value),
+            }
+        }
+    }
+}
+
 /// Resolves when `ticket` is first in line and nobody in this process holds the lock.
 struct MyTurn<'a> {
     lock_path: &'a Path,
@@ -119,12 +172,14 @@ impl Locker {
             }
             let locker = self.clone();
             let (t, p, h) = (target.clone(), paths.clone(), holder.clone());
+            // A lock the attempt wins after this future is dropped is released off the worker.
             let (attempt, new_floor) = blocking(&target, move || {
-                locker.attempt_once(&t, &p, h.as_deref(), floor)
+                let (attempt, floor) = locker.attempt_once(&t, &p, h.as_deref(), floor)?;
+                Ok((OffWorker::new(attempt), floor))
             })
             .await?;
             floor = new_floor;
-            match attempt {
+            match attempt.into_inner() {
                 Attempt::Acquired(held) => return Ok(self.install(held, &ticket)),
                 Attempt::Retry => continue,
                 Attempt::Busy(who) => {
@@ -167,8 +222,12 @@ impl Suspended {
             None => locker.acquire_async(target).await?,
         };
         let target = self.target().to_path_buf();
-        // Reading the fingerprint is a little file I/O; keep it off the worker too.
-        blocking(&target, move || self.finish_resume(guard)).await
+        // Reading the fingerprint is a little file I/O; keep it off the worker too, and the
+        // guard's release if this future is dropped once that is done.
+        let resumed = blocking(&target, move || {
+            self.finish_resume(guard).map(OffWorker::new)
+        });
+        Ok(resumed.await?.into_inner())
     }
 }
 

@@ -374,3 +374,54 @@ fn an_async_transcript_open_dropped_after_its_repair_releases_off_the_worker() {
     }
     panic!("every attempt's open finished before this test could drop it");
 }
+
+/// An async append dropped after its blocking write finished, before it was polled again:
+/// the guard, handed back by the write's task, is released on a blocking thread, not on the
+/// worker that drops the future.
+#[test]
+fn an_async_append_dropped_after_its_write_releases_off_the_worker() {
+    use std::future::Future;
+    use std::task::Poll;
+
+    let dir = Scratch::new("async-append-dropped");
+    let path = dir.join("s.jsonl");
+    let (store, locker, runtime) = on_one_worker(&dir);
+    // The first append creates the file.
+    let len = || std::fs::metadata(&path).map_or(0, |m| m.len());
+    // An attempt is spoiled if the append finishes in the poll that follows a look at the
+    // file that found the record not yet written; then it is made again.
+    for _ in 0..20 {
+        let mut transcript = store.open_transcript(&locker, "s").unwrap();
+        let before = len();
+        let on_worker = Releases::default();
+        let spoiled = tracing::subscriber::with_default(on_worker.clone(), || {
+            runtime.block_on(async {
+                let mut append = std::pin::pin!(transcript.append_async(r#"{"a":1}"#));
+                // Polled until its record is written, and not again after.
+                while len() == before {
+                    let poll =
+                        std::future::poll_fn(|cx| Poll::Ready(append.as_mut().poll(cx).is_ready()));
+                    if poll.await {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // Time for the blocking task to hand its output over (were it slower, the task
+                // would drop the output itself, off the worker, and this test would not fail).
+                std::thread::sleep(Duration::from_millis(50));
+                false
+            })
+        });
+        drop(transcript);
+        if spoiled {
+            continue;
+        }
+        assert_eq!(on_worker.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // Released all the same, on a blocking thread.
+        sessionkit_test_support::wait_until("the lock's release", || {
+            locker.try_acquire(&path).unwrap().is_some()
+        });
+        return;
+    }
+    panic!("every attempt's append finished before this test could drop it");
+}
