@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sessionkit_session_store::{
     Clock, Entry, Maintenance, MaintenanceMode, ManualClock, Store, TranscriptDisposal,
 };
-use sessionkit_test_support::{Mount, set_modified_ago};
+use sessionkit_test_support::{
+    Mount, rerun_as_nobody, set_mode, set_modified_ago, why_not_as_nobody,
+};
 
 use crate::util::Scratch;
 
@@ -81,6 +83,10 @@ fn on_demand() -> Maintenance {
 }
 
 fn open(dir: &Scratch, m: Maintenance) -> Store {
+    open_in(dir.path(), m)
+}
+
+fn open_in(dir: &Path, m: Maintenance) -> Store {
     Store::builder()
         .maintenance(m)
         .auto_compact(false)
@@ -352,6 +358,51 @@ fn archiving_never_replaces_an_archive_of_the_same_name() {
         .collect();
     archives.sort();
     assert_eq!(archives, [name(now), name(later), third]);
+}
+
+/// An orphan from the future that belongs to another user keeps its time, and that is no
+/// error: setting a file's times to a given value takes owning it (`EPERM` otherwise), and
+/// a pass that failed on it would fail on every pass. The pass runs as user 65534 in its own
+/// directory, against root's file; only root can set that up.
+#[test]
+fn another_users_orphan_from_the_future_keeps_its_time_and_is_no_error() {
+    const TEST: &str =
+        "maintain::another_users_orphan_from_the_future_keeps_its_time_and_is_no_error";
+    const CHILD: &str = "SESSIONKIT_TEST_RESTAMP_DIR";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        let store = open_in(Path::new(&dir), on_demand());
+        let report = store.maintain(false).unwrap();
+        assert!(report.is_empty() && report.errors.is_empty(), "{report:?}");
+        println!("CHECKED AS ANOTHER USER");
+        return;
+    }
+    if let Some(why) = why_not_as_nobody() {
+        println!("SKIP: another user's file from the future: {why}");
+        return;
+    }
+    let dir = Scratch::new("future-other-user");
+    let orphan = dir.join("orphan.jsonl");
+    fs::write(&orphan, b"{}\n").unwrap();
+    // Writable by all, so that the pass's open for writing works and only the time is refused.
+    set_mode(&orphan, 0o666);
+    let ahead = SystemTime::now() + 3650 * DAY;
+    let file = fs::File::options().write(true).open(&orphan).unwrap();
+    file.set_modified(ahead).unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    set_mode(dir.path(), 0o755);
+    let out = rerun_as_nobody(TEST, dir.path())
+        .env(CHILD, dir.path())
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    // A misnamed test would run nothing and still succeed.
+    assert!(all.contains("CHECKED AS ANOTHER USER"), "{all}");
+    assert_eq!(fs::metadata(&orphan).unwrap().modified().unwrap(), ahead);
 }
 
 /// An archive or an orphan made while the clock was set years ahead still ages: the pass
