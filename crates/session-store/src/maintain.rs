@@ -1961,6 +1961,7 @@ fn push_key(report: &mut MaintenanceReport, key: String, reason: EvictReason) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{documented_room, documented_slack};
 
     use sessionkit_test_support::Scratch;
 
@@ -2358,14 +2359,15 @@ mod tests {
                 .count()
         };
         let mut taken = Vec::new();
-        if entries.len() <= max + slack(max) {
+        let (slack, room) = (documented_slack(max), documented_room(max));
+        if entries.len() <= max + slack {
             return taken;
         }
         while entries.len() - taken.len() > max {
             let unprotected = count(0, &taken);
-            let next = if unprotected > room(max) {
+            let next = if unprotected > room {
                 oldest(0, &taken)
-            } else if count(PROTECTED, &taken) > max - room(max) {
+            } else if count(PROTECTED, &taken) > max - room {
                 oldest(PROTECTED, &taken)
             } else {
                 oldest(0, &taken)
@@ -2423,7 +2425,8 @@ mod tests {
             // The plan lists what it takes oldest first; the model, in the order it took it.
             model.sort_by_key(|key| entries.iter().find(|(_, k, _)| k == key).map(|(at, k, _)| (*at, k.clone())));
             proptest::prop_assert_eq!(&planned, &model);
-            let short = entries.len() > max + slack(max) && entries.len() - model.len() > max;
+            let short =
+                entries.len() > max + documented_slack(max) && entries.len() - model.len() > max;
             proptest::prop_assert_eq!(plan.cap_short, short);
         }
         #[test]

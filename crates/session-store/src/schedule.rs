@@ -164,11 +164,7 @@ mod tests {
 
     use super::{PassEnd, Schedule};
     use crate::maintain::Maintenance;
-
-    /// The cap's slack as [`Maintenance::max_entries`] documents it.
-    fn documented_slack(cap: usize) -> usize {
-        if cap < 50 { 1 } else { (cap / 10).max(25) }
-    }
+    use crate::testing::documented_slack;
 
     /// The documented pause after the `failures`-th failed compaction in a row.
     fn documented_pause(failures: u32) -> Duration {

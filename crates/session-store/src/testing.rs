@@ -2,6 +2,19 @@
 
 use crate::{ListQuery, Store};
 
+/// The cap's slack as [`Maintenance::max_entries`](crate::Maintenance::max_entries) documents
+/// it, written apart from the code's, so that a test that uses it pins the formula.
+pub(crate) fn documented_slack(cap: usize) -> usize {
+    if cap < 50 { 1 } else { (cap / 10).max(25) }
+}
+
+/// The room protection leaves under a cap, as
+/// [`Maintenance::protect`](crate::Maintenance::protect) documents it: half the cap, at most
+/// 25.
+pub(crate) fn documented_room(cap: usize) -> usize {
+    if cap >= 50 { 25 } else { cap / 2 }
+}
+
 /// The store's keys, sorted.
 pub(crate) fn keys(store: &Store) -> Vec<String> {
     let mut keys: Vec<String> = store
