@@ -353,7 +353,8 @@ pub struct MaintenanceReport {
     pub capped: Vec<String>,
     /// Keys evicted by the disk budget.
     pub disk_evicted: Vec<String>,
-    /// Active or protected entries kept although the cap or budget wanted them gone.
+    /// Active or protected entries kept although the cap or budget wanted them gone, counted
+    /// once for each of the two that did: an entry both wanted gone counts twice.
     pub kept_protected: usize,
     /// Transcripts of evicted sessions, archived.
     pub archived: Vec<PathBuf>,
