@@ -828,6 +828,30 @@ impl Job {
             Job::Maintain => maintain_job(shared),
         }
     }
+
+    /// Tells the schedule of a run that panicked, as of one that failed, so that the same
+    /// work is not started again after the very next batch: a compaction waits out the pause
+    /// after a failure; the cap's next pass waits for the count to grow by the slack (or for
+    /// the interval), not for the quick retry of a pass that failed on the disk.
+    fn panicked(self, shared: &Shared) {
+        let now = shared.config.clock.instant();
+        match self {
+            Job::Compact => {
+                shared.count(|c| c.failed_compactions += 1);
+                lock(&shared.schedule).compaction_ended(false, now);
+            }
+            Job::Maintain => {
+                if let Some(config) = &shared.config.maintenance {
+                    let count = shared.read().state.len();
+                    let end = PassEnd {
+                        stuck: true,
+                        retry: false,
+                    };
+                    lock(&shared.schedule).pass_ended(config, end, count, now);
+                }
+            }
+        }
+    }
 }
 
 /// A long-lived background thread that runs one kind of job (compactions, or maintenance
@@ -895,9 +919,9 @@ impl Background {
         }
     }
 
-    /// Queues one run of the job, starting the thread if there is none (or it ended with a
-    /// panic). The caller has set the job's running flag, so at most one run is queued.
-    /// False if no thread could be started.
+    /// Queues one run of the job, starting the thread if there is none yet (or no longer:
+    /// it catches its job's panics, but not any other). The caller has set the job's running
+    /// flag, so at most one run is queued. False if no thread could be started.
     pub(crate) fn kick(&self, shared: &Arc<Shared>) -> bool {
         let mut tx = lock(&self.tx);
         // Counted before it is sent, so that the thread's end of the run cannot come first.
@@ -929,6 +953,7 @@ impl Background {
                     let freed_much = std::panic::catch_unwind(run).unwrap_or_else(|_| {
                         tracing::error!(path = %shared.snapshot_path.display(),
                             thread = job.thread_name(), "a background job of the store panicked");
+                        job.panicked(&shared);
                         false
                     });
                     drop(shared);
@@ -1273,6 +1298,39 @@ mod tests {
 
         assert_made_good(&store);
         assert_eq!(snapshot_keys(&snapshot).unwrap(), ["kept"]);
+    }
+
+    /// A background compaction that panics counts as a failed one, and its thread lives on:
+    /// the next compaction waits out the pause after a failure instead of starting after the
+    /// very next batch. The clock is the test's, so the pause lasts until it moves.
+    #[test]
+    fn a_compaction_that_panics_counts_as_failed_and_its_thread_lives_on() {
+        let clock = Arc::new(crate::ManualClock::new());
+        let (_dir, snapshot, store) = store_with("compaction-panics", |b| {
+            b.clock(clock.clone()).compact_when(1, 0.0)
+        });
+        crate::hooks::on(crate::hooks::Point::CompactionStarted, &snapshot, || {
+            panic!("a compaction that panics")
+        });
+        store.upsert("k1", entry("k1")).unwrap();
+        wait_until("the compaction's panic", || {
+            store.counters().failed_compactions == 1
+        });
+        // Each batch looks whether a compaction is due, and the pause says no.
+        let started = store.counters().background_compactions;
+        store.upsert("k2", entry("k2")).unwrap();
+        store.upsert("k3", entry("k3")).unwrap();
+        assert_eq!(store.counters().background_compactions, started);
+        // Once the pause is over, the same thread compacts.
+        clock.advance(Duration::from_secs(2));
+        store.upsert("k4", entry("k4")).unwrap();
+        wait_until("a compaction after the pause", || {
+            store.counters().compactions >= 1
+        });
+        assert_eq!(
+            snapshot_keys(&snapshot).unwrap(),
+            ["k1", "k2", "k3", "k4", "kept"]
+        );
     }
 
     /// `flush` fsyncs what interval mode has not yet, at once, and settles the owed fsync.

@@ -105,8 +105,9 @@
 //!
 //! With the `tokio` feature, [`Locker::acquire_async`] waits without blocking a worker and is
 //! cancel-safe: dropping the future leaves no lock file and no waiter behind. A lock won by a
-//! blocking task whose future was dropped is released on a blocking thread, never on the
-//! worker; `OffWorker` does the same for guards an application carries through async code.
+//! blocking task whose future was dropped is released on a blocking thread, not on the worker
+//! (unless the runtime is shutting down, when it is released in place); `OffWorker` does the
+//! same for guards an application carries through async code.
 
 #![deny(missing_docs)]
 

@@ -38,7 +38,8 @@ where
 ///
 /// Use it for a guard that comes out of a blocking task: if the future awaiting the task is
 /// dropped after the task finished but before it was polled again, the task's output is
-/// dropped where the future is, on a worker. Outside a runtime it drops in place.
+/// dropped where the future is, on a worker. Outside a runtime it drops in place, and so it
+/// does when the runtime is shutting down and takes no more blocking work.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -51,7 +52,8 @@ where
 /// let locker = Locker::new();
 /// let held = tokio::task::spawn_blocking(move || locker.acquire(&target).map(OffWorker::new))
 ///     .await??;
-/// // Released on a blocking thread when `held` goes out of scope here.
+/// // Had this future been dropped before this line, `held` would have been released on a
+/// // blocking thread.
 /// let guard = held.into_inner();
 /// guard.release_async().await?;
 /// # std::fs::remove_dir_all(&dir)?;
