@@ -29,6 +29,7 @@
 //! assert!(!dir.exists());
 //! ```
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -272,6 +273,54 @@ pub fn rerun_as_nobody(test: &str, dir: &Path) -> Command {
         .arg(link)
         .args([test, "--exact", "--nocapture", "--test-threads=1"]);
     command
+}
+
+/// Polls `future` until `seen()` holds (the blocking work it started has left its trace),
+/// and never after, then gives its blocking task 50 ms to hand its output over; true if the
+/// future finished first, which spoils the attempt. Dropping the future afterwards drops
+/// that output where the future is: how a test checks that a value coming back from a
+/// blocking task (a lock) is not released on an async worker. Were the task slower than
+/// the 50 ms, it would drop the output itself, off the worker, and the test would pass
+/// without having checked anything, never fail.
+pub async fn poll_until_then_settle<F: std::future::Future>(
+    mut future: std::pin::Pin<&mut F>,
+    mut seen: impl FnMut() -> bool,
+) -> bool {
+    use std::task::Poll;
+    while !seen() {
+        let ready = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready()));
+        if ready.await {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    false
+}
+
+/// What a test run again as another user prints once its checks have passed, for
+/// [`run_as_nobody`].
+pub const CHECKED_AS_NOBODY: &str = "CHECKED AS ANOTHER USER";
+
+/// Runs the test `test` again as user 65534 ([`rerun_as_nobody`], in `dir`) with the variable
+/// `var` set to `value`, which tells it to take its child role, and panics, with the child's
+/// output, unless the child succeeded and printed [`CHECKED_AS_NOBODY`]: a misnamed test
+/// would run nothing and still succeed.
+pub fn run_as_nobody(test: &str, dir: &Path, var: &str, value: impl AsRef<OsStr>) {
+    let out = rerun_as_nobody(test, dir)
+        .env(var, value)
+        .output()
+        .unwrap_or_else(|e| panic!("run {test} as user 65534: {e}"));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(CHECKED_AS_NOBODY),
+        "{all}"
+    );
 }
 
 /// Sets the permission bits of `path` to `mode`.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use sessionkit_lock_sweeper::{Status, Sweeper};
-use sessionkit_test_support::{rerun_as_nobody, set_mode, why_not_as_nobody};
+use sessionkit_test_support::{CHECKED_AS_NOBODY, set_mode, why_not_as_nobody};
 
 use crate::util::{FRESH, HOUR, Scratch, Sleeper, names, openclaw};
 
@@ -93,14 +93,13 @@ fn a_symlink_sidecar_is_never_followed() {
 /// Set (to the scratch directory) when this test binary runs again as user 65534.
 const NOBODY_CHILD: &str = "SK_SW_TEST_AS_NOBODY";
 /// What the child as user 65534 prints once its checks have passed.
-const CHECKED: &str = "CHECKED AS ANOTHER USER";
 
 #[test]
 fn an_unreadable_lock_is_reported_and_the_sweep_goes_on() {
     const TEST: &str = "safety::an_unreadable_lock_is_reported_and_the_sweep_goes_on";
     if let Some(scratch) = std::env::var_os(NOBODY_CHILD) {
         sweep_past_an_unreadable_lock(&Path::new(&scratch).join("d"));
-        println!("{CHECKED}");
+        println!("{CHECKED_AS_NOBODY}");
         return;
     }
     let scratch = Scratch::new("perm");
@@ -146,7 +145,7 @@ fn an_unlistable_directory_is_reported_and_the_others_are_swept() {
     if let Some(scratch) = std::env::var_os(NOBODY_CHILD) {
         let scratch = Path::new(&scratch);
         sweep_past_an_unlistable_directory(&scratch.join("closed"), &scratch.join("open"));
-        println!("{CHECKED}");
+        println!("{CHECKED_AS_NOBODY}");
         return;
     }
     let scratch = Scratch::new("dirperm");
@@ -196,13 +195,5 @@ const NOBODY: u32 = 65534;
 /// Runs `test` again as user 65534 with the scratch directory in [`NOBODY_CHILD`], and fails
 /// unless the child ran it and its checks passed.
 fn run_as_nobody(test: &str, scratch: &Scratch) {
-    let out = rerun_as_nobody(test, scratch.path())
-        .env(NOBODY_CHILD, scratch.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    // A misnamed test would run nothing and still succeed.
-    assert!(stdout.contains(CHECKED), "{stdout}{stderr}");
+    sessionkit_test_support::run_as_nobody(test, scratch.path(), NOBODY_CHILD, scratch.path());
 }

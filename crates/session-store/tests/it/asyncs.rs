@@ -320,11 +320,24 @@ fn a_failed_async_transcript_open_releases_its_lock_off_the_worker() {
     assert_eq!(on_worker.0.load(std::sync::atomic::Ordering::SeqCst), 0);
     // Released all the same.
     assert!(locker.try_acquire(dir.join("s.jsonl")).unwrap().is_some());
-    // The subscriber sees releases on this thread: one here counts.
+    sees_a_release_here(&on_worker, &locker, &dir);
+}
+
+/// Checks that `on_worker` counts a release on this thread, without which the tests that
+/// count none could not fail.
+fn sees_a_release_here(
+    on_worker: &Releases,
+    locker: &sessionkit_write_lock::Locker,
+    dir: &Scratch,
+) {
+    let before = on_worker.0.load(std::sync::atomic::Ordering::SeqCst);
     tracing::subscriber::with_default(on_worker.clone(), || {
         drop(locker.acquire(dir.join("other.jsonl")).unwrap());
     });
-    assert_eq!(on_worker.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        on_worker.0.load(std::sync::atomic::Ordering::SeqCst),
+        before + 1
+    );
 }
 
 /// An async transcript open dropped after its repair finished, before it was polled again:
@@ -332,8 +345,7 @@ fn a_failed_async_transcript_open_releases_its_lock_off_the_worker() {
 /// not on the worker that drops the future.
 #[test]
 fn an_async_transcript_open_dropped_after_its_repair_releases_off_the_worker() {
-    use std::future::Future;
-    use std::task::Poll;
+    use sessionkit_test_support::poll_until_then_settle;
 
     let dir = Scratch::new("async-transcript-dropped");
     let transcript = dir.join("s.jsonl");
@@ -346,20 +358,10 @@ fn an_async_transcript_open_dropped_after_its_repair_releases_off_the_worker() {
         let on_worker = Releases::default();
         let spoiled = tracing::subscriber::with_default(on_worker.clone(), || {
             runtime.block_on(async {
-                let mut open = std::pin::pin!(store.open_transcript_async(&locker, "s"));
+                let open = std::pin::pin!(store.open_transcript_async(&locker, "s"));
                 // Polled until its repair has run, and not again after.
-                while std::fs::metadata(&transcript).unwrap().len() != 8 {
-                    let poll =
-                        std::future::poll_fn(|cx| Poll::Ready(open.as_mut().poll(cx).is_ready()));
-                    if poll.await {
-                        return true;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                // Time for the blocking task to hand its output over (were it slower, the task
-                // would drop the output itself, off the worker, and this test would not fail).
-                std::thread::sleep(Duration::from_millis(50));
-                false
+                let repaired = || std::fs::metadata(&transcript).unwrap().len() == 8;
+                poll_until_then_settle(open, repaired).await
             })
         });
         if spoiled {
@@ -370,6 +372,7 @@ fn an_async_transcript_open_dropped_after_its_repair_releases_off_the_worker() {
         sessionkit_test_support::wait_until("the lock's release", || {
             locker.try_acquire(&transcript).unwrap().is_some()
         });
+        sees_a_release_here(&on_worker, &locker, &dir);
         return;
     }
     panic!("every attempt's open finished before this test could drop it");
@@ -380,8 +383,7 @@ fn an_async_transcript_open_dropped_after_its_repair_releases_off_the_worker() {
 /// worker that drops the future.
 #[test]
 fn an_async_append_dropped_after_its_write_releases_off_the_worker() {
-    use std::future::Future;
-    use std::task::Poll;
+    use sessionkit_test_support::poll_until_then_settle;
 
     let dir = Scratch::new("async-append-dropped");
     let path = dir.join("s.jsonl");
@@ -396,20 +398,9 @@ fn an_async_append_dropped_after_its_write_releases_off_the_worker() {
         let on_worker = Releases::default();
         let spoiled = tracing::subscriber::with_default(on_worker.clone(), || {
             runtime.block_on(async {
-                let mut append = std::pin::pin!(transcript.append_async(r#"{"a":1}"#));
+                let append = std::pin::pin!(transcript.append_async(r#"{"a":1}"#));
                 // Polled until its record is written, and not again after.
-                while len() == before {
-                    let poll =
-                        std::future::poll_fn(|cx| Poll::Ready(append.as_mut().poll(cx).is_ready()));
-                    if poll.await {
-                        return true;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                // Time for the blocking task to hand its output over (were it slower, the task
-                // would drop the output itself, off the worker, and this test would not fail).
-                std::thread::sleep(Duration::from_millis(50));
-                false
+                poll_until_then_settle(append, || len() != before).await
             })
         });
         drop(transcript);
@@ -421,6 +412,7 @@ fn an_async_append_dropped_after_its_write_releases_off_the_worker() {
         sessionkit_test_support::wait_until("the lock's release", || {
             locker.try_acquire(&path).unwrap().is_some()
         });
+        sees_a_release_here(&on_worker, &locker, &dir);
         return;
     }
     panic!("every attempt's append finished before this test could drop it");

@@ -59,8 +59,7 @@ async fn attempts_run_off_the_runtime_thread() {
 /// runtime the worker is this test's thread.
 #[test]
 fn an_acquire_dropped_after_its_attempt_won_releases_off_the_worker() {
-    use std::future::Future;
-    use std::task::Poll;
+    use sessionkit_test_support::poll_until_then_settle;
 
     let dir = Scratch::new("async-dropped-won");
     let target = dir.join("t");
@@ -80,21 +79,10 @@ fn an_acquire_dropped_after_its_attempt_won_releases_off_the_worker() {
     // found no lock file yet; then it is made again.
     for _ in 0..20 {
         let spoiled = runtime.block_on(async {
-            let mut acquire = std::pin::pin!(locker.acquire_async(&target));
-            while !lock_of(&target).exists() {
-                let poll =
-                    std::future::poll_fn(|cx| Poll::Ready(acquire.as_mut().poll(cx).is_ready()));
-                if poll.await {
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            // Time for the blocking attempt to finish and hand its output over (were it
-            // slower, the task would drop the output itself, off the worker, and this test
-            // would not fail).
-            std::thread::sleep(Duration::from_millis(50));
+            let acquire = std::pin::pin!(locker.acquire_async(&target));
+            let spoiled = poll_until_then_settle(acquire, || lock_of(&target).exists()).await;
             clock.1.lock().unwrap().clear();
-            false
+            spoiled
         });
         if spoiled {
             continue;
@@ -111,6 +99,11 @@ fn an_acquire_dropped_after_its_attempt_won_releases_off_the_worker() {
         sessionkit_test_support::wait_until("the lock's release", || {
             locker.try_acquire(&target).unwrap().is_some()
         });
+        // A release on this thread is noted, without which this test could not fail.
+        let guard = locker.acquire(dir.join("other")).unwrap();
+        clock.1.lock().unwrap().clear();
+        drop(guard);
+        assert!(clock.1.lock().unwrap().contains(&worker));
         return;
     }
     panic!("every attempt's acquire finished before this test could drop it");
