@@ -1345,6 +1345,33 @@ mod tests {
         assert!(super::pending_sync_due(&store.shared).is_none());
     }
 
+    /// Maintenance with a cap of 2 (so a slack of 1), no pruning and no timed passes.
+    fn cap_of_two() -> crate::Maintenance {
+        crate::Maintenance::new()
+            .max_entries(Some(2))
+            .prune_after(None)
+            .interval(None)
+    }
+
+    /// Upserts four entries into `store` (maintenance [`cap_of_two`]), so that a background
+    /// pass starts, and holds the pass where it starts until the returned sender sends or is
+    /// dropped.
+    fn hold_a_background_pass(store: &Store, snapshot: &Path) -> std::sync::mpsc::Sender<()> {
+        let (started, background_started) = std::sync::mpsc::channel();
+        let (go, background_goes) = std::sync::mpsc::channel::<()>();
+        crate::hooks::on(crate::hooks::Point::PassStarted, snapshot, move || {
+            started.send(()).unwrap();
+            let _ = background_goes.recv();
+        });
+        for key in ["k0", "k1", "k2", "k3"] {
+            store.upsert(key, entry(key)).unwrap();
+        }
+        background_started
+            .recv_timeout(sessionkit_test_support::HANG)
+            .unwrap();
+        go
+    }
+
     /// One pass that may change something at a time: `Store::maintain` waits for the
     /// background pass that is running, and then finds the cap's work done.
     #[test]
@@ -1357,25 +1384,10 @@ mod tests {
         let dir = Scratch::new("one-pass");
         let snapshot = dir.join("sessions.json");
         let store = Store::builder()
-            .maintenance(
-                crate::Maintenance::new()
-                    .max_entries(Some(2))
-                    .prune_after(None)
-                    .interval(None),
-            )
+            .maintenance(cap_of_two())
             .open(&snapshot)
             .unwrap();
-        let (started, background_started) = mpsc::channel();
-        let (go, background_goes) = mpsc::channel::<()>();
-        crate::hooks::on(crate::hooks::Point::PassStarted, &snapshot, move || {
-            started.send(()).unwrap();
-            let _ = background_goes.recv();
-        });
-        // Four entries against a cap of 2 and a slack of 1: a background pass starts.
-        for key in ["k0", "k1", "k2", "k3"] {
-            store.upsert(key, entry(key)).unwrap();
-        }
-        background_started.recv_timeout(HANG).unwrap();
+        let go = hold_a_background_pass(&store, &snapshot);
         let (done, explicit_done) = mpsc::channel();
         let explicit = {
             let store = store.clone();
@@ -1408,33 +1420,17 @@ mod tests {
         use std::sync::mpsc;
         use std::thread;
 
-        use sessionkit_test_support::HANG;
-
         let dir = Scratch::new("close-waits");
         let snapshot = dir.join("sessions.json");
         let heard = Arc::new(Mutex::new(Vec::new()));
         let store = Store::builder()
             .maintenance({
                 let heard = Arc::clone(&heard);
-                crate::Maintenance::new()
-                    .max_entries(Some(2))
-                    .prune_after(None)
-                    .interval(None)
-                    .on_pass(move |pass| heard.lock().unwrap().extend(pass.capped.clone()))
+                cap_of_two().on_pass(move |pass| heard.lock().unwrap().extend(pass.capped.clone()))
             })
             .open(&snapshot)
             .unwrap();
-        let (started, background_started) = mpsc::channel();
-        let (go, background_goes) = mpsc::channel::<()>();
-        crate::hooks::on(crate::hooks::Point::PassStarted, &snapshot, move || {
-            started.send(()).unwrap();
-            let _ = background_goes.recv();
-        });
-        // Four entries against a cap of 2 and a slack of 1: a background pass starts.
-        for key in ["k0", "k1", "k2", "k3"] {
-            store.upsert(key, entry(key)).unwrap();
-        }
-        background_started.recv_timeout(HANG).unwrap();
+        let go = hold_a_background_pass(&store, &snapshot);
         assert!(!store.clone().close(), "a clone is not the last handle");
         let (done, close_done) = mpsc::channel();
         let closing = thread::spawn(move || {
@@ -1492,13 +1488,7 @@ mod tests {
             }
         };
         let store = Store::builder()
-            .maintenance(
-                crate::Maintenance::new()
-                    .max_entries(Some(2))
-                    .prune_after(None)
-                    .interval(None)
-                    .on_pass(hook),
-            )
+            .maintenance(cap_of_two().on_pass(hook))
             .open(dir.join("sessions.json"))
             .unwrap();
         *slot.lock().unwrap() = Some(store.clone());
