@@ -77,8 +77,22 @@ impl StateDir {
         }
     }
 
-    /// [`close`](StateDir::close) on a blocking thread.
-    pub async fn close_async(self) -> bool {
-        self.store.close_async().await
+    /// [`close`](StateDir::close) on a blocking thread: true if this held the registry's
+    /// last handle and its threads are done, false if other handles are left.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the runtime is shutting down and would not run the close (the
+    /// handle was then only dropped); see the registry's `close_async`.
+    pub async fn close_async(self) -> Result<bool> {
+        let dir = self.dir.clone();
+        self.store
+            .close_async()
+            .await
+            .map_err(|source| Error::Store {
+                op: "close the registry",
+                path: dir,
+                source: Box::new(source),
+            })
     }
 }

@@ -28,6 +28,8 @@ pub enum Operation {
     Read,
     /// Opening or appending to a transcript.
     Transcript,
+    /// Closing the store's last handle ([`Store::close`](crate::Store::close)).
+    Close,
 }
 
 impl fmt::Display for Operation {
@@ -43,6 +45,7 @@ impl fmt::Display for Operation {
             Operation::Maintain => "maintain the store",
             Operation::Read => "read the store",
             Operation::Transcript => "use the transcript",
+            Operation::Close => "close the store",
         })
     }
 }

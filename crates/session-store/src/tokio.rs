@@ -216,12 +216,19 @@ impl Store {
         self.blocking(Operation::Flush, Store::flush).await
     }
 
-    /// [`close`](Store::close) on a blocking thread. Dropping the future does not stop the
-    /// close; false also if the runtime shut down before the close could run.
-    pub async fn close_async(self) -> bool {
+    /// [`close`](Store::close) on a blocking thread: true if this was the last handle and
+    /// the store's threads are done, false if other handles are left. Dropping the future
+    /// does not stop the close.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Task`] with [`Operation::Close`] if the runtime is shutting down and would
+    /// not run the close: the handle was then only dropped, without waiting.
+    pub async fn close_async(self) -> Result<bool> {
+        let path = self.path().to_path_buf();
         tokio::task::spawn_blocking(move || self.close())
             .await
-            .unwrap_or(false)
+            .map_err(|e| task_error(path, Operation::Close, &e))
     }
 }
 

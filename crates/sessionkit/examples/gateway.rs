@@ -58,7 +58,7 @@ async fn main() -> Result<()> {
     // Waits for the registry's writer and any background pass, so that nothing writes into
     // the directory once it returns (a plain drop does not wait).
     let state = std::sync::Arc::into_inner(state).ok_or("a handle of the state is still open")?;
-    state.close_async().await;
+    state.close_async().await?;
     if given.is_none() {
         std::fs::remove_dir_all(&dir)?;
     }

@@ -125,14 +125,51 @@ async fn closing_from_async_code_waits_for_the_background_pass() {
             .unwrap();
     }
     assert!(
-        !store.clone().close_async().await,
+        !store.clone().close_async().await.unwrap(),
         "a clone is not the last"
     );
-    assert!(store.close_async().await, "the last handle");
+    assert!(store.close_async().await.unwrap(), "the last handle");
     assert_eq!(*heard.lock().unwrap(), ["k0", "k1"]);
     let loaded = sessionkit_session_store::load_store(dir.join("sessions.json")).unwrap();
     let keys: Vec<&str> = loaded.state.iter().map(|(k, _)| k).collect();
     assert_eq!(keys, ["k2", "k3"]);
+}
+
+/// A close that a shutting-down runtime will not run is an error, not a false that would
+/// read as "other handles are left": the handle was only dropped, nothing waited for.
+#[test]
+fn a_close_the_runtime_will_not_run_is_an_error() {
+    use sessionkit_session_store::{Error, Operation};
+
+    let dir = Scratch::new("async-close-refused");
+    let store = Store::open(dir.join("sessions.json")).unwrap();
+    store.upsert("k", entry(1)).unwrap();
+    let gone = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let gone_handle = gone.handle().clone();
+    drop(gone);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let closed = runtime.block_on(async {
+        // The dropped runtime's blocking pool refuses the close's task.
+        let _entered = gone_handle.enter();
+        store.close_async().await
+    });
+    let err = closed.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Task {
+                op: Operation::Close,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("close the store"), "{err}");
+    assert_eq!(err.path(), Some(dir.join("sessions.json").as_path()));
 }
 
 #[tokio::test(flavor = "current_thread")]
