@@ -107,6 +107,12 @@ pub(crate) fn unwatch(target: &Path) {
     }
 }
 
+/// True while some suspension of `target` is not yet resumed or dropped.
+#[cfg(all(test, feature = "tokio"))]
+pub(crate) fn is_watched(target: &Path) -> bool {
+    watches().contains_key(target)
+}
+
 /// The fingerprint before a guarded write, taken only while some suspension watches `target`.
 pub(crate) fn before_write(target: &Path) -> Option<Fingerprint> {
     if !watches().contains_key(target) {

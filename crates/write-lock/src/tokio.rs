@@ -270,3 +270,88 @@ pub fn release_on_signals() -> Result<()> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::thread::ThreadId;
+    use std::time::{Instant, SystemTime};
+
+    use sessionkit_test_support::{Scratch, poll_until_then_settle, wait_until};
+
+    use crate::{Clock, LockConfig, Locker};
+
+    /// Notes the threads that read the monotonic clock: a release does, for how long it held.
+    #[derive(Debug, Default)]
+    struct ReleaseNotingClock(Mutex<Vec<ThreadId>>);
+
+    impl Clock for ReleaseNotingClock {
+        fn now(&self) -> SystemTime {
+            SystemTime::now()
+        }
+        fn instant(&self) -> Instant {
+            self.0.lock().unwrap().push(std::thread::current().id());
+            Instant::now()
+        }
+    }
+
+    /// A resume dropped after its check of the target passed, before it was polled again: the
+    /// lock, handed back by the check's blocking task, is released on a blocking thread, not on
+    /// the worker that drops the future. The check ends the suspension's watch of the target,
+    /// which is how this test knows when to stop polling. On a current-thread runtime the
+    /// worker is this test's thread.
+    #[test]
+    fn a_resume_dropped_after_its_check_releases_off_the_worker() {
+        let dir = Scratch::new("resume-dropped");
+        let target = dir.join("t");
+        std::fs::write(&target, b"x").unwrap();
+        let clock = Arc::new(ReleaseNotingClock::default());
+        let config = LockConfig::builder()
+            .clock(clock.clone())
+            .watchdog(false)
+            .build()
+            .unwrap();
+        let locker = Locker::with_config(config);
+        let runtime = ::tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let worker = std::thread::current().id();
+        let watched = |target: &std::path::Path| crate::publish::is_watched(target);
+        for _ in 0..20 {
+            let suspended = locker.acquire(&target).unwrap().suspend().unwrap();
+            assert!(watched(&target));
+            let spoiled = runtime.block_on(async {
+                let resume = std::pin::pin!(suspended.resume_async());
+                let spoiled = poll_until_then_settle(resume, || !watched(&target)).await;
+                clock.0.lock().unwrap().clear();
+                spoiled
+            });
+            if spoiled {
+                wait_until("the lock's release", || {
+                    locker.try_acquire(&target).unwrap().is_some()
+                });
+                continue;
+            }
+            let on_worker = clock
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| **t == worker)
+                .count();
+            assert_eq!(on_worker, 0, "the lock was released on the worker");
+            // Released all the same, on a blocking thread.
+            wait_until("the lock's release", || {
+                locker.try_acquire(&target).unwrap().is_some()
+            });
+            // A release on this thread is noted, without which this test could not fail.
+            let guard = locker.acquire(dir.join("other")).unwrap();
+            clock.0.lock().unwrap().clear();
+            drop(guard);
+            assert!(clock.0.lock().unwrap().contains(&worker));
+            return;
+        }
+        panic!("every resume finished before this test could drop it");
+    }
+}
