@@ -1453,6 +1453,79 @@ mod tests {
         assert_eq!(keys, ["k2", "k3"]);
     }
 
+    /// The close waits for the passes first, then for the compactions: a pass's evictions
+    /// can start a compaction as the pass ends, which a close that had already found the
+    /// compactions idle would miss. Here only the pass's batch takes the journal past the
+    /// compaction threshold, and the compaction it starts is held.
+    #[test]
+    fn closing_waits_for_a_compaction_that_the_last_pass_started() {
+        use std::sync::mpsc;
+        use std::thread;
+
+        use sessionkit_test_support::HANG;
+
+        // The journal's length after the four upserts alone.
+        let upserts_only = {
+            let dir = Scratch::new("close-order-size");
+            let store = Store::open(dir.join("sessions.json")).unwrap();
+            for key in ["k0", "k1", "k2", "k3"] {
+                store.upsert(key, entry(key)).unwrap();
+            }
+            std::fs::metadata(store.journal_path()).unwrap().len()
+        };
+        let dir = Scratch::new("close-order");
+        let snapshot = dir.join("sessions.json");
+        let store = Store::builder()
+            .maintenance(cap_of_two())
+            .compact_when(upserts_only + 1, 0.0)
+            .open(&snapshot)
+            .unwrap();
+        let (started, compaction_started) = mpsc::channel();
+        let (go_on, compaction_goes) = mpsc::channel::<()>();
+        crate::hooks::on(
+            crate::hooks::Point::CompactionStarted,
+            &snapshot,
+            move || {
+                started.send(()).unwrap();
+                let _ = compaction_goes.recv();
+            },
+        );
+        let go = hold_a_background_pass(&store, &snapshot);
+        assert_eq!(store.counters().background_compactions, 0);
+        let (done, close_done) = mpsc::channel();
+        let closing = thread::spawn(move || {
+            let last = store.close();
+            done.send(()).unwrap();
+            last
+        });
+        go.send(()).unwrap();
+        // A close that looked at the compactions before the passes returns as the pass ends,
+        // before the compaction starts (or, once the store is gone, instead of it).
+        let deadline = std::time::Instant::now() + HANG;
+        while compaction_started.try_recv().is_err() {
+            assert!(
+                close_done.try_recv().is_err(),
+                "the close returned before the compaction the pass started"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no compaction started"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        // The compaction is held, so the close cannot have ended however long this waits.
+        assert!(
+            close_done.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the close returned while the compaction the pass started ran"
+        );
+        go_on.send(()).unwrap();
+        assert!(closing.join().unwrap(), "the last handle");
+        let reopened = crate::load_store(&snapshot).unwrap();
+        let keys: Vec<&str> = reopened.state.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["k2", "k3"]);
+        assert_eq!(snapshot_keys(&snapshot).unwrap(), ["k2", "k3"]);
+    }
+
     /// A pass whose hook panics does not end the maintenance thread: the pass the writer
     /// queued while the hook ran still runs, and the close returns instead of waiting for it
     /// for ever.
