@@ -45,6 +45,9 @@ pub struct SweepEntry {
     pub age_ms: Option<u64>,
     /// The verdict of write-lock's judge; `None` if the file could not be judged (see `error`).
     pub status: Option<Status>,
+    /// True if the sidecar is a regular file whose content is not a lock record (another
+    /// program's `notes.lock`, say): a sweep never touches it, whatever its status.
+    pub not_a_record: bool,
     /// Every stale reason found, report-only ones included, sorted.
     pub reasons: Vec<StaleReason>,
     /// True if this sweep removed the file.
@@ -61,6 +64,13 @@ impl SweepEntry {
     /// removes it (it may be another program's file; see `kept_because`).
     pub fn is_stale(&self) -> bool {
         self.status == Some(Status::Stale)
+    }
+
+    /// True if a sweep removes the file, or, in a dry run, would: it was removed, or it is
+    /// stale and a lock record (see [`not_a_record`](SweepEntry::not_a_record)). A real sweep
+    /// may still keep such a file if it changed before the removal.
+    pub fn is_removable(&self) -> bool {
+        self.removed || (self.is_stale() && !self.not_a_record)
     }
 }
 

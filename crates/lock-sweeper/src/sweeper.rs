@@ -553,12 +553,13 @@ impl Run {
         };
         match judged {
             Ok((inspection, removed)) => {
+                let not_a_record = inspection.not_a_record && !symlink;
                 let kept_because = if removed {
                     None
                 } else {
                     Some(
                         match inspection.status {
-                            _ if inspection.not_a_record && !symlink => {
+                            _ if not_a_record => {
                                 "not a lock record (another program's file); never touched"
                             }
                             Status::Stale if self.dry_run => "dry run",
@@ -587,6 +588,7 @@ impl Run {
                     liveness: inspection.liveness,
                     age_ms: inspection.age.map(millis),
                     status: Some(inspection.status),
+                    not_a_record,
                     reasons: inspection.reasons,
                     removed,
                     kept_because,
@@ -606,6 +608,7 @@ impl Run {
                     liveness: None,
                     age_ms: None,
                     status: None,
+                    not_a_record: false,
                     reasons: Vec::new(),
                     removed: false,
                     kept_because: None,

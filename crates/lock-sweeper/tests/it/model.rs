@@ -171,6 +171,14 @@ proptest! {
             .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         prop_assert_eq!(&stale, &expected_stale, "{:?}", sidecars);
+        // What a dry run says it would remove is what a real sweep removes.
+        let removable: BTreeSet<String> = report
+            .entries
+            .iter()
+            .filter(|e| e.is_removable())
+            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        prop_assert_eq!(&removable, &expected, "{:?}", sidecars);
         let removed: BTreeSet<String> = report
             .entries
             .iter()

@@ -50,12 +50,13 @@ pub(crate) fn run(args: &LocksArgs) -> Result<(), Failure> {
 /// the counts.
 fn human(report: &SweepReport) -> String {
     let mut out = String::new();
-    let (mut held, mut stale, mut malformed, mut errors) = (0_u64, 0_u64, 0_u64, 0_u64);
+    let (mut held, mut stale, mut malformed, mut not_locks, mut errors) = (0, 0, 0, 0, 0);
     for entry in &report.entries {
-        match entry.status.map(status_name).as_deref() {
-            Some("held") => held += 1,
-            Some("stale") => stale += 1,
-            Some("malformed") => malformed += 1,
+        match label(entry).as_str() {
+            "held" => held += 1,
+            "stale" => stale += 1,
+            "malformed" => malformed += 1,
+            NOT_A_LOCK => not_locks += 1,
             _ => errors += 1,
         }
         let _ = writeln!(out, "{}", one_line(&line(entry)));
@@ -74,6 +75,9 @@ fn human(report: &SweepReport) -> String {
         out,
         "{count} {noun}: {held} held, {stale} stale, {malformed} malformed"
     );
+    if not_locks > 0 {
+        let _ = write!(out, ", {not_locks} not locks");
+    }
     if errors > 0 {
         let _ = write!(out, ", {errors} errors");
     }
@@ -84,7 +88,7 @@ fn human(report: &SweepReport) -> String {
 /// One lock: `stale     /d/b.lock  pid 456  age 2 h  reasons: dead-pid, too-old`; the status
 /// is padded to the width of `malformed`, so the paths line up.
 fn line(entry: &SweepEntry) -> String {
-    let status = entry.status.map_or_else(|| "error".to_owned(), status_name);
+    let status = label(entry);
     let mut line = format!("{status:<9} {}", entry.path.display());
     if entry.symlink {
         line.push_str(" (symlink)");
@@ -102,6 +106,19 @@ fn line(entry: &SweepEntry) -> String {
         let _ = write!(line, "  error: {error}");
     }
     line
+}
+
+/// The label of a file that holds no lock record, which a sweep never touches, whatever the
+/// judge made of it.
+const NOT_A_LOCK: &str = "not-lock";
+
+/// A file's status as listed: the judge's, or `not-lock`, or `error`.
+fn label(entry: &SweepEntry) -> String {
+    match entry.status {
+        Some(_) if entry.not_a_record => NOT_A_LOCK.to_owned(),
+        Some(status) => status_name(status),
+        None => "error".to_owned(),
+    }
 }
 
 /// A lock's age for people: as [`duration::human`] under 100 s, then whole minutes, hours or

@@ -226,7 +226,7 @@ fn human(report: &SweepReport) -> String {
                 entry.path.display(),
                 reasons(entry)
             ));
-        } else if report.dry_run && entry.is_stale() {
+        } else if report.dry_run && entry.is_removable() {
             line(format!(
                 "would remove {} ({})",
                 entry.path.display(),

@@ -396,6 +396,54 @@ fn a_stale_lock_and_a_torn_journal_tail_leave_every_whole_record() {
     assert_no_problems(d);
 }
 
+/// Another program's old `notes.lock` (no lock record in it) is stale to the judge, but no
+/// sweep touches it: `locks` lists it as `not-lock`, a dry run does not say it would remove
+/// it, and `doctor` reports it as information, so that `--fix` can end with nothing left.
+#[test]
+fn another_programs_lock_named_file_is_no_problem_anywhere() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let notes = d.join("notes.lock");
+    plant(&notes, b"notes\n", OLD);
+    let before = contents(d);
+
+    let listed = stdout(&run([OsStr::new("locks"), d.as_os_str()], b""), 0);
+    assert!(
+        listed.starts_with(&format!(
+            "not-lock  {}  age 2 h  reasons: ",
+            notes.display()
+        )),
+        "{listed}"
+    );
+    assert!(
+        listed.ends_with("1 lock: 0 held, 0 stale, 0 malformed, 1 not locks\n"),
+        "{listed}"
+    );
+    let dry = stdout(
+        &run(
+            [OsStr::new("sweep"), OsStr::new("--dry-run"), d.as_os_str()],
+            b"",
+        ),
+        0,
+    );
+    assert!(!dry.contains("would remove"), "{dry}");
+    let out = stdout(&doctor(d, &["--fix"]), 0);
+    assert!(
+        finding(&out, "not-a-lock", &notes).contains("another program's file, never touched"),
+        "{out}"
+    );
+    assert!(
+        out.contains("locks: 1 (0 held, 0 stale, 0 malformed, 1 not locks)"),
+        "{out}"
+    );
+    assert_eq!(
+        summary(&out),
+        "doctor: 0 problems, 0 fixed, 0 left",
+        "{out}"
+    );
+    assert_eq!(contents(d), before);
+}
+
 #[test]
 fn an_orphan_within_the_grace_is_reported_but_kept() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -235,7 +235,7 @@ fn held_locks(sweep: &SweepReport) -> HashMap<PathBuf, Option<u32>> {
 
 /// The lock section: one finding per lock file, from the dry-run sweep.
 fn locks(sweep: &SweepReport, findings: &mut Vec<Finding>, headers: &mut Headers) {
-    let (mut held, mut stale, mut malformed) = (0, 0, 0);
+    let (mut held, mut stale, mut malformed, mut not_locks) = (0, 0, 0, 0);
     for entry in &sweep.entries {
         let path = entry.path.as_path();
         let age = entry.age_ms.map(Duration::from_millis);
@@ -244,6 +244,19 @@ fn locks(sweep: &SweepReport, findings: &mut Vec<Finding>, headers: &mut Headers
             .pid
             .map_or_else(|| "no pid".to_owned(), |p| format!("pid {p}"));
         let finding = match entry.status {
+            Some(_) if entry.not_a_record => {
+                not_locks += 1;
+                Finding::info(
+                    Section::Locks,
+                    Kind::NotALock,
+                    Some(path),
+                    format!(
+                        "{} holds no lock record{age_text}: another program's file, never \
+                         touched",
+                        quoted(path)
+                    ),
+                )
+            }
             Some(Status::Held) => {
                 held += 1;
                 let mut message = format!("{} is held by {pid_text}{age_text}", quoted(path));
@@ -302,9 +315,13 @@ fn locks(sweep: &SweepReport, findings: &mut Vec<Finding>, headers: &mut Headers
         ));
     }
     headers.locks = format!(
-        "locks: {} ({held} held, {stale} stale, {malformed} malformed)",
+        "locks: {} ({held} held, {stale} stale, {malformed} malformed",
         sweep.entries.len()
     );
+    if not_locks > 0 {
+        headers.locks.push_str(&format!(", {not_locks} not locks"));
+    }
+    headers.locks.push(')');
 }
 
 /// The registry section; returns the registry's sizes and, if the entries are known, the

@@ -104,6 +104,9 @@ pub(crate) enum Kind {
     StaleLock,
     /// The lock file holds no owner record yet and is within the grace period.
     MalformedLock,
+    /// A regular file with a `.lock` name that holds no lock record: another program's
+    /// file, never touched.
+    NotALock,
     /// A lock file or the directory could not be judged.
     LockError,
     /// No `sessions.json` and no journal.
