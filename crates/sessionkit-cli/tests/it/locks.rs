@@ -1,14 +1,17 @@
 //! `sessionkit locks`: every lock listed with its status and reasons, nothing removed.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 use serde_json::Value;
 
-use sessionkit_test_support::{AS_NOBODY, wait_until, why_not_as_nobody};
+use sessionkit_test_support::{wait_until, why_not_as_nobody};
 
-use crate::util::{USAGE, assert_error_line, dead_pid, names, plant_legacy_record, run, run_env};
+use crate::util::{
+    USAGE, assert_error_line, dead_pid, names, plant_legacy_record, run, run_as_nobody, run_env,
+};
 
 /// A directory with three planted locks: a dead owner's (`dead.jsonl.lock`), a live owner's
 /// (`live.jsonl.lock`, owned by a `sleep` that is killed on drop) and a fresh `{}`
@@ -188,26 +191,21 @@ fn another_users_locks_are_read_without_the_noatime_flag() {
         return;
     }
     let planted = Planted::new();
-    let open = fs::Permissions::from_mode(0o755);
-    fs::set_permissions(planted.path(), open.clone()).expect("open the directory to all");
+    fs::set_permissions(planted.path(), fs::Permissions::from_mode(0o755))
+        .expect("open the directory to all");
     for name in ["dead.jsonl.lock", "live.jsonl.lock", "fresh.lock"] {
         fs::set_permissions(planted.lock(name), fs::Permissions::from_mode(0o644))
             .expect("make the lock readable by all");
     }
-    // The built binary may sit under a directory user 65534 cannot enter: give it a link (or
-    // a copy) in the planted directory, where it is not a lock and is never looked at.
-    let binary = planted.path().join("sessionkit-binary");
-    if fs::hard_link(env!("CARGO_BIN_EXE_sessionkit"), &binary).is_err() {
-        fs::copy(env!("CARGO_BIN_EXE_sessionkit"), &binary).expect("copy the binary");
-    }
-    fs::set_permissions(&binary, open).expect("make the binary runnable by all");
-    let output = Command::new("setpriv")
-        .args(AS_NOBODY)
-        .arg(&binary)
-        .args(["locks", "--json"])
-        .arg(planted.path())
-        .output()
-        .expect("run sessionkit as user 65534");
+    // The binary's link in the planted directory is not a lock and is never looked at.
+    let output = run_as_nobody(
+        planted.path(),
+        [
+            OsStr::new("locks"),
+            OsStr::new("--json"),
+            planted.path().as_os_str(),
+        ],
+    );
     let out = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -226,6 +224,5 @@ fn another_users_locks_are_read_without_the_noatime_flag() {
         .find(|e| e["path"] == planted.lock("dead.jsonl.lock").to_str().expect("UTF-8"))
         .unwrap_or_else(|| panic!("no entry for the dead owner's lock: {out}"));
     assert_eq!(dead["pid"], planted.dead_pid, "{out}");
-    fs::remove_file(&binary).expect("remove the binary's link");
     assert_eq!(names(planted.path()), Planted::all_names());
 }

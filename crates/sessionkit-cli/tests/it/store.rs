@@ -948,6 +948,47 @@ fn check_reports_every_corrupt_record_with_its_line_and_offset() {
     assert_eq!(contents(dir.path()), before);
 }
 
+/// A transcript that cannot be read is reported with the operating system's reason, not
+/// only the step that failed. Run as another user, for whom a mode of 600 denies the read.
+#[test]
+fn check_says_why_a_transcript_cannot_be_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Some(why) = sessionkit_test_support::why_not_as_nobody() {
+        println!("SKIP: a transcript another user cannot read: {why}");
+        return;
+    }
+    let (dir, path) = store_dir();
+    set(&path, "k", r#"{"sessionId":"s1"}"#);
+    let transcript = dir.path().join("s1.jsonl");
+    fs::write(&transcript, "{}\n").expect("transcript");
+    let mode = |path: &Path, mode| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("set a mode")
+    };
+    mode(dir.path(), 0o755);
+    for file in names(dir.path()) {
+        mode(&dir.path().join(file), 0o644);
+    }
+    mode(&transcript, 0o600);
+    let before = contents(dir.path());
+
+    let output = crate::util::run_as_nobody(dir.path(), args(&["check"], &path, &[]));
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(DATA_ERR),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = out
+        .lines()
+        .find(|line| line.starts_with("transcript-error: entry `k`: "))
+        .unwrap_or_else(|| panic!("no transcript-error line in:\n{out}"));
+    assert!(line.contains(&transcript.display().to_string()), "{line}");
+    assert!(line.contains("cannot be read: "), "{line}");
+    assert!(line.contains("Permission denied"), "{line}");
+    assert_eq!(contents(dir.path()), before);
+}
+
 #[test]
 fn check_reports_missing_transcripts_by_entry() {
     let (dir, path) = store_dir();

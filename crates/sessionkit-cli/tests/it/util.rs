@@ -24,6 +24,35 @@ const LOCK_ENV: [&str; 3] = [
     "SESSIONKIT_LOCK_STALE_MS",
 ];
 
+/// Runs `sessionkit` with `args` as user 65534 (call `why_not_as_nobody` first), with the
+/// lock variables unset as `run` does. The built binary may sit under a directory that user
+/// cannot enter, so this runs a link to it (or a copy) at `dir/sessionkit-binary`, which it
+/// removes again; `dir` must be open to all.
+pub(crate) fn run_as_nobody<I, S>(dir: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    use std::os::unix::fs::PermissionsExt as _;
+    let binary = dir.join("sessionkit-binary");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_sessionkit"), &binary).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_sessionkit"), &binary).expect("copy the binary");
+    }
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))
+        .expect("make the binary runnable by all");
+    let mut command = Command::new("setpriv");
+    command
+        .args(sessionkit_test_support::AS_NOBODY)
+        .arg(&binary)
+        .args(args);
+    for var in LOCK_ENV {
+        command.env_remove(var);
+    }
+    let output = command.output().expect("run sessionkit as user 65534");
+    std::fs::remove_file(&binary).expect("remove the binary's link");
+    output
+}
+
 /// Runs `sessionkit` with `args`, feeding it `stdin`, and waits for it.
 pub(crate) fn run<I, S>(args: I, stdin: &[u8]) -> Output
 where

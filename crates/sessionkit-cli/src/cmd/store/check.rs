@@ -509,7 +509,7 @@ fn look_at(dir: &Path, transcript: &Path) -> Option<Trouble> {
         Err(e) if e.is_not_found() => Some(missing()),
         Err(e) => Some(Trouble::new(
             Kind::TranscriptError,
-            format!("cannot be read: {e}"),
+            format!("cannot be read: {}", chain(&e)),
         )),
     }
 }
