@@ -106,6 +106,7 @@ impl LockConfig {
         LockConfigBuilder {
             config: LockConfig::default(),
             errors: Vec::new(),
+            from_env: FromEnv::default(),
         }
     }
 
@@ -155,6 +156,15 @@ impl LockConfig {
 pub struct LockConfigBuilder {
     config: LockConfig,
     errors: Vec<Error>,
+    from_env: FromEnv,
+}
+
+/// Which settings an environment variable gave last, so that an error about them names the
+/// variable the user set rather than the field.
+#[derive(Clone, Copy, Debug, Default)]
+struct FromEnv {
+    stale_after: bool,
+    max_hold: bool,
 }
 
 impl LockConfigBuilder {
@@ -175,6 +185,7 @@ impl LockConfigBuilder {
                 .push(config_error("max_hold", "must be more than zero"));
         }
         self.config.max_hold = max_hold;
+        self.from_env.max_hold = false;
         self
     }
 
@@ -187,6 +198,7 @@ impl LockConfigBuilder {
                 .push(config_error("stale_after", "must be more than zero"));
         }
         self.config.stale_after = stale_after;
+        self.from_env.stale_after = false;
         self
     }
 
@@ -307,8 +319,14 @@ impl LockConfigBuilder {
             match parse_env_ms(&raw) {
                 Ok(value) => match name {
                     ENV_ACQUIRE_TIMEOUT_MS => self.config.acquire_timeout = value,
-                    ENV_STALE_MS => self.config.stale_after = value,
-                    _ => self.config.max_hold = value,
+                    ENV_STALE_MS => {
+                        self.config.stale_after = value;
+                        self.from_env.stale_after = true;
+                    }
+                    _ => {
+                        self.config.max_hold = value;
+                        self.from_env.max_hold = true;
+                    }
                 },
                 Err(reason) => self
                     .errors
@@ -340,12 +358,29 @@ impl LockConfigBuilder {
             ));
         }
         if c.stale_after < c.max_hold {
+            let env = self.from_env;
+            // Name what the user set: a variable if one gave either value.
+            let name = match (env.stale_after, env.max_hold) {
+                (true, _) => ENV_STALE_MS,
+                (false, true) => ENV_MAX_HOLD_MS,
+                (false, false) => "stale_after",
+            };
+            let from = |yes: bool, var: &str| {
+                if yes {
+                    format!(", from {var}")
+                } else {
+                    String::new()
+                }
+            };
             return Err(config_error(
-                "stale_after",
+                name,
                 &format!(
-                    "the stale age ({} ms) is shorter than the max hold ({} ms), so a legal hold would look stale",
+                    "the stale age ({} ms{}) is shorter than the max hold ({} ms{}), so a legal \
+                     hold would look stale",
                     c.stale_after.as_millis(),
-                    c.max_hold.as_millis()
+                    from(env.stale_after, ENV_STALE_MS),
+                    c.max_hold.as_millis(),
+                    from(env.max_hold, ENV_MAX_HOLD_MS),
                 ),
             ));
         }
@@ -480,6 +515,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A stale age below the max hold is reported under the variable that set either, so a
+    /// user sees what to change; set in code, under the field.
+    #[test]
+    fn a_stale_age_below_the_max_hold_names_what_set_it() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let short = LockConfig::builder()
+            .apply_env(env(&[(ENV_STALE_MS, "10")]))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(short.contains(ENV_STALE_MS), "{short}");
+        assert!(
+            short.contains("(10 ms, from SESSIONKIT_LOCK_STALE_MS)"),
+            "{short}"
+        );
+        let long = LockConfig::builder()
+            .apply_env(env(&[(ENV_MAX_HOLD_MS, "999999999")]))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(long.contains(ENV_MAX_HOLD_MS), "{long}");
+        assert!(!long.contains(ENV_STALE_MS), "{long}");
+        let in_code = LockConfig::builder()
+            .apply_env(env(&[(ENV_STALE_MS, "10")]))
+            .stale_after(Duration::from_millis(20))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(in_code.contains("`stale_after`"), "{in_code}");
+        assert!(!in_code.contains("SESSIONKIT_LOCK"), "{in_code}");
     }
 
     #[test]
