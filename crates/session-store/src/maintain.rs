@@ -381,7 +381,8 @@ pub struct MaintenanceReport {
     pub disk_bytes_after: Option<u64>,
     /// True if the pass ran out of time before it finished.
     pub incomplete: bool,
-    /// Files that could not be archived or removed, with why; the pass went on.
+    /// Files that could not be archived, deleted, removed or given the pass's time, each as
+    /// `<path>: could not <step> it: <the operating system's message>`; the pass went on.
     pub errors: Vec<String>,
     /// How long the pass took, in milliseconds.
     pub elapsed_ms: u64,
@@ -1621,7 +1622,10 @@ pub(crate) fn run(
             // Another process's pass got there first.
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => {
-                report.errors.push(format!("{}: {e}", path.display()));
+                let step = if *delete { "delete" } else { "archive" };
+                report
+                    .errors
+                    .push(format!("{}: could not {step} it: {e}", path.display()));
                 false
             }
         }
@@ -1681,7 +1685,10 @@ pub(crate) fn run(
                 tracing::debug!(path = %path.display(), error = %e,
                     "could not give a file from the future the pass's time");
             }
-            Err(e) => report.errors.push(format!("{}: {e}", path.display())),
+            Err(e) => report.errors.push(format!(
+                "{}: could not give it the pass's time: {e}",
+                path.display()
+            )),
         }
     }
     for path in plan.archives.iter().chain(&plan.temps) {
@@ -1694,7 +1701,9 @@ pub(crate) fn run(
             Ok(()) if plan.temps.contains(path) => report.temps_removed.push(path.clone()),
             Ok(()) => report.archives_removed.push(path.clone()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => report.errors.push(format!("{}: {e}", path.display())),
+            Err(e) => report
+                .errors
+                .push(format!("{}: could not remove it: {e}", path.display())),
         }
     }
     // The disk budget's evictions come after the archives, orphans and temp files it counted

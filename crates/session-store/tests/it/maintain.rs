@@ -546,6 +546,79 @@ fn delete_disposal_deletes_and_old_archives_and_orphans_go() {
     assert!(again.is_empty(), "{again:?}");
 }
 
+/// Makes files immutable (`chattr +i`: neither renamed nor removed, by root too) until
+/// dropped, so a pass's errors can be seen without another user.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    /// Why not, if `chattr` or the file system cannot do it.
+    fn new(paths: &[std::path::PathBuf]) -> Result<Immutable, String> {
+        let mut set = Immutable(Vec::new());
+        for path in paths {
+            let out = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(path)
+                .output()
+                .map_err(|e| format!("cannot run chattr: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+            }
+            set.0.push(path.clone());
+        }
+        Ok(set)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(path)
+                .status();
+        }
+    }
+}
+
+/// A file the pass cannot archive or remove is reported with its path, the step that
+/// failed and the operating system's reason, and the pass goes on with the rest.
+#[test]
+fn files_a_pass_cannot_touch_are_errors_naming_the_step() {
+    let dir = Scratch::new("dispose-errors");
+    let store = open(&dir, on_demand().archive_retention(Some(7 * DAY)));
+    let orphan = dir.join("orphan.jsonl");
+    let archive = dir.join(format!("x.jsonl.deleted.{}", stamp(8 * DAY, Form::Ours)));
+    let other = dir.join("other.jsonl");
+    for path in [&orphan, &archive, &other] {
+        plant(path, 10, 2 * DAY);
+    }
+    let _fixed = match Immutable::new(&[orphan.clone(), archive.clone()]) {
+        Ok(fixed) => fixed,
+        Err(why) => {
+            println!("SKIP: files a pass cannot touch: {why}");
+            return;
+        }
+    };
+    let report = store.maintain(false).unwrap();
+    assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+    let failed = |path: &std::path::PathBuf, step: &str| {
+        let start = format!("{}: could not {step} it: ", path.display());
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.starts_with(&start) && e.ends_with("(os error 1)")),
+            "{start}: {:?}",
+            report.errors
+        );
+    };
+    failed(&orphan, "archive");
+    failed(&archive, "remove");
+    // The other orphan went on its way.
+    assert_eq!(report.orphans, std::slice::from_ref(&other));
+    assert!(orphan.exists() && archive.exists());
+}
+
 /// A disk budget of 20,000 bytes with its high water mark at half of it, archives kept.
 fn budget_of_20k() -> Maintenance {
     on_demand()
