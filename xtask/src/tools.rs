@@ -25,7 +25,7 @@ pub(crate) struct Tool {
 /// Every program outside the workspace that a test, the torture binary or the benchmark starts.
 ///
 /// `tools_lists_every_program_the_workspace_starts` keeps it complete.
-pub(crate) const TOOLS: [Tool; 20] = [
+pub(crate) const TOOLS: [Tool; 21] = [
     Tool {
         program: "strace",
         package: "strace",
@@ -60,6 +60,11 @@ pub(crate) const TOOLS: [Tool; 20] = [
         program: "debugfs",
         package: "e2fsprogs",
         used_by: "the torture runs' power-loss images",
+    },
+    Tool {
+        program: "chattr",
+        package: "e2fsprogs",
+        used_by: "the store's test of files a maintenance pass cannot archive or remove",
     },
     Tool {
         program: "cp",
