@@ -273,6 +273,8 @@ pub fn release_on_signals() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::path::Path;
     use std::sync::{Arc, Mutex};
     use std::thread::ThreadId;
     use std::time::{Instant, SystemTime};
@@ -295,14 +297,17 @@ mod tests {
         }
     }
 
-    /// A resume dropped after its check of the target passed, before it was polled again: the
-    /// lock, handed back by the check's blocking task, is released on a blocking thread, not on
-    /// the worker that drops the future. The check ends the suspension's watch of the target,
-    /// which is how this test knows when to stop polling. On a current-thread runtime the
-    /// worker is this test's thread.
-    #[test]
-    fn a_resume_dropped_after_its_check_releases_off_the_worker() {
-        let dir = Scratch::new("resume-dropped");
+    /// Drops a future of `start(&locker, target)` (a lock on `dir/t`, which exists) after
+    /// its blocking work finished, before it was polled again, and asserts that the lock that
+    /// work handed back was released on a blocking thread, not on the worker that dropped the
+    /// future. `done(target)` tells when the work has finished (the helper then gives its
+    /// task time to hand the lock over). On a current-thread runtime the worker is this
+    /// thread. A try is spoiled if the future finished first; it is then made again.
+    fn dropped_after_its_work_releases_off_the_worker<F: Future>(
+        dir: &Path,
+        start: impl Fn(&Locker, &Path) -> F,
+        done: impl Fn(&Path) -> bool,
+    ) {
         let target = dir.join("t");
         std::fs::write(&target, b"x").unwrap();
         let clock = Arc::new(ReleaseNotingClock::default());
@@ -317,20 +322,16 @@ mod tests {
             .build()
             .unwrap();
         let worker = std::thread::current().id();
-        let watched = |target: &std::path::Path| crate::publish::is_watched(target);
+        let released = || locker.try_acquire(&target).unwrap().is_some();
         for _ in 0..20 {
-            let suspended = locker.acquire(&target).unwrap().suspend().unwrap();
-            assert!(watched(&target));
             let spoiled = runtime.block_on(async {
-                let resume = std::pin::pin!(suspended.resume_async());
-                let spoiled = poll_until_then_settle(resume, || !watched(&target)).await;
+                let future = std::pin::pin!(start(&locker, &target));
+                let spoiled = poll_until_then_settle(future, || done(&target)).await;
                 clock.0.lock().unwrap().clear();
                 spoiled
             });
             if spoiled {
-                wait_until("the lock's release", || {
-                    locker.try_acquire(&target).unwrap().is_some()
-                });
+                wait_until("the lock's release", released);
                 continue;
             }
             let on_worker = clock
@@ -342,9 +343,7 @@ mod tests {
                 .count();
             assert_eq!(on_worker, 0, "the lock was released on the worker");
             // Released all the same, on a blocking thread.
-            wait_until("the lock's release", || {
-                locker.try_acquire(&target).unwrap().is_some()
-            });
+            wait_until("the lock's release", released);
             // A release on this thread is noted, without which this test could not fail.
             let guard = locker.acquire(dir.join("other")).unwrap();
             clock.0.lock().unwrap().clear();
@@ -352,6 +351,37 @@ mod tests {
             assert!(clock.0.lock().unwrap().contains(&worker));
             return;
         }
-        panic!("every resume finished before this test could drop it");
+        panic!("every try's future finished before this test could drop it");
+    }
+
+    /// An acquire dropped after its blocking attempt won the lock: the attempt has made the
+    /// lock file when it has won.
+    #[test]
+    fn an_acquire_dropped_after_its_attempt_won_releases_off_the_worker() {
+        let dir = Scratch::new("acquire-dropped");
+        dropped_after_its_work_releases_off_the_worker(
+            dir.path(),
+            |locker, target| {
+                let (locker, target) = (locker.clone(), target.to_path_buf());
+                async move { locker.acquire_async(target).await }
+            },
+            |target| crate::lock_path_for(target).unwrap().exists(),
+        );
+    }
+
+    /// A resume dropped after its check of the target: the check ends the suspension's watch
+    /// of the target.
+    #[test]
+    fn a_resume_dropped_after_its_check_releases_off_the_worker() {
+        let dir = Scratch::new("resume-dropped");
+        dropped_after_its_work_releases_off_the_worker(
+            dir.path(),
+            |locker, target| {
+                let suspended = locker.acquire(target).unwrap().suspend().unwrap();
+                assert!(crate::publish::is_watched(target));
+                suspended.resume_async()
+            },
+            |target| !crate::publish::is_watched(target),
+        );
     }
 }

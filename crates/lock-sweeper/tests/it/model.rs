@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sessionkit_lock_sweeper::{Liveness, OwnerLookup, ProcessProbe, SweepReport, Sweeper};
+use sessionkit_lock_sweeper::{
+    Liveness, OwnerLookup, ProcessProbe, SweepEntry, SweepReport, Sweeper,
+};
 
 use crate::util::{Scratch, names, openclaw, set_modified_ago};
 
@@ -164,27 +166,19 @@ proptest! {
 
         let report = sweep(&dir, owners, dry_run);
         prop_assert_eq!(names(&report).len(), sidecars.len());
-        let stale: BTreeSet<String> = report
-            .entries
-            .iter()
-            .filter(|e| e.is_stale())
-            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
+        let named = |keep: fn(&SweepEntry) -> bool| -> BTreeSet<String> {
+            report
+                .entries
+                .iter()
+                .filter(|e| keep(e))
+                .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        let stale = named(SweepEntry::is_stale);
         prop_assert_eq!(&stale, &expected_stale, "{:?}", sidecars);
         // What a dry run says it would remove is what a real sweep removes.
-        let removable: BTreeSet<String> = report
-            .entries
-            .iter()
-            .filter(|e| e.is_removable())
-            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        prop_assert_eq!(&removable, &expected, "{:?}", sidecars);
-        let removed: BTreeSet<String> = report
-            .entries
-            .iter()
-            .filter(|e| e.removed)
-            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
+        prop_assert_eq!(&named(SweepEntry::is_removable), &expected, "{:?}", sidecars);
+        let removed = named(|e| e.removed);
         let left: BTreeSet<String> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
