@@ -256,9 +256,11 @@ pub enum Error {
     },
 
     /// Neither the snapshot nor its journal exists (and the store was not to be created).
-    #[error("no store at `{path}`: neither it nor `{journal}` exists",
+    #[error("failed to {op} `{path}`: there is no store there (neither it nor `{journal}` exists)",
         path = path.display(), journal = journal.display())]
     NoStore {
+        /// What was asked for: [`Operation::Open`] or [`Operation::Read`].
+        op: Operation,
         /// The snapshot path.
         path: PathBuf,
         /// The journal beside it.

@@ -24,6 +24,7 @@ use sessionkit_atomic_fs::in_turn_of_parent;
 use crate::entry::{Entry, is_transcript_name, transcript_sessions};
 use crate::journal::EvictReason;
 use crate::state::State;
+use crate::store::fs_dir;
 
 /// By default, entries not updated for this long are pruned: 30 days.
 pub const DEFAULT_PRUNE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -675,11 +676,11 @@ pub(crate) fn list_dir(
 ) -> io::Result<Listing> {
     let mut listing = Listing::empty(dir);
     let mut walk = if subdirs {
-        Some(Subdirs::new(dir)?)
+        Some(Subdirs::new(fs_dir(dir))?)
     } else {
         None
     };
-    for entry in fs::read_dir(dir)? {
+    for entry in fs::read_dir(fs_dir(dir))? {
         let entry = entry?;
         let file_name = entry.file_name();
         let name = file_name.to_str().unwrap_or_default();
@@ -1329,7 +1330,7 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
         // go by their own rules (retention, grace, open) alone.
         let beyond_reach = files.nested_bytes > 0 && files.nested_bytes >= high;
         if total > max && beyond_reach {
-            tracing::warn!(dir = %files.dir.display(), nested_bytes = files.nested_bytes,
+            tracing::warn!(dir = %fs_dir(&files.dir).display(), nested_bytes = files.nested_bytes,
                 high_water = high,
                 "the store directory's subdirectories alone pass the disk budget's high water \
                  mark; maintenance frees nothing for the budget");

@@ -15,7 +15,9 @@ use crate::journal::{
 };
 use crate::snapshot::{load_snapshot, quarantine};
 use crate::state::State;
-use crate::store::{IoCounters, OpenReport, Shared, Store, StoreBuilder, View, journal_path_for};
+use crate::store::{
+    IoCounters, OpenReport, Shared, Store, StoreBuilder, View, dir_of, fs_dir, journal_path_for,
+};
 use crate::writer;
 
 /// The journal's identity and length, by path; `None` if it does not exist.
@@ -46,6 +48,7 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
     let journal_exists = journal_path.exists();
     if !config.create && !snapshot_exists && !journal_exists {
         return Err(Error::NoStore {
+            op: Operation::Open,
             path: snapshot_path.to_path_buf(),
             journal: journal_path,
         });
@@ -89,7 +92,7 @@ fn open_on_writer(config: StoreBuilder, snapshot_path: &Path) -> Result<(Arc<Sha
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     report.temps_removed =
-        crate::maintain::remove_stale_temps(&crate::store::dir_of(snapshot_path), &snapshot_name);
+        crate::maintain::remove_stale_temps(crate::store::dir_of(snapshot_path), &snapshot_name);
     let epoch = view.epoch;
     let interval = config.maintenance.as_ref().and_then(|m| m.interval);
     let schedule = crate::schedule::Schedule::new(config.clock.instant(), interval);
@@ -247,7 +250,7 @@ fn load(
                 .truncate(0)
                 .and_then(|()| journal.append(header.as_bytes()))
                 .and_then(|()| journal.sync())
-                .and_then(|()| sync_dir(parent(&journal_path)))
+                .and_then(|()| sync_dir(fs_dir(dir_of(&journal_path))))
                 .map_err(|e| {
                     Error::io(
                         Operation::Open,
@@ -626,13 +629,6 @@ fn astray<T>(from: &Position) -> Option<T> {
         "a compacted journal does not continue the journal it names as its base; \
          loading the whole store again");
     None
-}
-
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 /// A new journal epoch: the time in milliseconds, so that epochs grow across re-creations.

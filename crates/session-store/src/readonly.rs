@@ -108,6 +108,7 @@ pub fn read_store_files(snapshot_path: impl AsRef<Path>) -> Result<StoreFiles> {
             }
             None if snapshot.is_none() => {
                 return Err(Error::NoStore {
+                    op: Operation::Read,
                     path: path.to_path_buf(),
                     journal: journal_path,
                 });

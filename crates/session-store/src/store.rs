@@ -1043,11 +1043,19 @@ impl Drop for ActiveMark {
     }
 }
 
-/// The directory of a file path (`.` for a bare name).
-pub(crate) fn dir_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// The directory of a file path as the path gives it: empty for a bare name, so that the paths
+/// of the store's other files read as the caller wrote the store's (`s1.jsonl`, not
+/// `./s1.jsonl`). Hand it to the file system through [`fs_dir`].
+pub(crate) fn dir_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
+/// `dir` as the file system takes it: `.` for the empty directory of a bare name.
+pub(crate) fn fs_dir(dir: &Path) -> &Path {
+    if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
     }
 }
 

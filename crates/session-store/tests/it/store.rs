@@ -570,3 +570,57 @@ fn readers_never_apply_a_batch_its_writer_takes_back() {
     present.sort();
     assert_eq!(present, ["a1", "b1", "b2", "base"]);
 }
+
+#[test]
+fn a_missing_store_is_an_error_naming_the_operation_and_both_files() {
+    use sessionkit_session_store::{Error, Operation, load_store};
+
+    let dir = Scratch::new("missing");
+    let path = dir.join("sessions.json");
+    let err = Store::builder()
+        .create(false)
+        .open(&path)
+        .err()
+        .expect("opened a store that is not there");
+    assert!(
+        matches!(
+            err,
+            Error::NoStore {
+                op: Operation::Open,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_not_found(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "failed to open the store `{}`: there is no store there (neither it nor `{}.journal` exists)",
+            path.display(),
+            path.display()
+        )
+    );
+    let err = load_store(&path)
+        .err()
+        .expect("loaded a store that is not there");
+    assert!(
+        matches!(
+            err,
+            Error::NoStore {
+                op: Operation::Read,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("failed to read the store `{}`: ", path.display())),
+        "{err}"
+    );
+    assert_eq!(
+        sessionkit_test_support::names_in(dir.path()),
+        Vec::<String>::new()
+    );
+}

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::util::{DATA_ERR, IO_ERR, USAGE, assert_error, assert_error_line, names, run};
+use crate::util::{DATA_ERR, IO_ERR, USAGE, assert_error, assert_error_line, names, run, run_in};
 
 /// `store get` found no entry.
 const NOT_FOUND: i32 = 1;
@@ -417,6 +417,18 @@ fn commands_other_than_set_refuse_a_missing_store_and_create_nothing() {
     for (sub, rest) in cases {
         let output = run(args(sub, &path, rest), b"");
         let line = fails(&output, IO_ERR, &path);
+        let op = if matches!(sub[0], "delete" | "compact") {
+            "open"
+        } else {
+            "read"
+        };
+        assert!(
+            line.starts_with(&format!(
+                "sessionkit: error: failed to {op} the store `{}`: there is no store there",
+                path.display()
+            )),
+            "{sub:?}: {line}"
+        );
         assert!(line.contains("neither it nor"), "{sub:?}: {line}");
         assert!(line.contains("sessions.json.journal"), "{sub:?}: {line}");
         assert_eq!(names(dir.path()), Vec::<String>::new(), "{sub:?}");
@@ -1352,6 +1364,61 @@ fn maintain_shows_then_does_the_cap_and_archives_transcripts() {
     assert!(!dir.path().join("s0.jsonl").exists());
     let listed = ok(&["list"], &path, &[], b"");
     assert_eq!(listed.lines().count(), 2, "{listed}");
+}
+
+/// A store named by a bare file name, from its own directory: the transcripts a pass acts on
+/// are named as `check` names them, without a `./` the directory listing would add. And a
+/// one-byte torn tail is `1 byte`.
+#[test]
+fn maintain_names_files_as_the_store_path_was_given() {
+    let (dir, path) = store_dir();
+    let now = now_ms();
+    for i in 0..5 {
+        set(
+            &path,
+            &format!("k{i}"),
+            &format!(r#"{{"sessionId":"s{i}","updatedAt":{}}}"#, now - 5000 + i),
+        );
+    }
+    fs::write(dir.path().join("s0.jsonl"), "{}\n").expect("plant a transcript");
+    fs::write(dir.path().join("s3.jsonl"), "{}\n").expect("plant a transcript");
+    let mut journal_bytes = fs::read(journal(&path)).expect("the journal");
+    journal_bytes.push(b'{');
+    fs::write(journal(&path), &journal_bytes).expect("a torn tail of one byte");
+    let maintain = |rest: &[&str]| {
+        let mut args = vec!["store", "maintain", "sessions.json", "--max-entries", "2"];
+        args.extend_from_slice(rest);
+        let output = run_in(dir.path(), args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (
+            String::from_utf8(output.stdout).expect("UTF-8"),
+            String::from_utf8(output.stderr).expect("UTF-8"),
+        )
+    };
+    let (out, err) = maintain(&["--dry-run"]);
+    assert!(out.lines().any(|l| l == "would archive s0.jsonl"), "{out}");
+    assert_eq!(err, "");
+    let (out, err) = maintain(&[]);
+    assert!(out.lines().any(|l| l == "archive s0.jsonl"), "{out}");
+    assert!(!out.contains("./"), "{out}");
+    assert!(
+        err.starts_with(
+            "sessionkit: warning: cut a torn tail of 1 byte from `sessions.json.journal`"
+        ),
+        "{err}"
+    );
+    // k4's transcript was never written: `check` names it the same way.
+    let output = run_in(dir.path(), ["store", "check", "sessions.json"]);
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(
+        out.starts_with("transcript-missing: entry `k4`: transcript `s4.jsonl` does not exist\n"),
+        "{out}"
+    );
 }
 
 #[test]

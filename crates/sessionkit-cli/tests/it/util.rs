@@ -68,13 +68,34 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    let mut command = sessionkit();
+    command.envs(env.iter().copied()).args(args);
+    finish(command, stdin)
+}
+
+/// Runs `sessionkit` as [`run`] does (with no input), in the working directory `cwd`.
+pub(crate) fn run_in<I, S>(cwd: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = sessionkit();
+    command.current_dir(cwd).args(args);
+    finish(command, b"")
+}
+
+/// The built `sessionkit`, without the lock variables.
+fn sessionkit() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sessionkit"));
     for name in LOCK_ENV {
         command.env_remove(name);
     }
+    command
+}
+
+/// Runs `command`, feeding it `stdin`, and waits for it.
+fn finish(mut command: Command, stdin: &[u8]) -> Output {
     let mut child = command
-        .envs(env.iter().copied())
-        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

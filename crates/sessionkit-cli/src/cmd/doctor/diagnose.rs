@@ -435,16 +435,18 @@ fn registry(
                     (
                         Kind::JournalTornTail,
                         format!(
-                            "a torn tail of {len} bytes at byte offset {offset}: an append was \
-                             cut short by a crash"
+                            "a torn tail of {} at byte offset {offset}: an append was cut short \
+                             by a crash",
+                            check::count(len, "byte")
                         ),
                     )
                 } else {
                     (
                         Kind::JournalFencedBatch,
                         format!(
-                            "a failed batch of {len} bytes at byte offset {offset} that its \
-                             writer could not cut back out, and fenced off from readers instead"
+                            "a failed batch of {} at byte offset {offset} that its writer could \
+                             not cut back out, and fenced off from readers instead",
+                            check::count(len, "byte")
                         ),
                     )
                 };
@@ -511,10 +513,10 @@ fn registry(
         None => "unknown entries".to_owned(),
     };
     headers.registry = format!(
-        "registry: {}: {entries}, snapshot {} bytes, journal {} bytes with {}",
+        "registry: {}: {entries}, snapshot {}, journal {} with {}",
         quoted(&path),
-        info.snapshot_bytes,
-        info.journal_bytes,
+        check::count(info.snapshot_bytes, "byte"),
+        check::count(info.journal_bytes, "byte"),
         check::count(info.journal_records, "record")
     );
     if state.is_some() && info.journal_records > 0 {
@@ -568,10 +570,10 @@ fn quarantined(files: &[FileInfo], findings: &mut Vec<Finding>) {
                 Kind::QuarantinedFile,
                 Some(&f.path),
                 format!(
-                    "{} ({} bytes) is a damaged {what} aside {} ago; nothing removes it: look \
-                     at it, then delete it",
+                    "{} ({}) is a damaged {what} aside {} ago; nothing removes it: look at \
+                     it, then delete it",
                     quoted(&f.path),
-                    f.len,
+                    check::count(f.len, "byte"),
                     human_age(f.age)
                 ),
             )
@@ -625,10 +627,10 @@ fn transcripts(
             Ok(Some(tail)) => {
                 let holder = held.get(&with_suffix(path, ".lock"));
                 let message = format!(
-                    "{} ends in a torn tail of {} bytes at byte offset {}: an append was cut \
-                     short by a crash",
+                    "{} ends in a torn tail of {} at byte offset {}: an append was cut short \
+                     by a crash",
                     quoted(path),
-                    tail.len,
+                    check::count(tail.len, "byte"),
                     tail.offset
                 );
                 let finding = match holder {
@@ -668,9 +670,9 @@ fn transcripts(
             continue;
         }
         let what = format!(
-            "{} ({} bytes) is referenced by no entry and was last modified {} ago",
+            "{} ({}) is referenced by no entry and was last modified {} ago",
             quoted(path),
-            f.len,
+            check::count(f.len, "byte"),
             human_age(f.age)
         );
         let finding = if f.age > settings.orphan_grace {
@@ -694,7 +696,11 @@ fn transcripts(
         };
         findings.push(finding.age(Some(f.age)).bytes(f.len));
     }
-    headers.transcripts = format!("transcripts: {count} ({bytes} bytes), {archives} archives");
+    headers.transcripts = format!(
+        "transcripts: {count} ({}), {}",
+        check::count(bytes, "byte"),
+        check::count(archives, "archive")
+    );
 }
 
 /// The temp-file section, from the dry-run sweep.
@@ -717,10 +723,10 @@ fn temps(
                 Kind::TempFile,
                 Some(&temp.path),
                 format!(
-                    "{} ({} bytes) was last modified {} ago, more than {older}: a write that \
-                     never finished",
+                    "{} ({}) was last modified {} ago, more than {older}: a write that never \
+                     finished",
                     quoted(&temp.path),
-                    temp.len,
+                    check::count(temp.len, "byte"),
                     human_age(age)
                 ),
                 Some("removes it".to_owned()),

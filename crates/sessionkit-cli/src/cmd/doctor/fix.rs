@@ -105,9 +105,9 @@ fn sweep(
             "remove-temp",
             Some(&temp.path),
             format!(
-                "removed temp file {} ({} bytes, last modified {} ago)",
+                "removed temp file {} ({}, last modified {} ago)",
                 quoted(&temp.path),
-                temp.len,
+                count(temp.len, "byte"),
                 human_age(Duration::from_millis(temp.age_ms))
             ),
         )?;
@@ -199,8 +199,8 @@ fn cut_tail(path: &Path, actions: &mut Actions) -> Result<Outcome, Failure> {
                     "cut-tail",
                     Some(path),
                     format!(
-                        "cut a torn tail of {} bytes from {}",
-                        repair.removed,
+                        "cut a torn tail of {} from {}",
+                        count(repair.removed, "byte"),
                         quoted(path)
                     ),
                 )?;
@@ -274,7 +274,11 @@ fn registry(
         actions.done(
             "cut-tail",
             Some(&journal),
-            format!("cut a torn tail of {bytes} bytes from {}", quoted(&journal)),
+            format!(
+                "cut a torn tail of {} from {}",
+                count(bytes, "byte"),
+                quoted(&journal)
+            ),
         )?;
     }
     if let Some(bytes) = open.fenced_batch_bytes {
@@ -282,7 +286,8 @@ fn registry(
             "cut-fenced-batch",
             Some(&journal),
             format!(
-                "cut a fenced-off failed batch of {bytes} bytes from {}",
+                "cut a fenced-off failed batch of {} from {}",
+                count(bytes, "byte"),
                 quoted(&journal)
             ),
         )?;
@@ -388,12 +393,12 @@ fn registry(
                 "compact",
                 Some(&path),
                 format!(
-                    "compacted {}: {}, snapshot {} bytes, journal {} bytes before, {} after",
+                    "compacted {}: {}, snapshot {}, journal {} before, {} after",
                     quoted(&path),
                     count(c.entries, "entry"),
-                    c.snapshot_bytes,
-                    c.journal_bytes_before,
-                    c.journal_bytes_after
+                    count(c.snapshot_bytes, "byte"),
+                    count(c.journal_bytes_before, "byte"),
+                    count(c.journal_bytes_after, "byte")
                 ),
             )?,
             Err(e) => actions.failed("compact", Some(&path), Failure::Store(e).message())?,

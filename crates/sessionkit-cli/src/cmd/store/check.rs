@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -357,11 +357,11 @@ fn fenced_end(
                 Kind::JournalFencedBatch,
                 journal,
                 format!(
-                    "`{}` ends in a failed batch of {} bytes at line {line} (byte offset {}) \
-                     that its writer could not cut back out, and fenced off instead: no reader \
-                     applies it, and the next write to the store or open of it cuts it off",
+                    "`{}` ends in a failed batch of {} at line {line} (byte offset {}) that its \
+                     writer could not cut back out, and fenced off instead: no reader applies \
+                     it, and the next write to the store or open of it cuts it off",
                     journal.display(),
-                    fenced.len,
+                    count(fenced.len, "byte"),
                     fenced.offset
                 ),
             );
@@ -389,9 +389,10 @@ fn torn_tail(journal: &Path, line: usize, offset: u64, len: u64) -> Problem {
         Kind::JournalTornTail,
         journal,
         format!(
-            "`{}` ends in a torn tail of {len} bytes at line {line} (byte offset {offset}): an \
-             append was cut short by a crash; the next open of the store cuts it off",
-            journal.display()
+            "`{}` ends in a torn tail of {} at line {line} (byte offset {offset}): an append \
+             was cut short by a crash; the next open of the store cuts it off",
+            journal.display(),
+            count(len, "byte")
         ),
     );
     problem.line = Some(line);
@@ -487,18 +488,18 @@ fn look_at(dir: &Path, transcript: &Path) -> Option<Trouble> {
                 // A holder cuts a crash's torn tail when it opens the transcript, so with one
                 // alive these bytes are most likely its append, read before it was whole.
                 Some(holder) => format!(
-                    "ends in {} bytes after its last newline, at byte offset {}, while its write \
-                     lock is held by {holder}: an append may have been in flight (the check \
-                     reads without the lock); run the check again, and if they stay, a write \
-                     was cut short; {}",
-                    torn.len,
+                    "ends in {} after its last newline, at byte offset {}, while its write lock \
+                     is held by {holder}: an append may have been in flight (the check reads \
+                     without the lock); run the check again, and if they stay, a write was cut \
+                     short; {}",
+                    count(torn.len, "byte"),
                     torn.offset,
                     who_cuts(dir, transcript)
                 ),
                 None => format!(
-                    "ends in a torn tail of {} bytes at byte offset {}: an append was cut short \
-                     by a crash; {}",
-                    torn.len,
+                    "ends in a torn tail of {} at byte offset {}: an append was cut short by a \
+                     crash; {}",
+                    count(torn.len, "byte"),
                     torn.offset,
                     who_cuts(dir, transcript)
                 ),
@@ -557,10 +558,12 @@ pub(crate) fn chain(err: &dyn StdError) -> String {
     text
 }
 
-/// `n` and the noun, plural unless `n` is 1: `1 entry`, `2 entries`, `0 transcripts`.
-pub(crate) fn count(n: usize, noun: &str) -> String {
-    match (n, noun.strip_suffix('y')) {
-        (1, _) => format!("1 {noun}"),
+/// `n` and the noun, plural unless `n` is 1: `1 entry`, `2 entries`, `0 transcripts`,
+/// `1 byte`. Any integer type will do.
+pub(crate) fn count(n: impl fmt::Display, noun: &str) -> String {
+    let n = n.to_string();
+    match (n.as_str(), noun.strip_suffix('y')) {
+        ("1", _) => format!("1 {noun}"),
         (_, Some(stem)) => format!("{n} {stem}ies"),
         (_, None) => format!("{n} {noun}s"),
     }

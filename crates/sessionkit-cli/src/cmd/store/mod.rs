@@ -89,8 +89,9 @@ fn open_with(builder: &mut StoreBuilder, path: &Path) -> Result<Store, Failure> 
     let store = builder.auto_compact(false).open(path)?;
     if let Some(bytes) = store.open_report().torn_tail_bytes {
         warn(&format!(
-            "cut a torn tail of {bytes} bytes from `{}`: an append was interrupted by a crash \
-             and never acknowledged",
+            "cut a torn tail of {} from `{}`: an append was interrupted by a crash and never \
+             acknowledged",
+            check::count(bytes, "byte"),
             journal_path(path).display()
         ));
     }
@@ -101,17 +102,16 @@ fn open_with(builder: &mut StoreBuilder, path: &Path) -> Result<Store, Failure> 
             .filter(|dir| !dir.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         warn(&format!(
-            "removed {} temp file{} of the store's that a crash left in `{}` (older than \
-             5 minutes)",
-            temps.len(),
-            if temps.len() == 1 { "" } else { "s" },
+            "removed {} of the store's that a crash left in `{}` (older than 5 minutes)",
+            check::count(temps.len(), "temp file"),
             dir.display()
         ));
     }
     if let Some(bytes) = store.open_report().fenced_batch_bytes {
         warn(&format!(
-            "cut a failed batch of {bytes} bytes from `{}`: its writer could not cut it back \
-             out, fenced it off, and told its callers it failed",
+            "cut a failed batch of {} from `{}`: its writer could not cut it back out, fenced \
+             it off, and told its callers it failed",
+            check::count(bytes, "byte"),
             journal_path(path).display()
         ));
     }
