@@ -960,6 +960,110 @@ fn check_reports_every_corrupt_record_with_its_line_and_offset() {
     assert_eq!(contents(dir.path()), before);
 }
 
+/// Records whose `seq` is not above an earlier one of their writer are skipped by every
+/// reader. sessionkit never writes one, so in one journal each is damage: `check` names each,
+/// telling a byte-for-byte repeat (nothing lost) from a record whose change is lost, and
+/// `doctor --fix` leaves the registry alone rather than compact the record away.
+#[test]
+fn check_and_doctor_report_records_every_reader_skips() {
+    let (dir, path) = store_dir();
+    let lines = [
+        upsert(1, "a", r#"{"sessionId":"s1"}"#),
+        // Seq 2 is unused, as after a failed batch.
+        upsert(3, "b", r#"{"sessionId":"s2"}"#),
+        upsert(1, "a", r#"{"sessionId":"s1"}"#),
+        upsert(3, "c", r#"{"sessionId":"s3"}"#),
+        upsert(2, "d", r#"{"sessionId":"s4"}"#),
+        upsert(4, "e", r#"{"sessionId":"s5"}"#),
+    ];
+    let text = format!("{HEADER}{}", lines.concat());
+    fs::write(journal(&path), &text).expect("plant a journal");
+    for id in ["s1", "s2", "s5"] {
+        fs::write(dir.path().join(format!("{id}.jsonl")), "").expect("transcript");
+    }
+    // The byte offset of the record on (1-based) line `line`.
+    let offset = |line: usize| HEADER.len() + lines[..line - 2].concat().len();
+    let before = contents(dir.path());
+
+    let output = run(args(&["check"], &path, &[]), b"");
+    assert_eq!(output.status.code(), Some(DATA_ERR));
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    let shown = journal(&path).display().to_string();
+    let at = |line: usize| {
+        format!(
+            "journal-skipped-record: `{shown}` line {line} (byte offset {})",
+            offset(line)
+        )
+    };
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), 4, "{out}");
+    assert!(
+        got[0].starts_with(&format!(
+            "{} repeats line 2 (writer {WRITER}, seq 1): every reader skips the repeat, so \
+             nothing is lost",
+            at(4)
+        )),
+        "{out}"
+    );
+    assert!(
+        got[1].starts_with(&format!(
+            "{}: writer {WRITER}'s seq 3 is not above the seq 3 it reached earlier in the \
+             journal, and line 3 holds another record with seq 3, so every reader skips this \
+             record as already applied and its change is lost",
+            at(5)
+        )),
+        "{out}"
+    );
+    assert!(
+        got[2].starts_with(&format!(
+            "{}: writer {WRITER}'s seq 2 is not above the seq 3 it reached earlier in the \
+             journal, so every reader skips",
+            at(6)
+        )),
+        "{out}"
+    );
+    assert!(
+        got[3].ends_with("3 entries, 3 journal records, 3 transcripts: 3 problems"),
+        "{out}"
+    );
+    // The library reads the store the same way: the skipped records' keys are not there.
+    assert_eq!(
+        run(args(&["get"], &path, &["c"]), b"").status.code(),
+        Some(NOT_FOUND)
+    );
+
+    let report = json(
+        &String::from_utf8(run(args(&["check", "--json"], &path, &[]), b"").stdout).expect("UTF-8"),
+    );
+    let problems = report["problems"].as_array().expect("an array");
+    let kinds: Vec<(&str, u64, u64)> = problems
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().expect("a kind"),
+                p["line"].as_u64().expect("a line"),
+                p["offset"].as_u64().expect("an offset"),
+            )
+        })
+        .collect();
+    let want = |line: usize| ("journal-skipped-record", line as u64, offset(line) as u64);
+    assert_eq!(kinds, [want(4), want(5), want(6)]);
+
+    let mut doctor = vec![OsString::from("doctor"), OsString::from("--fix")];
+    doctor.push(dir.path().as_os_str().to_owned());
+    let output = run(doctor, b"");
+    assert_eq!(output.status.code(), Some(DATA_ERR));
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    assert_eq!(
+        out.matches("journal-skipped-record (left)").count(),
+        3,
+        "{out}"
+    );
+    // Nor does it offer to compact the journal, which would drop them for good.
+    assert!(!out.contains("compacts it"), "{out}");
+    assert_eq!(contents(dir.path()), before);
+}
+
 /// A transcript that cannot be read is reported with the operating system's reason, not
 /// only the step that failed. Run as another user, for whom a mode of 600 denies the read.
 #[test]

@@ -383,6 +383,7 @@ fn registry(
     info.journal_bytes = journal_bytes;
     let mut state = Some(snapshot);
     let mut cut_at = None;
+    let mut skipped = false;
     let corrupt: Vec<_> = problems
         .iter()
         .filter(|p| p.kind == check::Kind::JournalCorrupt)
@@ -474,8 +475,10 @@ fn registry(
             )),
             // Several corrupt lines are one problem: `--fix` quarantines the file once.
             check::Kind::JournalCorrupt => {}
-            // `examine` looks at no transcript; the transcripts section does.
-            check::Kind::TranscriptMissing
+            // `examine` replays nothing and looks at no transcript; the replay below and the
+            // transcripts section find these.
+            check::Kind::JournalSkippedRecord
+            | check::Kind::TranscriptMissing
             | check::Kind::TranscriptError
             | check::Kind::TranscriptTornTail => {}
         }
@@ -505,7 +508,18 @@ fn registry(
             .into_iter()
             .filter(|r| cut_at.is_none_or(|at| r.offset < at))
             .collect();
-        info.journal_records = state.replay(&kept, &mut SeqTracker::new()).applied;
+        let replayed = state.replay(&kept, &mut SeqTracker::new());
+        skipped = !replayed.skipped.is_empty();
+        for problem in check::skipped_records(&path, &journal, &kept, &replayed.skipped) {
+            findings.push(Finding::problem(
+                Section::Registry,
+                Kind::JournalSkippedRecord,
+                Some(&journal),
+                problem.message,
+                None,
+            ));
+        }
+        info.journal_records = replayed.applied;
         info.entries = Some(state.len());
     }
     let entries = match info.entries {
@@ -519,7 +533,8 @@ fn registry(
         check::count(info.journal_bytes, "byte"),
         check::count(info.journal_records, "record")
     );
-    if state.is_some() && info.journal_records > 0 {
+    // With a skipped record `--fix` leaves the registry alone (see `registry_state`).
+    if state.is_some() && info.journal_records > 0 && !skipped {
         let mut compact = Finding::info(
             Section::Registry,
             Kind::Registry,
@@ -589,7 +604,10 @@ pub(crate) fn registry_state(report: &Report) -> RegistryState {
         f.section == Section::Registry
             && matches!(
                 f.kind,
-                Kind::JournalUnsupported | Kind::SnapshotMissing | Kind::RegistryError
+                Kind::JournalUnsupported
+                    | Kind::SnapshotMissing
+                    | Kind::JournalSkippedRecord
+                    | Kind::RegistryError
             )
     });
     if untouchable {

@@ -128,6 +128,10 @@ pub(crate) enum Kind {
     JournalFencedBatch,
     /// The journal's fence file cannot be read; `--fix` quarantines it.
     FenceCorrupt,
+    /// A journal record every reader skips (its `seq` is not above an earlier one of its
+    /// writer): damage; nothing touches the registry, so that the record stays for an
+    /// operator rather than be dropped by a compaction.
+    JournalSkippedRecord,
     /// The registry could not be read.
     RegistryError,
     /// A damaged file set aside earlier (a snapshot renamed, a journal copied); an operator

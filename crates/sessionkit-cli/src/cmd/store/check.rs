@@ -69,6 +69,9 @@ pub(crate) enum Kind {
     JournalFencedBatch,
     /// The journal's fence file (`<journal>.fence`) cannot be read.
     FenceCorrupt,
+    /// A record whose `seq` is not above an earlier one of its writer in the same journal,
+    /// which every reader skips: sessionkit never writes one.
+    JournalSkippedRecord,
     /// An entry's transcript does not exist.
     TranscriptMissing,
     /// An entry's transcript is not a regular file, or cannot be looked at.
@@ -89,6 +92,7 @@ impl Kind {
             Kind::JournalTornTail => "journal-torn-tail",
             Kind::JournalFencedBatch => "journal-fenced-batch",
             Kind::FenceCorrupt => "fence-corrupt",
+            Kind::JournalSkippedRecord => "journal-skipped-record",
             Kind::TranscriptMissing => "transcript-missing",
             Kind::TranscriptError => "transcript-error",
             Kind::TranscriptTornTail => "transcript-torn-tail",
@@ -230,7 +234,9 @@ pub(super) fn run(args: &CheckArgs) -> Result<u8, Failure> {
         mut problems,
         ..
     } = examine(path)?;
-    let journal_records = state.replay(&records, &mut SeqTracker::new()).applied;
+    let replayed = state.replay(&records, &mut SeqTracker::new());
+    problems.extend(skipped_records(path, &journal, &records, &replayed.skipped));
+    let journal_records = replayed.applied;
     let transcripts = check_transcripts(path, &state, &mut problems);
     let report = Report {
         path,
@@ -252,6 +258,83 @@ pub(super) fn run(args: &CheckArgs) -> Result<u8, Failure> {
     } else {
         exit::DATA_ERR
     })
+}
+
+/// A problem for each record that replaying `records` skipped (`skipped`).
+///
+/// Each writer numbers its records from 1 up and never repeats a number, and every journal
+/// holds each record once, so within one journal a skip is always damage: the file was edited,
+/// or pieced together from others. A byte-for-byte repeat loses nothing; any other skipped
+/// record is a change no reader applies, and the next compaction drops it for good.
+pub(crate) fn skipped_records(
+    path: &Path,
+    journal: &Path,
+    records: &[JournalRecord],
+    skipped: &[store::Skipped],
+) -> Vec<Problem> {
+    if skipped.is_empty() {
+        return Vec::new();
+    }
+    // The first record of each (writer, seq), for telling a repeat from another record.
+    let mut first = std::collections::HashMap::new();
+    for record in records {
+        first
+            .entry((record.record.writer, record.record.seq))
+            .or_insert(record);
+    }
+    let by_offset: std::collections::HashMap<u64, &JournalRecord> =
+        records.iter().map(|r| (r.offset, r)).collect();
+    skipped
+        .iter()
+        .map(|s| {
+            let earlier = first
+                .get(&(s.writer, s.seq))
+                .filter(|e| e.offset < s.offset);
+            let this = by_offset.get(&s.offset).map(|r| &r.record);
+            let message = match earlier {
+                Some(e) if Some(&e.record) == this => format!(
+                    "`{}` line {} (byte offset {}) repeats line {} (writer {}, seq {}): every \
+                     reader skips the repeat, so nothing is lost, but sessionkit never writes a \
+                     record twice: the journal was edited or pieced together from others; \
+                     `sessionkit store compact {}` writes the store without it",
+                    journal.display(),
+                    s.line,
+                    s.offset,
+                    e.line,
+                    s.writer,
+                    s.seq,
+                    path.display()
+                ),
+                _ => {
+                    let clash = earlier.map_or(String::new(), |e| {
+                        format!(
+                            ", and line {} holds another record with seq {}",
+                            e.line, s.seq
+                        )
+                    });
+                    format!(
+                        "`{}` line {} (byte offset {}): writer {}'s seq {} is not above the \
+                         seq {} it reached earlier in the journal{clash}, so every reader skips \
+                         this record as already applied and its change is lost; sessionkit \
+                         never writes such a record (a writer's seq only grows): the journal \
+                         was edited or pieced together from others; the record stays in the \
+                         journal until the next compaction drops it for good, so copy it out \
+                         first if it matters",
+                        journal.display(),
+                        s.line,
+                        s.offset,
+                        s.writer,
+                        s.seq,
+                        s.last_seq
+                    )
+                }
+            };
+            let mut problem = Problem::new(Kind::JournalSkippedRecord, journal, message);
+            problem.line = Some(s.line);
+            problem.offset = Some(s.offset);
+            problem
+        })
+        .collect()
 }
 
 /// Checks the journal's header and each of its lines on its own, and returns the valid
