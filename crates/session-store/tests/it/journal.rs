@@ -68,6 +68,27 @@ fn a_journal_reads_back_with_lines_and_offsets() {
     assert_eq!(rest.valid_len, parsed.valid_len);
 }
 
+/// A journal saved by an editor with Windows line ends reads as the same records: the `\r` is
+/// whitespace to JSON, and a line still ends at its `\n`.
+#[test]
+fn a_carriage_return_before_each_newline_changes_no_record() {
+    let (records, text) = sample();
+    let crlf = text.replace('\n', "\r\n");
+    let parsed = parse_journal(path(), crlf.as_bytes()).unwrap();
+    assert_eq!(parsed.header, Some(JournalHeader::new(7)));
+    assert_eq!(parsed.valid_len, crlf.len() as u64);
+    assert_eq!(parsed.torn_tail, None);
+    let got: Vec<&Record> = parsed.records.iter().map(|r| &r.record).collect();
+    assert_eq!(got, records.iter().collect::<Vec<_>>());
+    let lines: Vec<usize> = parsed.records.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [2, 3, 4, 5]);
+    // A `\r` alone ends no line: the last record without its `\n` is a torn tail.
+    let cut = &crlf[..crlf.len() - 1];
+    let parsed = parse_journal(path(), cut.as_bytes()).unwrap();
+    assert_eq!(parsed.records.len(), 3);
+    assert!(parsed.torn_tail.is_some());
+}
+
 #[test]
 fn an_empty_file_is_a_fresh_journal() {
     let parsed = parse_journal(path(), b"").unwrap();
