@@ -1373,11 +1373,22 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
                 }
             }
             if !forced.is_empty() {
-                let lookup: HashSet<&PathBuf> = forced.iter().collect();
+                let mut lookup: HashSet<&PathBuf> = forced.iter().collect();
+                // An evicted entry's transcript stays in its list, now to be deleted, so that
+                // the report does not count it as an orphan.
+                for (path, delete) in &mut plan.transcripts {
+                    if lookup.remove(&*path) {
+                        *delete = true;
+                    }
+                }
                 plan.orphans.retain(|(p, _)| !lookup.contains(p));
-                plan.transcripts.retain(|(p, _)| !lookup.contains(p));
-                plan.orphans
-                    .extend(forced.iter().map(|p| (p.clone(), true)));
+                // Oldest first, as they were taken.
+                plan.orphans.extend(
+                    forced
+                        .iter()
+                        .filter(|p| lookup.contains(p))
+                        .map(|p| (p.clone(), true)),
+                );
             }
             // Then entries, oldest first, with their transcripts deleted: unprotected ones,
             // then, if that is not enough, protected ones (a budget is a limit on the disk,

@@ -687,6 +687,41 @@ fn the_disk_budget_frees_archives_and_orphans_first_then_oldest_entries() {
     }
 }
 
+/// A pruned entry's transcript, to be archived, is deleted instead when the budget needs its
+/// bytes. It is still the transcript of an entry this pass evicted, not an orphan, in a dry
+/// run's report and in the pass's.
+#[test]
+fn a_transcript_the_budget_deletes_instead_of_archiving_is_no_orphan() {
+    for dry in [true, false] {
+        let dir = Scratch::new("disk-forced");
+        let store = open(&dir, budget_of_20k());
+        store.upsert("old", entry("s0", 40 * DAY, "")).unwrap();
+        store
+            .upsert("new", entry("s1", Duration::from_secs(60), ""))
+            .unwrap();
+        plant(&dir.join("s0.jsonl"), 18_000, Duration::from_secs(600));
+        plant(&dir.join("s1.jsonl"), 3000, Duration::ZERO);
+        let report = store.maintain(dry).unwrap();
+        assert_eq!(report.dry_run, dry);
+        assert_eq!(report.pruned, ["old"], "dry {dry}: {report:?}");
+        assert!(report.disk_evicted.is_empty(), "dry {dry}: {report:?}");
+        assert_eq!(
+            report.deleted,
+            [dir.join("s0.jsonl")],
+            "dry {dry}: {report:?}"
+        );
+        assert!(report.archived.is_empty(), "dry {dry}: {report:?}");
+        assert!(report.orphans.is_empty(), "dry {dry}: {report:?}");
+        assert_eq!(dir.join("s0.jsonl").exists(), dry);
+        assert!(dir.join("s1.jsonl").exists());
+        assert!(
+            !dir.names().iter().any(|n| n.contains(".deleted.")),
+            "dry {dry}: {:?}",
+            dir.names()
+        );
+    }
+}
+
 #[test]
 fn warn_mode_and_dry_runs_change_nothing() {
     let dir = Scratch::new("warn");
