@@ -1557,7 +1557,7 @@ pub(crate) fn run(
     let journal_at_start = config.max_disk_bytes.and_then(|_| journal_len());
     let mut released = Gone::default();
     if !dry {
-        let first = plan_with(&Listing::empty(&dir), &released, true);
+        let first = plan_with(&Listing::empty(dir), &released, true);
         report.kept_protected += first.kept_protected;
         report.cap_short = first.cap_short;
         released = evict(shared, &first.evict, &mut report);
@@ -1576,12 +1576,20 @@ pub(crate) fn run(
         }
     };
     let mut files = list_dir(
-        &dir,
+        dir,
         &snapshot_name,
         config.max_disk_bytes.is_some(),
         &mut want,
     )
-    .map_err(|e| Error::io(Operation::Maintain, "list", &shared.snapshot_path, &dir, e))?;
+    .map_err(|e| {
+        Error::io(
+            Operation::Maintain,
+            "list",
+            &shared.snapshot_path,
+            fs_dir(dir),
+            e,
+        )
+    })?;
     if let (Some(start), Some(now)) = (journal_at_start, journal_len()) {
         files.discount(&journal_name, now.saturating_sub(start));
     }
@@ -1750,7 +1758,7 @@ pub(crate) fn run(
     if config.max_disk_bytes.is_some() {
         // The directory's own files are counted again; the subdirectories, which maintenance
         // never changes, are not walked a second time.
-        report.disk_bytes_after = list_dir(&dir, &snapshot_name, false, &mut |_, _| true)
+        report.disk_bytes_after = list_dir(dir, &snapshot_name, false, &mut |_, _| true)
             .ok()
             .map(|files| files.total_len() + nested_bytes);
     }
@@ -1837,12 +1845,12 @@ pub fn plan_maintenance(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let files = list_dir(
-        &dir,
+        dir,
         &snapshot_name,
         maintenance.max_disk_bytes.is_some(),
         &mut |_, _| true,
     )
-    .map_err(|e| Error::io(Operation::Maintain, "list", snapshot_path, &dir, e))?;
+    .map_err(|e| Error::io(Operation::Maintain, "list", snapshot_path, fs_dir(dir), e))?;
     let plan = plan(&Inputs {
         state: &loaded.state,
         files: &files,

@@ -577,11 +577,9 @@ fn a_missing_store_is_an_error_naming_the_operation_and_both_files() {
 
     let dir = Scratch::new("missing");
     let path = dir.join("sessions.json");
-    let err = Store::builder()
-        .create(false)
-        .open(&path)
-        .err()
-        .expect("opened a store that is not there");
+    let Err(err) = Store::builder().create(false).open(&path) else {
+        panic!("opened a store that is not there");
+    };
     assert!(
         matches!(
             err,
@@ -601,9 +599,9 @@ fn a_missing_store_is_an_error_naming_the_operation_and_both_files() {
             path.display()
         )
     );
-    let err = load_store(&path)
-        .err()
-        .expect("loaded a store that is not there");
+    let Err(err) = load_store(&path) else {
+        panic!("loaded a store that is not there");
+    };
     assert!(
         matches!(
             err,
