@@ -1431,17 +1431,23 @@ fn a_lost_snapshot_is_reported_and_left_alone() {
     assert_eq!(contents(dir.path()), before);
 }
 
-#[test]
-fn maintain_shows_then_does_the_cap_and_archives_transcripts() {
-    let (dir, path) = store_dir();
+/// Entries `k0` to `k4` of sessions `s0` to `s4`, updated a millisecond apart, the oldest
+/// five seconds ago.
+fn five_entries(path: &Path) {
     let now = now_ms();
     for i in 0..5 {
         set(
-            &path,
+            path,
             &format!("k{i}"),
             &format!(r#"{{"sessionId":"s{i}","updatedAt":{}}}"#, now - 5000 + i),
         );
     }
+}
+
+#[test]
+fn maintain_shows_then_does_the_cap_and_archives_transcripts() {
+    let (dir, path) = store_dir();
+    five_entries(&path);
     fs::write(dir.path().join("s0.jsonl"), "{}\n").expect("plant a transcript");
     // Cap 2 with a slack of 1: five entries are over it, the three oldest go.
     let out = ok(
@@ -1476,14 +1482,7 @@ fn maintain_shows_then_does_the_cap_and_archives_transcripts() {
 #[test]
 fn maintain_names_files_as_the_store_path_was_given() {
     let (dir, path) = store_dir();
-    let now = now_ms();
-    for i in 0..5 {
-        set(
-            &path,
-            &format!("k{i}"),
-            &format!(r#"{{"sessionId":"s{i}","updatedAt":{}}}"#, now - 5000 + i),
-        );
-    }
+    five_entries(&path);
     fs::write(dir.path().join("s0.jsonl"), "{}\n").expect("plant a transcript");
     fs::write(dir.path().join("s3.jsonl"), "{}\n").expect("plant a transcript");
     let mut journal_bytes = fs::read(journal(&path)).expect("the journal");
