@@ -264,8 +264,9 @@ pub(super) fn run(args: &CheckArgs) -> Result<u8, Failure> {
 ///
 /// Each writer numbers its records from 1 up and never repeats a number, and every journal
 /// holds each record once, so within one journal a skip is always damage: the file was edited,
-/// or pieced together from others. A byte-for-byte repeat loses nothing; any other skipped
-/// record is a change no reader applies, and the next compaction drops it for good.
+/// or pieced together from others. A repeat of an earlier record (the same writer, seq, key,
+/// op and value) loses nothing; any other skipped record is a change no reader applies, and
+/// the next compaction drops it for good.
 pub(crate) fn skipped_records(
     path: &Path,
     journal: &Path,
