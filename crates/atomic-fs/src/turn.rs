@@ -15,8 +15,9 @@ thread_local! {
     static TAKEN: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Runs `change`, which creates, renames or removes one entry of the directory `dir`, as this
-/// process's only such change in `dir` at that moment; returns what it returns.
+/// Runs `change`, which creates, renames or removes one entry of the directory `dir` (or a
+/// short run of them), as this process's only such change in `dir` at that moment; returns
+/// what it returns.
 ///
 /// The kernel makes the changes to one directory's entries one at a time anyway, under the
 /// directory's lock. On Linux a thread waiting for that lock spins on its CPU while the holder
@@ -28,7 +29,9 @@ thread_local! {
 ///
 /// Every call of this crate that creates, renames or removes a file or directory takes a turn
 /// (through [`RealFs`](crate::RealFs)), and so do the lock files of `sessionkit-write-lock` and
-/// the transcripts that `sessionkit-session-store`'s maintenance removes.
+/// the transcripts that `sessionkit-session-store`'s maintenance removes. Maintenance removes
+/// many at a time, and takes one turn for a run of them: a thread that waits for a turn once
+/// per file, behind others that take it all the time, waits once per file for all of them.
 ///
 /// A turn is held only for `change`, which must not wait for anything else (another turn, a
 /// file lock, a channel). The turns are kept in 64 stripes by a hash of `dir`, so two

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sessionkit_atomic_fs::in_turn_of_parent;
+use sessionkit_atomic_fs::{in_directory_turn, in_turn_of_parent};
 
 use crate::entry::{Entry, is_transcript_name, transcript_sessions};
 use crate::journal::EvictReason;
@@ -554,10 +554,9 @@ fn archive_stamp(name: &str) -> Option<(usize, u64)> {
 }
 
 /// Renames the transcript `path` aside as `<name>.deleted.<time>`, never over another file:
-/// the name is reserved first (created empty, exclusively), the next millisecond's if it is
-/// taken, so that an archive of the same name made in the same millisecond (after a clock
-/// was set back, or of a session id used again) keeps its bytes. A crash between the two
-/// steps leaves an empty archive, which goes at the end of its retention.
+/// the next millisecond's name if one is taken, so that an archive of the same name made in
+/// the same millisecond (after a clock was set back, or of a session id used again) keeps its
+/// bytes. The caller holds the directory's turn.
 fn archive(path: &Path, at: SystemTime) -> io::Result<()> {
     let mut prefix = path.as_os_str().to_owned();
     prefix.push(".deleted.");
@@ -565,37 +564,59 @@ fn archive(path: &Path, at: SystemTime) -> io::Result<()> {
 }
 
 /// Renames `path` to `<prefix><time>`, with `at` or the first free millisecond after it as
-/// the time, never over another file (see [`archive`]).
+/// the time, never over another file (see [`archive`]). The caller holds the directory's turn.
+///
+/// On Linux the rename itself refuses a taken name ([`crate::sys::rename_no_replace`]).
+/// Elsewhere, or on a file system that cannot, the name is reserved first (created empty,
+/// exclusively), and a crash between the two steps leaves an empty archive, which goes at the
+/// end of its retention.
 fn rename_aside(path: &Path, prefix: &std::ffi::OsStr, at: SystemTime) -> io::Result<()> {
     // More archives of one transcript's name in one second than this is not a state a
     // directory gets into by use.
     const NAMES: u64 = 1000;
+    let mut reserve = false;
     for ms in 0..NAMES {
         let mut aside = prefix.to_owned();
         aside.push(crate::snapshot::compact_utc(at + Duration::from_millis(ms)));
         let aside = PathBuf::from(aside);
-        match fs::File::options()
-            .write(true)
-            .create_new(true)
-            .open(&aside)
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-        // A failed rename leaves the placeholder, empty, to remove; a name that holds
-        // bytes is the file itself (a rename that went through although it reported a
-        // failure, as a retried one may over a network file system), and stays.
-        return in_turn_of_parent(path, || crate::sys::rename(path, &aside)).inspect_err(|_| {
-            if fs::symlink_metadata(&aside).is_ok_and(|m| m.len() == 0) {
-                let _ = fs::remove_file(&aside);
+        let renamed = if reserve {
+            reserve_then_rename(path, &aside)
+        } else {
+            crate::sys::rename_no_replace(path, &aside)
+        };
+        match renamed {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == io::ErrorKind::Unsupported && !reserve => {
+                reserve = true;
+                match reserve_then_rename(path, &aside) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    done => return done,
+                }
             }
-        });
+            done => return done,
+        }
     }
     Err(io::Error::new(
         io::ErrorKind::AlreadyExists,
         format!("every archive name for the {NAMES} ms from the pass's start is taken"),
     ))
+}
+
+/// Renames `path` to `aside` over an empty file created exclusively first, so that an existing
+/// `aside` is never replaced ([`io::ErrorKind::AlreadyExists`] then).
+fn reserve_then_rename(path: &Path, aside: &Path) -> io::Result<()> {
+    fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(aside)?;
+    // A failed rename leaves the placeholder, empty, to remove; a name that holds bytes is the
+    // file itself (a rename that went through although it reported a failure, as a retried
+    // one may over a network file system), and stays.
+    crate::sys::rename(path, aside).inspect_err(|_| {
+        if fs::symlink_metadata(aside).is_ok_and(|m| m.len() == 0) {
+            let _ = fs::remove_file(aside);
+        }
+    })
 }
 
 /// The transcript a lock counter `<transcript>.lock.gen` belongs to.
@@ -704,6 +725,8 @@ pub(crate) fn list_dir(
         if !file_type.is_file() || !want(name, kind) {
             continue;
         }
+        #[cfg(test)]
+        tests::FILES_STATED.with(|n| n.set(n.get() + 1));
         let Ok(meta) = entry.metadata() else {
             continue;
         };
@@ -948,6 +971,19 @@ pub(crate) const EVICTIONS_PER_BATCH: usize = 256;
 /// machine are never ahead of its clock; the slack covers another machine's writes to a
 /// shared directory.
 const FUTURE_SLACK: Duration = Duration::from_secs(60);
+
+/// True if `at` is past `now` by more than [`FUTURE_SLACK`]: the mark of a clock set wrong.
+fn in_future(at: SystemTime, now: SystemTime) -> bool {
+    now.checked_add(FUTURE_SLACK).is_some_and(|last| at > last)
+}
+
+/// Whether a pass at `now` under `retention` acts on the archive `name`, as far as its name
+/// tells: past its retention, or named in the future (it gets the pass's time). `None` if the
+/// name gives no time, for its modification time to decide.
+fn archive_due_by_name(name: &str, now: SystemTime, retention: Duration) -> Option<bool> {
+    let at = SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(archive_time_ms(name)?))?;
+    Some(in_future(at, now) || now.duration_since(at).is_ok_and(|age| age > retention))
+}
 
 /// Transcripts whose references one planning turn counts.
 pub(crate) const FILES_PER_TURN: usize = 1024;
@@ -1230,7 +1266,7 @@ pub(crate) fn plan<S: StateSource + ?Sized>(inputs: &Inputs<'_, S>) -> Plan {
     let age_of = |f: &FileInfo| now.duration_since(f.modified).unwrap_or(Duration::ZERO);
     // A time past the pass's clock by more than the slack comes from a clock that was set
     // wrong; trusted, it would keep the file from ageing until the clock caught up.
-    let future = |at: SystemTime| now.checked_add(FUTURE_SLACK).is_some_and(|last| at > last);
+    let future = |at: SystemTime| in_future(at, now);
     // An archive's age counts from when it was made, which its name says; its modification
     // time is the transcript's last write. A name in the future counts as made now: the
     // pass renames it with its own time.
@@ -1564,14 +1600,18 @@ pub(crate) fn run(
     }
     // A dry run plans everything from one listing; the disk budget needs every file's size.
     // Otherwise the listing holds only what the file round may act on: transcripts and lock
-    // counters of transcripts no entry references, and archives if they expire.
+    // counters of transcripts no entry references, and archives due to go or to be renamed,
+    // as far as their names tell. A directory of many sessions holds tens of thousands of
+    // archives within their retention, and a `stat` of each made every pass slower.
     let full = dry || config.max_disk_bytes.is_some();
     let unreferenced = |name: &str| shared.read().state.transcript_refs(name) == 0;
     let mut want = |name: &str, kind: Kind| {
         full || match kind {
             Kind::Transcript => unreferenced(name),
             Kind::Counter => counter_transcript(name).is_some_and(unreferenced),
-            Kind::Archive => config.archive_retention.is_some(),
+            Kind::Archive => config
+                .archive_retention
+                .is_some_and(|retention| archive_due_by_name(name, now, retention) != Some(false)),
             Kind::Temp | Kind::Other => false,
         }
     };
@@ -1627,9 +1667,10 @@ pub(crate) fn run(
         name.is_some_and(|n| is_transcript_name(&n) && shared.read().state.transcript_refs(&n) == 0)
             && !with_suffix(path, ".lock").exists()
     };
+    // In the directory's turn (see `in_dir_turns`).
     let dispose = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| -> bool {
         let done = if *delete {
-            remove_file(path)
+            fs::remove_file(path)
         } else {
             archive(path, now)
         };
@@ -1653,35 +1694,56 @@ pub(crate) fn run(
     // However long the listing and the plan took, each pass gets through some files: a
     // directory of many orphans would otherwise spend every pass's budget before the first.
     let mut done = 0;
-    for o in &plan.orphans {
+    let mut within_budget = |report: &mut MaintenanceReport| {
         if report.incomplete || (done >= MIN_FILES_PER_PASS && budget.spent()) {
             report.incomplete = true;
-            break;
+            return false;
         }
         done += 1;
-        if still_orphan(&o.0) && dispose(o, &mut report) {
-            report.orphans.push(o.0.clone());
-        }
-    }
-    // Lock counters whose transcript is gone (left by earlier passes or other tools).
-    for f in files.iter().filter(|f| f.kind == Kind::Counter) {
-        if let Some(transcript) = files.name(f).strip_suffix(".lock.gen")
-            && !files.contains(transcript)
-        {
-            let transcript = dir.join(transcript);
-            // Not listed may also mean that its session gained an entry after the listing.
-            if fs::symlink_metadata(&transcript).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-            {
-                forget_lock_counter(&transcript);
+        true
+    };
+    in_dir_turns(
+        dir,
+        &plan.orphans,
+        &mut report,
+        |o, report| {
+            if !within_budget(report) {
+                Pick::Stop
+            } else if still_orphan(&o.0) {
+                Pick::Change
+            } else {
+                Pick::Skip
             }
-        }
-    }
+        },
+        |o, report| {
+            if dispose(o, report) {
+                report.orphans.push(o.0.clone());
+            }
+        },
+    );
+    // Lock counters whose transcript is gone (left by earlier passes or other tools).
+    let counters: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| f.kind == Kind::Counter)
+        .filter_map(|f| files.name(f).strip_suffix(".lock.gen"))
+        .filter(|transcript| !files.contains(transcript))
+        .map(|transcript| dir.join(transcript))
+        .collect();
+    in_dir_turns(
+        dir,
+        &counters,
+        &mut report,
+        // Not listed may also mean that its session gained an entry after the listing.
+        |transcript, _| match fs::symlink_metadata(transcript) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Pick::Change,
+            _ => Pick::Skip,
+        },
+        |transcript, _| forget_lock_counter(transcript),
+    );
     for (path, how) in &plan.restamp {
-        if report.incomplete || (done >= MIN_FILES_PER_PASS && budget.spent()) {
-            report.incomplete = true;
+        if !within_budget(&mut report) {
             break;
         }
-        done += 1;
         let done = match how {
             Restamp::Touch { orphan: true } if !still_orphan(path) => continue,
             Restamp::Touch { .. } => restamp(path, now),
@@ -1691,7 +1753,9 @@ pub(crate) fn run(
                     archive_stamp(name).map(|(start, _)| path.with_file_name(&name[..start]))
                 });
                 match prefix {
-                    Some(prefix) => rename_aside(path, prefix.as_os_str(), now),
+                    Some(prefix) => {
+                        in_turn_of_parent(path, || rename_aside(path, prefix.as_os_str(), now))
+                    }
                     None => continue,
                 }
             }
@@ -1711,21 +1775,26 @@ pub(crate) fn run(
             )),
         }
     }
-    for path in plan.archives.iter().chain(&plan.temps) {
-        if report.incomplete || (done >= MIN_FILES_PER_PASS && budget.spent()) {
-            report.incomplete = true;
-            break;
-        }
-        done += 1;
-        match remove_file(path) {
+    in_dir_turns(
+        dir,
+        plan.archives.iter().chain(&plan.temps),
+        &mut report,
+        |_, report| {
+            if within_budget(report) {
+                Pick::Change
+            } else {
+                Pick::Stop
+            }
+        },
+        |path, report| match fs::remove_file(path) {
             Ok(()) if plan.temps.contains(path) => report.temps_removed.push(path.clone()),
             Ok(()) => report.archives_removed.push(path.clone()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => report
                 .errors
                 .push(format!("{}: could not remove it: {e}", path.display())),
-        }
-    }
+        },
+    );
     // The disk budget's evictions come after the archives, orphans and temp files it counted
     // as freed, as in OpenClaw's order: a pass out of time leaves them to the next, which
     // plans them again from what it finds.
@@ -1734,11 +1803,21 @@ pub(crate) fn run(
     }
     // The transcripts of this pass's evictions are not cut by the budget: there are no more of
     // them than evictions, and leaving them would make orphans that wait out their grace.
-    for t in &plan.transcripts {
-        if still_orphan(&t.0) {
-            dispose(t, &mut report);
-        }
-    }
+    in_dir_turns(
+        dir,
+        &plan.transcripts,
+        &mut report,
+        |t, _| {
+            if still_orphan(&t.0) {
+                Pick::Change
+            } else {
+                Pick::Skip
+            }
+        },
+        |t, report| {
+            dispose(t, report);
+        },
+    );
     if let Some(e) = unread.take() {
         report
             .errors
@@ -1956,17 +2035,68 @@ fn restamp(path: &Path, at: SystemTime) -> io::Result<()> {
     crate::sys::open_regular(fs::File::options().write(true), path)?.set_modified(at)
 }
 
-/// Removes a file in its directory's turn: a pass removes thousands, beside the sessions'
-/// own file creations.
+/// Removes a file in its directory's turn.
 fn remove_file(path: &Path) -> io::Result<()> {
     in_turn_of_parent(path, || fs::remove_file(path))
 }
 
+/// How many files a pass renames or removes in one turn of their directory
+/// ([`in_directory_turn`]). Threads that create transcripts and their locks take the turn all
+/// the time, and a pass that queued behind them once per file fell seconds behind its cap; the
+/// sessions' own creations wait for at most this many changes instead.
+pub(crate) const CHANGES_PER_DIR_TURN: usize = 32;
+
+/// What [`in_dir_turns`] does with one file.
+enum Pick {
+    /// Changes it, in the turn.
+    Change,
+    /// Leaves it.
+    Skip,
+    /// Leaves it and every file after it.
+    Stop,
+}
+
+/// Walks `items`, `check`ing each outside any turn (a check may read the journal, which waits
+/// for its lock, and no turn may be held across a wait), and hands those picked to `change`
+/// in one turn of `dir` per run of at most [`CHANGES_PER_DIR_TURN`]. The files picked before
+/// a [`Pick::Stop`] are changed.
+fn in_dir_turns<'a, T: 'a>(
+    dir: &Path,
+    items: impl IntoIterator<Item = &'a T>,
+    report: &mut MaintenanceReport,
+    mut check: impl FnMut(&'a T, &mut MaintenanceReport) -> Pick,
+    mut change: impl FnMut(&'a T, &mut MaintenanceReport),
+) {
+    let mut items = items.into_iter();
+    let mut picked = Vec::with_capacity(CHANGES_PER_DIR_TURN);
+    let mut more = true;
+    while more {
+        while picked.len() < CHANGES_PER_DIR_TURN {
+            match items.next().map(|item| (item, check(item, report))) {
+                Some((item, Pick::Change)) => picked.push(item),
+                Some((_, Pick::Skip)) => {}
+                Some((_, Pick::Stop)) | None => {
+                    more = false;
+                    break;
+                }
+            }
+        }
+        if !picked.is_empty() {
+            in_directory_turn(dir, || {
+                for item in picked.drain(..) {
+                    change(item, report);
+                }
+            });
+        }
+    }
+}
+
 /// Removes the write lock's generation counter (`<file>.lock.gen`) of a transcript that is
 /// gone, unless its lock is held or left (`<file>.lock`): one is left per session otherwise.
+/// The caller holds the directory's turn.
 fn forget_lock_counter(transcript: &Path) {
     if !with_suffix(transcript, ".lock").exists()
-        && let Err(e) = remove_file(&with_suffix(transcript, ".lock.gen"))
+        && let Err(e) = fs::remove_file(with_suffix(transcript, ".lock.gen"))
         && e.kind() != io::ErrorKind::NotFound
     {
         tracing::debug!(path = %transcript.display(), error = %e, "kept a lock counter");
@@ -1999,6 +2129,8 @@ mod tests {
         /// How many directories below a store directory this thread has listed, to count
         /// the walks of a pass (a pass runs on the thread that asks for it).
         pub(super) static DIRS_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// How many files of a store directory this thread's listings have `stat`ed.
+        pub(super) static FILES_STATED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     /// The directories the walks of `f` listed.
@@ -2045,6 +2177,101 @@ mod tests {
                 assert_eq!(report.disk_bytes_before, Some(top + 5), "{mode:?}");
                 assert_eq!(report.disk_bytes_after, Some(top + 5), "{mode:?}");
             }
+        }
+    }
+
+    /// A pass without a disk budget `stat`s only the archives it may act on, as their names
+    /// tell: those past their retention, those named in the future, and those whose names give
+    /// no time. The many within their retention it leaves unread, and acts as before on the
+    /// others.
+    #[test]
+    fn a_pass_stats_only_the_archives_whose_names_say_it_may_act_on_them() {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        let dir = Scratch::new("maintain-archive-names");
+        let now = SystemTime::now();
+        let archive = |i: usize, at: SystemTime| {
+            let name = format!("s{i}.jsonl.deleted.{}", crate::snapshot::compact_utc(at));
+            fs::write(dir.join(&name), b"x").unwrap();
+            name
+        };
+        let young: Vec<String> = (0..40).map(|i| archive(i, now - DAY)).collect();
+        let old: Vec<String> = (40..43).map(|i| archive(i, now - 40 * DAY)).collect();
+        let future: Vec<String> = (43..45).map(|i| archive(i, now + 2 * DAY)).collect();
+        for name in ["s45.jsonl.deleted.soon", "s46.jsonl.bak.x"] {
+            fs::write(dir.join(name), b"x").unwrap();
+        }
+        let store = crate::Store::builder()
+            .maintenance(Maintenance::new().background(false).interval(None))
+            .auto_compact(false)
+            .open(dir.join("sessions.json"))
+            .unwrap();
+        let stated = |f: &mut dyn FnMut()| {
+            let before = FILES_STATED.with(std::cell::Cell::get);
+            f();
+            FILES_STATED.with(std::cell::Cell::get) - before
+        };
+        let mut report = None;
+        let n = stated(&mut || report = Some(store.maintain(false).unwrap()));
+        assert_eq!(n, 3 + 2 + 2);
+        let report = report.unwrap();
+        let names = |paths: &[PathBuf]| -> Vec<String> {
+            let mut names: Vec<String> = paths
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&report.archives_removed), old);
+        assert_eq!(names(&report.restamped), future);
+        for name in &young {
+            assert!(dir.join(name).exists(), "{name}");
+        }
+        // A dry run plans from every file: the 44 archives left, and the journal.
+        assert_eq!(
+            stated(&mut || drop(store.maintain(true).unwrap())),
+            40 + 2 + 2 + 1
+        );
+        // Without a retention no archive is read.
+        let store = crate::Store::builder()
+            .maintenance(
+                Maintenance::new()
+                    .background(false)
+                    .interval(None)
+                    .archive_retention(None),
+            )
+            .auto_compact(false)
+            .open(dir.join("sessions.json"))
+            .unwrap();
+        assert_eq!(stated(&mut || drop(store.maintain(false).unwrap())), 0);
+    }
+
+    /// Both ways of renaming aside refuse a name that is taken and leave both files as they
+    /// were: Linux's rename that never replaces, and the reservation used where there is none.
+    #[test]
+    fn renaming_aside_never_replaces_a_file() {
+        let dir = Scratch::new("maintain-no-replace");
+        type Rename = fn(&Path, &Path) -> io::Result<()>;
+        let ways: [(&str, Rename); 2] = [
+            ("no-replace rename", crate::sys::rename_no_replace),
+            ("reservation", reserve_then_rename),
+        ];
+        for (way, rename) in ways {
+            let (from, to, free) = (dir.join("a"), dir.join("b"), dir.join("c"));
+            fs::write(&from, b"moving").unwrap();
+            fs::write(&to, b"kept").unwrap();
+            let e = rename(&from, &to).expect_err(way);
+            if e.kind() == io::ErrorKind::Unsupported && !cfg!(target_os = "linux") {
+                continue;
+            }
+            assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{way}: {e}");
+            assert_eq!(fs::read(&from).unwrap(), b"moving", "{way}");
+            assert_eq!(fs::read(&to).unwrap(), b"kept", "{way}");
+            rename(&from, &free).unwrap();
+            assert!(!from.exists(), "{way}");
+            assert_eq!(fs::read(&free).unwrap(), b"moving", "{way}");
+            fs::remove_file(&free).unwrap();
+            fs::remove_file(&to).unwrap();
         }
     }
 

@@ -1,5 +1,5 @@
-//! Linux: per-thread nice values, glibc's `malloc_trim`, and opening a file again through
-//! `/proc/self/fd`.
+//! Linux: per-thread nice values, glibc's `malloc_trim`, opening a file again through
+//! `/proc/self/fd`, and a rename that never replaces its target.
 
 /// The compaction thread runs at nice 10, so that a thread of the caller's (an async runtime's
 /// worker, the writer) gets a CPU first when both want one.
@@ -55,4 +55,45 @@ pub(crate) fn open_without_blocking(
 ) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     options.custom_flags(libc::O_NONBLOCK).open(path)
+}
+
+/// Renames `from` to `to` unless `to` exists (`renameat2(2)` with `RENAME_NOREPLACE`): one
+/// atomic step, so nothing is reserved first and a crash leaves nothing behind. Fails with
+/// [`std::io::ErrorKind::AlreadyExists`] if `to` exists, and with
+/// [`std::io::ErrorKind::Unsupported`] where the file system or the kernel (before 3.15)
+/// cannot do it, for the caller to fall back on a reservation.
+pub(crate) fn rename_no_replace(
+    from: &std::path::Path,
+    to: &std::path::Path,
+) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |path: &std::path::Path| {
+        CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // Through `syscall`, which every C library has, rather than a wrapper only glibc exports.
+    // SAFETY: both paths are NUL-terminated strings that live across the call.
+    #[allow(unsafe_code)]
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
+            Err(std::io::Error::new(std::io::ErrorKind::Unsupported, e))
+        }
+        _ => Err(e),
+    }
 }

@@ -4,6 +4,8 @@
 //! maintenance): nothing depends on them for correctness, so where a platform lacks them they
 //! do nothing. The journal's OS locks and the renames of quarantine and maintenance are std's
 //! on every platform, and live here so that their platform semantics are written down once.
+//! Where the platform offers it (Linux), maintenance archives with a rename that refuses to
+//! replace its target ([`rename_no_replace`]); elsewhere it reserves the name first.
 
 #[cfg(target_os = "linux")]
 mod linux;

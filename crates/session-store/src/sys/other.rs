@@ -1,5 +1,6 @@
-//! Fallback for platforms that are not tested yet: the hints do nothing, and a file cannot be
-//! opened again by its descriptor (so a held journal lock is polled).
+//! Fallback for platforms that are not tested yet: the hints do nothing, a file cannot be
+//! opened again by its descriptor (so a held journal lock is polled), and a rename that must
+//! not replace its target reserves the name first.
 
 /// Does nothing on this platform.
 pub(crate) fn lower_this_thread_priority() {}
@@ -18,4 +19,13 @@ pub(crate) fn open_without_blocking(
     path: &std::path::Path,
 ) -> std::io::Result<std::fs::File> {
     options.open(path)
+}
+
+/// Not offered here: fails with [`std::io::ErrorKind::Unsupported`], so that the caller
+/// reserves the name first.
+pub(crate) fn rename_no_replace(
+    _from: &std::path::Path,
+    _to: &std::path::Path,
+) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }

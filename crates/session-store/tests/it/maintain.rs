@@ -321,6 +321,45 @@ fn transcripts_of_evicted_sessions_are_archived_unless_still_referenced() {
     assert!(archives.iter().all(|n| n.starts_with("sa")), "{names:?}");
 }
 
+/// A pass renames and removes files in runs, in one turn of their directory per run of up to
+/// 32 files (`sessionkit_atomic_fs::in_directory_turn`): the threads that create transcripts
+/// and their locks take that turn all the time, and a pass that queued for it once per file,
+/// twice with the lock counter, fell far behind its cap under load.
+#[test]
+fn a_pass_archives_in_one_directory_turn_per_32_files() {
+    let dir = Scratch::new("turns");
+    let store = open(&dir, on_demand().max_entries(Some(10)));
+    for i in 0..80u64 {
+        store
+            .upsert(
+                format!("k{i:02}"),
+                entry(&format!("s{i}"), Duration::from_secs(1000 - i), ""),
+            )
+            .unwrap();
+        plant(&dir.join(format!("s{i}.jsonl")), 10, Duration::ZERO);
+        plant(
+            &dir.join(format!("s{i}.jsonl.lock.gen")),
+            21,
+            Duration::ZERO,
+        );
+    }
+    let before = sessionkit_atomic_fs::directory_turns_taken();
+    let report = store.maintain(false).unwrap();
+    // 70 transcripts and their counters: runs of 32, 32 and 6.
+    assert_eq!(sessionkit_atomic_fs::directory_turns_taken() - before, 3);
+    assert_eq!(report.capped.len(), 70);
+    assert_eq!(report.archived.len(), 70);
+    let names = dir.names();
+    let count = |f: &dyn Fn(&str) -> bool| names.iter().filter(|n| f(n)).count();
+    assert_eq!(count(&|n| n.contains(".jsonl.deleted.")), 70, "{names:?}");
+    assert_eq!(count(&|n| n.ends_with(".jsonl")), 10, "{names:?}");
+    assert_eq!(count(&|n| n.ends_with(".lock.gen")), 10, "{names:?}");
+    for i in 70..80 {
+        assert!(names.contains(&format!("s{i}.jsonl")), "{names:?}");
+        assert!(names.contains(&format!("s{i}.jsonl.lock.gen")), "{names:?}");
+    }
+}
+
 /// An archive's name is never one that exists: a transcript archived in the same millisecond
 /// as an earlier archive of the same name (a clock set back, a session id used again) takes
 /// the next free millisecond, and the earlier archive keeps its bytes.
