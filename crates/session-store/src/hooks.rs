@@ -33,6 +33,9 @@ pub(crate) enum Point {
     /// A maintenance pass has planned what to do with files and is about to do it. Keyed by
     /// the snapshot's path.
     FilesPlanned,
+    /// A maintenance pass has checked a run of files and is about to take the directory's
+    /// turn to change them. Keyed by the store's directory as the snapshot's path gives it.
+    FilesChecked,
     /// An open or a reload has parsed the snapshot, before it takes the journal's lock.
     /// Keyed by the snapshot's path.
     SnapshotParsed,

@@ -571,6 +571,16 @@ fn archive(path: &Path, at: SystemTime) -> io::Result<()> {
 /// exclusively), and a crash between the two steps leaves an empty archive, which goes at the
 /// end of its retention.
 fn rename_aside(path: &Path, prefix: &std::ffi::OsStr, at: SystemTime) -> io::Result<()> {
+    rename_aside_with(path, prefix, at, crate::sys::rename_no_replace)
+}
+
+/// [`rename_aside`] with `no_replace` for the platform's rename that never replaces.
+fn rename_aside_with(
+    path: &Path,
+    prefix: &std::ffi::OsStr,
+    at: SystemTime,
+    no_replace: fn(&Path, &Path) -> io::Result<()>,
+) -> io::Result<()> {
     // More archives of one transcript's name in one second than this is not a state a
     // directory gets into by use.
     const NAMES: u64 = 1000;
@@ -582,7 +592,7 @@ fn rename_aside(path: &Path, prefix: &std::ffi::OsStr, at: SystemTime) -> io::Re
         let renamed = if reserve {
             reserve_then_rename(path, &aside)
         } else {
-            crate::sys::rename_no_replace(path, &aside)
+            no_replace(path, &aside)
         };
         match renamed {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -1667,8 +1677,12 @@ pub(crate) fn run(
         name.is_some_and(|n| is_transcript_name(&n) && shared.read().state.transcript_refs(&n) == 0)
             && !with_suffix(path, ".lock").exists()
     };
-    // In the directory's turn (see `in_dir_turns`).
+    // In the directory's turn (see `in_dir_turns`), up to a run of files after the check. A
+    // write lock taken in this process since is seen: its file is created in the same turn.
     let dispose = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| -> bool {
+        if with_suffix(path, ".lock").exists() {
+            return false;
+        }
         let done = if *delete {
             fs::remove_file(path)
         } else {
@@ -2059,7 +2073,7 @@ enum Pick {
 /// Walks `items`, `check`ing each outside any turn (a check may read the journal, which waits
 /// for its lock, and no turn may be held across a wait), and hands those picked to `change`
 /// in one turn of `dir` per run of at most [`CHANGES_PER_DIR_TURN`]. The files picked before
-/// a [`Pick::Stop`] are changed.
+/// a [`Pick::Stop`] are changed, so a pass may run past its time budget by one run.
 fn in_dir_turns<'a, T: 'a>(
     dir: &Path,
     items: impl IntoIterator<Item = &'a T>,
@@ -2082,6 +2096,8 @@ fn in_dir_turns<'a, T: 'a>(
             }
         }
         if !picked.is_empty() {
+            #[cfg(test)]
+            crate::hooks::reached(crate::hooks::Point::FilesChecked, dir);
             in_directory_turn(dir, || {
                 for item in picked.drain(..) {
                     change(item, report);
@@ -2224,7 +2240,11 @@ mod tests {
         };
         assert_eq!(names(&report.archives_removed), old);
         assert_eq!(names(&report.restamped), future);
-        for name in &young {
+        for name in &future {
+            assert!(!dir.join(name).exists(), "{name}");
+        }
+        let untouched = young.iter().map(String::as_str);
+        for name in untouched.chain(["s45.jsonl.deleted.soon", "s46.jsonl.bak.x"]) {
             assert!(dir.join(name).exists(), "{name}");
         }
         // A dry run plans from every file: the 44 archives left, and the journal.
@@ -2273,6 +2293,38 @@ mod tests {
             fs::remove_file(&free).unwrap();
             fs::remove_file(&to).unwrap();
         }
+    }
+
+    /// Where the rename that never replaces is refused (a file system without the flag), an
+    /// archive falls back on the reservation, once, and still takes the next free millisecond
+    /// rather than replace a taken name.
+    #[test]
+    fn renaming_aside_falls_back_on_a_reservation_where_the_rename_is_refused() {
+        let dir = Scratch::new("maintain-fallback");
+        let at = SystemTime::now();
+        let named = |ms: u64| {
+            let stamp = crate::snapshot::compact_utc(at + Duration::from_millis(ms));
+            dir.join(format!("s1.jsonl.deleted.{stamp}"))
+        };
+        fs::write(named(0), b"taken").unwrap();
+        fs::write(dir.join("s1.jsonl"), b"transcript").unwrap();
+        thread_local! {
+            static REFUSED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let refuse: fn(&Path, &Path) -> io::Result<()> = |_, _| {
+            REFUSED.with(|n| n.set(n.get() + 1));
+            Err(io::ErrorKind::Unsupported.into())
+        };
+        let mut prefix = dir.join("s1.jsonl").into_os_string();
+        prefix.push(".deleted.");
+        rename_aside_with(&dir.join("s1.jsonl"), &prefix, at, refuse).unwrap();
+        assert_eq!(REFUSED.with(std::cell::Cell::get), 1);
+        assert_eq!(fs::read(named(0)).unwrap(), b"taken");
+        assert_eq!(fs::read(named(1)).unwrap(), b"transcript");
+        assert!(!dir.join("s1.jsonl").exists());
+        let mut names = dir.names();
+        names.sort();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     /// A state that a writer changes before some of the planner's turns, which it counts.
@@ -2455,6 +2507,37 @@ mod tests {
         assert!(report.orphans.is_empty(), "{report:?}");
         assert!(transcript.exists());
         assert!(store.get("k1").unwrap().is_some());
+    }
+
+    /// A transcript whose write lock this process takes after the pass checked it, but before
+    /// the pass's turn of the directory came, stays: the lock file is looked for again in the
+    /// turn, in which the lock's own file is created.
+    #[test]
+    fn an_orphan_locked_after_its_check_stays() {
+        let dir = Scratch::new("orphan-locked");
+        let store = crate::Store::builder()
+            .maintenance(
+                Maintenance::new()
+                    .background(false)
+                    .interval(None)
+                    .orphan_grace(Duration::ZERO),
+            )
+            .auto_compact(false)
+            .open(dir.join("sessions.json"))
+            .unwrap();
+        let transcript = dir.join("s1.jsonl");
+        fs::write(&transcript, b"{}\n").unwrap();
+        sessionkit_test_support::set_modified_ago(&transcript, Duration::from_secs(10));
+        let locker = sessionkit_write_lock::Locker::new();
+        let taken = Arc::new(std::sync::Mutex::new(None));
+        let (path, slot) = (transcript.clone(), taken.clone());
+        crate::hooks::on(crate::hooks::Point::FilesChecked, dir.path(), move || {
+            *slot.lock().unwrap() = Some(locker.acquire(&path).unwrap());
+        });
+        let report = store.maintain(false).unwrap();
+        assert!(taken.lock().unwrap().is_some(), "the hook ran");
+        assert!(report.orphans.is_empty(), "{report:?}");
+        assert_eq!(fs::read(&transcript).unwrap(), b"{}\n");
     }
 
     #[test]

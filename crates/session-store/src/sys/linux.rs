@@ -60,8 +60,8 @@ pub(crate) fn open_without_blocking(
 /// Renames `from` to `to` unless `to` exists (`renameat2(2)` with `RENAME_NOREPLACE`): one
 /// atomic step, so nothing is reserved first and a crash leaves nothing behind. Fails with
 /// [`std::io::ErrorKind::AlreadyExists`] if `to` exists, and with
-/// [`std::io::ErrorKind::Unsupported`] where the file system or the kernel (before 3.15)
-/// cannot do it, for the caller to fall back on a reservation.
+/// [`std::io::ErrorKind::Unsupported`] where the file system, the kernel (before 3.15) or a
+/// sandbox's system call filter refuses it, for the caller to fall back on a reservation.
 pub(crate) fn rename_no_replace(
     from: &std::path::Path,
     to: &std::path::Path,
@@ -90,8 +90,10 @@ pub(crate) fn rename_no_replace(
         return Ok(());
     }
     let e = std::io::Error::last_os_error();
+    // EPERM too: a seccomp filter that does not know the call may refuse it so. If it meant
+    // that the rename is not allowed, the fallback's own rename says so.
     match e.raw_os_error() {
-        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM) => {
             Err(std::io::Error::new(std::io::ErrorKind::Unsupported, e))
         }
         _ => Err(e),
