@@ -2230,14 +2230,7 @@ mod tests {
         let n = stated(&mut || report = Some(store.maintain(false).unwrap()));
         assert_eq!(n, 3 + 2 + 2);
         let report = report.unwrap();
-        let names = |paths: &[PathBuf]| -> Vec<String> {
-            let mut names: Vec<String> = paths
-                .iter()
-                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            names
-        };
+        let names = sessionkit_test_support::file_names;
         assert_eq!(names(&report.archives_removed), old);
         assert_eq!(names(&report.restamped), future);
         for name in &future {
@@ -2477,25 +2470,27 @@ mod tests {
         );
     }
 
+    /// A store whose passes run only when asked and take orphans at any age.
+    fn orphans_at_once(snapshot: &Path) -> crate::Store {
+        crate::Store::builder()
+            .maintenance(
+                Maintenance::new()
+                    .background(false)
+                    .interval(None)
+                    .orphan_grace(Duration::ZERO),
+            )
+            .auto_compact(false)
+            .open(snapshot)
+            .unwrap()
+    }
+
     /// An orphan is checked against the journal as it is when the file would go: a session
     /// that another process gave an entry after the pass planned keeps its transcript.
     #[test]
     fn an_orphan_that_another_process_adopts_meanwhile_stays() {
         let dir = Scratch::new("orphan-adopted");
         let snapshot = dir.join("sessions.json");
-        let open = || {
-            crate::Store::builder()
-                .maintenance(
-                    Maintenance::new()
-                        .background(false)
-                        .interval(None)
-                        .orphan_grace(Duration::ZERO),
-                )
-                .auto_compact(false)
-                .open(&snapshot)
-                .unwrap()
-        };
-        let (store, other) = (open(), open());
+        let (store, other) = (orphans_at_once(&snapshot), orphans_at_once(&snapshot));
         let transcript = dir.join("s1.jsonl");
         fs::write(&transcript, b"{}\n").unwrap();
         sessionkit_test_support::set_modified_ago(&transcript, Duration::from_secs(10));
@@ -2515,16 +2510,7 @@ mod tests {
     #[test]
     fn an_orphan_locked_after_its_check_stays() {
         let dir = Scratch::new("orphan-locked");
-        let store = crate::Store::builder()
-            .maintenance(
-                Maintenance::new()
-                    .background(false)
-                    .interval(None)
-                    .orphan_grace(Duration::ZERO),
-            )
-            .auto_compact(false)
-            .open(dir.join("sessions.json"))
-            .unwrap();
+        let store = orphans_at_once(&dir.join("sessions.json"));
         let transcript = dir.join("s1.jsonl");
         fs::write(&transcript, b"{}\n").unwrap();
         sessionkit_test_support::set_modified_ago(&transcript, Duration::from_secs(10));

@@ -98,6 +98,21 @@ impl Drop for Scratch {
     }
 }
 
+/// The file names of `paths`, sorted (lossily converted to UTF-8; empty for a path without
+/// one).
+pub fn file_names(paths: &[PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// The names of the entries in `dir`, sorted (lossily converted to UTF-8).
 pub fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)

@@ -11,7 +11,8 @@ use sessionkit_session_store::{
     Clock, Entry, Maintenance, MaintenanceMode, ManualClock, Store, TranscriptDisposal,
 };
 use sessionkit_test_support::{
-    CHECKED_AS_NOBODY, Mount, run_as_nobody, set_mode, set_modified_ago, why_not_as_nobody,
+    CHECKED_AS_NOBODY, Mount, file_names, run_as_nobody, set_mode, set_modified_ago,
+    why_not_as_nobody,
 };
 
 use crate::util::Scratch;
@@ -1608,16 +1609,6 @@ fn a_bind_mount_of_the_store_inside_itself_is_counted_once() {
     assert_eq!(report.disk_bytes_before, Some(expected), "{report:?}");
 }
 
-/// The names of `paths`, sorted.
-fn sorted_names(paths: &[std::path::PathBuf]) -> Vec<String> {
-    let mut names: Vec<String> = paths
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_transcript_named_by_a_session_file_or_a_topic_like_id_is_no_orphan() {
     let dir = Scratch::new("refs");
@@ -1646,12 +1637,12 @@ fn a_transcript_named_by_a_session_file_or_a_topic_like_id_is_no_orphan() {
         sessionkit_session_store::plan_maintenance(dir.join("sessions.json"), &on_demand())
             .unwrap();
     assert_eq!(
-        sorted_names(&planned.orphans),
+        file_names(&planned.orphans),
         ["lost-topic-1.jsonl", "lost.jsonl"]
     );
     let report = store.maintain(false).unwrap();
     assert_eq!(
-        sorted_names(&report.orphans),
+        file_names(&report.orphans),
         ["lost-topic-1.jsonl", "lost.jsonl"]
     );
     let names = dir.names();
@@ -1661,7 +1652,7 @@ fn a_transcript_named_by_a_session_file_or_a_topic_like_id_is_no_orphan() {
     // Once its entry is deleted, both of its transcripts are orphans.
     store.delete("c").unwrap();
     let report = store.maintain(false).unwrap();
-    assert_eq!(sorted_names(&report.orphans), ["renamed.jsonl", "sc.jsonl"]);
+    assert_eq!(file_names(&report.orphans), ["renamed.jsonl", "sc.jsonl"]);
     assert!(dir.names().contains(&"a-topic-b.jsonl".to_owned()));
 }
 
@@ -1696,10 +1687,10 @@ fn an_evicted_entry_takes_its_sessions_transcripts_and_leaves_its_session_files_
         sessionkit_session_store::plan_maintenance(dir.join("sessions.json"), &on_demand())
             .unwrap();
     let taken = ["so-topic-1.jsonl", "so.jsonl", "so2.jsonl"];
-    assert_eq!(sorted_names(&planned.archived), taken);
+    assert_eq!(file_names(&planned.archived), taken);
     let report = store.maintain(false).unwrap();
     assert_eq!(report.pruned, ["old", "old2"]);
-    assert_eq!(sorted_names(&report.archived), taken);
+    assert_eq!(file_names(&report.archived), taken);
     assert!(report.orphans.is_empty(), "{report:?}");
     let names = dir.names();
     for kept in ["other.jsonl", "shared.jsonl", "sk.jsonl"] {
@@ -1710,7 +1701,7 @@ fn an_evicted_entry_takes_its_sessions_transcripts_and_leaves_its_session_files_
         set_modified_ago(&dir.join(name), 2 * DAY);
     }
     let report = store.maintain(false).unwrap();
-    assert_eq!(sorted_names(&report.orphans), ["other.jsonl"]);
+    assert_eq!(file_names(&report.orphans), ["other.jsonl"]);
 }
 
 #[test]
@@ -1730,7 +1721,7 @@ fn a_session_file_written_on_windows_keeps_its_transcript() {
     plant(&dir.join("renamed.jsonl"), 10, 2 * DAY);
     plant(&dir.join("lost.jsonl"), 10, 2 * DAY);
     let report = store.maintain(false).unwrap();
-    assert_eq!(sorted_names(&report.orphans), ["lost.jsonl"]);
+    assert_eq!(file_names(&report.orphans), ["lost.jsonl"]);
     assert!(dir.names().contains(&"renamed.jsonl".to_owned()));
 }
 
@@ -1765,15 +1756,12 @@ fn the_disk_budget_keeps_transcripts_named_by_session_file_until_their_entry_goe
     assert!(report.orphans.is_empty(), "{report:?}");
     assert_eq!(report.disk_evicted, ["k1", "k2", "k3"]);
     assert_eq!(
-        sorted_names(&report.deleted),
+        file_names(&report.deleted),
         ["t1.jsonl", "t2.jsonl", "t3.jsonl"]
     );
     // The plan reaches the high water mark; the eviction records the pass then appends to the
     // journal count in the total after it.
     assert!(planned.disk_bytes_after.unwrap() <= 10_000, "{planned:?}");
     assert_eq!(planned.disk_evicted, report.disk_evicted);
-    assert_eq!(
-        sorted_names(&planned.deleted),
-        sorted_names(&report.deleted)
-    );
+    assert_eq!(file_names(&planned.deleted), file_names(&report.deleted));
 }
