@@ -29,9 +29,9 @@ thread_local! {
 ///
 /// Every call of this crate that creates, renames or removes a file or directory takes a turn
 /// (through [`RealFs`](crate::RealFs)), and so do the lock files of `sessionkit-write-lock` and
-/// the transcripts that `sessionkit-session-store`'s maintenance removes. Maintenance removes
-/// many at a time, and takes one turn for a run of them: a thread that waits for a turn once
-/// per file, behind others that take it all the time, waits once per file for all of them.
+/// the transcripts that `sessionkit-session-store`'s maintenance removes. Maintenance changes
+/// many files at a time and takes one turn for each run of them: queued once per file behind
+/// threads that take the turn all the time, it waited behind each of them once per file.
 ///
 /// A turn is held only for `change`, which must not wait for anything else (another turn, a
 /// file lock, a channel). The turns are kept in 64 stripes by a hash of `dir`, so two

@@ -1678,7 +1678,8 @@ pub(crate) fn run(
             && !with_suffix(path, ".lock").exists()
     };
     // In the directory's turn (see `in_dir_turns`), up to a run of files after the check. A
-    // write lock taken in this process since is seen: its file is created in the same turn.
+    // write lock taken in this process since is seen: its file is created in the same turn,
+    // if its path names the directory as the store's path does (the turns go by the name).
     let dispose = |(path, delete): &(PathBuf, bool), report: &mut MaintenanceReport| -> bool {
         if with_suffix(path, ".lock").exists() {
             return false;
