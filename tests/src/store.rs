@@ -363,7 +363,9 @@ fn describe_state(state: &KeyState) -> String {
     }
 }
 
-/// When two states carry the same version but differ, which fields differ.
+/// When two states carry the same version but differ, which fields differ: those only the
+/// found state has, those it lacks, and those whose values differ. A patch found on a base the
+/// model does not expect (an update lost under it, or a failed one that landed) shows so.
 fn differing_fields(found: &KeyState, required: &KeyState) -> String {
     let (Some(found), Some(required)) = (found, required) else {
         return String::new();
@@ -371,15 +373,25 @@ fn differing_fields(found: &KeyState, required: &KeyState) -> String {
     if found.get("v") != required.get("v") {
         return String::new();
     }
-    let mut names: Vec<&str> = found
-        .keys()
-        .chain(required.keys())
-        .filter(|k| found.get(*k) != required.get(*k))
-        .map(String::as_str)
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    format!(" (same version, fields {names:?} differ)")
+    let names = |pick: &dyn Fn(&str) -> bool| -> Vec<&str> {
+        let mut names: Vec<&str> = found
+            .keys()
+            .chain(required.keys())
+            .map(String::as_str)
+            .filter(|k| pick(k))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    };
+    let extra = names(&|k| !required.contains_key(k));
+    let missing = names(&|k| !found.contains_key(k));
+    let changed = names(&|k| {
+        found.contains_key(k) && required.contains_key(k) && found.get(k) != required.get(k)
+    });
+    format!(
+        " (same version; found has besides {extra:?}, lacks {missing:?}, differs in {changed:?})"
+    )
 }
 
 /// What the workload promised: every key's history and which of its states are required.
@@ -1205,6 +1217,25 @@ mod tests {
         let mut m = Map::new();
         m.insert("v".into(), Value::from(v));
         m
+    }
+
+    #[test]
+    fn a_same_version_difference_names_what_the_found_state_has_and_lacks() {
+        let mut found = fields(7);
+        found.insert("p".into(), Value::from(7));
+        found.insert("big".into(), Value::from("x"));
+        let mut required = fields(7);
+        required.insert("p".into(), Value::from(7));
+        required.insert("big".into(), Value::from("y"));
+        required.insert("meta".into(), Value::from(1));
+        required.insert("u".into(), Value::from(3));
+        found.insert("pad".into(), Value::from("z"));
+        assert_eq!(
+            differing_fields(&Some(found), &Some(required)),
+            r#" (same version; found has besides ["pad"], lacks ["meta", "u"], differs in ["big"])"#
+        );
+        assert_eq!(differing_fields(&Some(fields(7)), &Some(fields(8))), "");
+        assert_eq!(differing_fields(&None, &Some(fields(8))), "");
     }
 
     #[test]
